@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs everything Shipmate needs on a fresh machine. Idempotent: a second run
+# only checks. Usage: scripts/setup.sh [--dev]   (--dev adds what the tests need)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_dev=0
+[[ "${1:-}" == "--dev" ]] && want_dev=1
+
+apt_packages=()
+if [[ $want_dev == 1 ]]; then
+    # dockerd for the Docker plugin's tests, debootstrap to build a base image
+    # without a registry, chromium for the web UI's browser tests.
+    command -v dockerd >/dev/null || apt_packages+=(docker.io)
+    command -v debootstrap >/dev/null || apt_packages+=(debootstrap)
+    command -v chromium >/dev/null || apt_packages+=(chromium)
+    command -v wrk >/dev/null || apt_packages+=(wrk)
+fi
+if ((${#apt_packages[@]})); then
+    echo "setup: installing Debian packages: ${apt_packages[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${apt_packages[@]}" >/dev/null
+fi
+
+extras=""
+[[ $want_dev == 1 ]] && extras="[dev]"
+stamp=".cache/setup-stamp$extras"
+mkdir -p .cache
+if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]] || ! python3 -c "import shipmate" 2>/dev/null; then
+    echo "setup: installing shipmate$extras and its Python dependencies"
+    python3 -m pip install --quiet --disable-pip-version-check -e ".$extras"
+    touch "$stamp"
+fi

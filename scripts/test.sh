@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: set-up, lint, types, import contracts, tests.
+# Extra arguments go to pytest (e.g. scripts/test.sh tests/plugin -x).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh --dev
+
+echo "== ruff"
+ruff check src tests bench examples
+echo "== mypy"
+mypy
+echo "== import contracts"
+lint-imports
+echo "== pytest"
+set +e
+python3 -m pytest "$@"
+code=$?
+set -e
+if [[ $code == 5 ]]; then
+    echo "pytest collected no tests" >&2
+    exit 1
+fi
+exit $code

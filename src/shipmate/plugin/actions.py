@@ -1,0 +1,146 @@
+"""Action names and ``invoke``: run one action on a plugin, never letting an exception escape."""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from shipmate.plugin.base import PluginBase
+from shipmate.plugin.errors import ConfigError
+from shipmate.plugin.info import DeploymentInfo, EndpointInfo
+from shipmate.plugin.status import ActionStatus, ActionStatusInfo, DeploymentState
+
+log = logging.getLogger(__name__)
+
+
+class Action(str, enum.Enum):
+    """Every action name, in the order ``--list-actions`` prints them."""
+
+    PLUGIN_START = "plugin_start"
+    PLUGIN_STOP = "plugin_stop"
+    DEPLOYMENT_START = "deployment_start"
+    DEPLOYMENT_STOP = "deployment_stop"
+    DEPLOYMENT_REPLACE_MODEL = "deployment_replace_model"
+    DEPLOYMENT_STATUS = "deployment_status"
+    PE_STATUS = "pe_status"
+    DEPLOYMENT_LIST = "deployment_list"
+    DEPLOYMENT_RELAUNCH = "deployment_relaunch"
+    ENDPOINT_UPDATE = "endpoint_update"
+    ENDPOINT_STATUS = "endpoint_status"
+
+    @property
+    def needs_deployment_info(self) -> bool:
+        return self in DEPLOYMENT_ACTIONS
+
+    @property
+    def needs_endpoint_info(self) -> bool:
+        return self in (Action.ENDPOINT_UPDATE, Action.ENDPOINT_STATUS)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+DEPLOYMENT_ACTIONS = frozenset(
+    {
+        Action.DEPLOYMENT_START,
+        Action.DEPLOYMENT_STOP,
+        Action.DEPLOYMENT_REPLACE_MODEL,
+        Action.DEPLOYMENT_STATUS,
+        Action.DEPLOYMENT_RELAUNCH,
+    }
+)
+"""Actions that act on one deployment and so need a ``deploymentInfo`` section."""
+
+DOCUMENTED_ACTIONS = tuple(Action)[:9]
+"""The documented actions plus ``deployment_relaunch``; ``endpoint_*`` are optional extras."""
+
+
+def parse_action(name: str) -> Action:
+    try:
+        return Action(name)
+    except ValueError:
+        known = ", ".join(a.value for a in Action)
+        raise ConfigError(f"Action is not supported: {name} (known actions: {known})") from None
+
+
+def call_with_deployment(method: Callable[..., Any], deployment_info: DeploymentInfo) -> Any:
+    """Call ``deployment_stop``/``deployment_status`` the way the plugin was written.
+
+    The documented contract passes the ``DeploymentInfo``; DataRobot's package
+    passes the id string. A plugin whose first parameter is named
+    ``deployment_id`` gets the id, every other plugin the info.
+    """
+    code = getattr(getattr(method, "__func__", method), "__code__", None)
+    if code is not None and code.co_argcount >= 2 and code.co_varnames[1] == "deployment_id":
+        return method(deployment_info.id)
+    return method(deployment_info)
+
+
+def invoke(
+    plugin: PluginBase,
+    action: Action | str,
+    deployment_info: DeploymentInfo | Mapping[str, Any] | None = None,
+    endpoint_info: EndpointInfo | Mapping[str, Any] | None = None,
+) -> ActionStatusInfo:
+    """Run ``action`` on ``plugin`` and return its status; never raises.
+
+    An exception becomes ``failing``/``errored`` with its message; a return value
+    that is not an ``ActionStatusInfo`` is reported as a contract violation. The
+    duration (seconds) is always measured here and set on the result.
+    """
+    started = time.perf_counter()
+    name = action.value if isinstance(action, Action) else str(action)
+    try:
+        result = _dispatch(plugin, name, deployment_info, endpoint_info)
+        if not isinstance(result, ActionStatusInfo):
+            result = ActionStatusInfo(
+                ActionStatus.ERROR,
+                msg=(
+                    f"Contract violation: {type(plugin).__name__}.{name} returned "
+                    f"{type(result).__name__}, not ActionStatusInfo"
+                ),
+                state=DeploymentState.ERRORED,
+            )
+    except (Exception, SystemExit) as exc:  # an action must never take its caller down
+        log.debug("action %s raised", name, exc_info=True)
+        text = str(exc) or type(exc).__name__
+        result = ActionStatusInfo(
+            ActionStatus.ERROR,
+            msg=f"Exception occurred while running action {name} : error {text}",
+            state=DeploymentState.ERRORED,
+        )
+    result.duration = round(time.perf_counter() - started, 4)
+    return result
+
+
+def _dispatch(
+    plugin: PluginBase,
+    name: str,
+    deployment_info: DeploymentInfo | Mapping[str, Any] | None,
+    endpoint_info: EndpointInfo | Mapping[str, Any] | None,
+) -> Any:
+    action = parse_action(name)
+    if action.needs_deployment_info:
+        if deployment_info is None:
+            raise ConfigError(f"action {name} needs a deploymentInfo section")
+        info = (
+            deployment_info
+            if isinstance(deployment_info, DeploymentInfo)
+            else DeploymentInfo.from_dict(deployment_info)
+        )
+        plugin._set_deployment_info(info.to_dict())
+        method = getattr(plugin, name)
+        if action in (Action.DEPLOYMENT_STOP, Action.DEPLOYMENT_STATUS):
+            return call_with_deployment(method, info)
+        return method(info)
+    if action.needs_endpoint_info:
+        if endpoint_info is None:
+            raise ConfigError(f"action {name} needs an endpointInfo section")
+        endpoint = (
+            endpoint_info if isinstance(endpoint_info, EndpointInfo) else EndpointInfo.from_dict(endpoint_info)
+        )
+        return getattr(plugin, name)(endpoint)
+    return getattr(plugin, name)()
