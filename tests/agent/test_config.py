@@ -76,7 +76,7 @@ def test_everything_from_the_environment(monkeypatch):
         (GOOD.replace("environmentId: e-1\n", ""), "environmentId", "SHIPMATE_AGENT_ENVIRONMENT_ID"),
         (GOOD.replace("  name: kubernetes\n", ""), "plugin", "exactly one of plugin.name"),
         (GOOD + "plugn: {}\n", "plugn", "unknown setting"),
-        (GOOD.replace("deploymentStart: 600", "deploymentStart: -1"), "timeouts.deploymentStart", "greater than 0"),
+        (GOOD.replace("Start: 600", "Start: -1"), "timeouts.deploymentStart", "greater than 0"),
         (GOOD + "token: <MLOPS_API_TOKEN>\n", "token", "placeholder"),
     ],
 )

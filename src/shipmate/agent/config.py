@@ -267,12 +267,16 @@ def _describe(exc: ValidationError, source: Path | None) -> str:
         key = ".".join(_camel(str(p)) for p in error["loc"]) or "(top level)"
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "missing":
-            env = ENV_PREFIX + "__".join(re.sub(r"(?<!^)([A-Z])", r"_\1", str(p)).upper() for p in error["loc"])
+            env = ENV_PREFIX + "__".join(_snake(str(p)).upper() for p in error["loc"])
             message = f"missing (set it in the file or as {env})"
         elif error["type"] == "extra_forbidden":
             message = "unknown setting"
         lines.append(f"{where}: key '{key}': {message}")
     return "\n".join(lines)
+
+
+def _snake(part: str) -> str:
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", part)
 
 
 def _camel(part: str) -> str:
