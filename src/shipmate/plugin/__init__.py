@@ -11,8 +11,16 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from shipmate.plugin.actions import Action, invoke
     from shipmate.plugin.base import BosunPluginBase, PluginBase
-    from shipmate.plugin.errors import ConfigError, ContractViolation, PluginError, PluginLoadError, StatusFileError
+    from shipmate.plugin.config import ActionConfig, load_private_config, mask_secret, sanitized
+    from shipmate.plugin.errors import (
+        ConfigError,
+        ContractViolation,
+        PluginError,
+        PluginLoadError,
+        StatusFileError,
+    )
     from shipmate.plugin.info import DeploymentInfo, EndpointInfo, PEInfo
+    from shipmate.plugin.loader import build_plugin, load_plugin_class
     from shipmate.plugin.status import ActionStatus, ActionStatusInfo, DataKey, DeploymentState
 
 _EXPORTS = {
@@ -20,6 +28,10 @@ _EXPORTS = {
     "invoke": "shipmate.plugin.actions",
     "PluginBase": "shipmate.plugin.base",
     "BosunPluginBase": "shipmate.plugin.base",
+    "ActionConfig": "shipmate.plugin.config",
+    "load_private_config": "shipmate.plugin.config",
+    "mask_secret": "shipmate.plugin.config",
+    "sanitized": "shipmate.plugin.config",
     "ConfigError": "shipmate.plugin.errors",
     "ContractViolation": "shipmate.plugin.errors",
     "PluginError": "shipmate.plugin.errors",
@@ -28,13 +40,38 @@ _EXPORTS = {
     "DeploymentInfo": "shipmate.plugin.info",
     "EndpointInfo": "shipmate.plugin.info",
     "PEInfo": "shipmate.plugin.info",
+    "build_plugin": "shipmate.plugin.loader",
+    "load_plugin_class": "shipmate.plugin.loader",
     "ActionStatus": "shipmate.plugin.status",
     "ActionStatusInfo": "shipmate.plugin.status",
     "DataKey": "shipmate.plugin.status",
     "DeploymentState": "shipmate.plugin.status",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Action",
+    "ActionConfig",
+    "ActionStatus",
+    "ActionStatusInfo",
+    "BosunPluginBase",
+    "ConfigError",
+    "ContractViolation",
+    "DataKey",
+    "DeploymentInfo",
+    "DeploymentState",
+    "EndpointInfo",
+    "PEInfo",
+    "PluginBase",
+    "PluginError",
+    "PluginLoadError",
+    "StatusFileError",
+    "build_plugin",
+    "invoke",
+    "load_plugin_class",
+    "load_private_config",
+    "mask_secret",
+    "sanitized",
+]
 
 
 def __getattr__(name: str) -> Any:

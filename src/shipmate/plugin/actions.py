@@ -16,7 +16,7 @@ from shipmate.plugin.status import ActionStatus, ActionStatusInfo, DeploymentSta
 log = logging.getLogger(__name__)
 
 
-class Action(str, enum.Enum):
+class Action(enum.StrEnum):
     """Every action name, in the order ``--list-actions`` prints them."""
 
     PLUGIN_START = "plugin_start"
@@ -140,7 +140,9 @@ def _dispatch(
         if endpoint_info is None:
             raise ConfigError(f"action {name} needs an endpointInfo section")
         endpoint = (
-            endpoint_info if isinstance(endpoint_info, EndpointInfo) else EndpointInfo.from_dict(endpoint_info)
+            endpoint_info
+            if isinstance(endpoint_info, EndpointInfo)
+            else EndpointInfo.from_dict(endpoint_info)
         )
         return getattr(plugin, name)(endpoint)
     return getattr(plugin, name)()

@@ -101,7 +101,7 @@ class PluginBase(abc.ABC):
 
     @abc.abstractmethod
     def pe_status(self) -> ActionStatusInfo:
-        """Environment health; per-deployment statuses under ``data.deploymentsStatus`` for ``peInfo.deployments``."""
+        """Environment health, plus ``data.deploymentsStatus`` for the ids in ``peInfo.deployments``."""
 
     @abc.abstractmethod
     def deployment_status(self, deployment_info: DeploymentInfo) -> ActionStatusInfo:
@@ -120,11 +120,15 @@ class PluginBase(abc.ABC):
 
     def endpoint_update(self, endpoint_info: EndpointInfo) -> ActionStatusInfo:
         """Optional extra; not supported unless a plugin overrides it."""
-        return ActionStatusInfo(ActionStatus.ERROR, msg=f"{type(self).__name__} does not support endpoint_update")
+        return ActionStatusInfo(
+            ActionStatus.ERROR, msg=f"{type(self).__name__} does not support endpoint_update"
+        )
 
     def endpoint_status(self, endpoint_info: EndpointInfo) -> ActionStatusInfo:
         """Optional extra; not supported unless a plugin overrides it."""
-        return ActionStatusInfo(ActionStatus.ERROR, msg=f"{type(self).__name__} does not support endpoint_status")
+        return ActionStatusInfo(
+            ActionStatus.ERROR, msg=f"{type(self).__name__} does not support endpoint_status"
+        )
 
 
 BosunPluginBase = PluginBase

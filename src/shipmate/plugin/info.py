@@ -3,13 +3,15 @@
 Validated at the edge: a missing or wrongly typed field raises ``ConfigError``
 naming the field and the file it came from. Unknown keys are kept in ``extra``
 so that nothing the agent sent is lost.
+
+Plain slotted classes rather than dataclasses: ``dataclasses`` imports
+``inspect``, which alone costs the runner several milliseconds per action.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from shipmate.plugin.errors import ConfigError
@@ -76,26 +78,82 @@ class _Fields:
         return {str(k): v for k, v in self.raw.items() if k not in self.used}
 
 
-@dataclass(slots=True)
-class DeploymentInfo:
+class _Record:
+    """Equality and repr over ``__slots__``, what ``@dataclass`` would give."""
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        names: tuple[str, ...] = self.__slots__
+        return all(getattr(self, n) == getattr(other, n) for n in names)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        names: tuple[str, ...] = self.__slots__
+        fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in names)
+        return f"{type(self).__name__}({fields})"
+
+
+class DeploymentInfo(_Record):
     """One deployment, as the agent describes it to the plugin."""
 
-    id: str
-    model_id: str
-    model_execution_type: str = "dedicated"
-    name: str | None = None
-    description: str | None = None
-    model_artifact: str | None = None
-    model_format: str | None = None
-    model_name: str | None = None
-    model_description: str | None = None
-    new_model_id: str | None = None
-    key_value_config: dict[str, Any] = field(default_factory=dict)
-    feature_types: str | None = None
-    settings: str | None = None
-    model_package_details: str | None = None
-    is_prediction_explanations_supported: bool | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    __slots__ = (
+        "description",
+        "extra",
+        "feature_types",
+        "id",
+        "is_prediction_explanations_supported",
+        "key_value_config",
+        "model_artifact",
+        "model_description",
+        "model_execution_type",
+        "model_format",
+        "model_id",
+        "model_name",
+        "model_package_details",
+        "name",
+        "new_model_id",
+        "settings",
+    )
+
+    def __init__(
+        self,
+        id: str,
+        model_id: str,
+        model_execution_type: str = "dedicated",
+        name: str | None = None,
+        description: str | None = None,
+        model_artifact: str | None = None,
+        model_format: str | None = None,
+        model_name: str | None = None,
+        model_description: str | None = None,
+        new_model_id: str | None = None,
+        key_value_config: dict[str, Any] | None = None,
+        feature_types: str | None = None,
+        settings: str | None = None,
+        model_package_details: str | None = None,
+        is_prediction_explanations_supported: bool | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.id = id
+        self.model_id = model_id
+        self.model_execution_type = model_execution_type
+        self.name = name
+        self.description = description
+        self.model_artifact = model_artifact
+        self.model_format = model_format
+        self.model_name = model_name
+        self.model_description = model_description
+        self.new_model_id = new_model_id
+        self.key_value_config: dict[str, Any] = dict(key_value_config or {})
+        self.feature_types = feature_types
+        self.settings = settings
+        self.model_package_details = model_package_details
+        self.is_prediction_explanations_supported = is_prediction_explanations_supported
+        self.extra: dict[str, Any] = dict(extra or {})
 
     @property
     def current_model_id(self) -> str:
@@ -104,24 +162,46 @@ class DeploymentInfo:
 
     # camelCase aliases, for plugins written against the published package
     @property
-    def modelId(self) -> str:  # noqa: N802
+    def modelId(self) -> str:
         return self.model_id
 
     @property
-    def modelArtifact(self) -> str | None:  # noqa: N802
+    def modelArtifact(self) -> str | None:
         return self.model_artifact
 
     @property
-    def newModelId(self) -> str | None:  # noqa: N802
+    def newModelId(self) -> str | None:
         return self.new_model_id
 
     @property
-    def keyValueConfig(self) -> dict[str, Any]:  # noqa: N802
+    def keyValueConfig(self) -> dict[str, Any]:
         return self.key_value_config
 
     @property
-    def modelExecutionType(self) -> str:  # noqa: N802
+    def modelExecutionType(self) -> str:
         return self.model_execution_type
+
+    # names DataRobot's package uses
+    @property
+    def kv_config(self) -> dict[str, Any]:
+        return self.key_value_config
+
+    @property
+    def feature_types_path(self) -> str | None:
+        return self.feature_types
+
+    @property
+    def settings_path(self) -> str | None:
+        return self.settings
+
+    @property
+    def model_package_details_path(self) -> str | None:
+        return self.model_package_details
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     @classmethod
     def from_dict(cls, raw: object, source: str | None = None) -> DeploymentInfo:
@@ -172,8 +252,7 @@ class DeploymentInfo:
         return out
 
 
-@dataclass(slots=True)
-class PEInfo:
+class PEInfo(_Record):
     """The prediction environment an action refers to.
 
     ``deployments`` accepts plain ids (as documented) or full deploymentInfo
@@ -181,21 +260,47 @@ class PEInfo:
     the ids either way.
     """
 
-    id: str
-    name: str | None = None
-    description: str | None = None
-    created_on: _dt.datetime | str | None = None
-    created_by: str | None = None
-    deployments: list[DeploymentInfo | str] = field(default_factory=list)
-    key_value_config: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
+    __slots__ = (
+        "created_by",
+        "created_on",
+        "deployments",
+        "description",
+        "extra",
+        "id",
+        "key_value_config",
+        "name",
+    )
+
+    def __init__(
+        self,
+        id: str,
+        name: str | None = None,
+        description: str | None = None,
+        created_on: _dt.datetime | str | None = None,
+        created_by: str | None = None,
+        deployments: list[DeploymentInfo | str] | None = None,
+        key_value_config: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.id = id
+        self.name = name
+        self.description = description
+        self.created_on = created_on
+        self.created_by = created_by
+        self.deployments: list[DeploymentInfo | str] = list(deployments or [])
+        self.key_value_config: dict[str, Any] = dict(key_value_config or {})
+        self.extra: dict[str, Any] = dict(extra or {})
 
     @property
     def deployment_ids(self) -> list[str]:
         return [d if isinstance(d, str) else d.id for d in self.deployments]
 
     @property
-    def keyValueConfig(self) -> dict[str, Any]:  # noqa: N802
+    def keyValueConfig(self) -> dict[str, Any]:
+        return self.key_value_config
+
+    @property
+    def kv_config(self) -> dict[str, Any]:
         return self.key_value_config
 
     @classmethod
@@ -219,9 +324,15 @@ class PEInfo:
             if isinstance(entry, str | int) and not isinstance(entry, bool):
                 deployments.append(str(entry))
             elif isinstance(entry, Mapping):
-                deployments.append(DeploymentInfo.from_dict(entry, source=f"{source or 'config'} (peInfo.deployments[{index}])"))
+                deployments.append(
+                    DeploymentInfo.from_dict(
+                        entry, source=f"{source or 'config'} (peInfo.deployments[{index}])"
+                    )
+                )
             else:
-                raise f._fail(f"deployments[{index}]", f"expected an id or a deploymentInfo mapping, got {entry!r}")
+                raise f._fail(
+                    f"deployments[{index}]", f"expected an id or a deploymentInfo mapping, got {entry!r}"
+                )
         info = cls(
             id=f.required_str("id"),
             name=f.optional_str("name"),
@@ -235,7 +346,9 @@ class PEInfo:
         return info
 
     def to_dict(self) -> dict[str, Any]:
-        created = self.created_on.isoformat() if isinstance(self.created_on, _dt.datetime) else self.created_on
+        created = (
+            self.created_on.isoformat() if isinstance(self.created_on, _dt.datetime) else self.created_on
+        )
         out: dict[str, Any] = {
             "id": self.id,
             "name": self.name,
@@ -249,19 +362,42 @@ class PEInfo:
         return out
 
 
-@dataclass(slots=True)
-class EndpointInfo:
+class EndpointInfo(_Record):
     """Optional ``endpointInfo`` section (used by the endpoint_* extras)."""
 
-    name: str
-    endpoint_type: str
-    prediction_environment_id: str
-    id: str | None = None
-    description: str | None = None
-    auth_type: str | None = None
-    tags: dict[str, Any] = field(default_factory=dict)
-    traffic_split: dict[str, Any] = field(default_factory=dict)
-    traffic_updated_at: str | None = None
+    __slots__ = (
+        "auth_type",
+        "description",
+        "endpoint_type",
+        "id",
+        "name",
+        "prediction_environment_id",
+        "tags",
+        "traffic_split",
+        "traffic_updated_at",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        endpoint_type: str,
+        prediction_environment_id: str,
+        id: str | None = None,
+        description: str | None = None,
+        auth_type: str | None = None,
+        tags: dict[str, Any] | None = None,
+        traffic_split: dict[str, Any] | None = None,
+        traffic_updated_at: str | None = None,
+    ) -> None:
+        self.name = name
+        self.endpoint_type = endpoint_type
+        self.prediction_environment_id = prediction_environment_id
+        self.id = id
+        self.description = description
+        self.auth_type = auth_type
+        self.tags: dict[str, Any] = dict(tags or {})
+        self.traffic_split: dict[str, Any] = dict(traffic_split or {})
+        self.traffic_updated_at = traffic_updated_at
 
     @classmethod
     def from_dict(cls, raw: object, source: str | None = None) -> EndpointInfo:

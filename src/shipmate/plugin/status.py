@@ -14,7 +14,7 @@ from typing import Any
 from shipmate.plugin.errors import StatusFileError, describe_yaml_error
 
 
-class ActionStatus(str, enum.Enum):
+class ActionStatus(enum.StrEnum):
     """Outcome of one action. Member names are the documented ones."""
 
     OK = "passing"
@@ -57,7 +57,7 @@ def worst(statuses: list[ActionStatus]) -> ActionStatus:
     return max(statuses, key=lambda s: s.severity, default=ActionStatus.OK)
 
 
-class DeploymentState(str, enum.Enum):
+class DeploymentState(enum.StrEnum):
     """State of a deployment in its environment, after an action."""
 
     READY = "ready"
@@ -67,11 +67,16 @@ class DeploymentState(str, enum.Enum):
     REPLACING_MODEL = "replacingModel"
     SHUTTING_DOWN = "shuttingDown"
     UNKNOWN = "unknown"
+    ERROR = "errored"  # alias of ERRORED: the name DataRobot's package uses
 
     @property
     def is_transitional(self) -> bool:
         """True while an action is under way (launching, replacing, shutting down)."""
-        return self in (DeploymentState.LAUNCHING, DeploymentState.REPLACING_MODEL, DeploymentState.SHUTTING_DOWN)
+        return self in (
+            DeploymentState.LAUNCHING,
+            DeploymentState.REPLACING_MODEL,
+            DeploymentState.SHUTTING_DOWN,
+        )
 
     @classmethod
     def parse(cls, value: object) -> DeploymentState:
@@ -128,7 +133,8 @@ class ActionStatusInfo:
     def __repr__(self) -> str:
         return (
             f"ActionStatusInfo(status={self.status.value!r}, msg={self.msg!r}, "
-            f"state={self.state.value if self.state else None!r}, duration={self.duration!r}, data={self.data!r})"
+            f"state={self.state.value if self.state else None!r}, "
+            f"duration={self.duration!r}, data={self.data!r})"
         )
 
     def __eq__(self, other: object) -> bool:
@@ -186,11 +192,15 @@ class ActionStatusInfo:
                 raise StatusFileError(f"{source}: field 'state': {exc}") from None
         duration = raw.get("duration")
         if duration is not None and (isinstance(duration, bool) or not isinstance(duration, int | float)):
-            raise StatusFileError(f"{source}: field 'duration': expected a number of seconds, got {duration!r}")
+            raise StatusFileError(
+                f"{source}: field 'duration': expected a number of seconds, got {duration!r}"
+            )
         data = raw.get("data")
         if data is not None and not isinstance(data, Mapping):
             raise StatusFileError(f"{source}: field 'data': expected a mapping, got {type(data).__name__}")
-        info = cls(status, msg=msg, state=state, duration=duration, data=dict(data) if data is not None else None)
+        info = cls(
+            status, msg=msg, state=state, duration=duration, data=dict(data) if data is not None else None
+        )
         timestamp = raw.get("timestamp")
         if isinstance(timestamp, int) and not isinstance(timestamp, bool):
             info.timestamp = timestamp
@@ -213,7 +223,9 @@ class ActionStatusInfo:
         try:
             raw = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise StatusFileError(f"status file {path} is not valid YAML: {describe_yaml_error(exc)}") from None
+            raise StatusFileError(
+                f"status file {path} is not valid YAML: {describe_yaml_error(exc)}"
+            ) from None
         return cls.from_dict(raw, source=f"status file {path}")
 
 
@@ -228,4 +240,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     return value
-

@@ -1,0 +1,101 @@
+"""Shared fixtures for the plugin SDK tests: small factories for config files and plugin files."""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def action_config(
+    *,
+    deployment_id: str = "dep-1",
+    model_id: str = "model-A",
+    artifact: str | None = None,
+    pe_deployments: list[Any] | None = None,
+    plugin_config: dict[str, Any] | None = None,
+    with_deployment: bool = True,
+    **deployment_overrides: Any,
+) -> dict[str, Any]:
+    """An action config in the package's shape (what Shipmate's agent writes)."""
+    config: dict[str, Any] = {
+        "pluginConfig": plugin_config
+        if plugin_config is not None
+        else {
+            "MLOPS_BOSUN_PRED_ENV_TYPE": "ExternalCommand",
+            "MLOPS_BOSUN_PRED_ENV_PLATFORM": "os",
+            "MLOPS_BOSUN_PRED_ENV_ID": "pe-1",
+            "MLOPS_BOSUN_PRED_ENV_ENABLE_MONITORING": False,
+            "MLOPS_BOSUN_MONITORING_URL": "http://127.0.0.1:9",
+        },
+        "peInfo": {
+            "id": "pe-1",
+            "name": "test-pe",
+            "deployments": pe_deployments or [],
+            "keyValueConfig": {},
+        },
+    }
+    if with_deployment:
+        deployment: dict[str, Any] = {
+            "id": deployment_id,
+            "name": deployment_id,
+            "modelId": model_id,
+            "modelExecutionType": "dedicated",
+            "keyValueConfig": {"key1": "value1"},
+        }
+        if artifact is not None:
+            deployment["modelArtifact"] = artifact
+        deployment.update(deployment_overrides)
+        config["deploymentInfo"] = deployment
+    return config
+
+
+@pytest.fixture
+def make_action_config() -> Callable[..., dict[str, Any]]:
+    return action_config
+
+
+@pytest.fixture
+def write_yaml(tmp_path: Path) -> Callable[[str, Any], Path]:
+    def write(name: str, content: Any) -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content if isinstance(content, str) else yaml.safe_dump(content), encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def write_plugin(tmp_path: Path) -> Iterator[Callable[[str, str], Path]]:
+    """Write a plugin module under tmp_path; its module name is removed from sys.modules afterwards."""
+    names: list[str] = []
+
+    def write(relative: str, source: str) -> Path:
+        path = tmp_path / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(source), encoding="utf-8")
+        names.append(os.path.splitext(path.name)[0])
+        return path
+
+    saved_path = list(sys.path)
+    yield write
+    for name in names:
+        sys.modules.pop(name, None)
+    sys.path[:] = saved_path
+
+
+@pytest.fixture
+def model_artifact(tmp_path: Path) -> Path:
+    path = tmp_path / "models" / "model_A.mlpkg"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"PK\x03\x04 not really a zip, but bytes to copy" * 10)
+    return path
