@@ -1,0 +1,366 @@
+"""Building ``.mlpkg`` packages from a model and a sample of its training data.
+
+Every builder stages the model's files, computes the features and the baseline
+from the sample, loads the staged model through the same code the server uses and
+scores the sample with it; only a model that scores is written. The zip is written
+to a temporary name beside ``path`` and renamed, so ``path`` is never half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import ValidationError
+
+from shipmate.packages.errors import ModelError, PackageError
+from shipmate.packages.manifest import MANIFEST_NAME, Feature, Framework, Manifest, TargetType
+from shipmate.packages.runtime import CUSTOM_HOOKS_FILE, InputKind, Scores, load_model
+from shipmate.packages.schema import as_frame, compute_baseline, infer_features
+
+_VALIDATION_ROWS = 100
+Stager = Callable[[Path], None]
+
+
+def _versions(*modules: str) -> dict[str, str]:
+    import importlib.metadata
+
+    out = {"python": platform.python_version()}
+    for name in modules:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _plain(values: Sequence[Any]) -> list[Any]:
+    """Class labels as JSON-native values (numpy scalars become Python ones)."""
+    return [v.item() if isinstance(v, np.generic) else v for v in values]
+
+
+def score_sample(model: Any, frame: pd.DataFrame) -> Scores:
+    """Score rows given as a DataFrame in the layout the model takes (used by validation and tests)."""
+    rows = frame[model.manifest.feature_names]
+    if model.input_kind is InputKind.MATRIX:
+        return model.predict(rows.to_numpy(dtype="float64"))  # type: ignore[no-any-return]
+    return model.predict(rows)  # type: ignore[no-any-return]
+
+
+def _validate(staging: Path, manifest: Manifest, frame: pd.DataFrame) -> None:
+    sample = frame.head(_VALIDATION_ROWS)
+    try:
+        model = load_model(staging, manifest)
+        scores = score_sample(model, sample)
+    except (PackageError, ModelError) as exc:
+        raise PackageError(f"validation failed: {exc}") from None
+    except Exception as exc:
+        raise PackageError(
+            f"validation failed: scoring {len(sample)} sample rows raised {type(exc).__name__}: {exc}"
+        ) from exc
+    arr = scores.probabilities if scores.probabilities is not None else scores.values
+    if arr is None or len(scores) != len(sample):
+        raise PackageError(f"validation failed: {len(scores)} predictions for {len(sample)} sample rows")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise PackageError("validation failed: the model returned NaN or infinite predictions on the sample")
+    model.close()
+
+
+def _build(
+    path: str | os.PathLike[str],
+    *,
+    framework: Framework,
+    stage: Stager,
+    model_path: str,
+    X_sample: Any,
+    name: str,
+    version: str,
+    target_type: TargetType | str,
+    class_labels: Sequence[Any] | None,
+    features: Sequence[Feature] | None,
+    feature_names: Sequence[str] | None,
+    description: str,
+    prediction_threshold: float | None,
+    target_name: str | None,
+    runtime: dict[str, str],
+) -> Manifest:
+    frame = as_frame(X_sample, list(feature_names) if feature_names else None)
+    feats = list(features) if features else infer_features(frame)
+    missing = [f.name for f in feats if f.name not in frame.columns]
+    if missing:
+        raise PackageError(f"the sample has no column for features {missing}")
+    baseline = compute_baseline(frame, feats)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".mlpkg-", dir=out.parent) as tmp:
+        staging = Path(tmp) / "content"
+        staging.mkdir()
+        stage(staging)
+        files = {
+            p.relative_to(staging).as_posix(): _sha256(p)
+            for p in sorted(staging.rglob("*"))
+            if p.is_file() and not p.is_symlink()
+        }
+        try:
+            manifest = Manifest(
+                name=name,
+                version=version,
+                description=description,
+                framework=framework,
+                target_type=TargetType(target_type),
+                target_name=target_name,
+                class_labels=_plain(class_labels) if class_labels is not None else None,
+                prediction_threshold=prediction_threshold,
+                features=feats,
+                baseline=baseline,
+                created_at=datetime.now(UTC),
+                model_path=model_path,
+                runtime=runtime,
+                files=files,
+            )
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}" for e in exc.errors()
+            )
+            raise PackageError(f"invalid package metadata: {problems}") from None
+        except ValueError as exc:
+            raise PackageError(f"invalid package metadata: {exc}") from None
+        _validate(staging, manifest, frame)
+        partial = Path(tmp) / "package.mlpkg"
+        with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr(MANIFEST_NAME, manifest.model_dump_json(by_alias=True, indent=2))
+            for rel in files:
+                zf.write(staging / rel, rel)
+        os.replace(partial, out)
+    return manifest
+
+
+def _classifier_target(
+    model: Any, target_type: TargetType | str | None, class_labels: Sequence[Any] | None
+) -> tuple[TargetType, list[Any] | None]:
+    classes = getattr(model, "classes_", None)
+    if target_type is None:
+        if classes is None:
+            target_type = TargetType.REGRESSION
+        else:
+            target_type = TargetType.BINARY if len(classes) == 2 else TargetType.MULTICLASS
+    target_type = TargetType(target_type)
+    if target_type.is_classification and class_labels is None and classes is not None:
+        class_labels = list(classes)
+    return target_type, list(class_labels) if class_labels is not None else None
+
+
+def build_sklearn_package(
+    model: Any,
+    X_sample: Any,
+    path: str | os.PathLike[str],
+    *,
+    name: str,
+    version: str = "1",
+    target_type: TargetType | str | None = None,
+    class_labels: Sequence[Any] | None = None,
+    features: Sequence[Feature] | None = None,
+    feature_names: Sequence[str] | None = None,
+    description: str = "",
+    prediction_threshold: float | None = None,
+    target_name: str | None = None,
+) -> Manifest:
+    """Package a fitted scikit-learn estimator or pipeline (stored with joblib).
+
+    The target type and class labels are read from the estimator (``classes_``)
+    unless given; features and the baseline come from ``X_sample``.
+    """
+    import joblib
+
+    target, labels = _classifier_target(model, target_type, class_labels)
+
+    def stage(d: Path) -> None:
+        joblib.dump(model, d / "model.joblib")
+
+    return _build(
+        path,
+        framework=Framework.SKLEARN,
+        stage=stage,
+        model_path="model.joblib",
+        X_sample=X_sample,
+        name=name,
+        version=version,
+        target_type=target,
+        class_labels=labels,
+        features=features,
+        feature_names=feature_names,
+        description=description,
+        prediction_threshold=prediction_threshold,
+        target_name=target_name,
+        runtime=_versions("scikit-learn", "numpy", "pandas", "joblib"),
+    )
+
+
+def build_onnx_package(
+    model: Any,
+    X_sample: Any,
+    path: str | os.PathLike[str],
+    *,
+    name: str,
+    target_type: TargetType | str,
+    class_labels: Sequence[Any] | None = None,
+    version: str = "1",
+    features: Sequence[Feature] | None = None,
+    feature_names: Sequence[str] | None = None,
+    description: str = "",
+    prediction_threshold: float | None = None,
+    target_name: str | None = None,
+) -> Manifest:
+    """Package an ONNX model (a ``ModelProto``, its bytes, or a ``.onnx`` file path).
+
+    ONNX holds no code, so these packages are safe to accept from untrusted sources.
+    """
+    if hasattr(model, "SerializeToString"):
+        data = model.SerializeToString()
+    elif isinstance(model, bytes | bytearray):
+        data = bytes(model)
+    else:
+        data = Path(model).read_bytes()
+
+    def stage(d: Path) -> None:
+        (d / "model.onnx").write_bytes(data)
+
+    return _build(
+        path,
+        framework=Framework.ONNX,
+        stage=stage,
+        model_path="model.onnx",
+        X_sample=X_sample,
+        name=name,
+        version=version,
+        target_type=target_type,
+        class_labels=class_labels,
+        features=features,
+        feature_names=feature_names,
+        description=description,
+        prediction_threshold=prediction_threshold,
+        target_name=target_name,
+        runtime=_versions("onnxruntime", "onnx"),
+    )
+
+
+def build_mlflow_package(
+    model_dir: str | os.PathLike[str],
+    X_sample: Any,
+    path: str | os.PathLike[str],
+    *,
+    name: str,
+    version: str = "1",
+    target_type: TargetType | str | None = None,
+    class_labels: Sequence[Any] | None = None,
+    features: Sequence[Feature] | None = None,
+    feature_names: Sequence[str] | None = None,
+    description: str = "",
+    prediction_threshold: float | None = None,
+    target_name: str | None = None,
+) -> Manifest:
+    """Package an MLflow model directory (pyfunc flavour) unchanged, under ``model/``.
+
+    For an sklearn-flavour classifier the target type and labels are read from it.
+    """
+    src = Path(model_dir)
+    if not (src / "MLmodel").is_file():
+        raise PackageError(f"{src}: not an MLflow model directory (no MLmodel file)")
+    if target_type is None or (class_labels is None and TargetType(target_type).is_classification):
+        try:
+            import mlflow.pyfunc
+
+            raw = mlflow.pyfunc.load_model(str(src)).get_raw_model()
+        except Exception:
+            raw = None
+        if raw is None and target_type is None:
+            raise PackageError("target_type is required: it cannot be read from this MLflow model")
+        target_type, class_labels = _classifier_target(raw, target_type, class_labels)
+
+    def stage(d: Path) -> None:
+        shutil.copytree(src, d / "model", symlinks=False)
+
+    return _build(
+        path,
+        framework=Framework.MLFLOW,
+        stage=stage,
+        model_path="model",
+        X_sample=X_sample,
+        name=name,
+        version=version,
+        target_type=target_type,
+        class_labels=class_labels,
+        features=features,
+        feature_names=feature_names,
+        description=description,
+        prediction_threshold=prediction_threshold,
+        target_name=target_name,
+        runtime=_versions("mlflow-skinny", "mlflow", "scikit-learn"),
+    )
+
+
+def build_custom_package(
+    source_dir: str | os.PathLike[str],
+    X_sample: Any,
+    path: str | os.PathLike[str],
+    *,
+    name: str,
+    target_type: TargetType | str,
+    class_labels: Sequence[Any] | None = None,
+    version: str = "1",
+    features: Sequence[Feature] | None = None,
+    feature_names: Sequence[str] | None = None,
+    description: str = "",
+    prediction_threshold: float | None = None,
+    target_name: str | None = None,
+) -> Manifest:
+    """Package a directory holding ``custom.py`` (hooks ``load_model(model_dir)`` and
+    ``score(model, data) -> predictions``) and any files it needs, for any other framework.
+
+    ``score`` returns one value per row (regression or labels), or for classification a
+    DataFrame with one probability column per class label.
+    """
+    src = Path(source_dir)
+    if not (src / CUSTOM_HOOKS_FILE).is_file():
+        raise PackageError(f"{src}: no {CUSTOM_HOOKS_FILE} with load_model/score hooks")
+
+    def stage(d: Path) -> None:
+        shutil.copytree(
+            src, d, dirs_exist_ok=True, symlinks=False, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+        )
+
+    return _build(
+        path,
+        framework=Framework.CUSTOM,
+        stage=stage,
+        model_path=CUSTOM_HOOKS_FILE,
+        X_sample=X_sample,
+        name=name,
+        version=version,
+        target_type=target_type,
+        class_labels=class_labels,
+        features=features,
+        feature_names=feature_names,
+        description=description,
+        prediction_threshold=prediction_threshold,
+        target_name=target_name,
+        runtime=_versions(),
+    )

@@ -1,0 +1,347 @@
+"""Loading a verified, unpacked package and scoring rows with it, for every framework.
+
+Every framework is wrapped in a `LoadedModel` whose ``predict`` takes the rows in
+the layout the model scores fastest (``input_kind``) and returns `Scores`:
+class probabilities in the manifest's label order, or regression values. The
+prediction server and the package builders (which validate a model by scoring a
+sample) share this code, so a package that builds is a package that serves.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import sys
+import uuid
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from shipmate.packages.errors import ModelError, PackageError
+from shipmate.packages.manifest import FeatureType, Framework, Manifest, TargetType
+from shipmate.packages.schema import probe_frame
+
+log = logging.getLogger(__name__)
+
+CUSTOM_HOOKS_FILE = "custom.py"
+
+
+class InputKind(StrEnum):
+    """The row layout a model takes: a float matrix (fast) or a DataFrame (general)."""
+
+    MATRIX = "matrix"  # float64 ndarray, columns in manifest feature order
+    FRAME = "frame"  # DataFrame with the manifest's feature columns
+
+
+@dataclass(frozen=True, slots=True)
+class Scores:
+    """One batch of model output, normalised across frameworks."""
+
+    probabilities: np.ndarray | None = None  # (rows, classes), manifest.class_labels order
+    values: np.ndarray | None = None  # (rows,), regression
+
+    def __len__(self) -> int:
+        arr = self.probabilities if self.probabilities is not None else self.values
+        return 0 if arr is None else int(arr.shape[0])
+
+
+def _label_index(labels: Sequence[Any]) -> dict[str, int]:
+    return {str(label): i for i, label in enumerate(labels)}
+
+
+def normalize_output(raw: Any, manifest: Manifest, rows: int) -> Scores:
+    """Turn whatever a model returned into `Scores`, or raise `ModelError` saying what is wrong."""
+    labels = manifest.class_labels or []
+    classify = manifest.target_type.is_classification
+    if isinstance(raw, pd.Series):
+        raw = raw.to_numpy()
+    if isinstance(raw, pd.DataFrame):
+        if classify and len(raw.columns) > 1:
+            by_name = {str(c): c for c in raw.columns}
+            missing = [str(label) for label in labels if str(label) not in by_name]
+            if missing:
+                raise ModelError(f"model output has columns {list(by_name)}, missing class labels {missing}")
+            raw = raw[[by_name[str(label)] for label in labels]].to_numpy(dtype="float64")
+        else:
+            raw = raw.to_numpy()
+    if isinstance(raw, list) and raw and isinstance(raw[0], dict):  # e.g. ONNX ZipMap
+        index = _label_index(labels)
+        out = np.zeros((len(raw), len(labels)))
+        for i, row in enumerate(raw):
+            for key, value in row.items():
+                if str(key) in index:
+                    out[i, index[str(key)]] = value
+        raw = out
+    arr = np.asarray(raw)
+    if arr.ndim == 0 or arr.shape[0] != rows:
+        raise ModelError(f"model returned {0 if arr.ndim == 0 else arr.shape[0]} predictions for {rows} rows")
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if not classify:
+        if arr.ndim != 1:
+            raise ModelError(f"regression model returned shape {arr.shape}, expected one value per row")
+        try:
+            return Scores(values=arr.astype("float64", copy=False))
+        except (TypeError, ValueError):
+            raise ModelError("regression model returned non-numeric predictions") from None
+    if arr.ndim == 2:
+        if arr.shape[1] != len(labels):
+            raise ModelError(f"model returned {arr.shape[1]} class probabilities, expected {len(labels)}")
+        return Scores(probabilities=arr.astype("float64", copy=False))
+    if arr.ndim != 1:
+        raise ModelError(f"model returned shape {arr.shape}, expected labels or probabilities")
+    if (
+        manifest.target_type is TargetType.BINARY
+        and arr.dtype.kind == "f"
+        and not set(_label_index(labels)) & {str(v) for v in arr[:5]}
+    ):
+        # one probability per row: the positive class's (the second label)
+        probs = np.clip(arr.astype("float64"), 0.0, 1.0)
+        return Scores(probabilities=np.column_stack([1.0 - probs, probs]))
+    index = _label_index(labels)
+    onehot = np.zeros((rows, len(labels)))
+    for i, value in enumerate(arr.tolist()):
+        j = index.get(str(value))
+        if j is None:
+            raise ModelError(f"model predicted {value!r}, which is not one of the class labels {labels}")
+        onehot[i, j] = 1.0
+    return Scores(probabilities=onehot)
+
+
+class LoadedModel(ABC):
+    """A model ready to score. ``predict`` may raise anything; callers translate it."""
+
+    input_kind: InputKind = InputKind.FRAME
+
+    def __init__(self, manifest: Manifest) -> None:
+        self.manifest = manifest
+
+    @abstractmethod
+    def predict(self, rows: np.ndarray | pd.DataFrame) -> Scores: ...
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (sessions, files) when the model is unloaded."""
+
+
+def _all_numeric(manifest: Manifest) -> bool:
+    return all(f.type is FeatureType.NUMERIC for f in manifest.features)
+
+
+class SklearnModel(LoadedModel):
+    """A scikit-learn estimator or pipeline (or anything with its predict/predict_proba API)."""
+
+    def __init__(self, manifest: Manifest, estimator: Any) -> None:
+        super().__init__(manifest)
+        self.estimator = estimator
+        self._proba = manifest.target_type.is_classification and hasattr(estimator, "predict_proba")
+        self._order: np.ndarray | None = None
+        classes = getattr(estimator, "classes_", None)
+        if self._proba and classes is not None:
+            index = _label_index(list(classes))
+            labels = [str(x) for x in manifest.class_labels or []]
+            if sorted(index) != sorted(labels):
+                raise ModelError(
+                    f"the estimator's classes {list(index)} differ from the manifest's classLabels {labels}"
+                )
+            order = np.array([index[label] for label in labels])
+            if not np.array_equal(order, np.arange(len(order))):
+                self._order = order
+
+    def _raw(self, rows: Any) -> Any:
+        if self._proba:
+            proba = np.asarray(self.estimator.predict_proba(rows))
+            return proba if self._order is None else proba[:, self._order]
+        return self.estimator.predict(rows)
+
+    def predict(self, rows: np.ndarray | pd.DataFrame) -> Scores:
+        if isinstance(rows, np.ndarray):
+            # Fitted on a DataFrame; columns were already checked and ordered by the caller.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                raw = self._raw(rows)
+        else:
+            raw = self._raw(rows)
+        return normalize_output(raw, self.manifest, len(rows))
+
+    def choose_input_kind(self) -> None:
+        """Use the float-matrix fast path when it is proven to give the same scores as a DataFrame."""
+        if not _all_numeric(self.manifest):
+            return
+        probe = probe_frame(self.manifest.features, self.manifest.baseline, rows=4)
+        try:
+            by_frame = self.predict(probe)
+            by_matrix = self.predict(probe.to_numpy(dtype="float64"))
+        except Exception as exc:  # the fast path is optional: any failure keeps DataFrames
+            log.debug("float-matrix input refused by %s: %s", self.manifest.name, exc)
+            return
+        a = by_frame.probabilities if by_frame.probabilities is not None else by_frame.values
+        b = by_matrix.probabilities if by_matrix.probabilities is not None else by_matrix.values
+        if a is not None and b is not None and np.allclose(a, b, equal_nan=True):
+            self.input_kind = InputKind.MATRIX
+
+
+class OnnxModel(LoadedModel):
+    """An ONNX graph run by onnxruntime: one 2-D float input, or one input per feature."""
+
+    def __init__(self, manifest: Manifest, model_file: Path) -> None:
+        super().__init__(manifest)
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1  # the server scales with worker processes instead
+        options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise ModelError(f"onnxruntime cannot load {model_file.name}: {exc}") from None
+        self.inputs = self.session.get_inputs()
+        names = manifest.feature_names
+        self._single = len(self.inputs) == 1 and len(self.inputs[0].shape) == 2
+        if self._single:
+            self._dtype = np.float32 if "float)" in self.inputs[0].type else np.float64
+            self.input_kind = InputKind.MATRIX if _all_numeric(manifest) else InputKind.FRAME
+        elif {i.name for i in self.inputs} != set(names):
+            raise ModelError(
+                f"ONNX inputs {[i.name for i in self.inputs]} match neither one 2-D tensor "
+                f"nor the features {names}"
+            )
+        self._outputs = [o.name for o in self.session.get_outputs()]
+        self._pick = self._choose_output()
+
+    def _choose_output(self) -> str:
+        outs = self.session.get_outputs()
+        if self.manifest.target_type.is_classification:
+            for o in outs:
+                if "seq(map" in o.type or ("float" in o.type and len(o.shape) == 2 and o.shape[1] != 1):
+                    return str(o.name)
+        return str(outs[0].name)
+
+    @staticmethod
+    def _column(values: Any, onnx_type: str) -> np.ndarray:
+        if "string" in onnx_type:
+            arr = np.asarray(values).astype(str).astype(object)
+        elif "int64" in onnx_type:
+            arr = np.asarray(values, dtype=np.int64)
+        elif "double" in onnx_type:
+            arr = np.asarray(values, dtype=np.float64)
+        elif "bool" in onnx_type:
+            arr = np.asarray(values, dtype=bool)
+        else:
+            arr = np.asarray(values, dtype=np.float32)
+        return arr.reshape(-1, 1)
+
+    def predict(self, rows: np.ndarray | pd.DataFrame) -> Scores:
+        if self._single:
+            matrix = rows if isinstance(rows, np.ndarray) else rows.to_numpy()
+            feed = {self.inputs[0].name: np.ascontiguousarray(matrix, dtype=self._dtype)}
+        else:
+            frame = (
+                rows
+                if isinstance(rows, pd.DataFrame)
+                else pd.DataFrame(rows, columns=self.manifest.feature_names)
+            )
+            feed = {i.name: self._column(frame[i.name].to_numpy(), i.type) for i in self.inputs}
+        (raw,) = self.session.run([self._pick], feed)
+        return normalize_output(raw, self.manifest, len(rows))
+
+
+class PyfuncModel(LoadedModel):
+    """An MLflow pyfunc model, scored through MLflow (schema enforcement included)."""
+
+    def __init__(self, manifest: Manifest, pyfunc: Any) -> None:
+        super().__init__(manifest)
+        self.pyfunc = pyfunc
+
+    def predict(self, rows: np.ndarray | pd.DataFrame) -> Scores:
+        frame = (
+            rows
+            if isinstance(rows, pd.DataFrame)
+            else pd.DataFrame(rows, columns=self.manifest.feature_names)
+        )
+        return normalize_output(self.pyfunc.predict(frame), self.manifest, len(frame))
+
+
+class CustomModel(LoadedModel):
+    """Hooks from ``custom.py``: ``load_model(model_dir)`` once, ``score(model, frame)`` per batch."""
+
+    def __init__(self, manifest: Manifest, module: Any, model_dir: Path) -> None:
+        super().__init__(manifest)
+        self.module = module
+        load = getattr(module, "load_model", None)
+        self.model = load(str(model_dir)) if callable(load) else None
+
+    def predict(self, rows: np.ndarray | pd.DataFrame) -> Scores:
+        frame = (
+            rows
+            if isinstance(rows, pd.DataFrame)
+            else pd.DataFrame(rows, columns=self.manifest.feature_names)
+        )
+        return normalize_output(self.module.score(self.model, frame), self.manifest, len(frame))
+
+
+def _import_hooks(path: Path) -> Any:
+    name = f"shipmate_custom_{uuid.uuid4().hex}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise PackageError(f"{path.name}: cannot be imported")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(path.parent))
+    if not callable(getattr(module, "score", None)):
+        raise PackageError(f"{path.name} must define score(model, data)")
+    return module
+
+
+def _mlflow_model(manifest: Manifest, model_dir: Path) -> LoadedModel:
+    try:
+        import mlflow.pyfunc
+    except ImportError:
+        raise ModelError("this package holds an MLflow model: install mlflow-skinny to serve it") from None
+    pyfunc = mlflow.pyfunc.load_model(str(model_dir))
+    try:  # an sklearn flavour scores faster (and with probabilities) without the pyfunc wrapper
+        raw = pyfunc.get_raw_model()
+    except Exception:
+        raw = None
+    if raw is not None and hasattr(raw, "predict") and hasattr(raw, "fit"):
+        model = SklearnModel(manifest, raw)
+        model.choose_input_kind()
+        return model
+    return PyfuncModel(manifest, pyfunc)
+
+
+def load_model(root: str | Path, manifest: Manifest) -> LoadedModel:
+    """Load the model of an unpacked, verified package. Pickled frameworks execute code here:
+    call it only for packages you trust (see docs/packages.md)."""
+    root = Path(root)
+    target = root / manifest.model_path
+    try:
+        model: LoadedModel
+        if manifest.framework is Framework.SKLEARN:
+            import joblib
+
+            model = SklearnModel(manifest, joblib.load(target))
+            model.choose_input_kind()
+        elif manifest.framework is Framework.ONNX:
+            model = OnnxModel(manifest, target)
+        elif manifest.framework is Framework.MLFLOW:
+            model = _mlflow_model(manifest, target)
+        else:
+            model = CustomModel(manifest, _import_hooks(root / CUSTOM_HOOKS_FILE), root)
+    except (PackageError, ModelError):
+        raise
+    except Exception as exc:
+        raise ModelError(
+            f"loading the {manifest.framework} model {manifest.model_path!r} failed: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    return model
