@@ -1,0 +1,414 @@
+"""The filesystem plugin: one directory per deployment, for a prediction server to read.
+
+Layout (what ``shipmate serve --deployments-dir`` reads)::
+
+    <baseDir>/<deploymentDirPrefix><deployment id>/
+        <model artifact, basename kept>
+        <deploymentInfoFile>   # YAML: deployment_id, model_id, model_file, model_sha256 (+ key/values)
+
+Writes are atomic: a deployment is prepared beside its final place under a name
+starting with ``.`` and renamed into place, and removed by renaming it aside
+first, so a reader that skips dot-entries never sees a half-written or
+half-deleted deployment. The checksum lets ``deployment_status`` notice a
+corrupted or swapped artifact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from shipmate.plugin.base import PluginBase
+from shipmate.plugin.config import merge_private_config
+from shipmate.plugin.errors import ConfigError
+from shipmate.plugin.info import DeploymentInfo, PEInfo
+from shipmate.plugin.status import ActionStatus, ActionStatusInfo, DataKey, DeploymentState
+
+RESERVED_INFO_KEYS = ("deployment_id", "model_id", "model_file", "model_sha256")
+"""Keys of the info file the plugin owns; a deployment's key/values never override them."""
+
+DEFAULTS: dict[str, str | None] = {
+    "baseDir": ".",
+    "deploymentDirPrefix": "deployment_",
+    "deploymentInfoFile": "config.yml",
+    "deploymentPredictionBaseUrl": None,
+    "deploymentKVFile": None,
+}
+"""The documented private config keys, with the documentation's example values as defaults."""
+
+
+class FilesystemSettings:
+    """The plugin's validated settings (private config merged over pluginConfig)."""
+
+    __slots__ = ("base_dir", "info_file", "kv_file", "prediction_base_url", "prefix")
+
+    def __init__(
+        self,
+        base_dir: str = ".",
+        prefix: str = "deployment_",
+        info_file: str = "config.yml",
+        prediction_base_url: str | None = None,
+        kv_file: str | None = None,
+    ) -> None:
+        self.base_dir = base_dir
+        self.prefix = prefix
+        self.info_file = info_file
+        self.prediction_base_url = prediction_base_url
+        self.kv_file = kv_file
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], source: str = "plugin config") -> FilesystemSettings:
+        values: dict[str, str | None] = {}
+        for key, default in DEFAULTS.items():
+            value = config.get(key, default)
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(f"{key} in {source}: expected a string, got {type(value).__name__}")
+            values[key] = value
+        base_dir = values["baseDir"] or ""
+        if not base_dir.strip():
+            raise ConfigError(f"baseDir in {source}: must not be empty")
+        prefix = values["deploymentDirPrefix"] or ""
+        if "/" in prefix or prefix.startswith("."):
+            raise ConfigError(
+                f"deploymentDirPrefix in {source}: {prefix!r} must not contain '/' or start with '.'"
+            )
+        for key in ("deploymentInfoFile", "deploymentKVFile"):
+            name = values[key]
+            if key == "deploymentInfoFile" and not name:
+                raise ConfigError(f"{key} in {source}: must not be empty")
+            if name is not None and not _is_plain_name(name):
+                raise ConfigError(f"{key} in {source}: {name!r} must be a plain file name")
+        base_url = values["deploymentPredictionBaseUrl"]
+        return cls(
+            base_dir=base_dir,
+            prefix=prefix,
+            info_file=values["deploymentInfoFile"] or "config.yml",
+            prediction_base_url=base_url.rstrip("/") if base_url else None,
+            kv_file=values["deploymentKVFile"] or None,
+        )
+
+    def deployment_dir(self, deployment_id: str) -> str:
+        return os.path.join(self.base_dir, self.prefix + deployment_id)
+
+    def prediction_url(self, deployment_id: str) -> str | None:
+        """``<deploymentPredictionBaseUrl>/<deployment id>/predict`` (the documented form)."""
+        if not self.prediction_base_url:
+            return None
+        return f"{self.prediction_base_url}/{deployment_id}/predict"
+
+
+def _is_plain_name(name: str) -> bool:
+    return bool(name) and name not in (".", "..") and "/" not in name and "\0" not in name
+
+
+def unsafe_id_reason(deployment_id: str) -> str | None:
+    """Why ``deployment_id`` cannot name a directory safely, or None when it can."""
+    if not _is_plain_name(deployment_id) or deployment_id.startswith("."):
+        return f"deployment id {deployment_id!r} cannot be used as a directory name"
+    return None
+
+
+def sha256_of(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class FilesystemPlugin(PluginBase):
+    """Deploys a model by placing its package and a YAML config in a directory of its own."""
+
+    def __init__(
+        self,
+        plugin_config: Mapping[str, Any] | None,
+        private_config_file: str | None = None,
+        pe_info: PEInfo | Mapping[str, Any] | None = None,
+        dry_run: bool = False,
+    ) -> None:
+        super().__init__(plugin_config, private_config_file, pe_info, dry_run)
+        merged = merge_private_config(self.plugin_config, private_config_file)
+        source = f"private config {private_config_file}" if private_config_file else "pluginConfig"
+        self.settings = FilesystemSettings.from_config(merged, source)
+
+    # -- environment ----------------------------------------------------------------
+
+    def _environment_problem(self) -> str | None:
+        base = self.settings.base_dir
+        if not os.path.exists(base):
+            return f"base directory {base} does not exist"
+        if not os.path.isdir(base):
+            return f"base directory {base} is not a directory"
+        if not os.access(base, os.W_OK | os.X_OK):
+            return f"base directory {base} is not writable"
+        return None
+
+    def plugin_start(self) -> ActionStatusInfo:
+        problem = self._environment_problem()
+        if problem:
+            return ActionStatusInfo(ActionStatus.ERROR, msg=problem)
+        return ActionStatusInfo(ActionStatus.OK, msg=f"base directory {self.settings.base_dir} is ready")
+
+    def plugin_stop(self) -> ActionStatusInfo:
+        return ActionStatusInfo(ActionStatus.OK, msg="nothing to tear down")
+
+    def pe_status(self) -> ActionStatusInfo:
+        problem = self._environment_problem()
+        if problem:
+            return ActionStatusInfo(ActionStatus.ERROR, msg=problem)
+        ids = self.pe_info.deployment_ids if self.pe_info is not None else []
+        if not ids:
+            return ActionStatusInfo(ActionStatus.OK, msg=f"base directory {self.settings.base_dir} is usable")
+        statuses = {deployment_id: self._check(deployment_id).to_dict() for deployment_id in ids}
+        failing = sum(1 for s in statuses.values() if s["status"] != ActionStatus.OK.value)
+        return ActionStatusInfo(
+            ActionStatus.OK,
+            msg=f"base directory {self.settings.base_dir} is usable; "
+            f"{failing} of {len(ids)} deployments failing",
+            data={DataKey.DEPLOYMENTS_STATUS: statuses},
+        )
+
+    # -- deployments ----------------------------------------------------------------
+
+    def deployment_start(self, deployment_info: DeploymentInfo) -> ActionStatusInfo:
+        refusal = self._refuse(deployment_info)
+        if refusal is not None:
+            return refusal
+        self._write_deployment(deployment_info)
+        data: dict[str, Any] = {DataKey.CURRENT_MODEL_ID: deployment_info.current_model_id}
+        url = self.settings.prediction_url(deployment_info.id)
+        if url:
+            data[DataKey.PREDICTION_URL] = url
+        return ActionStatusInfo(
+            ActionStatus.OK,
+            msg=f"deployment {deployment_info.id} is in {self.settings.deployment_dir(deployment_info.id)}",
+            state=DeploymentState.READY,
+            data=data,
+        )
+
+    def deployment_replace_model(self, deployment_info: DeploymentInfo) -> ActionStatusInfo:
+        target = self.settings.deployment_dir(deployment_info.id)
+        existed = os.path.isdir(target)
+        refusal = self._refuse(deployment_info)
+        if refusal is not None:
+            if existed:
+                refusal.data = {DataKey.OLD_MODEL_IN_USE: True}
+                refusal.msg = f"{refusal.msg}; the old model is still in use"
+            return refusal
+        if not existed:
+            return ActionStatusInfo(
+                ActionStatus.ERROR,
+                msg=f"deployment {deployment_info.id} has no directory {target}: "
+                "start it before replacing its model",
+                state=DeploymentState.ERRORED,
+            )
+        self._write_deployment(deployment_info)
+        return ActionStatusInfo(
+            ActionStatus.OK,
+            msg=f"model of deployment {deployment_info.id} replaced by {deployment_info.current_model_id}",
+            state=DeploymentState.READY,
+            data={DataKey.CURRENT_MODEL_ID: deployment_info.current_model_id},
+        )
+
+    def deployment_stop(self, deployment_info: DeploymentInfo) -> ActionStatusInfo:
+        reason = unsafe_id_reason(deployment_info.id)
+        if reason:
+            return ActionStatusInfo(ActionStatus.ERROR, msg=reason, state=DeploymentState.ERRORED)
+        target = self.settings.deployment_dir(deployment_info.id)
+        if not os.path.isdir(target):
+            return ActionStatusInfo(
+                ActionStatus.OK,
+                msg=f"deployment {deployment_info.id} has no directory {target}: nothing to stop",
+                state=DeploymentState.STOPPED,
+            )
+        self._remove(target)
+        return ActionStatusInfo(
+            ActionStatus.OK, msg=f"deployment {deployment_info.id} removed", state=DeploymentState.STOPPED
+        )
+
+    def deployment_status(self, deployment_info: DeploymentInfo) -> ActionStatusInfo:
+        reason = unsafe_id_reason(deployment_info.id)
+        if reason:
+            return ActionStatusInfo(ActionStatus.ERROR, msg=reason, state=DeploymentState.ERRORED)
+        return self._check(deployment_info.id, expected_model=deployment_info.current_model_id)
+
+    def deployment_list(self) -> ActionStatusInfo:
+        prefix = self.settings.prefix
+        try:
+            names = sorted(os.listdir(self.settings.base_dir))
+        except OSError as exc:
+            return ActionStatusInfo(
+                ActionStatus.ERROR, msg=f"cannot list {self.settings.base_dir}: {exc.strerror}"
+            )
+        found: dict[str, Any] = {}
+        for name in names:
+            if name.startswith(".") or not name.startswith(prefix) or len(name) == len(prefix):
+                continue
+            if not os.path.isdir(os.path.join(self.settings.base_dir, name)):
+                continue
+            deployment_id = name[len(prefix) :]
+            found[deployment_id] = self._check(deployment_id, verify_checksum=False).to_dict()
+        msg = f"Number of deployments: {len(found)}" if found else "No deployments"
+        return ActionStatusInfo(ActionStatus.OK, msg=msg, data=found)
+
+    # -- I/O ------------------------------------------------------------------------
+
+    def _refuse(self, info: DeploymentInfo) -> ActionStatusInfo | None:
+        """A failing status when ``info`` cannot be deployed, before anything is touched."""
+        reason = unsafe_id_reason(info.id)
+        if reason is None and not info.model_artifact:
+            reason = (
+                f"deploymentInfo.modelArtifact is missing for deployment {info.id}: "
+                "the agent places the model there before the action"
+            )
+        elif reason is None and not os.path.isfile(str(info.model_artifact)):
+            reason = f"model artifact {info.model_artifact} for deployment {info.id} does not exist"
+        if reason is None:
+            return None
+        return ActionStatusInfo(ActionStatus.ERROR, msg=reason, state=DeploymentState.ERRORED)
+
+    def _write_deployment(self, info: DeploymentInfo) -> None:
+        """Prepare the deployment beside its place (dot-name), then rename it in."""
+        artifact = str(info.model_artifact)
+        settings = self.settings
+        target = settings.deployment_dir(info.id)
+        staging = os.path.join(settings.base_dir, f".{settings.prefix}{info.id}.{uuid.uuid4().hex[:12]}.new")
+        os.mkdir(staging)
+        try:
+            model_file = os.path.basename(artifact)
+            digest = _copy_with_digest(artifact, os.path.join(staging, model_file))
+            record: dict[str, Any] = {}
+            kv = dict(info.key_value_config)
+            if settings.kv_file == settings.info_file:
+                record.update({k: v for k, v in kv.items() if k not in RESERVED_INFO_KEYS})
+            record.update(
+                deployment_id=info.id,
+                model_id=info.current_model_id,
+                model_file=model_file,
+                model_sha256=digest,
+            )
+            _write_yaml(os.path.join(staging, settings.info_file), record)
+            if settings.kv_file and settings.kv_file != settings.info_file:
+                _write_yaml(os.path.join(staging, settings.kv_file), kv)
+            _swap_into_place(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+    def _remove(self, target: str) -> None:
+        aside = os.path.join(
+            os.path.dirname(target), f".{os.path.basename(target)}.{uuid.uuid4().hex[:12]}.old"
+        )
+        os.rename(target, aside)
+        shutil.rmtree(aside, ignore_errors=True)
+
+    def _check(
+        self, deployment_id: str, expected_model: str | None = None, verify_checksum: bool = True
+    ) -> ActionStatusInfo:
+        """The status of one deployment directory: present, complete, uncorrupted."""
+        directory = self.settings.deployment_dir(deployment_id)
+        info_path = os.path.join(directory, self.settings.info_file)
+
+        def failing(problem: str) -> ActionStatusInfo:
+            return ActionStatusInfo(ActionStatus.ERROR, msg=problem, state=DeploymentState.ERRORED)
+
+        if not os.path.isdir(directory):
+            return failing(f"deployment {deployment_id}: directory {directory} is missing")
+        record, problem = _read_info(info_path)
+        if problem:
+            return failing(f"deployment {deployment_id}: {problem}")
+        assert record is not None
+        missing = [k for k in ("deployment_id", "model_id") if not record.get(k)]
+        if missing:
+            return failing(
+                f"deployment {deployment_id}: info file {info_path} is missing {', '.join(missing)}"
+            )
+        if str(record["deployment_id"]) != deployment_id:
+            named = record["deployment_id"]
+            return failing(f"deployment {deployment_id}: info file {info_path} names deployment {named}")
+        model_id = str(record["model_id"])
+        model_file = record.get("model_file")
+        if isinstance(model_file, str) and _is_plain_name(model_file):
+            model_path = os.path.join(directory, model_file)
+            if not os.path.isfile(model_path):
+                return failing(f"deployment {deployment_id}: model artifact {model_path} is missing")
+            if (
+                verify_checksum
+                and record.get("model_sha256")
+                and sha256_of(model_path) != record["model_sha256"]
+            ):
+                return failing(
+                    f"deployment {deployment_id}: model artifact {model_path} is corrupted (checksum differs)"
+                )
+        data = {DataKey.CURRENT_MODEL_ID: model_id}
+        if expected_model is not None and model_id != expected_model:
+            return ActionStatusInfo(
+                ActionStatus.WARN,
+                msg=f"deployment {deployment_id} serves model {model_id}, expected {expected_model}",
+                state=DeploymentState.READY,
+                data=data,
+            )
+        return ActionStatusInfo(
+            ActionStatus.OK,
+            msg=f"deployment {deployment_id} is ready",
+            state=DeploymentState.READY,
+            data=data,
+        )
+
+
+def _copy_with_digest(source: str, destination: str) -> str:
+    digest = hashlib.sha256()
+    with open(source, "rb") as reader, open(destination, "wb") as writer:
+        for block in iter(lambda: reader.read(1 << 20), b""):
+            digest.update(block)
+            writer.write(block)
+    shutil.copymode(source, destination)
+    return digest.hexdigest()
+
+
+def _write_yaml(path: str, content: Mapping[str, Any]) -> None:
+    import yaml
+
+    with open(path, "w", encoding="utf-8") as handle:
+        yaml.safe_dump(dict(content), handle, sort_keys=False, default_flow_style=False)
+
+
+def _read_info(path: str) -> tuple[dict[str, Any] | None, str | None]:
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            raw = yaml.safe_load(handle)
+    except FileNotFoundError:
+        return None, f"info file {path} is missing"
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, f"info file {path} cannot be read: {exc}"
+    except yaml.YAMLError:
+        return None, f"info file {path} is not valid YAML (corrupted)"
+    if not isinstance(raw, dict):
+        return None, f"info file {path} is not a mapping (corrupted)"
+    return raw, None
+
+
+def _swap_into_place(staging: str, target: str) -> None:
+    """Rename ``staging`` to ``target``; an existing ``target`` is renamed aside, then removed."""
+    try:
+        os.rename(staging, target)
+        return
+    except OSError:
+        if not os.path.isdir(target):
+            raise
+    old = (
+        f"{os.path.join(os.path.dirname(target), '.' + os.path.basename(target))}.{uuid.uuid4().hex[:12]}.old"
+    )
+    os.rename(target, old)
+    try:
+        os.rename(staging, target)
+    except OSError:
+        os.rename(old, target)  # put the previous deployment back
+        raise
+    shutil.rmtree(old, ignore_errors=True)
