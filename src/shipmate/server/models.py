@@ -1,0 +1,204 @@
+"""The service's tables (SQLAlchemy 2). Every change to them goes through an Alembic migration."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# BIGINT on PostgreSQL, INTEGER (the rowid alias) on SQLite, so ids autoincrement on both.
+EventId = BigInteger().with_variant(sqlite.INTEGER(), "sqlite")
+JsonDoc = JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+class Platform(enum.StrEnum):
+    FILESYSTEM = "filesystem"
+    DOCKER = "docker"
+    KUBERNETES = "kubernetes"
+    COMMAND = "command"
+
+
+class DesiredState(enum.StrEnum):
+    """What the user asked for; the agent makes the environment match it."""
+
+    RUNNING = "running"
+    STOPPED = "stopped"
+    DELETED = "deleted"
+
+
+class TokenKind(enum.StrEnum):
+    ADMIN = "admin"
+    AGENT = "agent"
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    # Stored as the value strings (the same ones the API shows), checked by a constraint.
+    return Enum(
+        cls,
+        name=name,
+        values_callable=lambda members: [m.value for m in members],
+        native_enum=False,
+        create_constraint=True,
+        length=32,
+    )
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: JsonDoc}
+
+
+class ModelPackage(Base):
+    __tablename__ = "model_packages"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    version: Mapped[str] = mapped_column(String(100))
+    framework: Mapped[str | None] = mapped_column(String(40))
+    target_type: Mapped[str | None] = mapped_column(String(40))
+    filename: Mapped[str] = mapped_column(String(255))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    manifest: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("uq_model_packages_name_version", "name", "version", unique=True),)
+
+
+class Environment(Base):
+    __tablename__ = "environments"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    platform: Mapped[Platform] = mapped_column(_enum(Platform, "platform"))
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    plugin_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    health_status: Mapped[str] = mapped_column(String(16), default="unknown")
+    health_message: Mapped[str | None] = mapped_column(Text)
+    health_data: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc)
+    health_updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    last_seen_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    agent_version: Mapped[str | None] = mapped_column(String(100))
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Deployment(Base):
+    __tablename__ = "deployments"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id", ondelete="RESTRICT"))
+    model_package_id: Mapped[str] = mapped_column(ForeignKey("model_packages.id", ondelete="RESTRICT"))
+    key_value_config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    generation: Mapped[int] = mapped_column(Integer, default=1)
+    desired_state: Mapped[DesiredState] = mapped_column(_enum(DesiredState, "desired_state"))
+    relaunch_generation: Mapped[int] = mapped_column(Integer, default=0)
+    force: Mapped[bool] = mapped_column(Boolean, default=False)
+    observed_state: Mapped[str] = mapped_column(String(32), default="unknown")
+    observed_generation: Mapped[int] = mapped_column(Integer, default=0)
+    observed_status: Mapped[str] = mapped_column(String(16), default="unknown")
+    observed_message: Mapped[str | None] = mapped_column(Text)
+    observed_action: Mapped[str | None] = mapped_column(String(64))
+    observed_phase: Mapped[str | None] = mapped_column(String(16))
+    observed_duration: Mapped[float | None]
+    observed_model_package_id: Mapped[str | None] = mapped_column(String(40))
+    observed_updated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    prediction_url: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    model_package: Mapped[ModelPackage] = relationship(lazy="joined", innerjoin=True)
+
+    __table_args__ = (
+        Index("ix_deployments_env_created", "environment_id", "created_at", "id"),
+        Index("ix_deployments_env_state", "environment_id", "observed_state"),
+        Index("ix_deployments_desired_created", "desired_state", "created_at", "id"),
+        Index("ix_deployments_name", "name"),
+        Index("ix_deployments_model_package", "model_package_id"),
+    )
+
+
+class Event(Base):
+    """Append-only log; ``id`` order is commit order (writers serialise, see ``db.write_session``)."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
+    type: Mapped[str] = mapped_column(String(64))
+    timestamp: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    environment_id: Mapped[str | None] = mapped_column(String(40))
+    deployment_id: Mapped[str | None] = mapped_column(String(40))
+    generation: Mapped[int | None] = mapped_column(Integer)
+    actor: Mapped[str] = mapped_column(String(100))
+    message: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str | None] = mapped_column(String(16))
+    data: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc)
+
+    __table_args__ = (
+        Index("ix_events_environment_id", "environment_id", "id"),
+        Index("ix_events_deployment_id", "deployment_id", "id"),
+        Index("ix_events_type_id", "type", "id"),
+        Index("ix_events_timestamp", "timestamp"),
+        {"sqlite_autoincrement": True},
+    )
+
+
+class ApiToken(Base):
+    """A token is stored only as the SHA-256 of its secret, plus a short prefix to recognise it."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[TokenKind] = mapped_column(_enum(TokenKind, "token_kind"))
+    environment_id: Mapped[str | None] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"))
+    prefix: Mapped[str] = mapped_column(String(16))
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())

@@ -1,0 +1,148 @@
+"""The event log: filtered queries, long polling, and Server-Sent Events from a cursor."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from shipmate.server import schemas
+from shipmate.server.deps import CallerDep, Runtime, RuntimeDep, check_environment_access
+from shipmate.server.errors import InvalidInput
+from shipmate.server.security import Principal
+from shipmate.server.services import events
+from shipmate.server.views import event_out
+
+router = APIRouter(prefix="/events", tags=["events"])
+
+MAX_CURSOR = 2**63 - 1
+
+
+class _Filter:
+    def __init__(
+        self,
+        environment_id: str | None,
+        deployment_id: str | None,
+        types: list[str],
+        since: dt.datetime | None,
+        until: dt.datetime | None,
+    ) -> None:
+        self.environment_id = environment_id
+        self.deployment_id = deployment_id
+        self.types = types
+        self.since = since
+        self.until = until
+
+
+def _scoped(caller: Principal, environment_id: str | None) -> str | None:
+    """An agent token follows only its own environment's events."""
+    if caller.is_admin:
+        return environment_id
+    if environment_id is not None:
+        check_environment_access(caller, environment_id)
+    return caller.environment_id
+
+
+def _read(runtime: Runtime, where: _Filter, after: int, limit: int) -> list[schemas.EventOut]:
+    with runtime.db.read() as session:
+        rows = events.query(
+            session,
+            after=after,
+            limit=limit,
+            environment_id=where.environment_id,
+            deployment_id=where.deployment_id,
+            types=where.types,
+            since=where.since,
+            until=where.until,
+        )
+        return [event_out(e) for e in rows]
+
+
+async def _next_batch(
+    runtime: Runtime, where: _Filter, after: int, limit: int, wait: float
+) -> list[schemas.EventOut]:
+    """Events after the cursor; if there are none yet, wait up to ``wait`` seconds for some."""
+    deadline = time.monotonic() + wait
+    while True:
+        mark = runtime.feed.latest
+        found = await run_in_threadpool(_read, runtime, where, after, limit)
+        remaining = deadline - time.monotonic()
+        if found or remaining <= 0:
+            return found
+        await runtime.feed.wait_beyond(mark, remaining)
+
+
+Types = Annotated[list[str], Query(alias="type", description="event type; repeat for several")]
+
+
+@router.get("")
+async def list_events(
+    runtime: RuntimeDep,
+    caller: CallerDep,
+    environment_id: Annotated[str | None, Query(alias="environmentId", max_length=40)] = None,
+    deployment_id: Annotated[str | None, Query(alias="deploymentId", max_length=40)] = None,
+    types: Types = [],  # noqa: B006 (FastAPI copies defaults)
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    after: Annotated[int, Query(ge=0, le=MAX_CURSOR, description="return events with a larger id")] = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    wait: Annotated[float, Query(ge=0, le=3600, description="seconds to wait for an event (long poll)")] = 0,
+) -> schemas.EventPage:
+    """Events oldest first after a cursor; ``cursor`` in the answer is where to continue from."""
+    where = _Filter(_scoped(caller, environment_id), deployment_id, types, since, until)
+    found = await _next_batch(
+        runtime,
+        where,
+        after,
+        min(limit, runtime.settings.max_page_size * 10),
+        min(wait, runtime.settings.max_wait),
+    )
+    return schemas.EventPage(cursor=found[-1].id if found else after, events=found)
+
+
+@router.get(
+    "/stream",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}},
+)
+async def stream_events(
+    request: Request,
+    runtime: RuntimeDep,
+    caller: CallerDep,
+    environment_id: Annotated[str | None, Query(alias="environmentId", max_length=40)] = None,
+    deployment_id: Annotated[str | None, Query(alias="deploymentId", max_length=40)] = None,
+    types: Types = [],  # noqa: B006
+    after: Annotated[int, Query(ge=0, le=MAX_CURSOR)] = 0,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20)] = None,
+) -> StreamingResponse:
+    """Follow the log as Server-Sent Events; reconnect with ``Last-Event-ID`` to resume after it."""
+    if last_event_id:
+        if not last_event_id.isdigit() or int(last_event_id) > MAX_CURSOR:
+            raise InvalidInput("Last-Event-ID must be an event id", field="Last-Event-ID")
+        after = max(after, int(last_event_id))
+    where = _Filter(_scoped(caller, environment_id), deployment_id, types, None, None)
+
+    async def body() -> AsyncIterator[bytes]:
+        cursor = after
+        yield b": connected\n\n"
+        while not await request.is_disconnected():
+            batch = await _next_batch(runtime, where, cursor, 500, 15.0)
+            if not batch:
+                yield b": keep-alive\n\n"
+                continue
+            for event in batch:
+                payload = json.dumps(event.model_dump(mode="json", by_alias=True), separators=(",", ":"))
+                yield f"id: {event.id}\nevent: {event.type}\ndata: {payload}\n\n".encode()
+            cursor = batch[-1].id
+
+    return StreamingResponse(
+        body(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

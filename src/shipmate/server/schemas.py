@@ -1,0 +1,315 @@
+"""What goes over the wire (camelCase JSON), kept apart from the tables so nothing leaks.
+
+Create, update and read shapes are separate: a token's hash never reaches a
+response, and the secret appears only in ``TokenCreated``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import math
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.alias_generators import to_camel
+
+from shipmate.plugin.status import ActionStatus, DeploymentState
+from shipmate.server.models import DesiredState, Platform, TokenKind
+
+MAX_INT = 2**31 - 1
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+def _plain_json(value: Any, path: str = "") -> Any:
+    """Reject what no store can keep: NUL characters and non-finite numbers, anywhere in a document."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError(f"{path or 'value'}: must not contain NUL characters")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{path or 'value'}: must be a finite number")
+    elif isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) >= 2**63:
+            raise ValueError(f"{path or 'value'}: integer out of range")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _no_nul(key)
+            _plain_json(item, f"{path}.{key}" if path else key)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _plain_json(item, f"{path}[{index}]")
+    return value
+
+
+Text = Annotated[str, StringConstraints(max_length=10_000), AfterValidator(_no_nul)]
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(_no_nul)
+]
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=40), AfterValidator(_no_nul)]
+JsonObject = Annotated[dict[str, Any], AfterValidator(_plain_json)]
+Generation = Annotated[int, Field(ge=1, le=MAX_INT)]
+
+
+class ApiModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, from_attributes=True)
+
+
+class RequestModel(ApiModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+# ---- model packages -------------------------------------------------------------------------
+
+
+class ModelPackageSummary(ApiModel):
+    id: str
+    name: str
+    version: str
+    sha256: str
+    size: int
+    framework: str | None
+    target_type: str | None
+
+
+class ModelPackageOut(ModelPackageSummary):
+    filename: str
+    created_by: str
+    created_at: dt.datetime
+    manifest: dict[str, Any]
+
+
+class ModelPackageList(ApiModel):
+    items: list[ModelPackageOut]
+
+
+# ---- environments ---------------------------------------------------------------------------
+
+
+class EnvironmentCreate(RequestModel):
+    name: Name
+    platform: Platform
+    description: Text = ""
+    config: JsonObject = Field(default_factory=dict)
+    plugin_config: JsonObject = Field(default_factory=dict)
+
+
+class EnvironmentUpdate(RequestModel):
+    description: Text | None = None
+    config: JsonObject | None = None
+    plugin_config: JsonObject | None = None
+
+
+class Health(ApiModel):
+    status: str
+    message: str | None = None
+    data: dict[str, Any] | None = None
+    updated_at: dt.datetime | None = None
+
+
+class EnvironmentOut(ApiModel):
+    id: str
+    name: str
+    description: str
+    platform: Platform
+    config: dict[str, Any]
+    plugin_config: dict[str, Any]
+    health: Health
+    last_seen_at: dt.datetime | None
+    agent_version: str | None
+    created_by: str
+    created_at: dt.datetime
+
+
+class EnvironmentList(ApiModel):
+    items: list[EnvironmentOut]
+
+
+# ---- deployments ----------------------------------------------------------------------------
+
+
+class DeploymentCreate(RequestModel):
+    environment_id: Identifier
+    model_package_id: Identifier
+    name: Name
+    description: Text = ""
+    key_value_config: JsonObject = Field(default_factory=dict)
+    active: bool = True
+    """Start it at once (desired ``running``); ``false`` registers it stopped."""
+
+
+class DeploymentUpdate(RequestModel):
+    name: Name | None = None
+    description: Text | None = None
+    key_value_config: JsonObject | None = None
+
+
+class ReplaceModel(RequestModel):
+    model_package_id: Identifier
+
+
+class DesiredSpec(ApiModel):
+    state: DesiredState
+    model_package_id: str
+    relaunch_generation: int
+    force: bool
+
+
+class Observed(ApiModel):
+    state: str
+    generation: int
+    status: str
+    message: str | None
+    action: str | None
+    phase: str | None
+    duration: float | None
+    prediction_url: str | None
+    model_package_id: str | None
+    updated_at: dt.datetime | None
+
+
+class DeploymentOut(ApiModel):
+    id: str
+    name: str
+    description: str
+    environment_id: str
+    generation: int
+    desired: DesiredSpec
+    key_value_config: dict[str, Any]
+    model_package: ModelPackageSummary
+    observed: Observed
+    created_by: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class DeploymentPage(ApiModel):
+    items: list[DeploymentOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class DesiredStateOut(ApiModel):
+    cursor: int
+    deployments: list[DeploymentOut]
+
+
+# ---- events ---------------------------------------------------------------------------------
+
+
+class EventOut(ApiModel):
+    id: int
+    type: str
+    timestamp: dt.datetime
+    environment_id: str | None
+    deployment_id: str | None
+    generation: int | None
+    actor: str
+    message: str | None
+    status: str | None
+    data: dict[str, Any] | None
+
+
+class EventPage(ApiModel):
+    cursor: int
+    events: list[EventOut]
+
+
+# ---- the agent's reports --------------------------------------------------------------------
+
+
+class ReportPhase(enum.StrEnum):
+    STARTED = "started"
+    FINISHED = "finished"
+    RETRYING = "retrying"
+    OBSERVED = "observed"
+
+
+class Report(RequestModel):
+    deployment_id: Identifier
+    generation: Generation
+    action: Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_no_nul)]
+    phase: ReportPhase
+    status: ActionStatus
+    state: DeploymentState | None = None
+    message: Text | None = None
+    duration: Annotated[float, Field(ge=0, le=10**7, allow_inf_nan=False)] | None = None
+    attempt: Annotated[int, Field(ge=1, le=MAX_INT)] | None = None
+    data: JsonObject | None = None
+
+
+class ReportBatch(RequestModel):
+    reports: Annotated[list[Report], Field(max_length=10_000)]
+
+
+class ReportResult(ApiModel):
+    accepted: int
+    stale: list[str]
+    removed: list[str]
+    unknown: list[str]
+
+
+class HealthReport(RequestModel):
+    status: ActionStatus
+    message: Text | None = None
+    data: JsonObject | None = None
+    agent_version: Annotated[str, StringConstraints(max_length=100), AfterValidator(_no_nul)] | None = None
+
+
+class AgentEventType(enum.StrEnum):
+    """Events an agent may post outside reports."""
+
+    UNKNOWN_DEPLOYMENT = "agent.unknown_deployment"
+    CONNECTED = "agent.connected"
+    DISCONNECTED = "agent.disconnected"
+    DEPLOYMENT_HEALTH_CHANGED = "deployment.health_changed"
+
+
+class AgentEvent(RequestModel):
+    type: AgentEventType
+    deployment_id: Identifier | None = None
+    message: Text | None = None
+    status: ActionStatus | None = None
+    data: JsonObject | None = None
+
+
+# ---- tokens ---------------------------------------------------------------------------------
+
+
+class TokenCreate(RequestModel):
+    name: Name
+    kind: TokenKind = TokenKind.AGENT
+    environment_id: Identifier | None = None
+
+
+class TokenOut(ApiModel):
+    id: str
+    name: str
+    kind: TokenKind
+    environment_id: str | None
+    prefix: str
+    created_by: str
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None
+
+
+class TokenCreated(ApiModel):
+    token: TokenOut
+    secret: str
+    """Shown once; only its hash is kept."""
+
+
+class TokenList(ApiModel):
+    items: list[TokenOut]
+
+
+class ErrorBody(ApiModel):
+    detail: str
+    field: str | None = None
+    errors: list[dict[str, Any]] | None = None

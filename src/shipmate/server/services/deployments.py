@@ -1,0 +1,369 @@
+"""Deployments: user commands change the desired spec (one generation per change, one event each);
+agents' reports change the observed state."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.orm import Session
+
+from shipmate.server import lifecycle
+from shipmate.server.errors import Conflict, NotFound
+from shipmate.server.lifecycle import Command, Verdict
+from shipmate.server.models import Deployment, DesiredState, utcnow
+from shipmate.server.schemas import Report
+from shipmate.server.services import environments, events, packages
+from shipmate.server.services.events import EventType
+from shipmate.server.services.ids import new_id
+from shipmate.server.views import deployment_document
+
+_PHASE_EVENTS = {
+    "started": EventType.ACTION_STARTED,
+    "finished": EventType.ACTION_FINISHED,
+    "retrying": EventType.ACTION_RETRYING,
+    "observed": EventType.DEPLOYMENT_HEALTH_CHANGED,
+}
+
+
+def _desired(deployment: Deployment) -> lifecycle.Desired:
+    return lifecycle.Desired(
+        generation=deployment.generation,
+        state=deployment.desired_state,
+        model_package_id=deployment.model_package_id,
+        relaunch_generation=deployment.relaunch_generation,
+        force=deployment.force,
+    )
+
+
+def _record_desired_change(session: Session, deployment: Deployment, *, actor: str, reason: str) -> None:
+    session.flush()
+    events.append(
+        session,
+        type=EventType.DESIRED_CHANGED,
+        actor=actor,
+        environment_id=deployment.environment_id,
+        deployment_id=deployment.id,
+        generation=deployment.generation,
+        message=reason,
+        data=deployment_document(deployment),
+    )
+
+
+def create(
+    session: Session,
+    *,
+    environment_id: str,
+    model_package_id: str,
+    name: str,
+    description: str,
+    key_value_config: dict[str, Any],
+    active: bool,
+    actor: str,
+) -> Deployment:
+    environments.get(session, environment_id)
+    package = packages.get(session, model_package_id)
+    now = utcnow()
+    deployment = Deployment(
+        id=new_id("d"),
+        name=name,
+        description=description,
+        environment_id=environment_id,
+        model_package_id=package.id,
+        key_value_config=key_value_config,
+        generation=1,
+        desired_state=DesiredState.RUNNING if active else DesiredState.STOPPED,
+        relaunch_generation=0,
+        force=False,
+        observed_state="unknown",
+        observed_generation=0,
+        observed_status="unknown",
+        created_by=actor,
+        created_at=now,
+        updated_at=now,
+    )
+    deployment.model_package = package
+    session.add(deployment)
+    events.append(
+        session,
+        type=EventType.DEPLOYMENT_CREATED,
+        actor=actor,
+        environment_id=environment_id,
+        deployment_id=deployment.id,
+        generation=1,
+        message=f"deployment {name} created with model {package.name} {package.version}",
+    )
+    _record_desired_change(
+        session, deployment, actor=actor, reason=f"created ({deployment.desired_state.value})"
+    )
+    return deployment
+
+
+def get(session: Session, deployment_id: str, *, include_force_deleted: bool = False) -> Deployment:
+    """A deployment by id. Force-deleted ones are gone for users, though their agent still sees them."""
+    deployment = session.get(Deployment, deployment_id)
+    if deployment is None or (deployment.force and not include_force_deleted):
+        raise NotFound(f"deployment {deployment_id} not found", field="deploymentId")
+    return deployment
+
+
+def get_for_update(session: Session, deployment_id: str) -> Deployment:
+    deployment = session.get(Deployment, deployment_id, with_for_update=True)
+    if deployment is None or deployment.force:
+        raise NotFound(f"deployment {deployment_id} not found", field="deploymentId")
+    return deployment
+
+
+@dataclass(frozen=True)
+class DeploymentFilter:
+    environment_id: str | None = None
+    state: str | None = None
+    desired_state: DesiredState | None = None
+    name: str | None = None
+    model_package_id: str | None = None
+
+
+def list_page(
+    session: Session, *, where: DeploymentFilter, limit: int, offset: int
+) -> tuple[list[Deployment], int]:
+    """One page of deployments (newest first) and the total matching the filter.
+
+    Deployments being deleted are listed only when asked for with ``desiredState=deleted``;
+    force-deleted ones never are.
+    """
+    conditions: list[ColumnElement[bool]] = [Deployment.force.is_(False)]
+    if where.desired_state is None:
+        conditions.append(Deployment.desired_state != DesiredState.DELETED)
+    else:
+        conditions.append(Deployment.desired_state == where.desired_state)
+    if where.environment_id is not None:
+        conditions.append(Deployment.environment_id == where.environment_id)
+    if where.state is not None:
+        conditions.append(Deployment.observed_state == where.state)
+    if where.name is not None:
+        conditions.append(Deployment.name == where.name)
+    if where.model_package_id is not None:
+        conditions.append(Deployment.model_package_id == where.model_package_id)
+    total = session.scalar(select(func.count()).select_from(Deployment).where(*conditions)) or 0
+    rows = session.scalars(
+        select(Deployment)
+        .where(*conditions)
+        .order_by(Deployment.created_at.desc(), Deployment.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(rows), int(total)
+
+
+def update(
+    session: Session,
+    *,
+    deployment_id: str,
+    name: str | None,
+    description: str | None,
+    key_value_config: dict[str, Any] | None,
+    actor: str,
+) -> Deployment:
+    """Change the label, description or key/values; not a desired-state change, so no new generation."""
+    deployment = get_for_update(session, deployment_id)
+    if deployment.desired_state is DesiredState.DELETED:
+        raise Conflict(
+            f"deployment {deployment_id} is being deleted; it cannot be updated", field="deploymentId"
+        )
+    changed = []
+    if name is not None and name != deployment.name:
+        deployment.name = name
+        changed.append("name")
+    if description is not None and description != deployment.description:
+        deployment.description = description
+        changed.append("description")
+    if key_value_config is not None and key_value_config != deployment.key_value_config:
+        deployment.key_value_config = key_value_config
+        changed.append("keyValueConfig")
+    if changed:
+        deployment.updated_at = utcnow()
+        session.flush()
+        events.append(
+            session,
+            type=EventType.DEPLOYMENT_UPDATED,
+            actor=actor,
+            environment_id=deployment.environment_id,
+            deployment_id=deployment.id,
+            generation=deployment.generation,
+            message=f"{', '.join(changed)} changed",
+            data=deployment_document(deployment),
+        )
+    return deployment
+
+
+_REASONS = {
+    Command.REPLACE_MODEL: "model replaced",
+    Command.DEACTIVATE: "deactivated",
+    Command.ACTIVATE: "activated",
+    Command.RELAUNCH: "relaunch requested",
+    Command.DELETE: "deletion requested",
+    Command.FORCE_DELETE: "force deletion requested",
+}
+
+
+def command(
+    session: Session, *, deployment_id: str, command: Command, actor: str, model_package_id: str | None = None
+) -> Deployment:
+    """Apply a user command; a command that changes nothing (activate an active one) is not a change."""
+    deployment = session.get(Deployment, deployment_id, with_for_update=True)
+    if deployment is None or (deployment.force and command is not Command.FORCE_DELETE):
+        raise NotFound(f"deployment {deployment_id} not found", field="deploymentId")
+    if model_package_id is not None:
+        package = packages.get(session, model_package_id)
+    new = lifecycle.apply_command(_desired(deployment), command, model_package_id=model_package_id)
+    if new is None:
+        return deployment
+    reason = _REASONS[command]
+    if command is Command.REPLACE_MODEL:
+        reason = f"model replaced: {deployment.model_package_id} -> {new.model_package_id}"
+        deployment.model_package = package
+    deployment.generation = new.generation
+    deployment.desired_state = new.state
+    deployment.model_package_id = new.model_package_id
+    deployment.relaunch_generation = new.relaunch_generation
+    deployment.force = new.force
+    deployment.updated_at = utcnow()
+    _record_desired_change(session, deployment, actor=actor, reason=reason)
+    return deployment
+
+
+def desired_state(session: Session, *, environment_id: str) -> tuple[int, list[Deployment]]:
+    """Everything the environment's agent must act on, and the cursor to follow changes from.
+
+    The cursor is read first: under READ COMMITTED a change landing in between then shows up
+    both in the list and in the feed (harmless), never in neither.
+    """
+    environments.get(session, environment_id)
+    cursor = events.latest_id(session)
+    rows = session.scalars(
+        select(Deployment).where(Deployment.environment_id == environment_id).order_by(Deployment.created_at)
+    )
+    return cursor, list(rows)
+
+
+@dataclass
+class ReportOutcome:
+    accepted: int = 0
+    stale: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)
+
+
+def apply_reports(
+    session: Session, *, environment_id: str, reports: Sequence[Report], actor: str
+) -> ReportOutcome:
+    """Record a batch of agent reports in one transaction (one event per report)."""
+    environments.touch(session, environment_id=environment_id)
+    ids = {report.deployment_id for report in reports}
+    rows = session.scalars(
+        select(Deployment).where(Deployment.id.in_(ids), Deployment.environment_id == environment_id)
+    )
+    by_id = {deployment.id: deployment for deployment in rows}
+    outcome = ReportOutcome()
+    now = utcnow()
+    for index, report in enumerate(reports):
+        deployment = by_id.get(report.deployment_id)
+        base: dict[str, Any] = {
+            "action": report.action,
+            "phase": report.phase.value,
+            "state": report.state.value if report.state else None,
+            "duration": report.duration,
+            "attempt": report.attempt,
+            **({"data": report.data} if report.data else {}),
+        }
+        if deployment is None:
+            outcome.unknown.append(report.deployment_id)
+            events.append(
+                session,
+                type=_PHASE_EVENTS[report.phase.value],
+                actor=actor,
+                environment_id=environment_id,
+                deployment_id=report.deployment_id,
+                generation=report.generation,
+                status=report.status.value,
+                message=report.message,
+                data={**base, "unknownDeployment": True},
+                timestamp=now,
+            )
+            continue
+        verdict = lifecycle.judge_report(
+            current=_desired(deployment),
+            observed_generation=deployment.observed_generation,
+            report_generation=report.generation,
+            phase=report.phase.value,
+            state=report.state.value if report.state else None,
+            field=f"reports[{index}].generation",
+        )
+        changed = deployment.observed_status != report.status.value or (
+            report.state is not None and deployment.observed_state != report.state.value
+        )
+        if report.phase.value != "observed" or changed or verdict is not Verdict.APPLY:
+            events.append(
+                session,
+                type=_PHASE_EVENTS[report.phase.value],
+                actor=actor,
+                environment_id=environment_id,
+                deployment_id=deployment.id,
+                generation=report.generation,
+                status=report.status.value,
+                message=report.message,
+                data={**base, **({"stale": True} if verdict is Verdict.STALE else {})},
+                timestamp=now,
+            )
+        outcome.accepted += 1
+        if verdict is Verdict.STALE:
+            outcome.stale.append(deployment.id)
+        elif verdict is Verdict.REMOVE:
+            outcome.removed.append(deployment.id)
+            events.append(
+                session,
+                type=EventType.DEPLOYMENT_REMOVED,
+                actor=actor,
+                environment_id=environment_id,
+                deployment_id=deployment.id,
+                generation=report.generation,
+                status=report.status.value,
+                message="removal confirmed by the agent" + (" (force delete)" if deployment.force else ""),
+                timestamp=now,
+            )
+            session.delete(deployment)
+            del by_id[deployment.id]
+        else:
+            _observe(deployment, report, now)
+    return outcome
+
+
+def _observe(deployment: Deployment, report: Report, now: Any) -> None:
+    deployment.observed_generation = report.generation
+    deployment.observed_status = report.status.value
+    if report.state is not None:
+        deployment.observed_state = report.state.value
+    deployment.observed_message = report.message
+    deployment.observed_action = report.action
+    deployment.observed_phase = report.phase.value
+    deployment.observed_duration = report.duration
+    deployment.observed_updated_at = now
+    data = report.data or {}
+    url = data.get("predictionUrl")
+    if isinstance(url, str):
+        deployment.prediction_url = url
+    current_model = data.get("currentModelId")
+    if isinstance(current_model, str):
+        deployment.observed_model_package_id = current_model
+    elif (
+        report.phase.value == "finished"
+        and report.status.value == "passing"
+        and report.generation == deployment.generation
+        and report.state is not None
+        and report.state.value == "ready"
+    ):
+        deployment.observed_model_package_id = deployment.model_package_id
+    if report.state is not None and report.state.value == "stopped":
+        deployment.prediction_url = None

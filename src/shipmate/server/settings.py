@@ -1,0 +1,67 @@
+"""Settings of the control-plane service, typed and documented.
+
+Built once by the entry point (``shipmate server``) or a test and handed to
+``create_app``; nothing here is read at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = frozenset({"changeme", "change-me", "secret", "password", "token", "admin"})
+
+
+class ServerSettings(BaseSettings):
+    """Everything the service needs to start; environment variables use the ``SHIPMATE_`` prefix."""
+
+    model_config = SettingsConfigDict(env_prefix="SHIPMATE_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("./shipmate-data"))
+    """Directory for the SQLite database, the artifact store and the generated admin token."""
+
+    database_url: str | None = None
+    """SQLAlchemy URL; ``None`` means ``sqlite:///<data_dir>/shipmate.db``.
+    Production: ``postgresql+psycopg://user@host:5432/db``."""
+
+    admin_token: SecretStr | None = None
+    """An admin token ensured to exist at start (stored hashed). With none given and none in the
+    store, one is generated and written to ``<data_dir>/admin-token`` (mode 0600)."""
+
+    max_upload_bytes: int = Field(default=4 * 1024**3, gt=0)
+    """Largest model package accepted, in bytes; larger uploads get 413."""
+
+    feed_poll_interval: float = Field(default=0.025, gt=0, le=5)
+    """Seconds between database checks for new events while a long poll waits; this is what
+    wakes a follower connected to another replica."""
+
+    max_wait: float = Field(default=30.0, ge=0)
+    """Longest long-poll wait a client may ask for, in seconds."""
+
+    max_page_size: int = Field(default=1000, gt=0)
+    """Largest page of deployments or events returned by one request."""
+
+    database_pool_size: int = Field(default=10, gt=0)
+    """Connections kept open per server process (PostgreSQL)."""
+
+    @field_validator("admin_token")
+    @classmethod
+    def _not_a_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            secret = value.get_secret_value()
+            if secret.strip().lower() in PLACEHOLDER_SECRETS or len(secret) < 16:
+                raise ValueError(
+                    "admin token is a placeholder or shorter than 16 characters; set a real secret"
+                )
+        return value
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'shipmate.db').resolve()}"
+
+    @property
+    def artifact_dir(self) -> Path:
+        return self.data_dir / "artifacts"
