@@ -141,7 +141,7 @@ class Report(WireModel):
     action: str
     phase: str = "finished"
     """``started``, ``finished``, ``retrying`` or ``observed``."""
-    status: ActionStatus
+    status: ActionStatus | None = None
     state: DeploymentState | None = None
     message: str | None = None
     duration: float | None = None

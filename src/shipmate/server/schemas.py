@@ -236,7 +236,8 @@ class Report(RequestModel):
     generation: Generation
     action: Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_no_nul)]
     phase: ReportPhase
-    status: ActionStatus
+    status: ActionStatus | None = None
+    """Absent (null) while an action is only started: the observed status is then left as it was."""
     state: DeploymentState | None = None
     message: Text | None = None
     duration: Annotated[float, Field(ge=0, le=10**7, allow_inf_nan=False)] | None = None

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
+from shipmate.plugin.status import ActionStatus
 from shipmate.server import lifecycle
 from shipmate.server.errors import Conflict, NotFound
 from shipmate.server.lifecycle import Command, Verdict
@@ -287,7 +288,7 @@ def apply_reports(
                 environment_id=environment_id,
                 deployment_id=report.deployment_id,
                 generation=report.generation,
-                status=report.status.value,
+                status=report.status.value if report.status else None,
                 message=report.message,
                 data={**base, "unknownDeployment": True},
                 timestamp=now,
@@ -301,7 +302,7 @@ def apply_reports(
             state=report.state.value if report.state else None,
             field=f"reports[{index}].generation",
         )
-        changed = deployment.observed_status != report.status.value or (
+        changed = (report.status is not None and deployment.observed_status != report.status.value) or (
             report.state is not None and deployment.observed_state != report.state.value
         )
         if report.phase.value != "observed" or changed or verdict is not Verdict.APPLY:
@@ -312,7 +313,7 @@ def apply_reports(
                 environment_id=environment_id,
                 deployment_id=deployment.id,
                 generation=report.generation,
-                status=report.status.value,
+                status=report.status.value if report.status else None,
                 message=report.message,
                 data={**base, **({"stale": True} if verdict is Verdict.STALE else {})},
                 timestamp=now,
@@ -329,7 +330,7 @@ def apply_reports(
                 environment_id=environment_id,
                 deployment_id=deployment.id,
                 generation=report.generation,
-                status=report.status.value,
+                status=report.status.value if report.status else None,
                 message="removal confirmed by the agent" + (" (force delete)" if deployment.force else ""),
                 timestamp=now,
             )
@@ -342,7 +343,8 @@ def apply_reports(
 
 def _observe(deployment: Deployment, report: Report, now: Any) -> None:
     deployment.observed_generation = report.generation
-    deployment.observed_status = report.status.value
+    if report.status is not None:
+        deployment.observed_status = report.status.value
     if report.state is not None:
         deployment.observed_state = report.state.value
     deployment.observed_message = report.message
@@ -359,7 +361,7 @@ def _observe(deployment: Deployment, report: Report, now: Any) -> None:
         deployment.observed_model_package_id = current_model
     elif (
         report.phase.value == "finished"
-        and report.status.value == "passing"
+        and report.status is ActionStatus.OK
         and report.generation == deployment.generation
         and report.state is not None
         and report.state.value == "ready"
