@@ -188,6 +188,8 @@ class PlannedAction:
     """A force delete: one attempt, no retries, the record is removed whatever the result."""
     report_state: str | None = None
     """For ``report``: the deployment state to report."""
+    self_heal: bool = False
+    """A relaunch the agent chose itself: the plugin reports the deployment missing or errored."""
 
     def __str__(self) -> str:
         return f"{self.kind.value} {self.deployment_id} (generation {self.generation}): {self.reason}"

@@ -221,6 +221,7 @@ def _self_heal(
         ActionKind.RELAUNCH,
         f"should be ready but the plugin reports it {problem}{detail} "
         f"(self-healing attempt {attempts + 1} of {policy.max_self_heal_attempts})",
+        self_heal=True,
     )
 
 
@@ -238,6 +239,7 @@ def _step(
     *,
     force: bool = False,
     report_state: str | None = None,
+    self_heal: bool = False,
 ) -> PlannedAction:
     return PlannedAction(
         desired.id,
@@ -247,6 +249,7 @@ def _step(
         desired=desired,
         force=force,
         report_state=report_state,
+        self_heal=self_heal,
     )
 
 

@@ -1,0 +1,438 @@
+"""Fakes at the agent's boundaries: an in-memory control plane that keeps the API's rules, and a plugin.
+
+``FakeService`` implements ``shipmate.agent.ports.ControlPlane`` with the
+semantics of docs/agent-api.md (generations, change feed with long poll,
+reports that update the observed state only for the current generation,
+removal after a confirmed stop). ``MemoryPlugin`` is a real ``PluginBase``
+whose "environment" is a shared dict.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shipmate.agent.config import AgentSettings
+from shipmate.agent.drivers import InProcessDriver
+from shipmate.agent.model import DesiredDeployment
+from shipmate.agent.ports import (
+    Change,
+    ChangePage,
+    ControlPlaneUnavailable,
+    DesiredSnapshot,
+    EnvironmentDescription,
+    Report,
+    ReportOutcome,
+)
+from shipmate.agent.runtime import Agent
+from shipmate.plugin.base import PluginBase
+from shipmate.plugin.info import DeploymentInfo
+from shipmate.plugin.status import ActionStatus, ActionStatusInfo, DeploymentState
+
+
+@dataclass
+class FakeDeployment:
+    id: str
+    generation: int
+    state: str
+    package_id: str
+    relaunch_generation: int = 0
+    force: bool = False
+    observed: dict[str, Any] = field(default_factory=dict)
+
+    def spec(self, packages: Mapping[str, bytes]) -> dict[str, Any]:
+        data = packages[self.package_id]
+        return {
+            "id": self.id,
+            "name": f"name of {self.id}",
+            "environmentId": "e-1",
+            "generation": self.generation,
+            "desired": {
+                "state": self.state,
+                "modelPackageId": self.package_id,
+                "relaunchGeneration": self.relaunch_generation,
+                "force": self.force,
+            },
+            "keyValueConfig": {"replicas": 1},
+            "modelPackage": {
+                "id": self.package_id,
+                "sha256": hashlib.sha256(data).hexdigest(),
+                "size": len(data),
+            },
+            "observed": dict(self.observed),
+        }
+
+
+class FakeService:
+    """The control plane's agent-facing rules, in memory."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Condition()
+        self.deployments: dict[str, FakeDeployment] = {}
+        self.packages: dict[str, bytes] = {}
+        self.events: list[dict[str, Any]] = []
+        self.reports: list[Report] = []
+        self.health: list[tuple[str, str | None]] = []
+        self.posted: list[dict[str, Any]] = []
+        self.down = False
+        self.downloads = 0
+        self.tamper: set[str] = set()
+
+    # -- admin side, used by tests -----------------------------------------------------
+
+    def add_package(self, package_id: str, content: bytes | None = None) -> None:
+        self.packages[package_id] = content if content is not None else f"model {package_id}".encode()
+
+    def _event(self, type_: str, deployment: FakeDeployment | None, **extra: Any) -> None:
+        event = {
+            "id": len(self.events) + 1,
+            "type": type_,
+            "timestamp": time.time(),
+            "deploymentId": deployment.id if deployment else extra.pop("deployment_id", None),
+            "generation": deployment.generation if deployment else None,
+            **extra,
+        }
+        if type_ == "deployment.desired_changed" and deployment is not None:
+            event["data"] = deployment.spec(self.packages)
+        self.events.append(event)
+        self.lock.notify_all()
+
+    def create(self, deployment_id: str, package_id: str, state: str = "running") -> None:
+        with self.lock:
+            if package_id not in self.packages:
+                self.add_package(package_id)
+            d = FakeDeployment(deployment_id, 1, state, package_id)
+            self.deployments[deployment_id] = d
+            self._event("deployment.desired_changed", d)
+
+    def change(self, deployment_id: str, **changes: Any) -> None:
+        with self.lock:
+            d = self.deployments[deployment_id]
+            if "package_id" in changes and changes["package_id"] not in self.packages:
+                self.add_package(changes["package_id"])
+            for key, value in changes.items():
+                setattr(d, key, value)
+            d.generation += 1
+            if changes.get("relaunch"):
+                d.relaunch_generation = d.generation
+            self._event("deployment.desired_changed", d)
+
+    def relaunch(self, deployment_id: str) -> None:
+        with self.lock:
+            d = self.deployments[deployment_id]
+            d.generation += 1
+            d.relaunch_generation = d.generation
+            self._event("deployment.desired_changed", d)
+
+    def delete(self, deployment_id: str, force: bool = False) -> None:
+        self.change(deployment_id, state="deleted", force=force)
+
+    def observed(self, deployment_id: str) -> dict[str, Any] | None:
+        with self.lock:
+            d = self.deployments.get(deployment_id)
+            return dict(d.observed) if d else None
+
+    # -- the ControlPlane protocol ------------------------------------------------------
+
+    def _check(self) -> None:
+        if self.down:
+            raise ControlPlaneUnavailable("connection refused (fake service is down)")
+
+    def get_environment(self, environment_id: str) -> EnvironmentDescription:
+        self._check()
+        return EnvironmentDescription(
+            id=environment_id, name="test env", created_on="2026-01-01T00:00:00+00:00"
+        )
+
+    def desired_state(self, environment_id: str) -> DesiredSnapshot:
+        self._check()
+        with self.lock:
+            specs = [DesiredDeployment.from_api(d.spec(self.packages)) for d in self.deployments.values()]
+            return DesiredSnapshot(cursor=len(self.events), deployments=specs)
+
+    def changes(self, environment_id: str, after: int, wait: float, limit: int = 500) -> ChangePage:
+        self._check()
+        deadline = time.monotonic() + wait
+        with self.lock:
+            while len(self.events) <= after and not self.down:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return ChangePage(cursor=after, changes=[])
+                self.lock.wait(min(remaining, 0.2))
+            self._check()
+            batch = self.events[after : after + limit]
+        changes = [
+            Change(
+                id=e["id"],
+                type=e["type"],
+                deployment_id=e.get("deploymentId"),
+                generation=e.get("generation"),
+                timestamp=e["timestamp"],
+                spec=DesiredDeployment.from_api(e["data"]) if "data" in e else None,
+            )
+            for e in batch
+        ]
+        return ChangePage(cursor=batch[-1]["id"] if batch else after, changes=changes)
+
+    def download_model_package(self, package_id: str, dest: Path) -> str:
+        self._check()
+        self.downloads += 1
+        data = self.packages[package_id]
+        if package_id in self.tamper:
+            data = data + b"tampered"
+        dest.write_bytes(data)
+        return hashlib.sha256(data).hexdigest()
+
+    def report(self, environment_id: str, reports: Sequence[Report]) -> ReportOutcome:
+        self._check()
+        removed = []
+        stale = []
+        with self.lock:
+            for r in reports:
+                self.reports.append(r)
+                d = self.deployments.get(r.deployment_id)
+                if d is None:
+                    continue
+                if r.generation < int(d.observed.get("generation", 0)):
+                    stale.append(r.deployment_id)
+                    continue
+                if r.state is not None:
+                    d.observed = {"generation": r.generation, "state": r.state, "status": r.status}
+                if r.phase.value == "finished" and d.state == "deleted" and r.generation == d.generation:
+                    if d.force or r.state == "stopped":
+                        del self.deployments[d.id]
+                        removed.append(d.id)
+                        self._event("deployment.removed", None, deployment_id=d.id)
+            self.lock.notify_all()
+        return ReportOutcome(accepted=len(reports), stale=stale, removed=removed)
+
+    def report_health(
+        self, environment_id: str, status: str, message: str | None, data: Mapping[str, Any]
+    ) -> None:
+        self._check()
+        self.health.append((status, message))
+
+    def post_event(
+        self,
+        environment_id: str,
+        type: str,
+        message: str,
+        deployment_id: str | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._check()
+        self.posted.append({"type": type, "message": message, "deploymentId": deployment_id})
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def wait_for(self, predicate: Any, timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if predicate(self):
+                    return True
+            time.sleep(0.02)
+        return False
+
+    def reports_for(self, deployment_id: str, phase: str | None = None) -> list[Report]:
+        with self.lock:
+            return [
+                r
+                for r in self.reports
+                if r.deployment_id == deployment_id and (phase is None or r.phase == phase)
+            ]
+
+
+class Environment:
+    """What MemoryPlugin manages: deployment id -> model id, plus a log of calls and failure knobs."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running: dict[str, str] = {}
+        self.calls: list[tuple[str, str | None]] = []
+        self.fail: dict[str, int] = {}
+        """action name -> how many more calls of it fail"""
+        self.hang: set[str] = set()
+        self.artifacts: dict[str, str] = {}
+
+    def count(self, action: str, deployment_id: str | None = None) -> int:
+        with self.lock:
+            return sum(
+                1 for a, d in self.calls if a == action and (deployment_id is None or d == deployment_id)
+            )
+
+
+class MemoryPlugin(PluginBase):
+    """A plugin whose environment is an in-memory ``Environment`` (shared through ``plugin_config``)."""
+
+    def _env(self) -> Environment:
+        return self.plugin_config["environment"]
+
+    def _enter(self, action: str, deployment_id: str | None) -> ActionStatusInfo | None:
+        env = self._env()
+        with env.lock:
+            env.calls.append((action, deployment_id))
+            remaining = env.fail.get(action, 0)
+            if remaining:
+                env.fail[action] = remaining - 1
+                return ActionStatusInfo(ActionStatus.ERROR, msg=f"{action} broke on purpose", state="errored")
+        if action in env.hang:
+            time.sleep(3600)
+        return None
+
+    def plugin_start(self) -> ActionStatusInfo:
+        return self._enter("plugin_start", None) or ActionStatusInfo(ActionStatus.OK, msg="all ok")
+
+    def plugin_stop(self) -> ActionStatusInfo:
+        return self._enter("plugin_stop", None) or ActionStatusInfo(ActionStatus.OK)
+
+    def deployment_list(self) -> ActionStatusInfo:
+        failed = self._enter("deployment_list", None)
+        if failed:
+            return failed
+        env = self._env()
+        with env.lock:
+            data = {d: {"status": "passing", "data": {"currentModelId": m}} for d, m in env.running.items()}
+        return ActionStatusInfo(ActionStatus.OK, msg=f"Number of deployments: {len(data)}", data=data)
+
+    def deployment_start(self, deployment_info: DeploymentInfo) -> ActionStatusInfo:
+        failed = self._enter("deployment_start", deployment_info.id)
+        if failed:
+            return failed
+        env = self._env()
+        assert deployment_info.model_artifact and Path(deployment_info.model_artifact).is_file()
+        with env.lock:
+            env.running[deployment_info.id] = deployment_info.current_model_id
+            env.artifacts[deployment_info.id] = deployment_info.model_artifact
+        return ActionStatusInfo(
+            ActionStatus.OK,
+            state=DeploymentState.READY,
+            data={"predictionUrl": f"http://x/{deployment_info.id}/predict"},
+        )
+
+    def deployment_stop(self, deployment_info: DeploymentInfo) -> ActionStatusInfo:
+        failed = self._enter("deployment_stop", deployment_info.id)
+        if failed:
+            return failed
+        env = self._env()
+        with env.lock:
+            env.running.pop(deployment_info.id, None)
+        return ActionStatusInfo(ActionStatus.OK, state=DeploymentState.STOPPED)
+
+    def deployment_replace_model(self, deployment_info: DeploymentInfo) -> ActionStatusInfo:
+        failed = self._enter("deployment_replace_model", deployment_info.id)
+        if failed:
+            failed.data = {"oldModelInUse": True}
+            return failed
+        env = self._env()
+        with env.lock:
+            env.running[deployment_info.id] = deployment_info.current_model_id
+        return ActionStatusInfo(
+            ActionStatus.OK, state=DeploymentState.READY, msg="Model replaced successfully"
+        )
+
+    def deployment_status(self, deployment_info: DeploymentInfo) -> ActionStatusInfo:
+        failed = self._enter("deployment_status", deployment_info.id)
+        if failed:
+            return failed
+        env = self._env()
+        with env.lock:
+            model = env.running.get(deployment_info.id)
+        if model is None:
+            return ActionStatusInfo(
+                ActionStatus.ERROR, msg="Deployment not found", state=DeploymentState.ERRORED
+            )
+        return ActionStatusInfo(ActionStatus.OK, state=DeploymentState.READY, data={"currentModelId": model})
+
+    def pe_status(self) -> ActionStatusInfo:
+        failed = self._enter("pe_status", None)
+        if failed:
+            return failed
+        return ActionStatusInfo(ActionStatus.OK, msg="PE healthy")
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> AgentSettings:
+    values: dict[str, Any] = {
+        "environment_id": "e-1",
+        "token": "agent-token-0123456789abcdef",
+        "plugin": {"name": "memory"},
+        "work_dir": tmp_path / "work",
+        "concurrency": 4,
+        "retry": {"max_attempts": 3, "initial_delay": 0.05, "max_delay": 0.2},
+        "intervals": {
+            "feed_wait": 0.5,
+            "reconnect_max": 0.3,
+            "resync": 300,
+            "pe_status": 300,
+            "deployment_status": 300,
+        },
+        "metrics": {"enabled": False},
+        "shutdown_grace": 5,
+    }
+    values.update(overrides)
+    return AgentSettings(**values)
+
+
+class AgentHarness:
+    """An agent on a thread, over a FakeService and a MemoryPlugin environment."""
+
+    def __init__(self, tmp_path: Path, service: FakeService, env: Environment, **overrides: Any) -> None:
+        self.service = service
+        self.env = env
+        self.settings = make_settings(tmp_path, **overrides)
+
+        def driver(environment: EnvironmentDescription) -> InProcessDriver:
+            def factory(pe_info: Any) -> PluginBase:
+                return MemoryPlugin({"environment": env}, None, pe_info, False)
+
+            return InProcessDriver(factory, environment, ["agent-token-0123456789abcdef"])
+
+        self.agent = Agent(self.settings, service, driver)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.exit_code: int | None = None
+
+    def _run(self) -> None:
+        self.exit_code = self.agent.run()
+
+    def start(self) -> AgentHarness:
+        self.thread.start()
+        assert self.agent.started.wait(15), "agent did not start"
+        return self
+
+    def stop(self) -> int | None:
+        self.agent.stop()
+        self.thread.join(20)
+        assert not self.thread.is_alive(), "agent did not stop"
+        return self.exit_code
+
+
+@pytest.fixture
+def service() -> FakeService:
+    return FakeService()
+
+
+@pytest.fixture
+def environment() -> Environment:
+    return Environment()
+
+
+@pytest.fixture
+def harness(tmp_path, service, environment):
+    made: list[AgentHarness] = []
+
+    def _make(**overrides: Any) -> AgentHarness:
+        h = AgentHarness(tmp_path, service, environment, **overrides)
+        made.append(h)
+        return h
+
+    yield _make
+    for h in made:
+        if h.thread.is_alive():
+            h.stop()
