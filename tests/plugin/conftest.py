@@ -99,3 +99,82 @@ def model_artifact(tmp_path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"PK\x03\x04 not really a zip, but bytes to copy" * 10)
     return path
+
+
+ZERO_DELAYS = {
+    "launch_time_sec": 0,
+    "stop_time_sec": 0,
+    "replace_model_time_sec": 0,
+    "pe_status_time_sec": 0,
+    "deployment_status_time_sec": 0,
+    "deployment_list_time_sec": 0,
+    "plugin_start_time": 0,
+    "plugin_stop_time": 0,
+}
+
+
+@pytest.fixture
+def test_plugin_config(tmp_path: Path) -> Callable[..., Path]:
+    """Write a private config for the ``test`` plugin with no delays (plus any overrides)."""
+
+    def write(**overrides: Any) -> Path:
+        path = tmp_path / "plugin.test.conf.yaml"
+        content = {"tmp_dir": str(tmp_path / "test-plugin"), **ZERO_DELAYS, **overrides}
+        path.write_text(yaml.safe_dump(content), encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def filesystem_config(tmp_path: Path) -> Path:
+    base = tmp_path / "deployments"
+    base.mkdir()
+    path = tmp_path / "plugin.filesystem.conf.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "baseDir": str(base),
+                "deploymentDirPrefix": "deployment_",
+                "deploymentInfoFile": "config.yml",
+                "deploymentPredictionBaseUrl": "http://127.0.0.1:8080",
+            }
+        ),
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.fixture
+def run_in_process() -> Iterator[Callable[[list[str]], int]]:
+    """Call the runner's ``main`` in this process, restoring logging and signal handlers afterwards."""
+    import logging
+    import signal
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    sigterm = signal.getsignal(signal.SIGTERM)
+
+    def run(argv: list[str]) -> int:
+        from shipmate.plugin.runner import main
+
+        return main(argv)
+
+    yield run
+    for handler in root.handlers:
+        if handler not in handlers:
+            handler.close()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    signal.signal(signal.SIGTERM, sigterm)
+
+
+def runner_command() -> list[str]:
+    """The installed ``bosun-plugin-runner`` script of this interpreter, else the module."""
+    script = Path(sys.executable).parent / "bosun-plugin-runner"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "shipmate.plugin.runner"]
+
+
+@pytest.fixture
+def runner() -> list[str]:
+    return runner_command()

@@ -117,6 +117,16 @@ def find_plugin_class(module: ModuleType) -> type[PluginBase]:
         for value in vars(module).values()
         if isinstance(value, type) and value.__module__ == module.__name__ and _is_plugin_class(value)
     ]
+    if not found and hasattr(module, "__path__"):
+        # a package whose __init__ re-exports the plugin class from one of its modules
+        inner = module.__name__ + "."
+        found = list(
+            {
+                value
+                for value in vars(module).values()
+                if isinstance(value, type) and value.__module__.startswith(inner) and _is_plugin_class(value)
+            }
+        )
     if not found:
         raise PluginLoadError(
             f"no plugin class in module {module.__name__} ({_where(module)}): "

@@ -201,9 +201,11 @@ def check_plugin(
             from shipmate.plugin.loader import build_plugin
 
             return build_plugin(plugin, config, private_config_file, pe_info, False)
+        built: PluginBase
         if isinstance(plugin, type):
-            return plugin(config, private_config_file, pe_info, False)
-        built: PluginBase = plugin(pe_info)
+            built = plugin(config, private_config_file, pe_info, False)
+        else:
+            built = plugin(pe_info)
         return built
 
     try:
