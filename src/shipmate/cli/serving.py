@@ -1,0 +1,80 @@
+"""``shipmate serve``: run the portable prediction server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+
+def serve(
+    model: Annotated[
+        Path | None, typer.Option("--model", help="A .mlpkg to serve (single-model mode).")
+    ] = None,
+    deployments_dir: Annotated[
+        Path | None, typer.Option("--deployments-dir", help="Deployments directory (multi-model mode).")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on [default: 127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default: 8080].")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes [default: one per CPU; env PREDICTION_API_WORKERS].")
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="SHIPMATE_SERVE_API_KEY",
+            show_envvar=True,
+            help="Enables upload/delete and requires this key for them.",
+        ),
+    ] = None,
+    require_key_for_predictions: Annotated[
+        bool | None,
+        typer.Option("--require-key-for-predictions", help="Require the key for predictions too."),
+    ] = None,
+    allow_pickled_uploads: Annotated[
+        bool | None,
+        typer.Option("--allow-pickled-uploads", help="Accept uploads of non-ONNX packages (they run code)."),
+    ] = None,
+    max_body_mb: Annotated[float | None, typer.Option(help="Largest request body, MB [default: 50].")] = None,
+    poll_interval: Annotated[
+        float | None, typer.Option(help="Deployments-dir scan interval, s [default: 1].")
+    ] = None,
+    work_dir: Annotated[Path | None, typer.Option(help="Where packages are unpacked.")] = None,
+    log_level: Annotated[str | None, typer.Option(help="Log level [default: info].")] = None,
+) -> None:
+    """Serve model packages over HTTP (DataRobot PPS-compatible, plus Open Inference Protocol v2)."""
+    from pydantic import ValidationError
+
+    from shipmate.serving.server import run
+    from shipmate.serving.settings import MIB, ServeSettings
+
+    given: dict[str, Any] = {
+        "model": model,
+        "deployments_dir": deployments_dir,
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "api_key": api_key,
+        "require_key_for_predictions": require_key_for_predictions,
+        "allow_pickled_uploads": allow_pickled_uploads,
+        "max_body_bytes": int(max_body_mb * MIB) if max_body_mb is not None else None,
+        "poll_interval_s": poll_interval,
+        "work_dir": work_dir,
+        "log_level": log_level,
+    }
+    try:
+        settings = ServeSettings(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as exc:
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "settings"
+            typer.echo(f"error: {field}: {err['msg']}", err=True)
+        raise typer.Exit(2) from None
+    if settings.model is not None and not settings.model.is_file():
+        typer.echo(f"error: --model {settings.model}: no such file", err=True)
+        raise typer.Exit(2)
+    run(settings)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)

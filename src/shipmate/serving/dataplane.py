@@ -1,0 +1,71 @@
+"""The protocol-neutral data plane: find the deployment, shape the rows, score, tell the hooks.
+
+Endpoints of every wire protocol call `DataPlane.infer` with a canonical
+`InferenceRequest`. Scoring runs inline on the event loop: models here are
+CPU-bound and small per request, so a thread hop would add latency without
+adding throughput; the server scales with worker processes instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from shipmate.packages import ModelError, Scores
+from shipmate.serving.deployments import Deployment, Registry
+from shipmate.serving.errors import DeploymentNotFound, DeploymentNotReady, PredictionFailed
+from shipmate.serving.inputs import model_input
+from shipmate.serving.protocol import InferenceRequest, InferenceResponse, InputError
+
+log = logging.getLogger(__name__)
+
+ScoreHook = Callable[[Deployment, InferenceRequest, Scores], None]
+"""Called with every scored batch: the seam for prediction monitoring (not built yet)."""
+
+
+class DataPlane:
+    def __init__(self, registry: Registry, hooks: Sequence[ScoreHook] = ()) -> None:
+        self.registry = registry
+        self.hooks = list(hooks)
+
+    def deployment(self, route: str | None) -> Deployment:
+        """The deployment for a route id; ``None`` means the only one (single-model mode)."""
+        dep = self.registry.only() if route is None else self.registry.get(route)
+        if dep is not None:
+            return dep
+        if route is None or not self.registry.initialized:
+            raise DeploymentNotReady(
+                "the model is not loaded yet" if route is None else "deployments are still being loaded"
+            )
+        failure = next(
+            (f for f in self.registry.failures.values() if route in (f.key, f.deployment_id)), None
+        )
+        if failure is not None:
+            raise DeploymentNotReady(f"deployment {route!r} failed to load: {failure.error}")
+        raise DeploymentNotFound(route)
+
+    def infer(self, deployment: Deployment, request: InferenceRequest) -> InferenceResponse:
+        rows = model_input(request, deployment.manifest, deployment.model.input_kind, deployment.features)
+        try:
+            scores = deployment.model.predict(rows)
+        except InputError:
+            raise
+        except ModelError as exc:
+            log.error("deployment %s: %s", deployment.id, exc)
+            raise PredictionFailed(f"the model failed: {exc}") from exc
+        except Exception as exc:
+            log.exception(
+                "deployment %s: the model raised while scoring %d rows", deployment.id, len(request)
+            )
+            raise PredictionFailed(f"the model failed: {type(exc).__name__}: {exc}") from exc
+        for hook in self.hooks:
+            try:
+                hook(deployment, request, scores)
+            except Exception:  # monitoring must never fail a prediction
+                log.exception("score hook %r failed", hook)
+        return InferenceResponse(
+            deployment_id=deployment.id,
+            manifest=deployment.manifest,
+            scores=scores,
+            request_id=request.request_id,
+        )

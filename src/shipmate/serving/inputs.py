@@ -1,0 +1,151 @@
+"""Turning a canonical request into the rows a model takes, checking columns and types.
+
+The fast path (all-numeric model, rows already in feature order) is one
+``np.array`` call; only when that fails are the rows scanned to name the first
+bad row and column, so validation costs nothing on good input.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from operator import itemgetter
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from shipmate.packages import FeatureType, InputKind, Manifest
+from shipmate.serving.protocol import InferenceRequest, InputError
+
+_TRUE = {"true", "1", "yes", "t", "y"}
+_FALSE = {"false", "0", "no", "f", "n"}
+
+
+def _missing_columns(columns: Sequence[str], features: Sequence[str]) -> None:
+    have = set(columns)
+    missing = [f for f in features if f not in have]
+    if missing:
+        unexpected = [c for c in columns if c not in set(features)]
+        hint = f"; unexpected columns {unexpected}" if unexpected else ""
+        raise InputError(f"missing (the model needs {list(features)}{hint})", row=0, column=missing[0])
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _numeric_problem(value: Any) -> str | None:
+    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+        return None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return f"expected a number, got {_describe(value)}"
+        return None
+    return f"expected a number, got {type(value).__name__} {_describe(value)}"
+
+
+def _locate_matrix_problem(rows: Sequence[Sequence[Any]] | np.ndarray, features: Sequence[str]) -> InputError:
+    for i, row in enumerate(rows):
+        if not isinstance(row, list | tuple | np.ndarray) or len(row) != len(features):
+            size = len(row) if isinstance(row, list | tuple | np.ndarray) else 1
+            return InputError(f"has {size} values, expected {len(features)}", row=i, status=400)
+        for name, value in zip(features, row, strict=True):
+            problem = _numeric_problem(value)
+            if problem:
+                return InputError(problem, row=i, column=name)
+    return InputError("the rows cannot be converted to numbers")
+
+
+def _as_matrix(request: InferenceRequest, features: tuple[str, ...]) -> np.ndarray:
+    if request.frame is not None:
+        _missing_columns(request.columns, features)
+        sub = request.frame[list(features)]
+        try:
+            matrix: np.ndarray = sub.to_numpy(dtype=np.float64)
+            return matrix
+        except (ValueError, TypeError):
+            for name in features:
+                _check_numeric_column(sub[name], name)
+            raise
+    rows = request.rows
+    assert rows is not None
+    if request.columns != features:
+        _missing_columns(request.columns, features)
+        index = [request.columns.index(f) for f in features]
+        getter = itemgetter(*index)
+        try:
+            rows = list(map(getter, rows)) if len(index) > 1 else [(getter(r),) for r in rows]
+        except (IndexError, TypeError):
+            raise _locate_matrix_problem(rows, request.columns) from None
+    try:
+        matrix = np.array(rows, dtype=np.float64)
+    except (ValueError, TypeError):
+        raise _locate_matrix_problem(rows, features) from None
+    if matrix.ndim != 2 or matrix.shape[1] != len(features):
+        raise _locate_matrix_problem(rows, features)
+    return matrix
+
+
+def _check_numeric_column(col: pd.Series, name: str) -> pd.Series:
+    if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+        return col.astype(np.float64)
+    converted = pd.to_numeric(col.map(lambda v: v if not isinstance(v, bool) else float(v)), errors="coerce")
+    bad = converted.isna() & col.notna()
+    if bad.any():
+        position = int(np.flatnonzero(bad.to_numpy())[0])
+        raise InputError(f"expected a number, got {_describe(col.iloc[position])}", row=position, column=name)
+    return converted.astype(np.float64)
+
+
+def _to_bool(value: Any, row: int, name: str) -> Any:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise InputError(f"expected true or false, got {_describe(value)}", row=row, column=name)
+
+
+def _as_frame(request: InferenceRequest, manifest: Manifest) -> pd.DataFrame:
+    features = manifest.feature_names
+    _missing_columns(request.columns, features)
+    if request.frame is not None:
+        frame = request.frame
+    else:
+        try:
+            frame = pd.DataFrame(
+                list(request.rows if request.rows is not None else ()), columns=list(request.columns)
+            )
+        except (ValueError, TypeError):
+            raise _locate_matrix_problem(
+                request.rows if request.rows is not None else (), request.columns
+            ) from None
+    columns: dict[str, Any] = {}
+    for feature in manifest.features:
+        col = frame[feature.name]
+        if feature.type is FeatureType.NUMERIC:
+            columns[feature.name] = _check_numeric_column(col, feature.name)
+        elif feature.type is FeatureType.BOOLEAN:
+            columns[feature.name] = [_to_bool(v, i, feature.name) for i, v in enumerate(col.tolist())]
+        else:
+            columns[feature.name] = col.astype(object).where(col.isna(), col.astype(str))
+    return pd.DataFrame(columns, index=range(len(frame)))
+
+
+def model_input(
+    request: InferenceRequest, manifest: Manifest, kind: InputKind, features: tuple[str, ...]
+) -> np.ndarray | pd.DataFrame:
+    """The request's rows in the layout the model takes, or `InputError` naming the bad row/column."""
+    if len(request) == 0:
+        raise InputError("no rows to score", status=400)
+    if kind is InputKind.MATRIX:
+        return _as_matrix(request, features)
+    return _as_frame(request, manifest)

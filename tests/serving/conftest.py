@@ -1,0 +1,193 @@
+"""Fixtures: tiny packages built from scikit-learn's bundled data, servers in-process and as processes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+import yaml
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
+from sklearn.linear_model import LinearRegression, LogisticRegression
+
+with warnings.catch_warnings():  # starlette 1.x prefers httpx2 for its TestClient; httpx works the same
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+from shipmate.packages import build_custom_package, build_sklearn_package
+from shipmate.serving.app import create_app
+from shipmate.serving.settings import ServeSettings
+
+API_KEY = "test-key-0123456789abcdef"
+
+
+@pytest.fixture(scope="session")
+def packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """iris (multiclass), cancer (binary, string labels), diabetes (regression), flaky (custom, raises)."""
+    root = tmp_path_factory.mktemp("packages")
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    iris = root / "iris.mlpkg"
+    build_sklearn_package(LogisticRegression(max_iter=1000).fit(X, y), X, iris, name="iris")
+    Xc, yc = load_breast_cancer(return_X_y=True, as_frame=True)
+    Xc = Xc.iloc[:, :4]
+    cancer = root / "cancer.mlpkg"
+    build_sklearn_package(
+        LogisticRegression(max_iter=5000).fit(Xc, yc.map({0: "malignant", 1: "benign"})),
+        Xc,
+        cancer,
+        name="cancer",
+    )
+    Xd, yd = load_diabetes(return_X_y=True, as_frame=True)
+    diabetes = root / "diabetes.mlpkg"
+    build_sklearn_package(
+        LinearRegression().fit(Xd, yd), Xd, diabetes, name="diabetes", target_name="progression"
+    )
+    src = root / "flaky_src"
+    src.mkdir()
+    (src / "custom.py").write_text(
+        "def score(model, data):\n"
+        "    if (data['x'] < 0).any():\n"
+        "        raise ValueError('negative x is not supported')\n"
+        "    return data['x'] * 2.0\n"
+    )
+    flaky = root / "flaky.mlpkg"
+    build_custom_package(src, pd.DataFrame({"x": [1.0, 2.0]}), flaky, name="flaky", target_type="regression")
+    return {"iris": iris, "cancer": cancer, "diabetes": diabetes, "flaky": flaky}
+
+
+@pytest.fixture(scope="session")
+def iris_rows() -> list[dict[str, float]]:
+    X, _ = load_iris(return_X_y=True, as_frame=True)
+    return X.iloc[[0, 60, 120]].to_dict("records")
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, interval: float = 0.05) -> Any:
+    """Poll until ``predicate`` returns something truthy (generous deadline for a busy 2-core box)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def make_client(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
+    """An in-process server (lifespan run), waited on until /ping says ready."""
+    clients: list[TestClient] = []
+
+    def make(ready: bool = True, **settings: Any) -> TestClient:
+        settings.setdefault("work_dir", tmp_path / "work")
+        settings.setdefault("poll_interval_s", 0.05)
+        client = TestClient(create_app(ServeSettings(**settings)))
+        client.__enter__()
+        clients.append(client)
+        if ready:
+            wait_for(lambda: client.get("/ping").status_code == 200)
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+def deploy_dir(
+    root: Path, deployment_id: str, package: Path, *, prefix: str = "deployment_", model_id: str = "m1"
+) -> Path:
+    """Write a deployment the way the filesystem plugin does: prepared in a dot-directory, renamed in."""
+    staging = root / f".{prefix}{deployment_id}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    shutil.copy(package, staging / package.name)
+    (staging / "config.yml").write_text(
+        yaml.safe_dump({"deployment_id": deployment_id, "model_id": model_id})
+    )
+    final = root / f"{prefix}{deployment_id}"
+    if final.exists():
+        trash = root / f".{prefix}{deployment_id}.old"
+        os.rename(final, trash)
+        os.rename(staging, final)
+        shutil.rmtree(trash)
+    else:
+        os.rename(staging, final)
+    return final
+
+
+@pytest.fixture
+def deploy() -> Callable[..., Path]:
+    return deploy_dir
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def serve_process(tmp_path: Path) -> Iterator[Callable[..., str]]:
+    """`shipmate serve` as a real process (own process group, killed at teardown); returns its base URL."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> str:
+        port = _free_port()
+        log = open(tmp_path / f"serve-{port}.log", "wb")  # noqa: SIM115 - closed with the process
+        cmd = [
+            sys.executable,
+            "-c",
+            "from shipmate.cli.main import main; main()",
+            "serve",
+            *args,
+            "--port",
+            str(port),
+            "--work-dir",
+            str(tmp_path / "work"),
+        ]
+        proc = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+        )
+        procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+
+        def up() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError((tmp_path / f"serve-{port}.log").read_text())
+            try:
+                return httpx.get(url + "/ping", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(up, timeout=90, interval=0.2)
+        return url
+
+    yield start
+    for proc in procs:
+        with_suppress_kill(proc)
+
+
+def with_suppress_kill(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=15)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=15)
