@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh --dev
 
 echo "== ruff"
-ruff check src tests bench examples
+lint_paths=(); for d in src tests bench examples; do [[ -d $d ]] && lint_paths+=("$d"); done
+ruff check "${lint_paths[@]}"
 echo "== mypy"
 mypy
 echo "== import contracts"
