@@ -200,7 +200,7 @@ def test_settings_defaults_and_validation(tmp_path) -> None:
     assert defaults.prediction_base_url is None and defaults.kv_file is None
     with pytest.raises(ConfigError, match="baseDir in pluginConfig: expected a string"):
         FilesystemPlugin({"baseDir": 3})
-    with pytest.raises(ConfigError, match="deploymentInfoFile .* must be a plain file name"):
+    with pytest.raises(ConfigError, match=r"deploymentInfoFile .* must be a plain file name"):
         FilesystemSettings.from_config({"deploymentInfoFile": "../x.yml"})
     with pytest.raises(ConfigError, match="deploymentDirPrefix"):
         FilesystemSettings.from_config({"deploymentDirPrefix": "a/b"})
