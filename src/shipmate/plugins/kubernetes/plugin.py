@@ -1,0 +1,515 @@
+"""The Kubernetes plugin: deployments as Deployment + Service + Ingress, images built by Kaniko.
+
+What to do is decided by the pure modules (``manifests`` renders, ``rollout``
+judges); this module sequences the calls of ``cluster`` and turns every outcome
+into an ``ActionStatusInfo``. Every action is idempotent: starting a running
+deployment re-applies the same objects (server-side apply), stopping an unknown
+one succeeds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from shipmate.plugin.base import PluginBase
+from shipmate.plugin.errors import ConfigError
+from shipmate.plugin.info import DeploymentInfo, PEInfo
+from shipmate.plugin.status import ActionStatus, ActionStatusInfo, DataKey, DeploymentState, worst
+from shipmate.plugins.kubernetes.cluster import (
+    REQUIRED_PERMISSIONS,
+    Cluster,
+    KubernetesApiError,
+)
+from shipmate.plugins.kubernetes.manifests import (
+    ANNOTATION_BASE_IMAGE,
+    ANNOTATION_DEPLOYMENT_ID,
+    ANNOTATION_IMAGE,
+    ANNOTATION_MODEL_ID,
+    COMPONENT_IMAGE_BUILDER,
+    LABEL_COMPONENT,
+    LABEL_DEPLOYMENT,
+    LABEL_IMAGE_TAG,
+    DeploymentObjects,
+    deployment_label_selector,
+    image_tag,
+    label_value,
+    managed_selector,
+    owned_by,
+    render_build,
+    render_deployment_objects,
+    resource_name,
+)
+from shipmate.plugins.kubernetes.rollout import Phase, Rollout, assess_build, assess_rollout
+from shipmate.plugins.kubernetes.settings import KubernetesSettings, load_private_config, parse_settings
+
+log = logging.getLogger(__name__)
+
+MINIMUM_VERSION = (1, 21)
+DEPENDENT_KINDS = ("Service", "Ingress", "HorizontalPodAutoscaler", "PodDisruptionBudget")
+
+
+class ImageBuildError(Exception):
+    """The Kaniko build of a model image failed; the message says why."""
+
+
+class KubernetesPlugin(PluginBase):
+    """Deploys each model package as its own image, Deployment, Service and Ingress path."""
+
+    def __init__(
+        self,
+        plugin_config: Mapping[str, Any] | None,
+        private_config_file: str | None = None,
+        pe_info: PEInfo | Mapping[str, Any] | None = None,
+        dry_run: bool = False,
+    ) -> None:
+        super().__init__(plugin_config, private_config_file, pe_info, dry_run)
+        merged = {**self.plugin_config, **load_private_config(private_config_file)}
+        self.settings: KubernetesSettings = parse_settings(
+            merged,
+            environment_id=self.pe_info.id if self.pe_info else None,
+            source=private_config_file or "pluginConfig",
+        )
+        self._cluster: Cluster | None = None
+        self._sleep: Callable[[float], None] = time.sleep
+        self._clock: Callable[[], float] = time.monotonic
+
+    # -- connection --------------------------------------------------------------------
+
+    @property
+    def cluster(self) -> Cluster:
+        if self._cluster is None:
+            self._cluster = Cluster.connect(self.settings)
+        return self._cluster
+
+    def _guarded(
+        self, action: Callable[[], ActionStatusInfo], *, state_on_error: DeploymentState | None
+    ) -> ActionStatusInfo:
+        """Run ``action``; a Kubernetes or config problem becomes a ``failing`` status with its message."""
+        try:
+            return action()
+        except (KubernetesApiError, ConfigError, ImageBuildError) as exc:
+            log.warning("%s", exc)
+            return ActionStatusInfo(ActionStatus.ERROR, msg=str(exc), state=state_on_error)
+
+    # -- environment actions -----------------------------------------------------------
+
+    def plugin_start(self) -> ActionStatusInfo:
+        def start() -> ActionStatusInfo:
+            version = self.cluster.version()
+            problem = _version_problem(version)
+            if problem:
+                return ActionStatusInfo(ActionStatus.ERROR, msg=problem)
+            return ActionStatusInfo(
+                ActionStatus.OK,
+                msg=(
+                    f"Connected to Kubernetes {version.get('gitVersion', '?')} at {self.cluster.host}; "
+                    f"namespace {self.cluster.namespace}"
+                ),
+            )
+
+        return self._guarded(start, state_on_error=None)
+
+    def plugin_stop(self) -> ActionStatusInfo:
+        if self._cluster is not None:
+            self._cluster.close()
+            self._cluster = None
+        return ActionStatusInfo(ActionStatus.OK, msg="Disconnected from Kubernetes")
+
+    def pe_status(self) -> ActionStatusInfo:
+        return self._guarded(self._pe_status, state_on_error=None)
+
+    def _pe_status(self) -> ActionStatusInfo:
+        cluster = self.cluster
+        version = cluster.version()
+        findings: list[tuple[ActionStatus, str]] = []
+        problem = _version_problem(version)
+        findings.append(
+            (ActionStatus.ERROR, problem)
+            if problem
+            else (ActionStatus.OK, f"Kubernetes {version.get('gitVersion', '?')} reachable")
+        )
+        try:
+            namespace = cluster.read_namespace()
+            if namespace is None:
+                findings.append(
+                    (
+                        ActionStatus.ERROR,
+                        f"namespace {cluster.namespace} does not exist: create it or set kubeNamespace",
+                    )
+                )
+            else:
+                findings.append((ActionStatus.OK, f"namespace {cluster.namespace} exists"))
+        except KubernetesApiError as exc:
+            if exc.status != 403:
+                raise
+            findings.append(
+                (
+                    ActionStatus.OK,
+                    f"namespace {cluster.namespace} not checked (no permission to read namespaces)",
+                )
+            )
+        denied = [str(p) for p in REQUIRED_PERMISSIONS if not cluster.can_i(p.verb, p.group, p.resource)[0]]
+        if denied:
+            findings.append(
+                (
+                    ActionStatus.ERROR,
+                    f"missing permissions in namespace {cluster.namespace}: {', '.join(denied)} "
+                    "(grant them in the agent's Role; the Shipmate chart's RBAC does)",
+                )
+            )
+        else:
+            findings.append((ActionStatus.OK, f"all {len(REQUIRED_PERMISSIONS)} permissions present"))
+        data: dict[str, Any] | None = None
+        wanted = self.pe_info.deployment_ids if self.pe_info else []
+        if wanted:
+            statuses = self._statuses(wanted)
+            data = {DataKey.DEPLOYMENTS_STATUS: {dep_id: info.to_dict() for dep_id, info in statuses.items()}}
+            running = {
+                (d["metadata"].get("annotations") or {}).get(ANNOTATION_DEPLOYMENT_ID, d["metadata"]["name"])
+                for d in cluster.list("Deployment", managed_selector(self.settings.environment_id))
+            }
+            orphans = sorted(running - set(wanted))
+            if orphans:
+                findings.append(
+                    (
+                        ActionStatus.WARN,
+                        "deployments running in Kubernetes that the service does not list: "
+                        + ", ".join(orphans),
+                    )
+                )
+        status = worst([s for s, _ in findings])
+        shown = [text for s, text in findings if s is not ActionStatus.OK] or [text for _, text in findings]
+        return ActionStatusInfo(status, msg="; ".join(shown), data=data)
+
+    def deployment_list(self) -> ActionStatusInfo:
+        def listing() -> ActionStatusInfo:
+            deployments = self.cluster.list("Deployment", managed_selector(self.settings.environment_id))
+            if not deployments:
+                return ActionStatusInfo(ActionStatus.OK, msg="No deployments running", data={})
+            pods = self.cluster.list("Pod", managed_selector(self.settings.environment_id))
+            data = {}
+            for deployment in deployments:
+                annotations = deployment["metadata"].get("annotations") or {}
+                dep_id = annotations.get(ANNOTATION_DEPLOYMENT_ID, deployment["metadata"]["name"])
+                label = (deployment["metadata"].get("labels") or {}).get(LABEL_DEPLOYMENT)
+                own = [p for p in pods if (p["metadata"].get("labels") or {}).get(LABEL_DEPLOYMENT) == label]
+                data[dep_id] = _status_from_rollout(assess_rollout(deployment, own)).to_dict()
+            return ActionStatusInfo(ActionStatus.OK, msg=f"Number of deployments: {len(data)}", data=data)
+
+        return self._guarded(listing, state_on_error=None)
+
+    # -- deployment actions --------------------------------------------------------------
+
+    def deployment_status(self, deployment_info: DeploymentInfo) -> ActionStatusInfo:
+        return self._guarded(
+            lambda: self._statuses([deployment_info.id])[deployment_info.id],
+            state_on_error=DeploymentState.UNKNOWN,
+        )
+
+    def _statuses(self, deployment_ids: list[str]) -> dict[str, ActionStatusInfo]:
+        out = {}
+        for dep_id in deployment_ids:
+            deployment = self.cluster.get("Deployment", resource_name(dep_id))
+            if deployment is None:
+                out[dep_id] = ActionStatusInfo(
+                    ActionStatus.UNKNOWN,
+                    msg=(
+                        f"No Kubernetes deployment found for {dep_id} "
+                        f"({resource_name(dep_id)} in namespace {self.cluster.namespace})"
+                    ),
+                    state=DeploymentState.STOPPED,
+                )
+                continue
+            pods = self.cluster.list("Pod", deployment_label_selector(dep_id))
+            out[dep_id] = _status_from_rollout(assess_rollout(deployment, pods))
+        return out
+
+    def deployment_start(self, deployment_info: DeploymentInfo) -> ActionStatusInfo:
+        return self._guarded(lambda: self._start(deployment_info), state_on_error=DeploymentState.ERRORED)
+
+    def _start(self, info: DeploymentInfo) -> ActionStatusInfo:
+        objects = render_deployment_objects(self.settings, info)  # bad key-value config fails before any call
+        self._ensure_image(info.current_model_id, _read_artifact(info))
+        self._apply(objects)
+        rollout = self._wait_for_rollout(info.id)
+        url = self.settings.prediction_url(info.id)
+        data = {DataKey.PREDICTION_URL: url, DataKey.CURRENT_MODEL_ID: info.current_model_id}
+        if rollout.phase is Phase.COMPLETE:
+            return ActionStatusInfo(
+                ActionStatus.OK,
+                msg=f"Deployment {info.id} is ready: {rollout.message}",
+                state=DeploymentState.READY,
+                data=data,
+            )
+        return ActionStatusInfo(
+            ActionStatus.ERROR,
+            msg=f"Deployment {info.id} was applied but did not become ready: {rollout.message}",
+            state=DeploymentState.ERRORED,
+            data=data,
+        )
+
+    def deployment_replace_model(self, deployment_info: DeploymentInfo) -> ActionStatusInfo:
+        return self._guarded(
+            lambda: self._replace_model(deployment_info), state_on_error=DeploymentState.ERRORED
+        )
+
+    def _replace_model(self, info: DeploymentInfo) -> ActionStatusInfo:
+        new_model = info.current_model_id
+        live = self.cluster.get("Deployment", resource_name(info.id))
+        if live is None:
+            started = self._start(info)
+            prefix = f"Deployment {info.id} was not running, so it was started with model {new_model}"
+            started.msg = f"{prefix}: {started.msg}"
+            return started
+        old_model = (live["metadata"].get("annotations") or {}).get(ANNOTATION_MODEL_ID)
+        old_raw = {**info.to_dict(), "modelId": old_model or info.model_id}
+        old_raw.pop("newModelId", None)
+        old_info = DeploymentInfo.from_dict(old_raw)
+        objects = render_deployment_objects(self.settings, info)
+        url = self.settings.prediction_url(info.id)
+        try:
+            self._ensure_image(new_model, _read_artifact(info))
+        except ImageBuildError as exc:
+            return ActionStatusInfo(
+                ActionStatus.ERROR,
+                msg=f"Model {new_model} was not deployed, model {old_model} keeps serving: {exc}",
+                state=DeploymentState.ERRORED,
+                data={
+                    DataKey.OLD_MODEL_IN_USE: True,
+                    DataKey.CURRENT_MODEL_ID: old_model,
+                    DataKey.PREDICTION_URL: url,
+                },
+            )
+        self._apply(objects)
+        rollout = self._wait_for_rollout(info.id)
+        if rollout.phase is Phase.COMPLETE:
+            return ActionStatusInfo(
+                ActionStatus.OK,
+                msg=f"Model replaced: {old_model} -> {new_model}; {rollout.message}",
+                state=DeploymentState.READY,
+                data={DataKey.CURRENT_MODEL_ID: new_model, DataKey.PREDICTION_URL: url},
+            )
+        # Roll back to the old model's template: its pods never stopped serving (maxUnavailable 0).
+        self._apply(render_deployment_objects(self.settings, old_info), dependents=False)
+        back = self._wait_for_rollout(info.id)
+        outcome = (
+            f"rolled back to model {old_model}, which is serving ({back.message})"
+            if back.phase is Phase.COMPLETE
+            else f"the rollback to model {old_model} has not completed either: {back.message}"
+        )
+        return ActionStatusInfo(
+            ActionStatus.ERROR,
+            msg=f"Model {new_model} never became ready ({rollout.message}); {outcome}",
+            state=DeploymentState.ERRORED,
+            data={
+                DataKey.OLD_MODEL_IN_USE: True,
+                DataKey.CURRENT_MODEL_ID: old_model,
+                DataKey.PREDICTION_URL: url,
+            },
+        )
+
+    def deployment_stop(self, deployment_info: DeploymentInfo) -> ActionStatusInfo:
+        return self._guarded(lambda: self._stop(deployment_info.id), state_on_error=DeploymentState.ERRORED)
+
+    def _stop(self, deployment_id: str) -> ActionStatusInfo:
+        cluster = self.cluster
+        removed = ["Deployment"] if cluster.delete("Deployment", resource_name(deployment_id)) else []
+        # Owner references make the garbage collector delete the rest; delete them here too so
+        # nothing lingers if the collector is slow or an object predates its owner.
+        for kind in DEPENDENT_KINDS:
+            for obj in cluster.list(kind, deployment_label_selector(deployment_id)):
+                if cluster.delete(kind, obj["metadata"]["name"]):
+                    removed.append(kind)
+        msg = (
+            f"Deployment {deployment_id} stopped (deleted {', '.join(removed)})"
+            if removed
+            else f"Deployment {deployment_id} was not running in namespace {cluster.namespace}"
+        )
+        return ActionStatusInfo(ActionStatus.OK, msg=msg, state=DeploymentState.STOPPED)
+
+    # -- steps -----------------------------------------------------------------------------
+
+    def _apply(self, objects: DeploymentObjects, *, dependents: bool = True) -> None:
+        live = self.cluster.apply(objects.deployment)
+        if not dependents:
+            return
+        for manifest in objects.dependents():
+            self.cluster.apply(owned_by(manifest, live))
+        name = objects.deployment["metadata"]["name"]
+        if objects.hpa is None:
+            self.cluster.delete("HorizontalPodAutoscaler", name)
+        if objects.pdb is None:
+            self.cluster.delete("PodDisruptionBudget", name)
+
+    def _wait_for_rollout(self, deployment_id: str) -> Rollout:
+        name = resource_name(deployment_id)
+        deadline = self._clock() + self.settings.rollout_timeout_seconds
+        while True:
+            deployment = self.cluster.get("Deployment", name)
+            if deployment is None:
+                raise KubernetesApiError(
+                    f"Deployment {name} disappeared during its rollout (deleted by someone else?)"
+                )
+            rollout = assess_rollout(
+                deployment, self.cluster.list("Pod", deployment_label_selector(deployment_id))
+            )
+            if rollout.phase is not Phase.PROGRESSING:
+                return rollout
+            if self._clock() >= deadline:
+                return dataclasses.replace(
+                    rollout,
+                    phase=Phase.FAILED,
+                    message=f"not ready after {self.settings.rollout_timeout_seconds:g} s: {rollout.message}",
+                )
+            self._sleep(self.settings.poll_interval_seconds)
+
+    def _ensure_image(self, model_id: str, package: bytes) -> str:
+        """Build ``<generatedImageRepo>:m-<model id>`` unless a completed build Job says it exists.
+
+        "Already built" is decided by the build Job of that tag: it completed, for
+        the same image and the same base image. A failed or different Job is
+        replaced by a new build.
+        """
+        plan = render_build(self.settings, model_id, package)
+        cluster = self.cluster
+        name = plan.job["metadata"]["name"]
+        tag_label = label_value(image_tag(model_id))
+        selector = f"{LABEL_COMPONENT}={COMPONENT_IMAGE_BUILDER},{LABEL_IMAGE_TAG}={tag_label}"
+        existing = cluster.get("Job", name)
+        if existing is not None:
+            annotations = existing["metadata"].get("annotations") or {}
+            same = (
+                annotations.get(ANNOTATION_IMAGE) == plan.image
+                and annotations.get(ANNOTATION_BASE_IMAGE) == self.settings.pps_base_image
+            )
+            verdict = assess_build(existing, [])
+            if same and verdict.phase is Phase.COMPLETE:
+                log.info("image %s already built (Job %s)", plan.image, name)
+                return plan.image
+            if same and verdict.phase is Phase.PROGRESSING:
+                log.info("image %s is being built by Job %s; waiting for it", plan.image, name)
+                return self._wait_for_build(plan.image, name, selector, [])
+            cluster.delete("Job", name)
+            self._wait_until_gone("Job", name)
+        job = self._create_retrying(plan.job)
+        created = []
+        for configmap in plan.context_configmaps:
+            owned = owned_by(configmap, job)
+            try:
+                created.append(cluster.create(owned)["metadata"]["name"])
+            except KubernetesApiError as exc:
+                if exc.status != 409:
+                    raise
+                cluster.delete("ConfigMap", owned["metadata"]["name"])  # left by an interrupted build
+                created.append(self._create_retrying(owned)["metadata"]["name"])
+        return self._wait_for_build(plan.image, name, selector, created)
+
+    def _wait_for_build(self, image: str, job_name: str, selector: str, context: list[str]) -> str:
+        deadline = self._clock() + self.settings.build_timeout_seconds
+        try:
+            while True:
+                job = self.cluster.get("Job", job_name)
+                if job is None:
+                    raise ImageBuildError(
+                        f"the image build Job {job_name} for {image} was deleted before it finished"
+                    )
+                verdict = assess_build(job, self.cluster.list("Pod", selector))
+                if verdict.phase is Phase.COMPLETE:
+                    return image
+                if verdict.phase is Phase.FAILED:
+                    raise ImageBuildError(
+                        f"building image {image} failed (Job {job_name}): {verdict.message}"
+                    )
+                if self._clock() >= deadline:
+                    self.cluster.delete("Job", job_name)
+                    raise ImageBuildError(
+                        f"building image {image} took longer than {self.settings.build_timeout_seconds:g} s "
+                        f"(Job {job_name}, last seen: {verdict.message}); the build was cancelled"
+                    )
+                self._sleep(self.settings.poll_interval_seconds)
+        finally:
+            for name in context:  # the context is only needed while the build runs
+                try:
+                    self.cluster.delete("ConfigMap", name)
+                except KubernetesApiError as exc:
+                    log.warning("could not delete build context %s: %s", name, exc)
+
+    def _create_retrying(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Create, retrying a 409 while a deleted namesake is still being removed."""
+        deadline = self._clock() + max(30.0, self.settings.poll_interval_seconds * 10)
+        while True:
+            try:
+                return self.cluster.create(manifest)
+            except KubernetesApiError as exc:
+                if exc.status != 409 or self._clock() >= deadline:
+                    raise
+            self._sleep(self.settings.poll_interval_seconds)
+
+    def _wait_until_gone(self, kind: str, name: str) -> None:
+        deadline = self._clock() + max(30.0, self.settings.poll_interval_seconds * 10)
+        while self.cluster.get(kind, name) is not None and self._clock() < deadline:
+            self._sleep(self.settings.poll_interval_seconds)
+
+
+def _read_artifact(info: DeploymentInfo) -> bytes:
+    if not info.model_artifact:
+        raise ConfigError(
+            f"deploymentInfo.modelArtifact is missing for deployment {info.id}: "
+            "the agent must download the model package first"
+        )
+    try:
+        return Path(info.model_artifact).read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read deploymentInfo.modelArtifact {info.model_artifact}: {exc.strerror or exc}"
+        ) from None
+
+
+def _version_problem(version: Mapping[str, Any]) -> str | None:
+    """Why this server is too old, or ``None``. Minor versions like ``"27+"`` (EKS, GKE) are accepted."""
+    try:
+        major = int(str(version.get("major", "0")).rstrip("+"))
+        minor = int(str(version.get("minor", "0")).rstrip("+"))
+    except ValueError:
+        return None  # an unusual build string: do not refuse on a guess
+    if (major, minor) < MINIMUM_VERSION:
+        shown = version.get("gitVersion", f"{major}.{minor}")
+        return f"Kubernetes {shown} is not supported: Shipmate needs 1.21 or later"
+    return None
+
+
+def _status_from_rollout(rollout: Rollout) -> ActionStatusInfo:
+    data = {
+        DataKey.CURRENT_MODEL_ID: rollout.model_id,
+        "readyReplicas": rollout.ready,
+        "replicas": rollout.desired,
+    }
+    if rollout.phase is Phase.COMPLETE:
+        return ActionStatusInfo(
+            ActionStatus.OK,
+            msg=f"{rollout.ready}/{rollout.desired} pods ready",
+            state=DeploymentState.READY,
+            data=data,
+        )
+    if rollout.available == 0:
+        if rollout.phase is Phase.FAILED:
+            return ActionStatusInfo(
+                ActionStatus.ERROR,
+                msg=f"No pod is serving: {rollout.message}",
+                state=DeploymentState.ERRORED,
+                data=data,
+            )
+        return ActionStatusInfo(
+            ActionStatus.WARN, msg=f"Starting: {rollout.message}", state=DeploymentState.LAUNCHING, data=data
+        )
+    return ActionStatusInfo(
+        ActionStatus.WARN,
+        msg=f"{rollout.available}/{rollout.desired} pods serving; {rollout.message}",
+        state=DeploymentState.READY,
+        data=data,
+    )
