@@ -9,7 +9,13 @@ whose "environment" is a shared dict.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -205,11 +211,11 @@ class FakeService:
                     continue
                 if r.state is not None:
                     d.observed = {"generation": r.generation, "state": r.state, "status": r.status}
-                if r.phase.value == "finished" and d.state == "deleted" and r.generation == d.generation:
-                    if d.force or r.state == "stopped":
-                        del self.deployments[d.id]
-                        removed.append(d.id)
-                        self._event("deployment.removed", None, deployment_id=d.id)
+                finished = r.phase.value == "finished" and r.generation == d.generation
+                if finished and d.state == "deleted" and (d.force or r.state == "stopped"):
+                    del self.deployments[d.id]
+                    removed.append(d.id)
+                    self._event("deployment.removed", None, deployment_id=d.id)
             self.lock.notify_all()
         return ReportOutcome(accepted=len(reports), stale=stale, removed=removed)
 
@@ -436,3 +442,176 @@ def harness(tmp_path, service, environment):
     for h in made:
         if h.thread.is_alive():
             h.stop()
+
+
+# -- real processes: the service, the agent, packages ------------------------------------------
+
+ADMIN_TOKEN = "admin-token-for-agent-tests-0123456789"
+SHIPMATE = [sys.executable, "-c", "from shipmate.cli.main import main; main()"]
+"""The ``shipmate`` command, run by this interpreter."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+def _kill_group(process: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(10)
+
+
+class LiveService:
+    """``shipmate server`` in its own process group, on a free port, with SQLite in ``data_dir``."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = data_dir.parent / "server.log"
+
+    def start(self) -> LiveService:
+        import httpx
+
+        env = {**os.environ, "SHIPMATE_ADMIN_TOKEN": ADMIN_TOKEN}
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [*SHIPMATE, "server", "--data-dir", str(self.data_dir),
+                 "--port", str(self.port), "--log-level", "warning"],
+                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+
+        def up() -> bool:
+            try:
+                return httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        assert wait_until(up, 60), f"service did not start: {self.log.read_text()[-2000:]}"
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _kill_group(self.process, signal.SIGTERM)
+            self.process = None
+
+    def admin(self) -> Any:
+        from shipmate.client.client import ShipmateClient
+
+        return ShipmateClient(self.url, ADMIN_TOKEN)
+
+
+class AgentProcess:
+    """``shipmate agent --config F`` in its own process group."""
+
+    def __init__(self, config: Path, token: str, log: Path) -> None:
+        self.config = config
+        self.token = token
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> AgentProcess:
+        env = {**os.environ, "MLOPS_API_TOKEN": self.token}
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [*SHIPMATE, "agent", "--config", str(self.config)],
+                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        return self
+
+    def kill(self) -> None:
+        if self.process is not None:
+            _kill_group(self.process, signal.SIGKILL)
+            self.process = None
+
+    def terminate(self, timeout: float = 60) -> int | None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(self.process)
+            code = None
+        self.process = None
+        return code
+
+
+@pytest.fixture(scope="session")
+def iris_packages(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two small real model packages (scikit-learn on the iris data shipped with it)."""
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    from shipmate.packages import build_sklearn_package
+
+    folder = tmp_path_factory.mktemp("packages")
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    paths = []
+    for version, c in (("1", 1.0), ("2", 0.5)):
+        model = LogisticRegression(max_iter=300, C=c).fit(X, y)
+        path = folder / f"iris-{version}.mlpkg"
+        build_sklearn_package(model, X.head(20), path, name="iris", version=version)
+        paths.append(path)
+    return paths[0], paths[1]
+
+
+@pytest.fixture
+def live_service(tmp_path: Path):
+    service = LiveService(tmp_path / "service-data").start()
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def agent_processes():
+    started: list[AgentProcess] = []
+
+    def _make(config: Path, token: str, log: Path) -> AgentProcess:
+        process = AgentProcess(config, token, log)
+        started.append(process)
+        return process
+
+    yield _make
+    for process in started:
+        process.kill()
+
+
+def write_agent_config(
+    path: Path, service_url: str, environment_id: str, work_dir: Path, plugin: dict[str, Any], **extra: Any
+) -> Path:
+    import yaml
+
+    config = {
+        "serviceUrl": service_url,
+        "environmentId": environment_id,
+        "plugin": plugin,
+        "workDir": str(work_dir),
+        "metrics": {"port": 0},
+        "retry": {"maxAttempts": 3, "initialDelay": 0.1, "maxDelay": 0.5},
+        "intervals": {"reconnectMax": 0.5, "feedWait": 5},
+        **extra,
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def filesystem_private_config(path: Path, base_dir: Path) -> Path:
+    base_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f"baseDir: {base_dir}\ndeploymentDirPrefix: deployment_\ndeploymentInfoFile: config.yml\n"
+        "deploymentPredictionBaseUrl: http://127.0.0.1:8080\n"
+    )
+    return path

@@ -187,7 +187,7 @@ class Agent:
         if not finished:
             log.warning("actions still running after %.0fs; leaving them to their timeouts", grace)
         for thread in self._threads:
-            thread.join(timeout=2.0)
+            thread.join(timeout=0.5)  # the feed may sit in a long poll; it is a daemon and holds no state
         if self.driver is not None and self.started.is_set():
             result = self.driver.run(
                 ActionRequest("plugin_stop", timeout=self.settings.timeouts.for_action("plugin_stop"))
