@@ -615,3 +615,18 @@ def filesystem_private_config(path: Path, base_dir: Path) -> Path:
         "deploymentPredictionBaseUrl: http://127.0.0.1:8080\n"
     )
     return path
+
+
+@pytest.fixture
+def e2e() -> Any:
+    """The helpers above, for test modules (which cannot import each other or this file)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(
+        wait_until=wait_until,
+        write_agent_config=write_agent_config,
+        filesystem_private_config=filesystem_private_config,
+        free_port=free_port,
+        shipmate=SHIPMATE,
+        admin_token=ADMIN_TOKEN,
+    )

@@ -6,9 +6,6 @@ import httpx
 import pytest
 import yaml
 
-from tests.agent.conftest import filesystem_private_config, wait_until, write_agent_config
-
-
 pytestmark = pytest.mark.slow
 
 
@@ -24,20 +21,23 @@ def observed(admin, deployment_id):
     return admin.get_deployment(deployment_id).observed
 
 
-def test_full_lifecycle_through_the_cli(tmp_path, live_service, iris_packages, agent_processes):
+def test_full_lifecycle_through_the_cli(tmp_path, live_service, iris_packages, agent_processes, e2e):
     admin = live_service.admin()
     env, secret, p1, p2 = setup_environment(admin, iris_packages)
     base = tmp_path / "deployments"
-    config = write_agent_config(
+    config = e2e.write_agent_config(
         tmp_path / "agent.yaml",
         live_service.url,
         env.id,
         tmp_path / "work",
-        {"name": "filesystem", "privateConfig": str(filesystem_private_config(tmp_path / "fs.yaml", base))},
+        {
+            "name": "filesystem",
+            "privateConfig": str(e2e.filesystem_private_config(tmp_path / "fs.yaml", base)),
+        },
     )
     agent = agent_processes(config, secret, tmp_path / "agent.log").start()
     dep = admin.create_deployment(env.id, p1.id, name="iris")
-    assert wait_until(lambda: observed(admin, dep.id).state == "ready", 60), (
+    assert e2e.wait_until(lambda: observed(admin, dep.id).state == "ready", 60), (
         tmp_path / "agent.log"
     ).read_text()
     info = yaml.safe_load((base / f"deployment_{dep.id}" / "config.yml").read_text())
@@ -45,13 +45,13 @@ def test_full_lifecycle_through_the_cli(tmp_path, live_service, iris_packages, a
     assert observed(admin, dep.id).prediction_url == f"http://127.0.0.1:8080/{dep.id}/predict"
 
     admin.replace_model(dep.id, p2.id)
-    assert wait_until(lambda: observed(admin, dep.id).model_package_id == p2.id, 30)
+    assert e2e.wait_until(lambda: observed(admin, dep.id).model_package_id == p2.id, 30)
     info = yaml.safe_load((base / f"deployment_{dep.id}" / "config.yml").read_text())
     assert info["model_id"] == p2.id
 
     admin.delete(dep.id)
-    assert wait_until(lambda: not (base / f"deployment_{dep.id}").exists(), 30)
-    assert wait_until(lambda: not admin.list_deployments(environment_id=env.id).items, 30)
+    assert e2e.wait_until(lambda: not (base / f"deployment_{dep.id}").exists(), 30)
+    assert e2e.wait_until(lambda: not admin.list_deployments(environment_id=env.id).items, 30)
 
     # the agent's own endpoint: metrics and health
     log = (tmp_path / "agent.log").read_text()
@@ -76,23 +76,24 @@ def test_invalid_config_stops_start_up_naming_the_key(tmp_path, agent_processes)
     assert "key 'concurrency'" in (tmp_path / "agent.log").read_text()
 
 
-def test_agent_survives_a_service_restart(tmp_path, live_service, iris_packages, agent_processes):
+def test_agent_survives_a_service_restart(tmp_path, live_service, iris_packages, agent_processes, e2e):
     admin = live_service.admin()
     env, secret, p1, _ = setup_environment(admin, iris_packages)
     base = tmp_path / "deployments"
-    config = write_agent_config(
-        tmp_path / "agent.yaml", live_service.url, env.id, tmp_path / "work",
-        {"name": "filesystem", "privateConfig": str(filesystem_private_config(tmp_path / "fs.yaml", base))},
-    )  # fmt: skip
+    private = e2e.filesystem_private_config(tmp_path / "fs.yaml", base)
+    plugin = {"name": "filesystem", "privateConfig": str(private)}
+    config = e2e.write_agent_config(
+        tmp_path / "agent.yaml", live_service.url, env.id, tmp_path / "work", plugin
+    )
     agent_processes(config, secret, tmp_path / "agent.log").start()
     first = admin.create_deployment(env.id, p1.id, name="one")
-    assert wait_until(lambda: observed(admin, first.id).state == "ready", 60)
+    assert e2e.wait_until(lambda: observed(admin, first.id).state == "ready", 60)
     live_service.stop()
-    assert wait_until(lambda: "lost the service" in (tmp_path / "agent.log").read_text(), 30)
+    assert e2e.wait_until(lambda: "lost the service" in (tmp_path / "agent.log").read_text(), 30)
     live_service.start()
     admin = live_service.admin()
     second = admin.create_deployment(env.id, p1.id, name="two")
-    assert wait_until(lambda: observed(admin, second.id).state == "ready", 60), (
+    assert e2e.wait_until(lambda: observed(admin, second.id).state == "ready", 60), (
         tmp_path / "agent.log"
     ).read_text()
     assert "reconnected to the service; resuming from cursor" in (tmp_path / "agent.log").read_text()
