@@ -630,3 +630,30 @@ def e2e() -> Any:
         shipmate=SHIPMATE,
         admin_token=ADMIN_TOKEN,
     )
+
+
+BOSUN_VENV = Path(__file__).resolve().parents[2] / ".cache" / "venv-bosun"
+
+
+@pytest.fixture(scope="session")
+def bosun_runner() -> Path:
+    """DataRobot's published ``bosun-plugin-runner`` (datarobot-bosun), in its own virtualenv.
+
+    Built once into .cache/venv-bosun; the tests that need it skip, saying why, when it cannot be built.
+    """
+    runner = BOSUN_VENV / "bin" / "bosun-plugin-runner"
+    if not runner.exists():
+        try:
+            subprocess.run(
+                [sys.executable, "-m", "venv", str(BOSUN_VENV)], check=True, capture_output=True, timeout=300
+            )
+            subprocess.run(
+                [str(BOSUN_VENV / "bin" / "pip"), "install", "-q", "datarobot-bosun"],
+                check=True, capture_output=True, timeout=600,
+            )  # fmt: skip
+        except (subprocess.SubprocessError, OSError) as exc:
+            detail = getattr(exc, "stderr", b"") or b""
+            pytest.skip(f"cannot build a virtualenv with datarobot-bosun: {exc} {detail[-300:]!r}")
+    if not runner.exists():
+        pytest.skip("datarobot-bosun installed no bosun-plugin-runner")
+    return runner
