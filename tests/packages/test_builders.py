@@ -14,6 +14,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 from shipmate.packages import (
+    Feature,
     FeatureType,
     InputKind,
     PackageError,
@@ -95,8 +96,18 @@ def test_model_that_cannot_score_the_sample_is_not_packaged(
     X, _ = iris
     wrong = X.rename(columns={"petal width (cm)": "something else"})
     path = tmp_path / "bad.mlpkg"
-    with pytest.raises(PackageError, match="validation failed"):
+    with pytest.raises(
+        PackageError, match=r"lacks columns the model was fitted on: \['petal width \(cm\)'\]"
+    ):
         build_sklearn_package(iris_model, wrong, path, name="bad")
+    with pytest.raises(PackageError, match="validation failed"):
+        build_sklearn_package(
+            iris_model,
+            wrong,
+            path,
+            name="bad",
+            features=[Feature(name=c, type=FeatureType.NUMERIC) for c in wrong.columns],
+        )
     assert not path.exists()
     assert not list(tmp_path.glob(".mlpkg-*"))
 

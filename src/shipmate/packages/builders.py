@@ -191,6 +191,13 @@ def build_sklearn_package(
     import joblib
 
     target, labels = _classifier_target(model, target_type, class_labels)
+    fitted_names = getattr(model, "feature_names_in_", None)
+    if fitted_names is not None and features is None and isinstance(X_sample, pd.DataFrame):
+        names = [str(n) for n in fitted_names]
+        missing = [n for n in names if n not in X_sample.columns]
+        if missing:
+            raise PackageError(f"the sample lacks columns the model was fitted on: {missing}")
+        X_sample = X_sample[names]  # the model's column order is the package's feature order
 
     def stage(d: Path) -> None:
         joblib.dump(model, d / "model.joblib")

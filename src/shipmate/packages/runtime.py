@@ -9,6 +9,7 @@ sample) share this code, so a package that builds is a package that serves.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import logging
 import sys
@@ -142,6 +143,7 @@ class SklearnModel(LoadedModel):
         self.estimator = estimator
         self._proba = manifest.target_type.is_classification and hasattr(estimator, "predict_proba")
         self._order: np.ndarray | None = None
+        self._unnamed: Any = None  # a copy that takes unnamed float matrices without warning
         classes = getattr(estimator, "classes_", None)
         if self._proba and classes is not None:
             index = _label_index(list(classes))
@@ -154,20 +156,21 @@ class SklearnModel(LoadedModel):
             if not np.array_equal(order, np.arange(len(order))):
                 self._order = order
 
-    def _raw(self, rows: Any) -> Any:
+    def _raw(self, rows: Any, estimator: Any) -> Any:
         if self._proba:
-            proba = np.asarray(self.estimator.predict_proba(rows))
+            proba = np.asarray(estimator.predict_proba(rows))
             return proba if self._order is None else proba[:, self._order]
-        return self.estimator.predict(rows)
+        return estimator.predict(rows)
 
     def predict(self, rows: np.ndarray | pd.DataFrame) -> Scores:
-        if isinstance(rows, np.ndarray):
-            # Fitted on a DataFrame; columns were already checked and ordered by the caller.
-            with warnings.catch_warnings():
+        if isinstance(rows, np.ndarray) and self._unnamed is not None:
+            raw = self._raw(rows, self._unnamed)
+        elif isinstance(rows, np.ndarray):
+            with warnings.catch_warnings():  # fitted on a DataFrame: sklearn warns about the missing names
                 warnings.simplefilter("ignore", UserWarning)
-                raw = self._raw(rows)
+                raw = self._raw(rows, self.estimator)
         else:
-            raw = self._raw(rows)
+            raw = self._raw(rows, self.estimator)
         return normalize_output(raw, self.manifest, len(rows))
 
     def choose_input_kind(self) -> None:
@@ -183,8 +186,24 @@ class SklearnModel(LoadedModel):
             return
         a = by_frame.probabilities if by_frame.probabilities is not None else by_frame.values
         b = by_matrix.probabilities if by_matrix.probabilities is not None else by_matrix.values
-        if a is not None and b is not None and np.allclose(a, b, equal_nan=True):
-            self.input_kind = InputKind.MATRIX
+        if a is None or b is None or not np.allclose(a, b, equal_nan=True):
+            return
+        self.input_kind = InputKind.MATRIX
+        # sklearn checks column names on every call and warns when a matrix has none; the
+        # server has already checked and ordered the columns, so score with a shallow copy
+        # that forgot the names (kept only if it gives the same scores).
+        if hasattr(self.estimator, "feature_names_in_"):
+            unnamed = copy.copy(self.estimator)
+            del unnamed.feature_names_in_
+            try:
+                self._unnamed = unnamed
+                c = self.predict(probe.to_numpy(dtype="float64"))
+            except Exception:
+                self._unnamed = None
+                return
+            scores = c.probabilities if c.probabilities is not None else c.values
+            if scores is None or not np.allclose(a, scores, equal_nan=True):
+                self._unnamed = None
 
 
 class OnnxModel(LoadedModel):

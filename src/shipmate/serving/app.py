@@ -111,13 +111,25 @@ class Server:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        task = asyncio.create_task(self.watcher.run() if self.watcher else self.load_single())
+        """Load every configured model before accepting connections (each worker process does this
+        itself, so a worker that is still loading never receives a request), then follow changes."""
+        task: asyncio.Task[None] | None = None
+        if self.watcher is not None:
+            try:
+                await self.watcher.sync()
+            except Exception:
+                log.exception("the first scan of %s failed", self.watcher.root)
+            self.registry.initialized = True
+            task = asyncio.create_task(self.watcher.run())
+        else:
+            await self.load_single()
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
             for dep in self.registry.all():
                 discard(dep)
             with contextlib.suppress(OSError):

@@ -187,12 +187,11 @@ class DirectoryWatcher:
 
     async def run(self) -> None:
         while True:
+            await asyncio.sleep(self.poll_interval)
             try:
                 await self.sync()
             except Exception:  # never let one bad scan stop the watcher
                 log.exception("scanning %s failed", self.root)
-            self.registry.initialized = True
-            await asyncio.sleep(self.poll_interval)
 
     async def sync(self) -> list[Change]:
         async with self._lock:
