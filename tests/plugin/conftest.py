@@ -161,6 +161,9 @@ def run_in_process() -> Iterator[Callable[[list[str]], int]]:
         return main(argv)
 
     yield run
+    import shipmate.plugin.runner as runner_module
+
+    runner_module._logging_configured = False
     for handler in root.handlers:
         if handler not in handlers:
             handler.close()

@@ -175,3 +175,27 @@ def test_inject_environment() -> None:
     assert out == {"mlopsApiToken": "from-env", "MLOPS_AGENT_VERIFY_SSL": True}
     out = inject_environment({"mlopsApiToken": "from-file"}, {"MLOPS_AGENT_VERIFY_SSL": "FALSE"})
     assert out == {"mlopsApiToken": "from-file", "MLOPS_AGENT_VERIFY_SSL": False}
+
+
+def test_the_runner_imports_yaml_with_its_big_regex_compiled_lazily() -> None:
+    """The start-up shortcut changes nothing a YAML user can see."""
+    import subprocess
+    import sys
+
+    code = (
+        "from shipmate.plugin._yaml import import_yaml\n"
+        "yaml = import_yaml()\n"
+        "import yaml.reader\n"
+        "assert type(yaml.reader.Reader.NON_PRINTABLE).__name__ == '_LazyPattern'\n"
+        "assert yaml.load('a: [1, 2]', Loader=yaml.SafeLoader) == {'a': [1, 2]}\n"
+        "try:\n"
+        "    yaml.load('a: \\x07', Loader=yaml.SafeLoader)\n"
+        "except yaml.YAMLError as exc:\n"
+        "    assert 'special characters are not allowed' in str(exc)\n"
+        "else:\n"
+        "    raise AssertionError('non-printable character accepted')\n"
+        "import re\n"
+        "assert re.compile is re.__dict__['compile'] and re.compile.__module__ == 're'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr

@@ -33,7 +33,9 @@ def peer_runner() -> Path:
     """DataRobot's runner, from a virtualenv built on first use (skipped when it cannot be built)."""
     if not PEER.exists():
         try:
-            subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True, capture_output=True, timeout=300)
+            subprocess.run(
+                [sys.executable, "-m", "venv", str(VENV)], check=True, capture_output=True, timeout=300
+            )
             subprocess.run(
                 [str(VENV / "bin" / "pip"), "install", "-q", "datarobot-bosun"],
                 check=True,
@@ -201,7 +203,13 @@ def test_the_datarobot_style_example_runs_under_both_runners(peer_runner: Path, 
         private = tmp_path / f"{side}.yaml"
         private.write_text(f"catalogueFile: {tmp_path / side}.json\n")
         statuses = []
-        for action in ("plugin_start", "deployment_start", "deployment_status", "deployment_stop", "deployment_list"):
+        for action in (
+            "plugin_start",
+            "deployment_start",
+            "deployment_status",
+            "deployment_stop",
+            "deployment_list",
+        ):
             statuses.append(
                 run(
                     runner,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -12,8 +11,6 @@ from shipmate.plugin.base import PluginBase
 from shipmate.plugin.errors import ConfigError
 from shipmate.plugin.info import DeploymentInfo, EndpointInfo
 from shipmate.plugin.status import ActionStatus, ActionStatusInfo, DeploymentState
-
-log = logging.getLogger(__name__)
 
 
 class Action(enum.StrEnum):
@@ -105,7 +102,9 @@ def invoke(
                 state=DeploymentState.ERRORED,
             )
     except (Exception, SystemExit) as exc:  # an action must never take its caller down
-        log.debug("action %s raised", name, exc_info=True)
+        import logging
+
+        logging.getLogger(__name__).debug("action %s raised", name, exc_info=True)
         text = str(exc) or type(exc).__name__
         result = ActionStatusInfo(
             ActionStatus.ERROR,

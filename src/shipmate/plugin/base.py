@@ -10,12 +10,14 @@ lets an exception escape.
 from __future__ import annotations
 
 import abc
-import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shipmate.plugin.info import DeploymentInfo, EndpointInfo, PEInfo
 from shipmate.plugin.status import ActionStatus, ActionStatusInfo
+
+if TYPE_CHECKING:
+    import logging
 
 
 class PluginBase(abc.ABC):
@@ -42,7 +44,25 @@ class PluginBase(abc.ABC):
         self._dry_run = bool(dry_run)
         self._deployment_info: dict[str, Any] | None = None
         self._endpoint_info: dict[str, Any] | None = None
-        self._logger = logging.getLogger(f"{type(self).__module__}.{type(self).__name__}")
+
+    # -- logging --------------------------------------------------------------------
+
+    @property
+    def logger(self) -> logging.Logger:
+        """This plugin's logger, made on first use: ``logging`` costs the runner milliseconds to import."""
+        found: logging.Logger | None = self.__dict__.get("_plugin_logger")
+        if found is None:
+            import logging
+
+            found = logging.getLogger(f"{type(self).__module__}.{type(self).__name__}")
+            self.__dict__["_plugin_logger"] = found
+        return found
+
+    @logger.setter
+    def logger(self, value: logging.Logger) -> None:
+        self.__dict__["_plugin_logger"] = value
+
+    _logger = logger  # the name plugins written for DataRobot's package use
 
     # -- what the runner hands over ------------------------------------------------
 

@@ -123,7 +123,7 @@ def _parse_yaml(text: str, where: str) -> Any:
     import yaml
 
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml when built
     except yaml.YAMLError as exc:
         raise ConfigError(f"{where}: malformed YAML at {describe_yaml_error(exc)}") from None
 

@@ -10,11 +10,13 @@ Plain slotted classes rather than dataclasses: ``dataclasses`` imports
 
 from __future__ import annotations
 
-import datetime as _dt
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shipmate.plugin.errors import ConfigError
+
+if TYPE_CHECKING:
+    import datetime as _dt
 
 
 class _Fields:
@@ -261,8 +263,8 @@ class PEInfo(_Record):
     """
 
     __slots__ = (
+        "_created_on",
         "created_by",
-        "created_on",
         "deployments",
         "description",
         "extra",
@@ -285,11 +287,29 @@ class PEInfo(_Record):
         self.id = id
         self.name = name
         self.description = description
-        self.created_on = created_on
+        self._created_on = created_on
         self.created_by = created_by
         self.deployments: list[DeploymentInfo | str] = list(deployments or [])
         self.key_value_config: dict[str, Any] = dict(key_value_config or {})
         self.extra: dict[str, Any] = dict(extra or {})
+
+    @property
+    def created_on(self) -> _dt.datetime | str | None:
+        """``createdOn`` as a datetime when it is ISO-8601, else the text as given (the seed's example)."""
+        value = self._created_on
+        if isinstance(value, str) and value:
+            import datetime
+
+            try:
+                value = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                return value
+            self._created_on = value
+        return value
+
+    @created_on.setter
+    def created_on(self, value: _dt.datetime | str | None) -> None:
+        self._created_on = value
 
     @property
     def deployment_ids(self) -> list[str]:
@@ -306,13 +326,7 @@ class PEInfo(_Record):
     @classmethod
     def from_dict(cls, raw: object, source: str | None = None) -> PEInfo:
         f = _Fields(raw, "peInfo", source)
-        created_on_text = f.optional_str("createdOn")
-        created_on: _dt.datetime | str | None = created_on_text
-        if created_on_text:
-            try:
-                created_on = _dt.datetime.fromisoformat(created_on_text.replace("Z", "+00:00"))
-            except ValueError:
-                created_on = created_on_text  # the documented example is free text; keep it
+        created_on = f.optional_str("createdOn")  # parsed on first use of .created_on
         f.used.add("deployments")
         raw_deployments = f.raw.get("deployments", [])
         if raw_deployments is None:
@@ -347,7 +361,7 @@ class PEInfo(_Record):
 
     def to_dict(self) -> dict[str, Any]:
         created = (
-            self.created_on.isoformat() if isinstance(self.created_on, _dt.datetime) else self.created_on
+            self._created_on if isinstance(self._created_on, str | None) else self._created_on.isoformat()
         )
         out: dict[str, Any] = {
             "id": self.id,

@@ -168,7 +168,8 @@ def _run(args: argparse.Namespace) -> int:
     action_name: str = args.action or "<none>"
     try:
         _check_status_file_writable(status_file)
-        _configure_logging(args)
+        if _wants_logging_now(args):
+            _configure_logging(args)
         missing = [name for name in REQUIRED_FOR_RUN if not getattr(args, name)]
         if missing:
             flags = " ".join("--" + name.replace("_", "-") for name in missing)
@@ -215,15 +216,15 @@ class _StatusFileUnwritable(UsageError):
 
 
 def _run_action(args: argparse.Namespace) -> ActionStatusInfo:
-    import logging
     import signal
 
+    from shipmate.plugin._yaml import import_yaml
     from shipmate.plugin.actions import invoke, parse_action
     from shipmate.plugin.config import ActionConfig, inject_environment, sanitized, scrub, secret_values
     from shipmate.plugin.errors import ConfigError, PluginError
     from shipmate.plugin.loader import build_plugin
 
-    log = logging.getLogger("shipmate.plugin.runner")
+    import_yaml()
     name: str = args.action
     try:
         action = parse_action(name)
@@ -241,7 +242,6 @@ def _run_action(args: argparse.Namespace) -> ActionStatusInfo:
     plugin_config = inject_environment(config.plugin_config)
     secrets = secret_values(plugin_config)
     _install_log_scrubber(secrets)
-    log.debug("action %s, pluginConfig %s", name, sanitized(plugin_config))
     try:
         plugin = build_plugin(args.plugin, plugin_config, args.private_config, config.pe_info, args.dry_run)
     except PluginError as exc:
@@ -249,11 +249,18 @@ def _run_action(args: argparse.Namespace) -> ActionStatusInfo:
         raise _RunFailure(
             text, f"Exception occurred while loading plugin object for action {name}: error {text}", secrets
         ) from None
+    if not _logging_configured and "logging" in sys.modules:
+        _configure_logging(args)  # the plugin logs: give it the handler the flags ask for
+        _install_log_scrubber(secrets)
+    log = _runner_logger()
+    if log is not None:
+        log.debug("action %s, pluginConfig %s", name, sanitized(plugin_config))
     plugin._set_endpoint_info(None if config.endpoint_info is None else config.to_dict().get("endpointInfo"))
     signal.signal(signal.SIGTERM, _raise_interrupt)
     started = time.perf_counter()
     result = invoke(plugin, action, config.deployment_info, config.endpoint_info)
-    log.info("action %s: %s in %.3f s", name, result.status.value, time.perf_counter() - started)
+    if log is not None:
+        log.info("action %s: %s in %.3f s", name, result.status.value, time.perf_counter() - started)
     _write_status(args.status_file, result, secrets)
     return result
 
@@ -319,17 +326,39 @@ def _fail_line(message: str) -> None:
 
 
 # -- logging ------------------------------------------------------------------------
+#
+# ``logging`` costs the runner several milliseconds to import (traceback, linecache,
+# tokenize), so it is configured only when someone will use it: a logging flag was
+# given, or the plugin (or a library it uses) imported it.
+
+_logging_configured = False
+
+
+def _wants_logging_now(args: argparse.Namespace) -> bool:
+    """Validate the logging flags; True when they ask for logging whatever the plugin does."""
+    level = str(args.log_level).upper()
+    if level not in LOG_LEVELS:
+        raise UsageError(f"--log-level {args.log_level!r}: expected one of {', '.join(LOG_LEVELS)}")
+    return bool(args.logfile or args.log_config or level == "DEBUG" or "logging" in sys.modules)
+
+
+def _runner_logger() -> Any:
+    if not _logging_configured:
+        return None
+    import logging
+
+    return logging.getLogger("shipmate.plugin.runner")
 
 
 def _configure_logging(args: argparse.Namespace) -> None:
+    global _logging_configured
     import logging
 
+    _logging_configured = True
     if args.log_config:
         _configure_from_file(args.log_config)
         return
     level = str(args.log_level).upper()
-    if level not in LOG_LEVELS:
-        raise UsageError(f"--log-level {args.log_level!r}: expected one of {', '.join(LOG_LEVELS)}")
     handler: logging.Handler
     if args.logfile:
         try:
@@ -360,7 +389,7 @@ def _configure_from_file(path: str) -> None:
 
 def _install_log_scrubber(secrets: list[str]) -> None:
     """Mask the secrets in every log record, whichever handler writes it."""
-    if not secrets:
+    if not secrets or not _logging_configured:
         return
     import logging
 

@@ -4,7 +4,7 @@ Layout (what ``shipmate serve --deployments-dir`` reads)::
 
     <baseDir>/<deploymentDirPrefix><deployment id>/
         <model artifact, basename kept>
-        <deploymentInfoFile>   # YAML: deployment_id, model_id, model_file, model_sha256 (+ key/values)
+        <deploymentInfoFile>   # YAML: deployment_id, model_id, model_file, model_crc32 (+ key/values)
 
 Writes are atomic: a deployment is prepared beside its final place under a name
 starting with ``.`` and renamed into place, and removed by renaming it aside
@@ -15,10 +15,9 @@ corrupted or swapped artifact.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
-import uuid
+import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,7 +27,7 @@ from shipmate.plugin.errors import ConfigError
 from shipmate.plugin.info import DeploymentInfo, PEInfo
 from shipmate.plugin.status import ActionStatus, ActionStatusInfo, DataKey, DeploymentState
 
-RESERVED_INFO_KEYS = ("deployment_id", "model_id", "model_file", "model_sha256")
+RESERVED_INFO_KEYS = ("deployment_id", "model_id", "model_file", "model_crc32")
 """Keys of the info file the plugin owns; a deployment's key/values never override them."""
 
 DEFAULTS: dict[str, str | None] = {
@@ -112,12 +111,22 @@ def unsafe_id_reason(deployment_id: str) -> str | None:
     return None
 
 
-def sha256_of(path: str) -> str:
-    digest = hashlib.sha256()
+def _random_suffix() -> str:
+    return os.urandom(6).hex()
+
+
+def checksum_of(path: str) -> str:
+    """CRC-32 of a file, as 8 hex digits: detects a truncated or corrupted artifact.
+
+    CRC-32 rather than a cryptographic hash: anyone able to alter the artifact can
+    alter the info file too, so only accidental corruption is detectable here, and
+    ``zlib`` is already loaded at interpreter start (``hashlib`` costs the runner ms).
+    """
+    checksum = 0
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+            checksum = zlib.crc32(block, checksum)
+    return f"{checksum:08x}"
 
 
 class FilesystemPlugin(PluginBase):
@@ -276,11 +285,11 @@ class FilesystemPlugin(PluginBase):
         artifact = str(info.model_artifact)
         settings = self.settings
         target = settings.deployment_dir(info.id)
-        staging = os.path.join(settings.base_dir, f".{settings.prefix}{info.id}.{uuid.uuid4().hex[:12]}.new")
+        staging = os.path.join(settings.base_dir, f".{settings.prefix}{info.id}.{_random_suffix()}.new")
         os.mkdir(staging)
         try:
             model_file = os.path.basename(artifact)
-            digest = _copy_with_digest(artifact, os.path.join(staging, model_file))
+            checksum = _copy_with_checksum(artifact, os.path.join(staging, model_file))
             record: dict[str, Any] = {}
             kv = dict(info.key_value_config)
             if settings.kv_file == settings.info_file:
@@ -289,7 +298,7 @@ class FilesystemPlugin(PluginBase):
                 deployment_id=info.id,
                 model_id=info.current_model_id,
                 model_file=model_file,
-                model_sha256=digest,
+                model_crc32=checksum,
             )
             _write_yaml(os.path.join(staging, settings.info_file), record)
             if settings.kv_file and settings.kv_file != settings.info_file:
@@ -300,9 +309,7 @@ class FilesystemPlugin(PluginBase):
             raise
 
     def _remove(self, target: str) -> None:
-        aside = os.path.join(
-            os.path.dirname(target), f".{os.path.basename(target)}.{uuid.uuid4().hex[:12]}.old"
-        )
+        aside = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.{_random_suffix()}.old")
         os.rename(target, aside)
         shutil.rmtree(aside, ignore_errors=True)
 
@@ -338,8 +345,8 @@ class FilesystemPlugin(PluginBase):
                 return failing(f"deployment {deployment_id}: model artifact {model_path} is missing")
             if (
                 verify_checksum
-                and record.get("model_sha256")
-                and sha256_of(model_path) != record["model_sha256"]
+                and record.get("model_crc32")
+                and checksum_of(model_path) != record["model_crc32"]
             ):
                 return failing(
                     f"deployment {deployment_id}: model artifact {model_path} is corrupted (checksum differs)"
@@ -360,14 +367,14 @@ class FilesystemPlugin(PluginBase):
         )
 
 
-def _copy_with_digest(source: str, destination: str) -> str:
-    digest = hashlib.sha256()
+def _copy_with_checksum(source: str, destination: str) -> str:
+    checksum = 0
     with open(source, "rb") as reader, open(destination, "wb") as writer:
         for block in iter(lambda: reader.read(1 << 20), b""):
-            digest.update(block)
+            checksum = zlib.crc32(block, checksum)
             writer.write(block)
     shutil.copymode(source, destination)
-    return digest.hexdigest()
+    return f"{checksum:08x}"
 
 
 def _write_yaml(path: str, content: Mapping[str, Any]) -> None:
@@ -402,9 +409,7 @@ def _swap_into_place(staging: str, target: str) -> None:
     except OSError:
         if not os.path.isdir(target):
             raise
-    old = (
-        f"{os.path.join(os.path.dirname(target), '.' + os.path.basename(target))}.{uuid.uuid4().hex[:12]}.old"
-    )
+    old = f"{os.path.join(os.path.dirname(target), '.' + os.path.basename(target))}.{_random_suffix()}.old"
     os.rename(target, old)
     try:
         os.rename(staging, target)
