@@ -98,7 +98,9 @@ def in_process_filesystem(deployments: int, rounds: int) -> dict[str, float]:
         for _ in range(rounds):
             for index in range(deployments):
                 start = DeploymentInfo(id=f"d{index}", model_id="m1", model_artifact=artifacts[0])
-                replace = DeploymentInfo(id=f"d{index}", model_id="m1", new_model_id="m2", model_artifact=artifacts[1])
+                replace = DeploymentInfo(
+                    id=f"d{index}", model_id="m1", new_model_id="m2", model_artifact=artifacts[1]
+                )
                 for action, info in (
                     ("deployment_start", start),
                     ("deployment_status", start),
@@ -122,8 +124,21 @@ def import_profile(python: str, top: int = 12) -> list[tuple[int, str]]:
         config = Path(work) / "c.yaml"
         config.write_text("pluginConfig: {}\npeInfo: {id: pe}\n")
         completed = subprocess.run(
-            [python, "-X", "importtime", "-m", "shipmate.plugin.runner", "--plugin", "filesystem"]
-            + ["--config", str(config), "--action", "deployment_list", "--status-file", str(Path(work) / "s")],
+            [
+                python,
+                "-X",
+                "importtime",
+                "-m",
+                "shipmate.plugin.runner",
+                "--plugin",
+                "filesystem",
+                "--config",
+                str(config),
+                "--action",
+                "deployment_list",
+                "--status-file",
+                str(Path(work) / "s"),
+            ],
             capture_output=True,
             text=True,
             cwd=work,
@@ -138,7 +153,9 @@ def import_profile(python: str, top: int = 12) -> list[tuple[int, str]]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("-n", "--deployments", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", help="write all figures here")
@@ -148,7 +165,9 @@ def main() -> int:
         raise SystemExit(f"peer harness not found at {HARNESS} (set SHIPMATE_PEER_HARNESS)")
     runner = str(OUR_RUNNER) if OUR_RUNNER.exists() else "bosun-plugin-runner"
     results: dict[str, object] = {}
-    ours = run_harness("shipmate bosun-plugin-runner/filesystem", runner, sys.executable, "shipmate.plugin.runner", args)
+    ours = run_harness(
+        "shipmate bosun-plugin-runner/filesystem", runner, sys.executable, "shipmate.plugin.runner", args
+    )
     results["shipmate"] = ours
     peer = None
     peer_runner = PEER_VENV / "bin" / "bosun-plugin-runner"
