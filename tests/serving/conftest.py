@@ -191,3 +191,25 @@ def with_suppress_kill(proc: subprocess.Popen[bytes]) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=15)
+
+
+@pytest.fixture
+def wait() -> Callable[..., Any]:
+    return wait_for
+
+
+@pytest.fixture(scope="session")
+def onnx_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An iris classifier converted with skl2onnx (single float input, no ZipMap)."""
+    from skl2onnx import to_onnx
+
+    from shipmate.packages import build_onnx_package
+
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    model = LogisticRegression(max_iter=1000).fit(X.to_numpy(), y)
+    onnx_model = to_onnx(model, X.to_numpy()[:1].astype("float32"), options={"zipmap": False})
+    path = tmp_path_factory.mktemp("onnx") / "iris-onnx.mlpkg"
+    build_onnx_package(
+        onnx_model, X, path, name="iris-onnx", target_type="multiclass", class_labels=[0, 1, 2]
+    )
+    return path
