@@ -533,16 +533,17 @@ class BuildPlan:
 
 
 def render_dockerfile(settings: KubernetesSettings, model_id: str) -> str:
-    """The frozen model image: the base image plus the package, started the documented way."""
-    model_path = f"{MODEL_DIR}/{MODEL_FILE}"
+    """The frozen model image: the base image plus the package in ``/opt/ml/model/``.
+
+    The base image's own entry point serves the single package it finds there
+    (``shipmate serve --model /opt/ml/model/model.mlpkg --host 0.0.0.0 --port 8080``).
+    """
     return (
         f"FROM {settings.pps_base_image}\n"
-        f"COPY {MODEL_FILE} {model_path}\n"
+        f"COPY {MODEL_FILE} {MODEL_DIR}/{MODEL_FILE}\n"
         f'LABEL io.shipmate.model-id="{_docker_quote(model_id)}" '
         f'io.shipmate.base-image="{settings.pps_base_image}"\n'
         f'ENV MLOPS_MODEL_ID="{_docker_quote(model_id)}"\n'
-        'ENTRYPOINT ["shipmate"]\n'
-        f'CMD ["serve", "--model", "{model_path}", "--host", "0.0.0.0", "--port", "{CONTAINER_PORT}"]\n'
     )
 
 
