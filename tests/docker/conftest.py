@@ -137,6 +137,7 @@ def plugin_config(session_names: Session) -> dict[str, Any]:
         "stopTimeoutSeconds": 10,
         "readinessTimeoutSeconds": 120,
         "restartPolicy": "no",
+        "predictionServerWorkers": 1,
     }
 
 

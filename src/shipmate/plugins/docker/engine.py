@@ -221,7 +221,7 @@ class Engine:
                 return ""
         return raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
 
-    def stop_and_remove(self, name: str, timeout: int) -> bool:
+    def stop_and_remove(self, name: str, timeout: int) -> bool:  # name or id
         """Stop gracefully (SIGTERM, then SIGKILL after ``timeout`` s) and remove; False if absent."""
         import docker.errors
 

@@ -235,7 +235,7 @@ class DockerPlugin(PluginBase):
             if self.proxy.container() is not None:
                 self.proxy.set_route(deployment_id, None)
             for view in containers:
-                self.engine.stop_and_remove(view.name, timeout=self.config.stop_timeout_seconds)
+                self.engine.stop_and_remove(view.id, timeout=self.config.stop_timeout_seconds)
         except EngineError as exc:
             return ActionStatusInfo(
                 ActionStatus.ERROR,
@@ -296,18 +296,18 @@ class DockerPlugin(PluginBase):
                 return self._ready(info, plan.keep, url, note=f"already running in {plan.keep.name}")
             image = self._model_image(base_image, digest, artifact)
             old_serving = [v for v in plan.retire if v.running]
+            retire_after = plan.retire
+            taken = [v.name for v in existing]
             if plan.decision is StartDecision.START:
                 self._retire(plan.retire)  # nothing serves: free the name first
-                taken: list[str] = []
-            else:
-                taken = [v.name for v in existing]
+                retire_after, taken = (), []
             new_name = unique_name(name, taken, digest.image_digest)
             view = self._start_container(info, image, new_name, digest.package_sha256, url, artifact.name)
             try:
                 view = self._wait_ready(view)
                 self.proxy.set_route(info.id, view.name)
             except (RolloutFailed, EngineError) as exc:
-                self.engine.stop_and_remove(view.name, timeout=2)
+                self.engine.stop_and_remove(view.id, timeout=2)
                 if old_serving:
                     keep = old_serving[0]
                     try:
@@ -330,7 +330,7 @@ class DockerPlugin(PluginBase):
                 )
             if old_serving and cfg.drain_seconds:
                 time.sleep(cfg.drain_seconds)
-            self._retire(plan.retire)
+            self._retire(retire_after)
         except EngineError as exc:
             prefix = "Failed to replace model - " if replacing else f"Deployment {info.id} did not start: "
             data = {DataKey.OLD_MODEL_IN_USE: True} if replacing else None
@@ -478,6 +478,13 @@ class DockerPlugin(PluginBase):
                         if response.status_code == 200:
                             return current
                         last_error = f"/ping answered {response.status_code}"
+                        failed = _load_failures(response)
+                        if failed:
+                            tail = self.engine.logs_tail(view.name, self.config.log_tail_lines)
+                            raise RolloutFailed(
+                                f"the prediction server in {view.name} could not load the model: {failed}"
+                                + (f". Last lines of its log:\n{tail.rstrip()}" if tail.strip() else "")
+                            )
                     except httpx.HTTPError as exc:
                         last_error = f"/ping: {type(exc).__name__}"
                 if time.monotonic() > deadline:
@@ -496,7 +503,8 @@ class DockerPlugin(PluginBase):
 
     def _retire(self, views: tuple[ContainerView, ...]) -> None:
         for view in views:
-            self.engine.stop_and_remove(view.name, timeout=self.config.stop_timeout_seconds)
+            # By id: a new container may have taken over the retired one's name.
+            self.engine.stop_and_remove(view.id, timeout=self.config.stop_timeout_seconds)
 
     def _ready(self, info: DeploymentInfo, view: ContainerView, url: str, *, note: str) -> ActionStatusInfo:
         return ActionStatusInfo(
@@ -583,6 +591,20 @@ class DockerPlugin(PluginBase):
             )
             started.append(agent)
         return f"monitoring: {', '.join(started) + ' started' if started else 'running'}"
+
+
+def _load_failures(response: Any) -> str | None:
+    """A prediction server that answers ``/ping`` 503 with ``failed`` and nothing ``loading`` has given up."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    if not isinstance(body, dict) or body.get("loading") or not body.get("failed"):
+        return None
+    failed = body["failed"]
+    if isinstance(failed, dict):
+        return "; ".join(f"{key}: {error}" for key, error in failed.items())
+    return str(failed)
 
 
 def _absent() -> ContainerView:

@@ -185,10 +185,9 @@ class ReverseProxy:
             if container is None:
                 if table.pop(deployment_id, None) is None:
                     return
-            elif table.get(deployment_id) == container:
-                self._confirm(deployment_id, container)
-                return
             else:
+                # Reload even when the name is unchanged: a re-created container has a new
+                # address, and only fresh workers are sure not to hold the old one in cache.
                 table[deployment_id] = container
             self._write_and_reload(table)
         self._confirm(deployment_id, container)
