@@ -183,7 +183,7 @@ def test_the_runner_imports_yaml_with_its_big_regex_compiled_lazily() -> None:
     import sys
 
     code = (
-        "from shipmate.plugin._yaml import import_yaml\n"
+        "from shipmate.plugin.yamlio import import_yaml\n"
         "yaml = import_yaml()\n"
         "import yaml.reader\n"
         "assert type(yaml.reader.Reader.NON_PRINTABLE).__name__ == '_LazyPattern'\n"

@@ -120,10 +120,11 @@ def _read_text(path: str, what: str) -> str:
 
 
 def _parse_yaml(text: str, where: str) -> Any:
-    import yaml
+    from shipmate.plugin.yamlio import import_yaml, safe_load
 
+    yaml = import_yaml()
     try:
-        return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml when built
+        return safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{where}: malformed YAML at {describe_yaml_error(exc)}") from None
 
@@ -285,9 +286,10 @@ class ActionConfig:
         return out
 
     def to_yaml(self) -> str:
-        import yaml
+        from shipmate.plugin.yamlio import safe_dump
 
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False, allow_unicode=True)
+        text: str = safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+        return text
 
     def write(self, path: str, mode: int = 0o600) -> None:
         """Write the config with ``mode`` from the start (it may hold the API token in clear)."""

@@ -201,9 +201,10 @@ class DeploymentInfo(_Record):
         return self.model_package_details
 
     def to_yaml(self) -> str:
-        import yaml
+        from shipmate.plugin.yamlio import safe_dump
 
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        text: str = safe_dump(self.to_dict(), sort_keys=False)
+        return text
 
     @classmethod
     def from_dict(cls, raw: object, source: str | None = None) -> DeploymentInfo:

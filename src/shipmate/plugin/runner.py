@@ -218,11 +218,11 @@ class _StatusFileUnwritable(UsageError):
 def _run_action(args: argparse.Namespace) -> ActionStatusInfo:
     import signal
 
-    from shipmate.plugin._yaml import import_yaml
     from shipmate.plugin.actions import invoke, parse_action
     from shipmate.plugin.config import ActionConfig, inject_environment, sanitized, scrub, secret_values
     from shipmate.plugin.errors import ConfigError, PluginError
     from shipmate.plugin.loader import build_plugin
+    from shipmate.plugin.yamlio import import_yaml
 
     import_yaml()
     name: str = args.action

@@ -160,10 +160,11 @@ class ActionStatusInfo:
         }
 
     def to_yaml(self) -> str:
-        import yaml
+        """The status file's text: keys sorted, indent 4, as DataRobot's runner writes it."""
+        from shipmate.plugin.yamlio import safe_dump
 
-        dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when built: same text, faster
-        return yaml.dump(self.to_dict(), Dumper=dumper, indent=4, sort_keys=True, default_flow_style=False)
+        text: str = safe_dump(self.to_dict(), indent=4, sort_keys=True)
+        return text
 
     def write(self, path: str) -> None:
         """Write the status file (truncating any previous content)."""
@@ -210,8 +211,9 @@ class ActionStatusInfo:
     @classmethod
     def read(cls, path: str) -> ActionStatusInfo:
         """Read and validate a status file written by any runner."""
-        import yaml
+        from shipmate.plugin.yamlio import import_yaml, safe_load
 
+        yaml = import_yaml()
         try:
             with open(path, encoding="utf-8") as handle:
                 text = handle.read()
@@ -222,7 +224,7 @@ class ActionStatusInfo:
         if not text.strip():
             raise StatusFileError(f"status file {path} is empty")
         try:
-            raw = yaml.safe_load(text)
+            raw = safe_load(text)
         except yaml.YAMLError as exc:
             raise StatusFileError(
                 f"status file {path} is not valid YAML: {describe_yaml_error(exc)}"

@@ -26,6 +26,7 @@ from shipmate.plugin.config import merge_private_config
 from shipmate.plugin.errors import ConfigError
 from shipmate.plugin.info import DeploymentInfo, PEInfo
 from shipmate.plugin.status import ActionStatus, ActionStatusInfo, DataKey, DeploymentState
+from shipmate.plugin.yamlio import import_yaml, safe_dump, safe_load
 
 RESERVED_INFO_KEYS = ("deployment_id", "model_id", "model_file", "model_crc32")
 """Keys of the info file the plugin owns; a deployment's key/values never override them."""
@@ -378,18 +379,15 @@ def _copy_with_checksum(source: str, destination: str) -> str:
 
 
 def _write_yaml(path: str, content: Mapping[str, Any]) -> None:
-    import yaml
-
     with open(path, "w", encoding="utf-8") as handle:
-        yaml.safe_dump(dict(content), handle, sort_keys=False, default_flow_style=False)
+        safe_dump(dict(content), handle, sort_keys=False)
 
 
 def _read_info(path: str) -> tuple[dict[str, Any] | None, str | None]:
-    import yaml
-
+    yaml = import_yaml()
     try:
         with open(path, encoding="utf-8") as handle:
-            raw = yaml.safe_load(handle)
+            raw = safe_load(handle)
     except FileNotFoundError:
         return None, f"info file {path} is missing"
     except (OSError, UnicodeDecodeError) as exc:

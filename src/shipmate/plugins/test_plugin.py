@@ -40,6 +40,7 @@ from shipmate.plugin.config import API_TOKEN_KEY, load_private_config
 from shipmate.plugin.errors import ConfigError
 from shipmate.plugin.info import DeploymentInfo, EndpointInfo, PEInfo
 from shipmate.plugin.status import ActionStatus, ActionStatusInfo, DataKey, DeploymentState
+from shipmate.plugin.yamlio import import_yaml, safe_dump, safe_load
 
 DELAY_KEYS = {
     "plugin_start": "plugin_start_time",
@@ -289,20 +290,17 @@ class TestPlugin(PluginBase):
 
 
 def _write_yaml(path: str, content: Mapping[str, Any]) -> None:
-    import yaml
-
     aside = f"{path}.{os.getpid()}.tmp"
     with open(aside, "w", encoding="utf-8") as handle:
-        yaml.safe_dump(dict(content), handle, sort_keys=False)
+        safe_dump(dict(content), handle, sort_keys=False)
     os.replace(aside, path)
 
 
 def _read_yaml(path: str) -> Any:
-    import yaml
-
+    yaml = import_yaml()
     try:
         with open(path, encoding="utf-8") as handle:
-            return yaml.safe_load(handle)
+            return safe_load(handle)
     except (OSError, yaml.YAMLError):
         return None
 
