@@ -445,3 +445,16 @@ def test_private_config_with_invalid_yaml_names_the_line(tmp_path: Path) -> None
     path.write_text("ppsBaseImage: a\nkubeNamespace: [unclosed\n")
     with pytest.raises(ConfigError, match=r"line 3"):
         KubernetesPlugin({}, str(path))
+
+
+def test_in_cluster_credentials_outside_a_cluster_are_explained(make_plugin: Any, monkeypatch: Any) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    result = make_plugin(kubeConfigContext="IN_CLUSTER", kubeConfigFile=None).plugin_start()
+    assert result.status is ActionStatus.ERROR
+    assert "cannot load Kubernetes credentials from the pod's service account (IN_CLUSTER)" in result.msg
+
+
+def test_an_unknown_kubeconfig_context_is_explained(make_plugin: Any) -> None:
+    result = make_plugin(kubeConfigContext="prod-cluster").plugin_start()
+    assert result.status is ActionStatus.ERROR
+    assert "kubeconfig context 'prod-cluster'" in result.msg
