@@ -1,0 +1,333 @@
+"""``shipmate demo``: the whole loop on embedded defaults, in one command.
+
+Starts the service (SQLite), an agent on a filesystem environment and a
+prediction server over that environment's directory; builds a small model from
+data shipped with scikit-learn (no downloads), registers it, deploys it, shows
+progress until it is ready, sends a few predictions and prints the answers.
+Then it keeps everything running until interrupted (``--once`` stops after the
+demonstration). Each part runs as its own process, as it would in production;
+their logs go to ``<data-dir>/logs/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+SHIPMATE = [sys.executable, "-c", "from shipmate.cli.main import main; main()"]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)
+
+
+def demo(
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", help="where the service, agent and deployments keep their files")
+    ] = Path("./shipmate-demo"),
+    port: Annotated[int, typer.Option("--port", help="service port (0 = any free port)")] = 8000,
+    predict_port: Annotated[
+        int, typer.Option("--predict-port", help="prediction server port (0 = any)")
+    ] = 8080,
+    once: Annotated[bool, typer.Option("--once", help="stop everything after the demonstration")] = False,
+    rows: Annotated[int, typer.Option("--rows", min=1, max=50, help="how many predictions to send")] = 3,
+    json_output: Annotated[bool, typer.Option("--json", help="print a JSON summary at the end")] = False,
+) -> None:
+    """Run service + agent + prediction server locally, deploy a sample model and query it."""
+    from rich.console import Console
+
+    console = Console(stderr=json_output)
+    runner = _Demo(data_dir.resolve(), console)
+    code = 0
+    try:
+        summary = runner.run(port, predict_port, rows)
+        if json_output:
+            import json
+
+            typer.echo(json.dumps(summary, indent=2))
+        if not once:
+            console.print("\n[bold]Everything keeps running.[/bold] Press Ctrl-C to stop.")
+            runner.wait_forever()
+    except _DemoFailed as exc:
+        console.print(f"[red]demo failed:[/red] {exc}")
+        console.print(f"logs: {runner.logs}")
+        code = 1
+    except KeyboardInterrupt:
+        console.print("\ninterrupted")
+    finally:
+        runner.stop_all()
+    raise typer.Exit(code)
+
+
+class _DemoFailed(Exception):
+    pass
+
+
+class _Demo:
+    def __init__(self, data_dir: Path, console: Any) -> None:
+        self.dir = data_dir
+        self.console = console
+        self.logs = data_dir / "logs"
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    # -- the steps ----------------------------------------------------------------------
+
+    def run(self, port: int, predict_port: int, rows: int) -> dict[str, Any]:
+        from rich.table import Table
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(exist_ok=True)
+        port = _free_port() if port == 0 or _busy(port) else port
+        predict_port = _free_port() if predict_port == 0 or _busy(predict_port) else predict_port
+        admin_token = self._admin_token()
+        service_url = f"http://127.0.0.1:{port}"
+        predict_url = f"http://127.0.0.1:{predict_port}"
+        console = self.console
+
+        with console.status("Starting the service (SQLite)…"):
+            self._spawn(
+                "service",
+                [
+                    "server",
+                    "--data-dir",
+                    str(self.dir / "service"),
+                    "--port",
+                    str(port),
+                    "--log-level",
+                    "warning",
+                ],
+                {"SHIPMATE_ADMIN_TOKEN": admin_token},
+            )
+            self._wait_http(f"{service_url}/api/v1/health", "service", 90)
+        console.print(f"[green]✓[/green] service at {service_url}")
+
+        from shipmate.client.client import ShipmateClient
+
+        admin = ShipmateClient(service_url, admin_token)
+        env = next((e for e in admin.list_environments() if e.name == "demo-filesystem"), None)
+        if env is None:
+            env = admin.create_environment(
+                "demo-filesystem", "filesystem", description="shipmate demo: deployments as directories"
+            )
+        _, agent_token = admin.create_token(kind="agent", environment_id=env.id, name="demo agent")
+        console.print(f"[green]✓[/green] prediction environment {env.id} (filesystem)")
+
+        with console.status("Building a sample model (scikit-learn, iris data shipped with it)…"):
+            package_path, sample = self._build_model()
+            package = admin.upload_model_package(package_path)
+        console.print(
+            f"[green]✓[/green] model package {package.id} ({package.name} {package.version}) registered"
+        )
+
+        deployments_dir = self.dir / "deployments"
+        deployments_dir.mkdir(exist_ok=True)
+        config = self._agent_config(service_url, env.id, deployments_dir, predict_url)
+        with console.status("Starting the agent and the prediction server…"):
+            self._spawn("agent", ["agent", "--config", str(config)], {"MLOPS_API_TOKEN": agent_token})
+            self._spawn(
+                "prediction-server",
+                ["serve", "--deployments-dir", str(deployments_dir), "--port", str(predict_port),
+                 "--workers", "1", "--poll-interval", "0.2", "--work-dir", str(self.dir / "serve-work")],
+                {},
+            )  # fmt: skip
+            self._wait_http(f"{predict_url}/ping", "prediction server", 90)
+        console.print(f"[green]✓[/green] agent and prediction server running (logs in {self.logs})")
+
+        deployment = admin.create_deployment(
+            env.id, package.id, name="iris-demo", description="shipmate demo"
+        )
+        ready = self._follow(admin, deployment.id)
+        console.print(f"[green]✓[/green] deployment {deployment.id} is [bold]ready[/bold]")
+
+        url = ready.observed.prediction_url or f"{predict_url}/{deployment.id}/predict"
+        answers = self._predict(url, sample[:rows])
+        table = Table(title="Predictions")
+        for column in [*sample[0].keys(), "prediction"]:
+            table.add_column(column)
+        for record, answer in zip(sample[:rows], answers, strict=True):
+            table.add_row(*[str(v) for v in record.values()], str(answer))
+        console.print(table)
+        console.print(f"prediction URL: [bold]{url}[/bold]")
+        console.print(
+            f"service URL:    [bold]{service_url}[/bold]  (admin token in {self.dir / 'admin-token'})"
+        )
+        return {
+            "serviceUrl": service_url,
+            "predictionUrl": url,
+            "environmentId": env.id,
+            "deploymentId": deployment.id,
+            "modelPackageId": package.id,
+            "predictions": answers,
+        }
+
+    def _admin_token(self) -> str:
+        path = self.dir / "admin-token"
+        if path.exists():
+            return path.read_text().strip()
+        token = "adm-" + secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(token + "\n")
+        return token
+
+    def _build_model(self) -> tuple[Path, list[dict[str, Any]]]:
+        from sklearn.datasets import load_iris
+        from sklearn.linear_model import LogisticRegression
+
+        from shipmate.packages import build_sklearn_package
+
+        X, y = load_iris(return_X_y=True, as_frame=True)
+        names = load_iris().target_names
+        model = LogisticRegression(max_iter=500).fit(X, names[y])
+        path = self.dir / "iris-demo.mlpkg"
+        version = time.strftime("%Y%m%d-%H%M%S")
+        build_sklearn_package(model, X.head(30), path, name="iris-demo", version=version)
+        sample = X.sample(n=min(50, len(X)), random_state=7).to_dict(orient="records")
+        return path, [{str(k): float(v) for k, v in row.items()} for row in sample]
+
+    def _agent_config(self, service_url: str, env_id: str, deployments_dir: Path, predict_url: str) -> Path:
+        import yaml
+
+        private = self.dir / "plugin.filesystem.conf.yaml"
+        private.write_text(
+            yaml.safe_dump(
+                {
+                    "baseDir": str(deployments_dir),
+                    "deploymentDirPrefix": "deployment_",
+                    "deploymentInfoFile": "config.yml",
+                    "deploymentPredictionBaseUrl": predict_url,
+                }
+            )
+        )
+        config = self.dir / "agent.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "serviceUrl": service_url,
+                    "environmentId": env_id,
+                    "plugin": {"name": "filesystem", "privateConfig": str(private)},
+                    "workDir": str(self.dir / "agent"),
+                    "metrics": {"port": 0},
+                    "intervals": {"peStatus": 15, "deploymentStatus": 15},
+                }
+            )
+        )
+        return config
+
+    def _follow(self, admin: Any, deployment_id: str) -> Any:
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        deadline = time.monotonic() + 120
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                      console=self.console, transient=True) as progress:  # fmt: skip
+            task = progress.add_task("deploying: waiting for the agent", total=None)
+            while time.monotonic() < deadline:
+                self._check_alive()
+                current = admin.get_deployment(deployment_id)
+                observed = current.observed
+                progress.update(
+                    task, description=f"deploying: {observed.state.value} ({observed.status.value})"
+                )
+                if observed.state.value == "ready" and observed.generation >= current.generation:
+                    return current
+                if observed.status.value == "failing" and observed.phase == "finished":
+                    raise _DemoFailed(f"the deployment failed: {observed.message}")
+                time.sleep(0.1)
+        raise _DemoFailed("the deployment did not become ready within 120 s")
+
+    def _predict(self, url: str, records: list[dict[str, Any]]) -> list[Any]:
+        import httpx
+
+        deadline = time.monotonic() + 60
+        last = ""
+        while time.monotonic() < deadline:
+            try:
+                response = httpx.post(url, json=records, timeout=30)
+            except httpx.HTTPError as exc:
+                last = str(exc)
+            else:
+                if response.status_code == 200:
+                    body = response.json()
+                    return [row.get("prediction") for row in body.get("data", [])]
+                last = f"{response.status_code} {response.text[:300]}"
+                if response.status_code not in (404, 503):
+                    break
+            time.sleep(0.2)  # the prediction server picks a new deployment up within its poll interval
+        raise _DemoFailed(f"predictions at {url} failed: {last}")
+
+    # -- processes ----------------------------------------------------------------------
+
+    def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:
+        log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it open
+        self.processes[name] = subprocess.Popen(
+            [*SHIPMATE, *args],
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+
+    def _check_alive(self) -> None:
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                tail = (self.logs / f"{name}.log").read_text(errors="replace")[-1500:]
+                raise _DemoFailed(f"the {name} exited with code {process.returncode}:\n{tail}")
+
+    def _wait_http(self, url: str, what: str, timeout: float) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive()
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url, timeout=2).status_code == 200:
+                    return
+            time.sleep(0.1)
+        raise _DemoFailed(f"the {what} did not answer at {url} within {timeout:.0f} s")
+
+    def wait_forever(self) -> None:
+        while True:
+            self._check_alive()
+            time.sleep(1)
+
+    def stop_all(self) -> None:
+        """SIGTERM each part (the agent first, so it stops cleanly), then SIGKILL stragglers."""
+        for name in ("agent", "prediction-server", "service"):
+            process = self.processes.get(name)
+            if process is None or process.poll() is not None:
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(10)
+        self.processes.clear()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _busy(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
