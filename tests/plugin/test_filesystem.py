@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import zlib
 from pathlib import Path
 
@@ -20,6 +21,19 @@ def base(tmp_path: Path) -> Path:
     path = tmp_path / "base"
     path.mkdir()
     return path
+
+
+def visible(base: Path) -> list[str]:
+    """What a reader sees: entries not starting with a dot."""
+    return sorted(p.name for p in base.iterdir() if not p.name.startswith("."))
+
+
+def settled(base: Path, timeout: float = 30.0) -> list[str]:
+    """Every entry, once the background removal of renamed-aside directories is done."""
+    deadline = time.monotonic() + timeout
+    while any(p.name.startswith(".") for p in base.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return sorted(p.name for p in base.iterdir())
 
 
 def make_plugin(base: Path, pe_ids: list[str] | None = None, **settings) -> FilesystemPlugin:
@@ -80,7 +94,7 @@ def test_start_is_idempotent_and_replace_swaps_the_model(base, model_artifact, t
     assert sorted(p.name for p in (base / "deployment_d1").iterdir()) == ["config.yml", "model_B.mlpkg"]
     status = invoke(plugin, "deployment_status", replacement)
     assert status.ok and status.data == {"currentModelId": "m2"}
-    assert [p.name for p in base.iterdir()] == ["deployment_d1"]
+    assert settled(base) == ["deployment_d1"]
 
 
 def test_failed_replace_keeps_the_old_model(base, model_artifact, tmp_path) -> None:
@@ -169,7 +183,7 @@ def test_stop_is_idempotent(base, model_artifact) -> None:
     second = invoke(plugin, "deployment_stop", info)
     assert (first.state.value, second.state.value) == ("stopped", "stopped")  # type: ignore[union-attr]
     assert first.ok and second.ok and "nothing to stop" in str(second.msg)
-    assert list(base.iterdir()) == []
+    assert visible(base) == [] and settled(base) == []
 
 
 def test_pe_status_checks_base_dir_and_reports_listed_deployments(base, model_artifact, tmp_path) -> None:
@@ -268,4 +282,20 @@ def test_a_reader_never_sees_a_half_written_deployment(base, tmp_path) -> None:
         reader.join(timeout=60)
     assert problems == []
     assert complete_reads > 0
-    assert [p.name for p in base.iterdir()] == ["deployment_d1"]
+    assert settled(base) == ["deployment_d1"]
+
+
+def test_leftovers_of_interrupted_runs_are_swept(base, model_artifact) -> None:
+    (base / ".deployment_d9.abc.old").mkdir()
+    fresh = base / ".deployment_d8.abc.new"
+    fresh.mkdir()  # another process may be writing it: kept
+    stale = base / ".deployment_d7.abc.new"
+    stale.mkdir()
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    (base / ".unrelated").mkdir()
+    assert invoke(make_plugin(base), "plugin_start").ok
+    deadline = time.monotonic() + 30
+    while (base / ".deployment_d9.abc.old").exists() or stale.exists():
+        assert time.monotonic() < deadline, "leftovers were not swept"
+        time.sleep(0.01)
+    assert fresh.exists() and (base / ".unrelated").exists()

@@ -16,7 +16,10 @@ corrupted or swapped artifact.
 from __future__ import annotations
 
 import os
+import queue
 import shutil
+import threading
+import time
 import zlib
 from collections.abc import Mapping
 from typing import Any
@@ -112,6 +115,39 @@ def unsafe_id_reason(deployment_id: str) -> str | None:
     return None
 
 
+STALE_STAGING_SEC = 3600.0
+"""A ``.new`` staging directory this old belongs to a run that died; it is swept."""
+
+
+class _Reaper:
+    """Deletes directories in one background thread, so stop and replace return at once.
+
+    What it has not deleted when the process ends (the runner exits right after its
+    action) stays under a dot-name, invisible to readers, and is swept later.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[str] | None = None
+
+    def discard(self, path: str) -> None:
+        with self._lock:
+            if self._queue is None:
+                self._queue = queue.SimpleQueue()
+                threading.Thread(
+                    target=self._run, args=(self._queue,), name="fs-plugin-reaper", daemon=True
+                ).start()
+        self._queue.put(path)
+
+    @staticmethod
+    def _run(paths: queue.SimpleQueue[str]) -> None:
+        while True:
+            shutil.rmtree(paths.get(), ignore_errors=True)
+
+
+_REAPER = _Reaper()
+
+
 def _random_suffix() -> str:
     return os.urandom(6).hex()
 
@@ -161,6 +197,7 @@ class FilesystemPlugin(PluginBase):
         problem = self._environment_problem()
         if problem:
             return ActionStatusInfo(ActionStatus.ERROR, msg=problem)
+        self._sweep()
         return ActionStatusInfo(ActionStatus.OK, msg=f"base directory {self.settings.base_dir} is ready")
 
     def plugin_stop(self) -> ActionStatusInfo:
@@ -254,6 +291,7 @@ class FilesystemPlugin(PluginBase):
             return ActionStatusInfo(
                 ActionStatus.ERROR, msg=f"cannot list {self.settings.base_dir}: {exc.strerror}"
             )
+        self._sweep(names)
         found: dict[str, Any] = {}
         for name in names:
             if name.startswith(".") or not name.startswith(prefix) or len(name) == len(prefix):
@@ -310,9 +348,32 @@ class FilesystemPlugin(PluginBase):
             raise
 
     def _remove(self, target: str) -> None:
+        """Rename the deployment aside (atomic, instant), then delete it in the background."""
         aside = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.{_random_suffix()}.old")
         os.rename(target, aside)
-        shutil.rmtree(aside, ignore_errors=True)
+        _REAPER.discard(aside)
+
+    def _sweep(self, names: list[str] | None = None) -> None:
+        """Delete what interrupted runs left aside: every ``.old``, and ``.new`` older than an hour."""
+        base = self.settings.base_dir
+        try:
+            names = os.listdir(base) if names is None else names
+        except OSError:
+            return
+        marker = "." + self.settings.prefix
+        now = time.time()
+        for name in names:
+            if not name.startswith(marker):
+                continue
+            path = os.path.join(base, name)
+            if name.endswith(".old"):
+                _REAPER.discard(path)
+            elif name.endswith(".new"):
+                try:
+                    if now - os.stat(path).st_mtime > STALE_STAGING_SEC:
+                        _REAPER.discard(path)
+                except OSError:
+                    continue
 
     def _check(
         self, deployment_id: str, expected_model: str | None = None, verify_checksum: bool = True
@@ -414,4 +475,4 @@ def _swap_into_place(staging: str, target: str) -> None:
     except OSError:
         os.rename(old, target)  # put the previous deployment back
         raise
-    shutil.rmtree(old, ignore_errors=True)
+    _REAPER.discard(old)
