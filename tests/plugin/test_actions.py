@@ -161,3 +161,24 @@ def test_timestamp_is_set_at_construction() -> None:
     before = int(time.time() * 1000)
     info = ActionStatusInfo("passing")
     assert before <= info.timestamp <= int(time.time() * 1000)
+
+
+def test_a_status_object_of_another_package_is_accepted() -> None:
+    """A plugin built on DataRobot's own package (when installed) returns its ActionStatusInfo."""
+
+    class ActionStatusInfo:  # the foreign class: same name, same fields
+        def __init__(self, status, msg=None, state=None, duration=None, data=None) -> None:
+            self.status, self.msg, self.state, self.duration, self.data = status, msg, state, duration, data
+            self.timestamp = 1
+
+    class Foreign(Recorder):
+        def pe_status(self):
+            return ActionStatusInfo("passing", msg="foreign", data={"x": 1})
+
+        def deployment_replace_model(self, deployment_info):
+            return ActionStatusInfo("excellent")
+
+    result = invoke(Foreign({}), "pe_status")
+    assert result.ok and result.msg == "foreign" and result.data == {"x": 1}
+    bad = invoke(Foreign({}), "deployment_replace_model", INFO)
+    assert bad.status is ActionStatus.ERROR and "Contract violation" in str(bad.msg)

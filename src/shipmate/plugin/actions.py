@@ -92,6 +92,8 @@ def invoke(
     name = action.value if isinstance(action, Action) else str(action)
     try:
         result = _dispatch(plugin, name, deployment_info, endpoint_info)
+        if not isinstance(result, ActionStatusInfo) and type(result).__name__ == "ActionStatusInfo":
+            result = _foreign_status(result)  # e.g. from DataRobot's own package, when installed
         if not isinstance(result, ActionStatusInfo):
             result = ActionStatusInfo(
                 ActionStatus.ERROR,
@@ -113,6 +115,21 @@ def invoke(
         )
     result.duration = round(time.perf_counter() - started, 4)
     return result
+
+
+def _foreign_status(value: Any) -> ActionStatusInfo:
+    """Our ActionStatusInfo from another package's object of that name (same fields, same values)."""
+    from shipmate.plugin.errors import StatusFileError
+
+    raw = {
+        key: getattr(value, key, None) for key in ("status", "msg", "state", "duration", "data", "timestamp")
+    }
+    try:
+        return ActionStatusInfo.from_dict(raw, source=f"{type(value).__module__}.ActionStatusInfo")
+    except StatusFileError as exc:
+        return ActionStatusInfo(
+            ActionStatus.ERROR, msg=f"Contract violation: {exc}", state=DeploymentState.ERRORED
+        )
 
 
 def _dispatch(

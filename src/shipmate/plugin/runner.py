@@ -181,14 +181,13 @@ def _run(args: argparse.Namespace) -> int:
     except _RunFailure as failure:
         _fail_line(failure.message)
         if status_file:
-            _write_failure(status_file, failure.status_message, failure.secrets)
+            _write_failure(status_file, failure.status_message, failure.secrets, show=args.show_status)
         return EXIT_USAGE
     except UsageError as exc:
         _fail_line(str(exc))
         if status_file and not isinstance(exc, _StatusFileUnwritable):
-            _write_failure(
-                status_file, f"Exception occurred while running action {action_name} : error {exc}", []
-            )
+            message = f"Exception occurred while running action {action_name} : error {exc}"
+            _write_failure(status_file, message, [], show=args.show_status)
         return EXIT_USAGE
     except KeyboardInterrupt:
         _fail_line(f"action {action_name} interrupted")
@@ -302,7 +301,7 @@ def _write_status(path: str, result: ActionStatusInfo, secrets: list[str]) -> No
         raise _StatusFileUnwritable(f"status file {path} could not be written: {exc.strerror}") from None
 
 
-def _write_failure(path: str, message: str, secrets: list[str]) -> None:
+def _write_failure(path: str, message: str, secrets: list[str], show: bool = False) -> None:
     from shipmate.plugin.status import ActionStatus, ActionStatusInfo, DeploymentState
 
     try:
@@ -311,6 +310,9 @@ def _write_failure(path: str, message: str, secrets: list[str]) -> None:
         )
     except UsageError as exc:
         _fail_line(str(exc))
+        return
+    if show:
+        _show_status(path)
 
 
 def _show_status(path: str, out: TextIO | None = None) -> None:
