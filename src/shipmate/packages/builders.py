@@ -13,6 +13,7 @@ import os
 import platform
 import shutil
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -293,7 +294,9 @@ def build_mlflow_package(
         raise PackageError(f"{src}: not an MLflow model directory (no MLmodel file)")
     if target_type is None or (class_labels is None and TargetType(target_type).is_classification):
         try:
-            import mlflow.pyfunc
+            with warnings.catch_warnings():  # mlflow warns about its own type hints on import
+                warnings.simplefilter("ignore")
+                import mlflow.pyfunc
 
             raw = mlflow.pyfunc.load_model(str(src)).get_raw_model()
         except Exception:

@@ -323,7 +323,9 @@ def _import_hooks(path: Path) -> Any:
 
 def _mlflow_model(manifest: Manifest, model_dir: Path) -> LoadedModel:
     try:
-        import mlflow.pyfunc
+        with warnings.catch_warnings():  # mlflow warns about its own type hints on import
+            warnings.simplefilter("ignore")
+            import mlflow.pyfunc
     except ImportError:
         raise ModelError("this package holds an MLflow model: install mlflow-skinny to serve it") from None
     pyfunc = mlflow.pyfunc.load_model(str(model_dir))

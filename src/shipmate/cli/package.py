@@ -1,0 +1,165 @@
+"""``shipmate package build|inspect|verify``: make and check ``.mlpkg`` model packages."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+package_app = typer.Typer(help="Build, inspect and verify .mlpkg model packages.", no_args_is_help=True)
+
+
+class Kind(StrEnum):
+    sklearn = "sklearn"
+    onnx = "onnx"
+    mlflow = "mlflow"
+    custom = "custom"
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+@package_app.command("inspect")
+def inspect(
+    path: Annotated[Path, typer.Argument(help="The .mlpkg file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+) -> None:
+    """Show a package's manifest (reads no model, runs no code)."""
+    from shipmate.packages import PackageError, read_manifest
+
+    try:
+        manifest = read_manifest(path)
+    except PackageError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        typer.echo(json.dumps(manifest.to_json_dict(), indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(
+        f"[bold]{manifest.name}[/] {manifest.version}  ({manifest.framework}, {manifest.target_type})"
+    )
+    if manifest.class_labels:
+        console.print(f"class labels: {manifest.class_labels}")
+    console.print(f"created {manifest.created_at.isoformat()}")
+    table = Table("feature", "type", "baseline")
+    for f in manifest.features:
+        b = manifest.baseline.get(f.name, {})
+        if "mean" in b:
+            summary = f"mean {b['mean']:.4g}, min {b['min']:.4g}, max {b['max']:.4g}"
+        else:
+            summary = ", ".join(list(b.get("top", {}))[:5])
+        table.add_row(f.name, str(f.type), summary)
+    console.print(table)
+    files = Table("file", "sha256")
+    for name, digest in sorted(manifest.files.items()):
+        files.add_row(name, digest)
+    console.print(files)
+
+
+@package_app.command("verify")
+def verify(path: Annotated[Path, typer.Argument(help="The .mlpkg file.")]) -> None:
+    """Check a package's structure and the SHA-256 of every file (exit 1 if anything is wrong)."""
+    from shipmate.packages import PackageError, file_sha256, verify_package
+
+    try:
+        manifest = verify_package(path)
+    except PackageError as exc:
+        _fail(str(exc))
+        return
+    typer.echo(
+        f"ok: {manifest.name} {manifest.version}, {len(manifest.files)} file(s) verified; "
+        f"package sha256 {file_sha256(path)}"
+    )
+
+
+@package_app.command("build")
+def build(
+    kind: Annotated[Kind, typer.Argument(help="What the model is.")],
+    model: Annotated[
+        Path,
+        typer.Argument(
+            help="sklearn: a joblib/pickle file; onnx: a .onnx file; "
+            "mlflow: a model directory; custom: a directory with custom.py."
+        ),
+    ],
+    sample: Annotated[
+        Path, typer.Option(help="CSV sample of the training data (features, maybe the target).")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The .mlpkg to write.")],
+    name: Annotated[str, typer.Option(help="Package name.")],
+    version: Annotated[str, typer.Option(help="Package version.")] = "1",
+    target: Annotated[str | None, typer.Option(help="Target column in the sample (dropped).")] = None,
+    target_type: Annotated[str | None, typer.Option(help="regression, binary or multiclass.")] = None,
+    class_labels: Annotated[str | None, typer.Option(help="Comma-separated class labels, in order.")] = None,
+    description: Annotated[str, typer.Option(help="Free text.")] = "",
+) -> None:
+    """Build a package; the model is validated by scoring the sample first.
+
+    Loading a pickled sklearn model runs code from that file: build only from files you trust.
+    """
+    import pandas as pd
+
+    from shipmate.packages import (
+        PackageError,
+        build_custom_package,
+        build_mlflow_package,
+        build_onnx_package,
+        build_sklearn_package,
+    )
+
+    frame = pd.read_csv(sample)
+    if target:
+        if target not in frame.columns:
+            _fail(f"{sample}: no column {target!r}")
+        frame = frame.drop(columns=target)
+    labels: list[Any] | None = None
+    if class_labels:
+        labels = [_label(v.strip()) for v in class_labels.split(",")]
+    common: dict[str, Any] = {
+        "name": name,
+        "version": version,
+        "class_labels": labels,
+        "description": description,
+    }
+    try:
+        if kind is Kind.sklearn:
+            import joblib
+
+            manifest = build_sklearn_package(
+                joblib.load(model), frame, out, target_type=target_type, **common
+            )
+        elif kind is Kind.mlflow:
+            manifest = build_mlflow_package(model, frame, out, target_type=target_type, **common)
+        else:
+            if target_type is None:
+                _fail(f"--target-type is required for {kind} models")
+                return
+            builder = build_onnx_package if kind is Kind.onnx else build_custom_package
+            manifest = builder(model, frame, out, target_type=target_type, **common)
+    except PackageError as exc:
+        _fail(str(exc))
+        return
+    typer.echo(
+        f"wrote {out}: {manifest.name} {manifest.version} ({manifest.framework}, {manifest.target_type}, "
+        f"{len(manifest.features)} features)"
+    )
+
+
+def _label(text: str) -> Any:
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(package_app, name="package")

@@ -1,0 +1,73 @@
+"""`shipmate package build|inspect|verify` through the real Typer app."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import joblib
+from typer.testing import CliRunner
+
+from shipmate.cli.main import build_app
+
+
+def test_build_inspect_verify(iris: Any, iris_model: Any, tmp_path: Path, rewrite: Any) -> None:
+    X, y = iris
+    sample = tmp_path / "train.csv"
+    X.assign(species=y).to_csv(sample, index=False)
+    model_file = tmp_path / "model.joblib"
+    joblib.dump(iris_model, model_file)
+    out = tmp_path / "iris.mlpkg"
+    runner = CliRunner()
+    app = build_app()
+    built = runner.invoke(
+        app,
+        [
+            "package",
+            "build",
+            "sklearn",
+            str(model_file),
+            "--sample",
+            str(sample),
+            "--target",
+            "species",
+            "--name",
+            "iris",
+            "--version",
+            "2",
+            "-o",
+            str(out),
+        ],
+    )
+    assert built.exit_code == 0, built.output
+    assert "multiclass" in built.output and out.is_file()
+    shown = runner.invoke(app, ["package", "inspect", str(out), "--json"])
+    manifest = json.loads(shown.output)
+    assert manifest["version"] == "2" and manifest["classLabels"] == [0, 1, 2]
+    assert "species" not in [f["name"] for f in manifest["features"]]
+    assert runner.invoke(app, ["package", "verify", str(out)]).exit_code == 0
+    tampered = rewrite(out, tmp_path / "t.mlpkg", replace={"model.joblib": b"evil"})
+    failed = runner.invoke(app, ["package", "verify", str(tampered)])
+    assert failed.exit_code == 1 and "checksum mismatch" in failed.output
+
+
+def test_build_needs_target_type_for_onnx(tmp_path: Path) -> None:
+    sample = tmp_path / "s.csv"
+    sample.write_text("x\n1\n")
+    result = CliRunner().invoke(
+        build_app(),
+        [
+            "package",
+            "build",
+            "onnx",
+            str(tmp_path / "m.onnx"),
+            "--sample",
+            str(sample),
+            "--name",
+            "m",
+            "-o",
+            str(tmp_path / "m.mlpkg"),
+        ],
+    )
+    assert result.exit_code == 1 and "--target-type is required" in result.output
