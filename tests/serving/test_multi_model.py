@@ -193,3 +193,16 @@ def test_leftover_rename_dirs_are_ignored(
     os.rename(root / "deployment_d1", root / ".deployment_d1.old")
     client = make_client(deployments_dir=root)
     assert _ids(client) == set()
+
+
+def test_a_failed_deployment_can_be_deleted(
+    make_client: Callable[..., TestClient], deploy: Callable[..., Path], root: Path, tmp_path: Path
+) -> None:
+    junk = tmp_path / "junk.mlpkg"
+    junk.write_bytes(b"junk")
+    deploy(root, "bad", junk)
+    client = make_client(deployments_dir=root, api_key=KEY, ready=False)
+    assert client.get("/ping").status_code == 503
+    assert client.delete("/deployments/bad", headers={"x-api-key": KEY}).status_code == 204
+    assert not (root / "deployment_bad").exists()
+    assert client.get("/ping").status_code == 200

@@ -237,3 +237,18 @@ def test_open_inference_protocol_v2(iris: TestClient, iris_rows: list[dict[str, 
         json={"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}]},
     )
     assert bad.status_code == 422 and "3 columns" in bad.json()["message"]
+
+
+def test_body_without_content_type_is_sniffed(iris: TestClient, iris_rows: list[dict[str, float]]) -> None:
+    import json
+
+    expected = iris.post("/predictions", json=iris_rows).json()
+    as_json = iris.post("/predictions", content=json.dumps(iris_rows).encode(), headers={"content-type": ""})
+    assert as_json.json() == expected
+    text = (
+        ",".join(f'"{c}"' for c in IRIS_COLUMNS)
+        + "\n"
+        + "\n".join(",".join(str(r[c]) for c in IRIS_COLUMNS) for r in iris_rows)
+    )
+    as_csv = iris.post("/predictions", content=text.encode(), headers={"content-type": ""})
+    assert as_csv.json() == expected

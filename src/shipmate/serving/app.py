@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 JSON = "application/json"
 CSV = "text/csv"
+_CSV_TYPES = frozenset({CSV, "application/csv", "text/plain", "text/x-csv"})
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -170,12 +171,12 @@ class Server:
     async def decode(self, request: Request) -> InferenceRequest:
         body = await self.read_body(request, self.settings.max_body_bytes)
         ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        if (ctype in ("application/json", "") and body[:1] in (b"[", b"{")) or ctype.endswith("+json"):
+        if not ctype:  # no declared type: JSON starts with a bracket, anything else is read as CSV
+            ctype = JSON if body.lstrip()[:1] in (b"[", b"{") else CSV
+        if ctype == JSON or ctype.endswith("+json"):
             return codecs.decode_json(body)
-        if ctype in ("text/csv", "text/plain", "application/csv", "") or ctype.endswith("csv"):
+        if ctype in _CSV_TYPES:
             return codecs.decode_csv(body)
-        if ctype == "application/json":
-            return codecs.decode_json(body)
         raise UnsupportedMediaType(f"unsupported Content-Type {ctype!r}: send application/json or text/csv")
 
     @staticmethod

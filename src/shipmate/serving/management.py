@@ -102,16 +102,17 @@ class Manager:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-    async def delete(self, route: str) -> Deployment:
+    async def delete(self, route: str) -> str:
+        """Unload a deployment and remove its directory; returns the deployment id."""
         dep = self.registry.get(route)
-        key = (
-            dep.key
-            if dep is not None
-            else next(
-                (f.key for f in self.registry.failures.values() if route in (f.key, f.deployment_id)), None
-            )
+        failure = next(
+            (f for f in self.registry.failures.values() if route in (f.key, f.deployment_id)), None
         )
-        if key is None:
+        if dep is not None:
+            key, deployment_id = dep.key, dep.id
+        elif failure is not None:
+            key, deployment_id = failure.key, failure.deployment_id or failure.key
+        else:
             raise DeploymentNotFound(route)
         async with self.watcher.lock:
             path = self.watcher.root / key
@@ -122,5 +123,5 @@ class Manager:
             old = self.registry.remove(key)
         if old is not None:
             discard(old)
-            return old
-        raise DeploymentNotFound(route)
+        log.info("deployment %s deleted", deployment_id)
+        return deployment_id
