@@ -77,7 +77,7 @@ def test_sigkill_during_200_lifecycles_converges(tmp_path, live_service, iris_pa
         while driving.is_set():
             # let each life get past start-up, then kill it at a random moment while it works
             e2e.wait_until(lambda k=kills: lives() > k or not driving.is_set(), 60)
-            time.sleep(rng.uniform(0.05, 1.5))
+            time.sleep(rng.uniform(0.05, 1.0))
             if not driving.is_set():
                 break
             agent.kill()
@@ -138,6 +138,12 @@ def test_sigkill_during_200_lifecycles_converges(tmp_path, live_service, iris_pa
 
     # the service's record matches the filesystem
     dirs = {p.name.removeprefix("deployment_") for p in base.iterdir() if not p.name.startswith(".")}
+    extra = dirs - keep
+    if extra:
+        lines = [line for line in log.read_text().splitlines() if any(x in line for x in extra)]
+        history = admin.events(deployment_id=min(extra)).events
+        events = [f"{e.type} g{e.generation} {e.message}" for e in history]
+        pytest.fail(f"left behind: {sorted(extra)}\n" + "\n".join(lines[-40:]) + "\n" + "\n".join(events))
     assert dirs == keep
     for deployment_id in keep:
         info = yaml.safe_load((base / f"deployment_{deployment_id}" / "config.yml").read_text())

@@ -113,6 +113,11 @@ class Agent:
         self.change_to_action: deque[float] = deque(maxlen=100_000)
         """Seconds from a change's timestamp to its action starting (benchmarks read it)."""
         self.cursor = 0
+        self._snapshot_cursor = 0
+        self._seen_at: dict[str, int] = {}
+        """Deployment id -> id of the feed event that last set its desired spec."""
+        self._removed: set[str] = set()
+        """Deployments the service has removed (ids are never reused): never brought back."""
         self._stop = threading.Event()
         self.started = threading.Event()
         self.connected = False
@@ -153,9 +158,8 @@ class Agent:
         )
         if snapshot is None:
             return False
-        with self._lock:
-            self.desired = {d.id: d for d in snapshot.deployments}
-            self.cursor = snapshot.cursor
+        self._merge_snapshot(snapshot.cursor, snapshot.deployments)
+        self.cursor = snapshot.cursor
         self._queue.start()
         self._queue.add_all(self._all_ids())
         for target, name in ((self._follow, "feed"), (self._periodic, "periodic")):
@@ -297,15 +301,21 @@ class Agent:
                 continue
             delay = 0.2
             self._set_connected(True)
-            if lost:
-                log.info("reconnected to the service; resuming from cursor %d", self.cursor)
-                lost = False
-                self.resync()
             for change in page.changes:
                 self._apply_change(change)
             self.cursor = max(self.cursor, page.cursor)
+            if lost:
+                log.info("reconnected to the service; resumed from cursor %d", self.cursor)
+                lost = False
+                self.resync()
 
     def _apply_change(self, change: Change) -> None:
+        """Fold one feed event into the desired state.
+
+        Ordering rules that keep a stale view from resurrecting a removed deployment: removals are
+        final (tombstones), a newer generation always wins, and an event older than the last full
+        snapshot cannot re-add a deployment that snapshot did not list.
+        """
         now = time.time()
         if change.timestamp is not None:
             self.metrics.feed_lag.observe(max(0.0, now - change.timestamp))
@@ -315,15 +325,21 @@ class Agent:
         if change.type == "deployment.removed":
             with self._lock:
                 self.desired.pop(deployment_id, None)
+                self._removed.add(deployment_id)
             self._queue.add(deployment_id)
             return
         if change.spec is None:
             return
         with self._lock:
+            if deployment_id in self._removed:
+                return
             current = self.desired.get(deployment_id)
+            if current is None and change.id <= self._snapshot_cursor:
+                return  # a newer full snapshot did not list it: it is gone
             if current is not None and current.generation > change.spec.generation:
                 return
             self.desired[deployment_id] = change.spec
+            self._seen_at[deployment_id] = change.id
             if change.timestamp is not None:
                 self._changed_at.setdefault(deployment_id, change.timestamp)
         self._queue.add(deployment_id)
@@ -335,14 +351,25 @@ class Agent:
         except (ControlPlaneUnavailable, ControlPlaneRejected) as exc:
             log.warning("resync failed: %s", exc)
             return
-        with self._lock:
-            fresh = {d.id: d for d in snapshot.deployments}
-            for deployment_id, spec in fresh.items():
-                current = self.desired.get(deployment_id)
-                if current is not None and current.generation > spec.generation:
-                    fresh[deployment_id] = current
-            self.desired = fresh
+        self._merge_snapshot(snapshot.cursor, snapshot.deployments)
         self._queue.add_all(self._all_ids())
+
+    def _merge_snapshot(self, cursor: int, deployments: Sequence[DesiredDeployment]) -> None:
+        """Merge a full snapshot taken at ``cursor`` with what the feed may have delivered meanwhile."""
+        with self._lock:
+            merged: dict[str, DesiredDeployment] = {}
+            for spec in deployments:
+                if spec.id in self._removed:
+                    continue
+                current = self.desired.get(spec.id)
+                merged[spec.id] = (
+                    current if current is not None and current.generation > spec.generation else spec
+                )
+            for deployment_id, current in self.desired.items():
+                if deployment_id not in merged and self._seen_at.get(deployment_id, 0) > cursor:
+                    merged[deployment_id] = current  # learned from the feed after the snapshot was taken
+            self.desired = merged
+            self._snapshot_cursor = max(self._snapshot_cursor, cursor)
 
     # -- periodic work --------------------------------------------------------------------
 
@@ -832,6 +859,7 @@ class Agent:
             with self._lock:
                 for deployment_id in outcome.removed:
                     self.desired.pop(deployment_id, None)
+                    self._removed.add(deployment_id)
             self._queue.add_all(list(outcome.removed))
 
     def health(self) -> tuple[bool, dict[str, Any]]:
