@@ -215,3 +215,24 @@ def test_datarobot_published_runner_as_the_command(tmp_path, bosun_runner):
     assert "d-1" in results["pe_status"].data["deploymentsStatus"]
     assert results["deployment_stop"].state.value == "stopped"
     assert not (base / "deployment_d-1").exists()
+
+
+def test_close_kills_commands_still_running(tmp_path, runner):
+    import threading
+
+    record = tmp_path / "record-hang.json"
+    driver = driver_for(tmp_path, [sys.executable, str(runner), "--mode", "hang", "--record", str(record)])
+    results = []
+    thread = threading.Thread(
+        target=lambda: results.append(
+            driver.run(ActionRequest("deployment_start", deployment_info=INFO, timeout=600))
+        )
+    )
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not Path(str(record) + ".child").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    driver.close()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert results and results[0].status is ActionStatus.ERROR

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,8 +40,13 @@ def run_command(
     timeout: float,
     output_path: Path,
     cwd: Path | None = None,
+    track: Callable[[int, bool], None] | None = None,
 ) -> CommandOutcome:
-    """Run ``argv`` to completion or until ``timeout`` seconds, then kill its process group."""
+    """Run ``argv`` to completion or until ``timeout`` seconds, then kill its process group.
+
+    ``track(pid, running)`` is told when the process starts and ends, so an owner can kill the
+    groups still running when it shuts down.
+    """
     started = time.perf_counter()
     with open(output_path, "wb") as output:
         try:
@@ -75,6 +80,8 @@ def run_command(
                 time.sleep(0.05)
             _signal_group(process.pid, signal.SIGKILL)
 
+        if track is not None:
+            track(process.pid, True)
         watchdog = threading.Timer(timeout, _expire)
         watchdog.daemon = True
         watchdog.start()
@@ -82,10 +89,31 @@ def run_command(
             returncode = process.wait()
         finally:
             watchdog.cancel()
+            if track is not None:
+                track(process.pid, False)
         if expired.is_set():
             _signal_group(process.pid, signal.SIGKILL)  # stragglers that ignored SIGTERM
     duration = time.perf_counter() - started
     return CommandOutcome(returncode, expired.is_set(), duration, _tail(output_path))
+
+
+def kill_groups(pids: Sequence[int], grace: float = KILL_GRACE_SECONDS) -> None:
+    """SIGTERM each process group, then SIGKILL whatever is left after ``grace`` seconds."""
+    for pid in pids:
+        _signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+        time.sleep(0.05)
+    for pid in pids:
+        _signal_group(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.killpg(pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from shipmate.agent.command import run_command
+from shipmate.agent.command import kill_groups, run_command
 from shipmate.agent.ports import ActionRequest, EnvironmentDescription
 from shipmate.plugin.actions import invoke
 from shipmate.plugin.base import PluginBase
@@ -197,6 +197,8 @@ class CommandDriver:
         self._env[VERIFY_SSL_KEY] = "true" if verify_ssl else "false"
         self._counter = itertools.count(1)
         self._secrets = [token] if token else []
+        self._running: set[int] = set()
+        self._running_lock = threading.Lock()
 
     def describe(self) -> str:
         return " ".join(self._command)
@@ -233,7 +235,9 @@ class CommandDriver:
             "--status-file",
             str(status_path),
         ]
-        outcome = run_command(argv, env=self._env, timeout=request.timeout, output_path=folder / "output.log")
+        outcome = run_command(
+            argv, env=self._env, timeout=request.timeout, output_path=folder / "output.log", track=self._track
+        )
         tail = scrub(outcome.output_tail, self._secrets)
         if outcome.start_error:
             return _failing(outcome.start_error, duration=outcome.duration)
@@ -263,8 +267,20 @@ class CommandDriver:
             )
         return result
 
+    def _track(self, pid: int, running: bool) -> None:
+        with self._running_lock:
+            if running:
+                self._running.add(pid)
+            else:
+                self._running.discard(pid)
+
     def close(self) -> None:
-        return None
+        """Kill the process groups of commands still running (shutdown after the grace period)."""
+        with self._running_lock:
+            left = sorted(self._running)
+        if left:
+            log.warning("killing %d plugin command(s) still running at shutdown", len(left))
+            kill_groups(left)
 
     def __repr__(self) -> str:
         token = mask_secret(self._token) if self._token else None

@@ -189,7 +189,9 @@ class Agent:
         grace = self.settings.shutdown_grace
         finished = self._queue.close(timeout=grace)
         if not finished:
-            log.warning("actions still running after %.0fs; leaving them to their timeouts", grace)
+            log.warning("actions still running after %.0fs of grace; stopping them", grace)
+            if self.driver is not None:
+                self.driver.close()  # kills the process groups of commands still running
         for thread in self._threads:
             thread.join(timeout=0.5)  # the feed may sit in a long poll; it is a daemon and holds no state
         if self.driver is not None and self.started.is_set():
