@@ -15,6 +15,7 @@ corrupted or swapped artifact.
 
 from __future__ import annotations
 
+import atexit
 import os
 import queue
 import shutil
@@ -122,27 +123,44 @@ STALE_STAGING_SEC = 3600.0
 class _Reaper:
     """Deletes directories in one background thread, so stop and replace return at once.
 
-    What it has not deleted when the process ends (the runner exits right after its
-    action) stays under a dot-name, invisible to readers, and is swept later.
+    Whatever is still queued when the interpreter exits is deleted then (the runner
+    writes its status file first), so nothing is left behind; what a killed process
+    leaves stays under a dot-name, invisible to readers, and is swept later.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._busy = threading.Lock()
         self._queue: queue.SimpleQueue[str] | None = None
 
     def discard(self, path: str) -> None:
         with self._lock:
             if self._queue is None:
                 self._queue = queue.SimpleQueue()
-                threading.Thread(
-                    target=self._run, args=(self._queue,), name="fs-plugin-reaper", daemon=True
-                ).start()
+                worker = threading.Thread(target=self._run, name="fs-plugin-reaper", daemon=True)
+                worker.start()
+                atexit.register(self.drain)
         self._queue.put(path)
 
-    @staticmethod
-    def _run(paths: queue.SimpleQueue[str]) -> None:
+    def drain(self) -> None:
+        """Delete everything queued, now, and wait for the deletion under way."""
+        if self._queue is None:
+            return
         while True:
-            shutil.rmtree(paths.get(), ignore_errors=True)
+            try:
+                path = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            shutil.rmtree(path, ignore_errors=True)
+        with self._busy:
+            pass
+
+    def _run(self) -> None:
+        assert self._queue is not None
+        while True:
+            path = self._queue.get()
+            with self._busy:
+                shutil.rmtree(path, ignore_errors=True)
 
 
 _REAPER = _Reaper()
