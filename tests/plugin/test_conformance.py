@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
+
+import pytest
 
 from shipmate.plugin import ActionStatus, ActionStatusInfo, DeploymentState, PluginBase
 from shipmate.plugin.testing import check_plugin
@@ -128,3 +131,18 @@ def test_shipmate_plugin_list_cli() -> None:
     assert result.exit_code == 0
     names = [row["name"] for row in json.loads(result.output)]
     assert names[:4] == ["test", "filesystem", "docker", "kubernetes"]
+
+
+@pytest.mark.slow
+def test_through_the_runner_one_process_per_action(test_plugin_config, tmp_path) -> None:
+    """What the agent's external-command driver relies on: each action as a runner process."""
+    runner = [sys.executable, "-m", "shipmate.plugin.runner"]
+    report = check_plugin(
+        "test", private_config_file=str(test_plugin_config()), work_dir=tmp_path, runner=runner
+    )
+    assert report.passed, report.format()
+    broken = check_plugin("no_such_plugin_xyz", work_dir=tmp_path, runner=runner)
+    assert not broken.passed
+    assert "the runner exited 1: bosun-plugin-runner: error: plugin 'no_such_plugin_xyz' not found" in str(
+        broken.violations[0]
+    )

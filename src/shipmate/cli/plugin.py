@@ -37,10 +37,15 @@ def check(
     work_dir: Annotated[
         str | None, typer.Option("--work-dir", help="where to put the stand-in model packages")
     ] = None,
+    via_runner: Annotated[
+        bool,
+        typer.Option("--via-runner", help="run every action through bosun-plugin-runner, one process each"),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
     """Drive a plugin through its whole lifecycle and report every contract violation."""
     import json
+    import sys
 
     from shipmate.plugin.config import load_private_config
     from shipmate.plugin.errors import ConfigError
@@ -53,7 +58,8 @@ def check(
         except ConfigError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from None
-    report = check_plugin(plugin, private_config, config, work_dir=work_dir)
+    runner = [sys.executable, "-m", "shipmate.plugin.runner"] if via_runner else None
+    report = check_plugin(plugin, private_config, config, work_dir=work_dir, runner=runner)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:

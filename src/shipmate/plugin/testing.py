@@ -147,13 +147,17 @@ def check_plugin(
     *,
     work_dir: str | os.PathLike[str] | None = None,
     model_artifacts: tuple[str, str, str] | None = None,
+    runner: list[str] | None = None,
 ) -> ConformanceReport:
     """Run the lifecycle on ``plugin`` and return the report; never raises for a plugin's fault.
 
     ``plugin`` is what ``--plugin`` accepts, a plugin class, or a factory taking the
     ``PEInfo`` (for plugins whose construction needs more). ``model_artifacts``
     are three model files (first model of deployment A, of B, and A's replacement);
-    small stand-ins are made in ``work_dir`` when not given.
+    small stand-ins are made in ``work_dir`` when not given. With ``runner`` (a
+    command such as ``["bosun-plugin-runner"]``), every action runs through that
+    command in its own process, as the agent's external-command driver runs it,
+    and its status file is read back and validated.
     """
     from shipmate.plugin.config import inject_environment
 
@@ -197,6 +201,9 @@ def check_plugin(
 
     def build(pe_deployments: list[DeploymentInfo | str]) -> PluginBase:
         pe_info = PEInfo(id=pe_id, name="conformance", deployments=pe_deployments)
+        if isinstance(plugin, str) and runner is not None:
+            assert work_dir is not None
+            return RunnerPlugin(runner, plugin, config, private_config_file, pe_info, os.fspath(work_dir))
         if isinstance(plugin, str):
             from shipmate.plugin.loader import build_plugin
 
@@ -430,3 +437,74 @@ class _Lifecycle:
                 call_with_deployment(self.plugin.deployment_stop, info)
             except Exception:  # best effort: the report already says what went wrong
                 pass
+
+
+class RunnerPlugin(PluginBase):
+    """A plugin seen through a runner command: each action is one process and one status file.
+
+    Lets the kit check what the agent's external-command driver relies on: the
+    command accepts the action config, exits, and leaves a valid status file.
+    """
+
+    def __init__(
+        self,
+        command: list[str],
+        spec: str,
+        plugin_config: Mapping[str, Any],
+        private_config_file: str | None,
+        pe_info: PEInfo | None,
+        work_dir: str,
+    ) -> None:
+        super().__init__(plugin_config, private_config_file, pe_info, False)
+        self.command = list(command)
+        self.spec = spec
+        self.work_dir = work_dir
+
+    def _run(self, action: str, deployment_info: DeploymentInfo | None = None) -> ActionStatusInfo:
+        import subprocess
+
+        from shipmate.plugin.config import ActionConfig
+
+        config_path = os.path.join(self.work_dir, f"action-{action}.yaml")
+        status_path = os.path.join(self.work_dir, f"status-{action}.yaml")
+        ActionConfig(self.plugin_config, self.pe_info, deployment_info).write(config_path)
+        if os.path.exists(status_path):
+            os.unlink(status_path)
+        argv = [*self.command, "--plugin", self.spec, "--config", config_path, "--action", action]
+        argv += ["--status-file", status_path]
+        if self.private_config_file:
+            argv += ["--private-config", self.private_config_file]
+        completed = subprocess.run(argv, capture_output=True, text=True, timeout=1800, check=False)
+        if not os.path.exists(status_path):
+            detail = (completed.stderr or completed.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise RuntimeError(f"the runner exited {completed.returncode} without a status file: {detail[0]}")
+        if completed.returncode != 0:
+            raise RuntimeError(f"the runner exited {completed.returncode}: {completed.stderr.strip()}")
+        return ActionStatusInfo.read(status_path)
+
+    def plugin_start(self) -> ActionStatusInfo:
+        return self._run("plugin_start")
+
+    def plugin_stop(self) -> ActionStatusInfo:
+        return self._run("plugin_stop")
+
+    def deployment_list(self) -> ActionStatusInfo:
+        return self._run("deployment_list")
+
+    def deployment_start(self, deployment_info: DeploymentInfo) -> ActionStatusInfo:
+        return self._run("deployment_start", deployment_info)
+
+    def deployment_stop(self, deployment_info: DeploymentInfo) -> ActionStatusInfo:
+        return self._run("deployment_stop", deployment_info)
+
+    def deployment_replace_model(self, deployment_info: DeploymentInfo) -> ActionStatusInfo:
+        return self._run("deployment_replace_model", deployment_info)
+
+    def pe_status(self) -> ActionStatusInfo:
+        return self._run("pe_status")
+
+    def deployment_status(self, deployment_info: DeploymentInfo) -> ActionStatusInfo:
+        return self._run("deployment_status", deployment_info)
+
+    def deployment_relaunch(self, deployment_info: DeploymentInfo) -> ActionStatusInfo:
+        return self._run("deployment_relaunch", deployment_info)
