@@ -11,8 +11,13 @@ prefix, network and image prefix, and is removed at the end.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import signal
+import socket
 import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -187,3 +192,86 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> Packages:
     broken = folder / "model_broken.mlpkg"
     broken.write_bytes(b"this is not a zip archive, so the prediction server cannot load it")
     return Packages(paths[0], paths[1], broken, {"a": 0.5, "b": 1.0, "c": -0.25})
+
+
+# -- the real service and agent as processes (for self-healing on the real engine) ---------------
+
+SHIPMATE = [sys.executable, "-c", "from shipmate.cli.main import main; main()"]
+ADMIN_TOKEN = "admin-token-for-docker-tests-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            if predicate():
+                return True
+        time.sleep(interval)
+    return False
+
+
+class Processes:
+    """Processes started in their own process group, killed (group and all) at teardown."""
+
+    def __init__(self) -> None:
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def start(self, command: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        with open(log, "ab") as handle:
+            process = subprocess.Popen(
+                command,
+                env={**os.environ, **env},
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.started.append(process)
+        return process
+
+    def stop_all(self) -> None:
+        for process in self.started:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(10)
+
+
+@pytest.fixture
+def processes() -> Iterator[Processes]:
+    running = Processes()
+    yield running
+    running.stop_all()
+
+
+@pytest.fixture
+def live_service(tmp_path: Path, processes: Processes) -> Any:
+    """``shipmate server`` on a free port with SQLite; returns (url, admin client)."""
+    import httpx
+
+    from shipmate.client.client import ShipmateClient
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [*SHIPMATE, "server", "--data-dir", str(tmp_path / "service"), "--port", str(port)]
+    processes.start(command, tmp_path / "server.log", {"SHIPMATE_ADMIN_TOKEN": ADMIN_TOKEN})
+    up = wait_until(lambda: httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200, 60)
+    assert up, (tmp_path / "server.log").read_text()[-2000:]
+    return url, ShipmateClient(url, ADMIN_TOKEN)
+
+
+@pytest.fixture
+def helpers() -> Any:
+    """Module-level helpers for test files (which cannot import this conftest)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(shipmate=SHIPMATE, wait_until=wait_until, free_port=free_port)

@@ -158,3 +158,28 @@ def test_traefik_labels_route_the_same_paths() -> None:
     )
     assert labels[f"traefik.http.middlewares.{router}-predict.replacepathregex.replacement"] == "/predictions"
     assert labels[f"traefik.http.services.{router}.loadbalancer.server.port"] == "8080"
+
+
+def test_nginx_upstreams_keep_connections_alive_per_deployment() -> None:
+    from shipmate.plugins.docker.proxy import render_route_files
+    from shipmate.plugins.docker.routes import ROUTES_FILE, UPSTREAMS_FILE, upstream_name
+
+    files = render_route_files({"dep.1": "p_dep.1_m"})
+    upstream = upstream_name("dep.1")
+    assert "." not in upstream and upstream != upstream_name("dep_1")
+    assert (
+        f"upstream {upstream} {{\n    server p_dep.1_m:8080 max_fails=0;\n    keepalive 32;"
+        in files[UPSTREAMS_FILE]
+    )
+    assert f"proxy_pass http://{upstream};" in files[ROUTES_FILE]
+
+
+def test_routes_are_stale_when_a_routed_container_restarted_after_the_load() -> None:
+    from shipmate.plugins.docker.proxy import routes_are_stale
+
+    table = {"d1": "c1"}
+    before = [view("c1", started_at="2026-01-01T10:00:00.5Z")]
+    after = [view("c1", started_at="2026-01-01T10:00:09.1Z")]
+    assert not routes_are_stale(table, before, "2026-01-01T10:00:05.000000000")
+    assert routes_are_stale(table, after, "2026-01-01T10:00:05.000000000")
+    assert not routes_are_stale({}, after, "2026-01-01T10:00:05.000000000")

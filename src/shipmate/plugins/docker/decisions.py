@@ -28,6 +28,8 @@ class ContainerView:
     restart_count: int = 0
     created: str = ""
     """ISO-8601 creation time (sorts chronologically)."""
+    started_at: str = ""
+    """ISO-8601 time the container last started (a restart changes it, and maybe its address)."""
     health: str | None = None
     """Docker health check status when the container has one."""
     oom_killed: bool = False

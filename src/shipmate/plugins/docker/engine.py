@@ -248,22 +248,21 @@ class Engine:
         output = result.output.decode("utf-8", errors="replace") if isinstance(result.output, bytes) else ""
         return int(result.exit_code or 0), output
 
-    def put_file(self, name: str, path: str, content: str, mode: int = 0o644) -> None:
-        """Write one file into a container (atomically replaced by the engine's archive upload)."""
-        directory, _, filename = path.rpartition("/")
-        data = content.encode()
+    def put_files(self, name: str, directory: str, files: Mapping[str, str], mode: int = 0o644) -> None:
+        """Write files into one directory of a container, in a single archive upload."""
         archive = io.BytesIO()
         with tarfile.open(fileobj=archive, mode="w") as tar:
-            entry = tarfile.TarInfo(filename)
-            entry.size = len(data)
-            entry.mode = mode
-            entry.mtime = int(time.time())
-            tar.addfile(entry, io.BytesIO(data))
-        archive.seek(0)
-        with translated(f"writing {path} into {name}"):
-            ok = self._client.containers.get(name).put_archive(directory or "/", archive.getvalue())
+            for filename, content in files.items():
+                data = content.encode()
+                entry = tarfile.TarInfo(filename)
+                entry.size = len(data)
+                entry.mode = mode
+                entry.mtime = int(time.time())
+                tar.addfile(entry, io.BytesIO(data))
+        with translated(f"writing {', '.join(files)} into {name}:{directory}"):
+            ok = self._client.containers.get(name).put_archive(directory, archive.getvalue())
         if not ok:
-            raise EngineError(f"writing {path} into {name}: the engine refused the upload")
+            raise EngineError(f"writing {', '.join(files)} into {name}: the engine refused the upload")
 
     def connect(self, network: str, container: str) -> None:
         with translated(f"connecting {container} to network {network}"):
@@ -289,6 +288,7 @@ def view_of(attrs: Mapping[str, Any]) -> ContainerView:
         exit_code=state.get("ExitCode"),
         restart_count=int(attrs.get("RestartCount") or 0),
         created=str(attrs.get("Created", "")),
+        started_at=str(state.get("StartedAt", "")),
         health=health,
         oom_killed=bool(state.get("OOMKilled")),
         error=state.get("Error") or None,

@@ -168,13 +168,15 @@ class DockerPlugin(PluginBase):
         statuses = [ActionStatus.OK]
         try:
             proxy = self.proxy.container()
+            serving = self._serving_by_deployment()
             if proxy is None or not proxy.running:
                 problems.append(f"Reverse proxy {self.proxy.name} is not running")
                 statuses.append(ActionStatus.ERROR)
+            elif self.proxy.refresh_if_stale(list(serving.values())):
+                problems.append("route table reloaded: a deployment container had restarted")
             if not self.engine.network_exists(self.config.docker_network):
                 problems.append(f"network {self.config.docker_network} is missing")
                 statuses.append(ActionStatus.ERROR)
-            serving = self._serving_by_deployment()
             per_deployment = {dep: self._status_of(dep, serving.get(dep)).to_dict() for dep in wanted}
         except EngineError as exc:
             return ActionStatusInfo(ActionStatus.ERROR, msg=f"Docker engine error: {exc}")

@@ -28,7 +28,9 @@ from shipmate.plugins.docker.engine import Engine, EngineError
 from shipmate.plugins.docker.routes import (
     ROUTES_FILE,
     UPSTREAM_HEADER,
+    UPSTREAMS_FILE,
     render_nginx_routes,
+    render_nginx_upstreams,
     route_table,
     traefik_command,
 )
@@ -50,6 +52,20 @@ def render_routes_file(active: Mapping[str, str]) -> str:
     routes = route_table(active)
     index = "".join(f"# route {r.deployment_id} {r.upstream}\n" for r in routes)
     return index + render_nginx_routes(routes)
+
+
+def render_route_files(active: Mapping[str, str]) -> dict[str, str]:
+    """Both files of the table, by path: the upstreams (http level) and the locations (server level)."""
+    return {
+        UPSTREAMS_FILE: render_nginx_upstreams(route_table(active)),
+        ROUTES_FILE: render_routes_file(active),
+    }
+
+
+def routes_are_stale(table: Mapping[str, str], views: list[ContainerView], loaded_at: str) -> bool:
+    """True when a routed container (re)started after the table was loaded: nginx may hold its old address."""
+    started = {v.name: v.started_at for v in views if v.running}
+    return any(started.get(name, "") > loaded_at for name in table.values())
 
 
 def _lock_for(name: str) -> threading.Lock:
@@ -193,17 +209,43 @@ class ReverseProxy:
         self._confirm(deployment_id, container)
 
     def _write_and_reload(self, table: dict[str, str]) -> None:
-        previous = self._engine.exec(self.name, ["cat", ROUTES_FILE])[1]
-        self._engine.put_file(self.name, ROUTES_FILE, render_routes_file(table))
+        # nginx resolves upstream names when it loads the table: route only running containers.
+        for dep, container in list(table.items()):
+            view = self._engine.get(container)
+            if view is None or not view.running:
+                log.warning("dropping the route of %s: container %s is not running", dep, container)
+                del table[dep]
+        previous = {
+            path: self._engine.exec(self.name, ["cat", path])[1] for path in (UPSTREAMS_FILE, ROUTES_FILE)
+        }
+        self._put(render_route_files(table))
         code, output = self._engine.exec(self.name, ["nginx", "-t", "-q"])
         if code != 0:
-            self._engine.put_file(self.name, ROUTES_FILE, previous)
+            self._put(previous)
             raise EngineError(
                 f"the new route table was rejected by nginx (previous table kept): {output.strip()}"
             )
         code, output = self._engine.exec(self.name, ["nginx", "-s", "reload"])
         if code != 0:
             raise EngineError(f"reloading the reverse proxy {self.name} failed: {output.strip()}")
+
+    def _put(self, files: Mapping[str, str]) -> None:
+        directory = ROUTES_FILE.rsplit("/", 1)[0]
+        self._engine.put_files(
+            self.name, directory, {path.rsplit("/", 1)[1]: text for path, text in files.items()}
+        )
+
+    def refresh_if_stale(self, views: list[ContainerView]) -> bool:
+        """Reload the table when a routed container restarted since it was loaded; True if it did."""
+        if self.kind is not ProxyKind.NGINX:
+            return False
+        command = ["date", "-u", "-r", ROUTES_FILE, "+%Y-%m-%dT%H:%M:%S.%N"]
+        code, loaded_at = self._engine.exec(self.name, command)
+        if code != 0 or not routes_are_stale(self.current_routes(), views, loaded_at.strip()):
+            return False
+        with _lock_for(self.name):
+            self._write_and_reload(self.current_routes())
+        return True
 
     def _confirm(self, deployment_id: str, container: str | None, timeout: float = 30.0) -> None:
         """Wait until requests for the deployment reach ``container`` (or, for ``None``, no container)."""
