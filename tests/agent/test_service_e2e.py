@@ -51,7 +51,9 @@ def test_full_lifecycle_through_the_cli(tmp_path, live_service, iris_packages, a
 
     admin.delete(dep.id)
     assert e2e.wait_until(lambda: not (base / f"deployment_{dep.id}").exists(), 30)
-    assert e2e.wait_until(lambda: not admin.list_deployments(environment_id=env.id).items, 30)
+    assert e2e.wait_until(
+        lambda: not admin.list_deployments(environment_id=env.id, desired_state="deleted").items, 30
+    )
 
     # the agent's own endpoint: metrics and health
     log = (tmp_path / "agent.log").read_text()
