@@ -7,6 +7,7 @@ what the chart gives the agent and the plugin is read back by their real code.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -261,3 +262,26 @@ def test_tracking_agent_value_is_kept_but_no_agent_is_deployed() -> None:
     assert images == {"registry.your-company.com/shipmate/agent:0.1.0"}
     _, plugin = config_files(objects)
     assert plugin["agentImage"] == "registry.your-company.com/shipmate/tracking-agent:0.1.0"
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_the_agent_accepts_the_config_every_example_renders(
+    example: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chart's agent.yaml, read by the agent's own loader with the token from the environment."""
+    from shipmate.agent.config import load_settings
+
+    for name in list(os.environ):
+        if name.startswith("SHIPMATE_AGENT_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("MLOPS_API_TOKEN", "agent-token-from-the-secret")
+    (configmap,) = by_kind(render(yaml.safe_load(example.read_text())), "ConfigMap")
+    path = tmp_path / "agent.yaml"
+    path.write_text(configmap["data"]["agent.yaml"])
+    settings = load_settings(path)
+    assert settings.environment_id == "REPLACE-WITH-PREDICTION-ENVIRONMENT-ID"
+    assert settings.service_url.rstrip("/") == "https://shipmate.your-company.com"
+    assert settings.plugin.name == "kubernetes"
+    assert str(settings.plugin.private_config) == "/etc/shipmate/plugin.k8s.conf.yaml"
+    assert settings.token_text() == "agent-token-from-the-secret"
+    assert settings.timeouts.for_action("deployment_start") == 1500 + 2 * 900 + 120

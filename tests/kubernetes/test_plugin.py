@@ -180,6 +180,31 @@ def test_a_new_base_image_triggers_a_rebuild(make_plugin: Any, make_info: Any, f
     assert len(fake_api.state.calls("DELETE", "jobs")) == 1
 
 
+def test_two_deployments_of_one_model_share_one_build(
+    make_plugin: Any, make_info: Any, fake_api: Any
+) -> None:
+    import threading
+
+    fake_api.state.build_outcome = "slow:10"  # finishes after 10 reads of the Job, by either action
+    results: dict[str, Any] = {}
+    plugins = {d: make_plugin(buildTimeoutSeconds=120, rolloutTimeoutSeconds=120) for d in ("dep-1", "dep-2")}
+    infos = {d: make_info(d, "model-a") for d in ("dep-1", "dep-2")}
+
+    def start(deployment_id: str) -> None:
+        results[deployment_id] = plugins[deployment_id].deployment_start(infos[deployment_id])
+
+    threads = [threading.Thread(target=start, args=(d,)) for d in ("dep-1", "dep-2")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=240)
+    assert sorted(results) == ["dep-1", "dep-2"] and all(r.ok for r in results.values()), results
+    created = [r for r in fake_api.state.calls("POST", "jobs")]
+    assert len(created) in (1, 2) and fake_api.state.names("jobs") == ["mlops-build-m-model-a"]
+    assert fake_api.state.calls("DELETE", "jobs") == [], "neither action cancelled the other's build"
+    assert sorted(fake_api.state.names("deployments")) == ["mlops-dep-1", "mlops-dep-2"]
+
+
 def test_start_waits_for_a_slow_build_and_rollout(make_plugin: Any, make_info: Any, fake_api: Any) -> None:
     fake_api.state.build_outcome = "slow:3"
     fake_api.state.image_outcomes[f"{REPO}:m-model-a"] = "slow:4"

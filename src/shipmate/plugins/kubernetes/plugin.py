@@ -396,7 +396,22 @@ class KubernetesPlugin(PluginBase):
                 return self._wait_for_build(plan.image, name, selector, [])
             cluster.delete("Job", name)
             self._wait_until_gone("Job", name)
-        job = self._create_retrying(plan.job)
+        try:
+            job = cluster.create(plan.job)
+        except KubernetesApiError as exc:
+            if exc.status != 409:
+                raise
+            # Another action (e.g. a second deployment of the same model) started this build: share it.
+            running = cluster.get("Job", name)
+            if (
+                running is not None
+                and (running["metadata"].get("annotations") or {}).get(ANNOTATION_IMAGE) == plan.image
+            ):
+                log.info(
+                    "image %s is being built by another action (Job %s); waiting for it", plan.image, name
+                )
+                return self._wait_for_build(plan.image, name, selector, [])
+            job = self._create_retrying(plan.job)
         created = []
         for configmap in plan.context_configmaps:
             owned = owned_by(configmap, job)
