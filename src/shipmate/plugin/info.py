@@ -94,8 +94,9 @@ class _Record:
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        names: tuple[str, ...] = self.__slots__
-        fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in names)
+        slots: tuple[str, ...] = self.__slots__
+        names = sorted(slots, key=lambda n: (n != "id", n.lstrip("_")))
+        fields = ", ".join(f"{n.lstrip('_')}={getattr(self, n)!r}" for n in names)
         return f"{type(self).__name__}({fields})"
 
 
