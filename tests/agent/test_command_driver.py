@@ -236,3 +236,10 @@ def test_close_kills_commands_still_running(tmp_path, runner):
     thread.join(30)
     assert not thread.is_alive()
     assert results and results[0].status is ActionStatus.ERROR
+
+
+def test_plugin_config_layers_environment_then_agent_file():
+    env = EnvironmentDescription(id="e-9", plugin_config={"dockerNetwork": "svc", "a": 1})
+    config = base_plugin_config(env, "http://127.0.0.1:9", {"a": 2}, command=None)
+    assert config["dockerNetwork"] == "svc" and config["a"] == 2
+    assert config["MLOPS_BOSUN_PRED_ENV_ID"] == "e-9" and "command" not in config

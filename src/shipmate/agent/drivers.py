@@ -48,7 +48,8 @@ def base_plugin_config(
     extra: Mapping[str, Any],
     command: str | None = None,
 ) -> dict[str, Any]:
-    """``pluginConfig`` in both the documented and the published package's keys (the contract's choice)."""
+    """``pluginConfig`` in both the documented and the published package's keys (the contract's choice),
+    then the environment's own entries from the service, then the agent's ``plugin.config`` (last wins)."""
     config: dict[str, Any] = {
         "MLOPS_BOSUN_PRED_ENV_ID": environment.id,
         "MLOPS_BOSUN_PRED_ENV_TYPE": "ExternalCommand" if command else "Plugin",
@@ -63,6 +64,7 @@ def base_plugin_config(
     if command:
         config["command"] = command
         config["commandPrefix"] = command
+    config.update(environment.plugin_config)
     config.update(extra)
     return config
 

@@ -107,6 +107,8 @@ class EnvironmentDescription:
     created_on: str | None = None
     created_by: str | None = None
     key_value_config: Mapping[str, Any] = field(default_factory=dict)
+    plugin_config: Mapping[str, Any] = field(default_factory=dict)
+    """``pluginConfig`` entries kept with the environment in the service (the agent's own file wins)."""
 
 
 class ControlPlane(Protocol):

@@ -81,6 +81,7 @@ class ServiceControlPlane:
             created_on=env.created_at.isoformat() if env.created_at else None,
             created_by=env.created_by,
             key_value_config=dict(env.config or {}),
+            plugin_config=dict(env.plugin_config or {}),
         )
 
     def desired_state(self, environment_id: str) -> DesiredSnapshot:
