@@ -353,3 +353,42 @@ def test_module_entry_point_runs(runner) -> None:
         [sys.executable, "-m", "shipmate.plugin.runner", "--list-actions"], capture_output=True
     )
     assert result.returncode == 0 and b"deployment_relaunch" in result.stdout
+
+
+def test_an_action_imports_only_what_it_needs(
+    tmp_path, filesystem_config, make_action_config, model_artifact
+):
+    """A structural guard on start-up cost (no timing): heavy modules stay out of a filesystem action."""
+    config = tmp_path / "action.yaml"
+    config.write_text(yaml.safe_dump(make_action_config(artifact=str(model_artifact))))
+    status = tmp_path / "status.yaml"
+    argv = ["--plugin", "filesystem", "--config", str(config), "--private-config", str(filesystem_config)]
+    argv += ["--action", "deployment_start", "--status-file", str(status)]
+    code = (
+        "import sys\n"
+        "from shipmate.plugin.runner import main\n"
+        f"code = main({argv!r})\n"
+        "print(code, ','.join(sorted(sys.modules)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    exit_code, modules = result.stdout.split()
+    assert exit_code == "0", result.stderr
+    assert read_status(status)["status"] == "passing"
+    loaded = set(modules.split(","))
+    heavy = {
+        "logging",
+        "pydantic",
+        "typer",
+        "rich",
+        "click",
+        "dataclasses",
+        "inspect",
+        "hashlib",
+        "uuid",
+        "datetime",
+    }
+    assert loaded & heavy == set()
+    assert "yaml" in loaded and "shipmate.plugins.filesystem" in loaded
+    assert not any(
+        name.startswith(("shipmate.plugins.docker", "shipmate.plugins.kubernetes")) for name in loaded
+    )
