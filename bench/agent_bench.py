@@ -131,16 +131,28 @@ def build_package(folder: Path) -> Path:
     return path
 
 
-def start_agent(service: Service, folder: Path, label: str, plugin: dict[str, Any], concurrency: int) -> Any:
+def new_environment(service: Service, label: str) -> tuple[str, str]:
+    env = service.admin.create_environment(f"bench-{label}", "filesystem")
+    _, secret = service.admin.create_token(kind="agent", environment_id=env.id)
+    return env.id, secret
+
+
+def start_agent(
+    service: Service,
+    folder: Path,
+    label: str,
+    plugin: dict[str, Any],
+    concurrency: int,
+    environment: tuple[str, str] | None = None,
+) -> Any:
     from shipmate.agent.app import build_agent
     from shipmate.agent.config import AgentSettings
 
-    env = service.admin.create_environment(f"bench-{label}", "filesystem")
-    _, secret = service.admin.create_token(kind="agent", environment_id=env.id)
+    env_id, secret = environment or new_environment(service, label)
     settings = AgentSettings(
         service_url=service.url,
         token=secret,
-        environment_id=env.id,
+        environment_id=env_id,
         plugin=plugin,
         work_dir=folder / f"work-{label}",
         concurrency=concurrency,
@@ -153,7 +165,7 @@ def start_agent(service: Service, folder: Path, label: str, plugin: dict[str, An
     thread.start()
     if not agent.started.wait(120):
         raise SystemExit(f"{label}: the agent did not start")
-    return agent, thread, env.id
+    return agent, thread, env_id
 
 
 def fs_private(folder: Path, label: str) -> Path:
@@ -206,6 +218,43 @@ def scenario(service: Service, folder: Path, package_id: str, label: str, plugin
             "p50": round(pct(lags, 50) * 1000, 1),
             "p99": round(pct(lags, 99) * 1000, 1),
         },
+    }
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def backlog(service: Service, folder: Path, package_id: str, n: int, concurrency: int) -> dict[str, Any]:
+    """N deployments already created, then the agent starts: its own throughput, service creation aside."""
+    from shipmate.agent.model import AppliedState
+
+    environment = new_environment(service, "backlog")
+    loader = subprocess.Popen(
+        [sys.executable, __file__, "--load", service.url, service.token, environment[0], package_id, str(n)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    loader.communicate(timeout=1800)
+    plugin = {"name": "filesystem", "privateConfig": str(fs_private(folder, "backlog"))}
+    started = time.time()
+    agent, thread, env_id = start_agent(service, folder, "backlog", plugin, concurrency, environment)
+    up = time.time()
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        running = sum(1 for r in agent.store.all().values() if r.state is AppliedState.RUNNING)
+        if running >= n and agent.reporter.backlog == 0:
+            break
+        time.sleep(0.02)
+    done = time.time()
+    page = service.admin.list_deployments(environment_id=env_id, limit=1000)
+    ready = sum(1 for d in page.items if d.observed.state.value == "ready")
+    agent.stop()
+    thread.join(60)
+    result = {
+        "label": "in-process backlog",
+        "deployments": n,
+        "ready_in_service": ready,
+        "agent_start_seconds": round(up - started, 3),
+        "all_ready_seconds": round(done - started, 3),
+        "deployments_per_second": round(n / (done - up), 1),
     }
     print(json.dumps(result), flush=True)
     return result
@@ -322,6 +371,8 @@ def main() -> None:
             runs.append(
                 scenario(service, folder, package.id, "in-process", plugin, args.n, args.concurrency, 600)
             )
+        if "backlog" not in args.skip:
+            results["backlog"] = backlog(service, folder, package.id, args.n, args.concurrency)
         shipmate_runner = shutil.which("bosun-plugin-runner")
         if "shipmate-cmd" not in args.skip and shipmate_runner:
             command = (
@@ -355,6 +406,13 @@ def main() -> None:
         print(f"{run['label']:>13}: {run['deployments']} deployments ready in {run['all_ready_seconds']} s "
               f"({run['deployments_per_second']}/s; creating them took {run['create_seconds']} s; "
               f"{run['ready_in_service']} ready in the service)")  # fmt: skip
+    if "backlog" in results:
+        b = results["backlog"]
+        print(
+            f"      backlog: {b['deployments']} deployments created beforehand, all ready "
+            f"{b['all_ready_seconds']} s after the agent was started "
+            f"(start-up {b['agent_start_seconds']} s; {b['deployments_per_second']}/s)"
+        )
     if "latency" in results:
         lat = results["latency"]
         print(f"change -> action: p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms ({lat['samples']} changes)")
