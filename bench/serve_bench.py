@@ -146,7 +146,7 @@ def run_ours(
             "--conc",
             args.conc,
             "--floor-json",
-            str(out / "floor_shipmate.json"),
+            str(out / f"floor_shipmate-w{workers}.json"),
             "--floor-case",
             "sk.predict_proba(df)",
         ]
@@ -208,29 +208,32 @@ def floor(python: Path, models: Path, out: Path, label: str) -> None:
     )
 
 
-def summary(out: Path) -> str:
-    def load(name: str) -> dict | None:
-        p = out / f"serve_{name}.json"
-        return json.loads(p.read_text()) if p.exists() else None
+def _floor_of(out: Path, run: str) -> dict[str, float] | None:
+    """The in-process floor taken just before a run.
 
-    floor_data = json.loads((out / "floor_shipmate.json").read_text())["results"]
-    f1 = floor_data["sk.predict_proba(df) rows=1"]["median_ms"]
-    f1000 = floor_data["sk.predict_proba(df) rows=1000"]["median_ms"]
-    f1_nd = floor_data["sk.predict(ndarray) rows=1"]["median_ms"]
-    runs = sorted(p.stem[len("serve_") :] for p in out.glob("serve_*.json"))
+    Ours: floor_<run without its format>.json; peers (shared script): floor_<run>_floor.json.
+    """
+    candidates = [out / f"floor_{run.rsplit('-', 1)[0]}.json", out / f"floor_{run}_floor.json"]
+    for path in candidates:
+        if path.exists():
+            res = json.loads(path.read_text())["results"]
+            return {
+                "proba1": res["sk.predict_proba(df) rows=1"]["median_ms"],
+                "proba1000": res["sk.predict_proba(df) rows=1000"]["median_ms"],
+                "nd1": res["sk.predict(ndarray) rows=1"]["median_ms"],
+            }
+    return None
+
+
+def summary(out: Path) -> str:
+    runs = {p.stem[len("serve_") :]: json.loads(p.read_text()) for p in sorted(out.glob("serve_*.json"))}
     lines = [
-        f"in-process floor (same machine, just before): predict_proba(DataFrame) 1 row {f1:.3f} ms, "
-        f"predict(ndarray) 1 row {f1_nd:.3f} ms, 1,000 rows {f1000:.2f} ms "
-        f"= {1000 / f1000 * 1e3:,.0f} rows/s",
-        "",
         "| server | format | c=1 req/s | p50 ms | p99 ms | c=8 req/s | p50 ms | p99 ms "
-        "| c=32 req/s | p50 ms | p99 ms | 1000-row batch rows/s | batch p50 ms | errors |",
-        "|---" * 14 + "|",
+        "| c=32 req/s | p50 ms | p99 ms | 1000-row batch rows/s | batch p50 ms "
+        "| floor: predict_proba 1 row / 1000 rows ms | batch vs floor | errors |",
+        "|---" * 16 + "|",
     ]
-    for name in runs:
-        r = load(name)
-        if r is None:
-            continue
+    for name, r in runs.items():
         s = r["summary"]
         cells = []
         for c in ("1", "8", "32"):
@@ -240,62 +243,66 @@ def summary(out: Path) -> str:
                 if k
                 else ["-"] * 3
             )
-        b = s.get("batch1000_c1")
+        b = s["batch1000_c1"]
+        fl = _floor_of(out, name)
+        floor_cell, ratio = "-", "-"
+        if fl:
+            floor_cell = f"{fl['proba1']:.3f} / {fl['proba1000']:.2f}"
+            ratio = f"{(1000 / fl['proba1000'] * 1e3) / b['rows_per_s']['median']:.2f}x slower"
         errors = sum(v["errors_total"] for v in s.values())
         lines.append(
             f"| {name} | {r['format']} | "
             + " | ".join(cells)
-            + f" | {b['rows_per_s']['median']:,.0f} | {b['p50_ms']['median']:.2f} | {errors} |"
+            + f" | {b['rows_per_s']['median']:,.0f} | {b['p50_ms']['median']:.2f} | {floor_cell} | {ratio}"
+            + f" | {errors} |"
         )
 
-    def rps(name: str, key: str = "single_c8") -> float | None:
-        r = load(name)
-        return r["summary"][key]["rps"]["median"] if r and key in r["summary"] else None
+    def single(name: str, field: str = "rps") -> float:
+        r = runs.get(name)
+        return r["summary"]["single_c8"][field]["median"] if r else 0.0
 
-    def rows(name: str) -> float | None:
-        r = load(name)
-        return r["summary"]["batch1000_c1"]["rows_per_s"]["median"] if r else None
+    def rows(name: str) -> float:
+        r = runs.get(name)
+        return r["summary"]["batch1000_c1"]["rows_per_s"]["median"] if r else 0.0
 
-    def p99(name: str) -> float | None:
-        r = load(name)
-        return r["summary"]["single_c8"]["p99_ms"]["median"] if r else None
-
-    ours = [n for n in runs if n.startswith("shipmate") and n.endswith("-json")]
-    best = max(ours, key=lambda n: rps(n) or 0) if ours else None
     lines.append("")
-    if best:
-        mlflow, drum = (
-            rps("mlflow-gbc"),
-            max(filter(None, [rps("drum-gbc"), rps("drum-gbc-w2")]), default=None),
+    ours = [n for n in runs if n.startswith("shipmate")]
+    if not ours:
+        return "\n".join(lines)
+    best = max(ours, key=single)
+    lines.append(
+        f"single-row c=8, best of ours ({best}): {single(best):,.0f} req/s, "
+        f"p99 {single(best, 'p99_ms'):.1f} ms"
+    )
+    if "mlflow-gbc" in runs:
+        lines.append(
+            f"  vs MLflow {single('mlflow-gbc'):,.0f} req/s (p99 {single('mlflow-gbc', 'p99_ms'):.1f} ms): "
+            f"{single(best) / single('mlflow-gbc'):.1f}x (goal >= 10x)"
         )
-        lines.append(f"single-row c=8, best of ours ({best}): {rps(best):,.0f} req/s, p99 {p99(best):.1f} ms")
-        if mlflow:
-            lines.append(
-                f"  vs MLflow {mlflow:,.0f} req/s (p99 {p99('mlflow-gbc'):.1f} ms): "
-                f"{rps(best) / mlflow:.1f}x (goal >= 10x)"
+    drums = [n for n in ("drum-gbc", "drum-gbc-w2") if n in runs]
+    if drums:
+        dbest = max(drums, key=single)
+        lines.append(
+            f"  vs DRUM best ({dbest}) {single(dbest):,.0f} req/s (p99 {single(dbest, 'p99_ms'):.1f} ms): "
+            f"{single(best) / single(dbest):.1f}x (goal >= 2x)"
+        )
+    drum_rows = max((rows(n) for n in drums), default=0.0)
+    for fmt in ("json", "csv"):
+        mine = [n for n in ours if n.endswith(f"-{fmt}")]
+        if not mine:
+            continue
+        top = max(mine, key=rows)
+        line = f"1000-row batches, {fmt}, best of ours ({top}): {rows(top):,.0f} rows/s"
+        fl = _floor_of(out, top)
+        if fl:
+            raw = 1000 / fl["proba1000"] * 1e3
+            line += (
+                f"; in-process predict_proba just before: {raw:,.0f} rows/s "
+                f"-> {raw / rows(top):.2f}x (goal <= 1.5x)"
             )
-        if drum:
-            dname = "drum-gbc-w2" if rps("drum-gbc-w2") == drum else "drum-gbc"
-            lines.append(
-                f"  vs DRUM best ({dname}) {drum:,.0f} req/s (p99 {p99(dname):.1f} ms): "
-                f"{rps(best) / drum:.1f}x (goal >= 2x)"
-            )
-        drum_rows = max(filter(None, [rows("drum-gbc"), rows("drum-gbc-w2")]), default=None)
-        raw = 1000 / f1000 * 1e3
-        for fmt in ("json", "csv"):
-            candidates = [n for n in runs if n.startswith("shipmate") and n.endswith(f"-{fmt}")]
-            if not candidates:
-                continue
-            top = max(candidates, key=lambda n: rows(n) or 0)
-            line = (
-                f"1000-row batches, {fmt}, best of ours ({top}): {rows(top):,.0f} rows/s; raw predict_proba "
-                f"{raw:,.0f} rows/s -> {raw / rows(top):.2f}x the floor (goal <= 1.5x)"
-            )
-            if drum_rows:
-                line += f"; vs DRUM {drum_rows:,.0f} rows/s: {rows(top) / drum_rows:.2f}x (goal >= 2x)"
-            if rows("mlflow-gbc"):
-                line += f"; vs MLflow JSON {rows('mlflow-gbc'):,.0f} rows/s"
-            lines.append(line)
+        if drum_rows:
+            line += f"; vs DRUM {drum_rows:,.0f} rows/s: {rows(top) / drum_rows:.2f}x (goal >= 2x)"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -319,7 +326,6 @@ def main() -> None:
 
     mlflow_venv = venv("venv-mlflow", ["mlflow", "scikit-learn"])
     package = prepare(args.models, mlflow_venv / "bin" / "python")
-    floor(Path(sys.executable), args.models, args.out, "shipmate")
     worker_counts = [int(w) for w in args.workers.split(",") if w]
     log(f"ours first (workers={worker_counts[0]})")
     run_ours(package, args.models, worker_counts[0], args, args.out)
