@@ -16,10 +16,6 @@ import yaml
 from shipmate.plugin.info import DeploymentInfo
 
 HERE = Path(__file__).parent
-REPO = HERE.parent.parent
-CHART_DIR = REPO / "charts" / "shipmate"
-SCHEMA_VERSIONS = ("1.25.0", "1.37.0")
-"""Oldest and newest Kubernetes schemas kubernetes-validate ships (none older than 1.25 is shipped)."""
 
 
 def _load_fake() -> Any:

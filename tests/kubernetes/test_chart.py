@@ -22,7 +22,18 @@ from shipmate.plugins.kubernetes.settings import IngressType, parse_settings
 HERE = Path(__file__).parent
 CHART = HERE.parent.parent / "charts" / "shipmate"
 EXAMPLES = sorted((CHART / "examples").glob("*.yaml"))
-SCHEMA_VERSIONS = ("1.25.0", "1.37.0")
+
+
+def _schema_versions() -> tuple[str, str]:
+    """The oldest (at least 1.21) and newest Kubernetes schemas kubernetes-validate ships."""
+    from kubernetes_validate.utils import all_versions
+
+    shipped = sorted({v for v in all_versions()}, key=lambda v: tuple(int(p) for p in v.split(".")))
+    supported = [v for v in shipped if tuple(int(p) for p in v.split(".")[:2]) >= (1, 21)]
+    return supported[0], supported[-1]
+
+
+SCHEMA_VERSIONS = _schema_versions()
 
 MINIMUM = {
     "shipmate": {"serviceUrl": "https://shipmate.example.com"},

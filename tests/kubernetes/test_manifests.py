@@ -29,7 +29,17 @@ from shipmate.plugins.kubernetes.manifests import (
 from shipmate.plugins.kubernetes.rollout import Phase, assess_build, assess_rollout, pod_problem
 from shipmate.plugins.kubernetes.settings import KubernetesSettings, parse_settings
 
-SCHEMA_VERSIONS = ("1.25.0", "1.37.0")
+
+def _schema_versions() -> tuple[str, str]:
+    """The oldest (at least 1.21) and newest Kubernetes schemas kubernetes-validate ships."""
+    from kubernetes_validate.utils import all_versions
+
+    shipped = sorted({v for v in all_versions()}, key=lambda v: tuple(int(p) for p in v.split(".")))
+    supported = [v for v in shipped if tuple(int(p) for p in v.split(".")[:2]) >= (1, 21)]
+    return supported[0], supported[-1]
+
+
+SCHEMA_VERSIONS = _schema_versions()
 BASE = {
     "outfacingPredictionURLPrefix": "https://models.example.com/deployments/",
     "ppsBaseImage": "registry.example.com/shipmate/prediction-server:0.1.0",

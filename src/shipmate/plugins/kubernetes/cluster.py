@@ -114,8 +114,7 @@ class Cluster:
                     context=settings.kube_config_context,
                     client_configuration=configuration,
                 )
-                _, active = config.list_kube_config_contexts(config_file=settings.kube_config_file)
-                contexts, _ = config.list_kube_config_contexts(config_file=settings.kube_config_file)
+                contexts, active = config.list_kube_config_contexts(config_file=settings.kube_config_file)
                 chosen = next((c for c in contexts if c["name"] == settings.kube_config_context), active)
                 context_namespace = (chosen or {}).get("context", {}).get("namespace")
         except ConfigException as exc:
