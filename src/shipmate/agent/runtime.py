@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -81,7 +81,7 @@ class Agent:
         self,
         settings: AgentSettings,
         service: ControlPlane,
-        driver_factory: Any,
+        driver_factory: Callable[[EnvironmentDescription], PluginDriver],
         *,
         metrics: AgentMetrics | None = None,
     ) -> None:
