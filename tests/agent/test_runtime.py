@@ -239,3 +239,24 @@ def test_stale_views_never_resurrect_a_removed_deployment(harness):
     agent._merge_snapshot(16, [_spec("d-3", 1)])
     assert agent.desired["d-3"].generation == 2
     agent.store.close()
+
+
+def test_download_failure_is_a_retried_failing_action(harness, service, environment):
+    harness().start()
+    service.add_package("m-1")
+    real = service.download_model_package
+    calls = []
+
+    def flaky(package_id, dest):
+        calls.append(package_id)
+        if len(calls) == 1:
+            from shipmate.agent.ports import ControlPlaneUnavailable
+
+            raise ControlPlaneUnavailable("connection reset during download")
+        return real(package_id, dest)
+
+    service.download_model_package = flaky
+    service.create("d-1", "m-1")
+    assert service.wait_for(ready(service, "d-1"))
+    retrying = service.reports_for("d-1", "retrying")
+    assert retrying and "cannot fetch the model package" in retrying[0].message

@@ -658,9 +658,10 @@ class Agent:
             info = self._deployment_info(
                 step.desired, step.deployment_id, with_artifact=step.kind in _NEEDS_ARTIFACT
             )
-        except ArtifactError as exc:
+        except (ArtifactError, ControlPlaneUnavailable, ControlPlaneRejected, OSError) as exc:
+            message = str(exc) if isinstance(exc, ArtifactError) else f"cannot fetch the model package: {exc}"
             result = ActionStatusInfo(
-                ActionStatus.ERROR, msg=str(exc), state=DeploymentState.ERRORED, duration=0.0
+                ActionStatus.ERROR, msg=message, state=DeploymentState.ERRORED, duration=0.0
             )
         else:
             if step.kind is ActionKind.REPLACE_MODEL:
