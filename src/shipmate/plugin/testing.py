@@ -29,7 +29,7 @@ from typing import Any
 
 from shipmate.plugin.actions import call_with_deployment
 from shipmate.plugin.base import PluginBase
-from shipmate.plugin.errors import PluginError, StatusFileError
+from shipmate.plugin.errors import StatusFileError
 from shipmate.plugin.info import DeploymentInfo, PEInfo
 from shipmate.plugin.status import ActionStatus, ActionStatusInfo, DataKey, DeploymentState
 
@@ -217,7 +217,7 @@ def check_plugin(
 
     try:
         instance = build([])
-    except (PluginError, Exception) as exc:
+    except Exception as exc:  # a plugin that cannot be built is a finding, not a crash
         step = StepResult("build the plugin", "__init__", None, 0.0)
         step.violations.append(Violation(step.step, step.action, f"the plugin could not be built: {exc}"))
         report.steps.append(step)
