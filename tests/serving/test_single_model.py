@@ -252,3 +252,10 @@ def test_body_without_content_type_is_sniffed(iris: TestClient, iris_rows: list[
     )
     as_csv = iris.post("/predictions", content=text.encode(), headers={"content-type": ""})
     assert as_csv.json() == expected
+
+
+def test_missing_value_for_a_model_that_cannot_take_it(iris: TestClient) -> None:
+    row = dict.fromkeys(IRIS_COLUMNS, 1.0) | {"petal length (cm)": None}
+    reply = iris.post("/predictions", json=[dict.fromkeys(IRIS_COLUMNS, 1.0), row])
+    assert reply.status_code == 422
+    assert reply.json()["message"].startswith("row 1, column 'petal length (cm)': missing value")

@@ -120,6 +120,7 @@ class LoadedModel(ABC):
     """A model ready to score. ``predict`` may raise anything; callers translate it."""
 
     input_kind: InputKind = InputKind.FRAME
+    accepts_missing: bool = True  # False: the server answers 422 for a missing value instead of a 500
 
     def __init__(self, manifest: Manifest) -> None:
         self.manifest = manifest
@@ -189,6 +190,12 @@ class SklearnModel(LoadedModel):
         if a is None or b is None or not np.allclose(a, b, equal_nan=True):
             return
         self.input_kind = InputKind.MATRIX
+        with_gap = probe.to_numpy(dtype="float64", copy=True)
+        with_gap[0, 0] = np.nan
+        try:
+            self.predict(with_gap)
+        except Exception:
+            self.accepts_missing = False
         # sklearn checks column names on every call and warns when a matrix has none; the
         # server has already checked and ordered the columns, so score with a shallow copy
         # that forgot the names (kept only if it gives the same scores).

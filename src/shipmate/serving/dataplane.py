@@ -11,10 +11,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
+import numpy as np
+
 from shipmate.packages import ModelError, Scores
 from shipmate.serving.deployments import Deployment, Registry
 from shipmate.serving.errors import DeploymentNotFound, DeploymentNotReady, PredictionFailed
-from shipmate.serving.inputs import model_input
+from shipmate.serving.inputs import check_no_missing, model_input
 from shipmate.serving.protocol import InferenceRequest, InferenceResponse, InputError
 
 log = logging.getLogger(__name__)
@@ -45,7 +47,10 @@ class DataPlane:
         raise DeploymentNotFound(route)
 
     def infer(self, deployment: Deployment, request: InferenceRequest) -> InferenceResponse:
-        rows = model_input(request, deployment.manifest, deployment.model.input_kind, deployment.features)
+        model = deployment.model
+        rows = model_input(request, deployment.manifest, model.input_kind, deployment.features)
+        if not model.accepts_missing and isinstance(rows, np.ndarray):
+            check_no_missing(rows, deployment.features)
         try:
             scores = deployment.model.predict(rows)
         except InputError:

@@ -149,3 +149,13 @@ def model_input(
     if kind is InputKind.MATRIX:
         return _as_matrix(request, features)
     return _as_frame(request, manifest)
+
+
+def check_no_missing(matrix: np.ndarray, features: Sequence[str]) -> None:
+    """For models that cannot take missing values: name the first one (a 422, not the model's 500)."""
+    gaps = np.isnan(matrix)
+    if gaps.any():
+        row, col = (int(v) for v in np.argwhere(gaps)[0])
+        raise InputError(
+            "missing value; this model does not accept missing values", row=row, column=features[col]
+        )
