@@ -16,11 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
 from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder
 
 with warnings.catch_warnings():  # starlette 1.x prefers httpx2 for its TestClient; httpx works the same
     warnings.simplefilter("ignore")
@@ -64,7 +68,29 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     )
     flaky = root / "flaky.mlpkg"
     build_custom_package(src, pd.DataFrame({"x": [1.0, 2.0]}), flaky, name="flaky", target_type="regression")
-    return {"iris": iris, "cancer": cancer, "diabetes": diabetes, "flaky": flaky}
+    rng = np.random.default_rng(0)
+    Xp = pd.DataFrame(
+        {
+            "plan": rng.choice(["basic", "pro", "team"], 300),
+            "tenure": rng.integers(0, 72, 300),
+            "promo": rng.choice([True, False], 300),
+        }
+    )
+    yp = np.where((Xp["plan"] == "basic") & (Xp["tenure"] < 20), "yes", "no")
+    pipe = Pipeline(
+        [
+            (
+                "prep",
+                ColumnTransformer(
+                    [("cat", OneHotEncoder(handle_unknown="ignore"), ["plan"])], remainder="passthrough"
+                ),
+            ),
+            ("clf", LogisticRegression(max_iter=1000)),
+        ]
+    ).fit(Xp, yp)
+    churn = root / "churn.mlpkg"
+    build_sklearn_package(pipe, Xp, churn, name="churn")
+    return {"iris": iris, "cancer": cancer, "diabetes": diabetes, "flaky": flaky, "churn": churn}
 
 
 @pytest.fixture(scope="session")

@@ -259,3 +259,30 @@ def test_missing_value_for_a_model_that_cannot_take_it(iris: TestClient) -> None
     reply = iris.post("/predictions", json=[dict.fromkeys(IRIS_COLUMNS, 1.0), row])
     assert reply.status_code == 422
     assert reply.json()["message"].startswith("row 1, column 'petal length (cm)': missing value")
+
+
+def test_pipeline_with_categorical_and_boolean_features(
+    make_client: Callable[..., TestClient], packages: dict[str, Path]
+) -> None:
+    client = make_client(model=packages["churn"])
+    info = client.get("/info").json()
+    assert {f["name"]: f["type"] for f in info["features"]} == {
+        "plan": "categorical",
+        "tenure": "numeric",
+        "promo": "boolean",
+    }
+    assert info["inputLayout"] == "frame"
+    rows = [{"plan": "basic", "tenure": 3, "promo": True}, {"plan": "team", "tenure": 60, "promo": "false"}]
+    data = client.post("/predictions", json=rows).json()["data"]
+    assert [d["prediction"] for d in data] == ["yes", "no"]
+    csv_body = "plan,tenure,promo\nbasic,3,true\nteam,60,false\n"
+    as_csv = client.post("/predictions", content=csv_body, headers={"content-type": "text/csv"}).json()[
+        "data"
+    ]
+    assert [d["prediction"] for d in as_csv] == ["yes", "no"]
+    bad_bool = client.post("/predictions", json=[{"plan": "pro", "tenure": 3, "promo": "maybe"}])
+    assert bad_bool.status_code == 422
+    assert bad_bool.json()["message"] == "row 0, column 'promo': expected true or false, got 'maybe'"
+    bad_number = client.post("/predictions", json=[*rows, {"plan": "pro", "tenure": "ten", "promo": True}])
+    assert bad_number.status_code == 422
+    assert bad_number.json()["message"] == "row 2, column 'tenure': expected a number, got 'ten'"
