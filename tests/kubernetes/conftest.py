@@ -100,7 +100,7 @@ def make_plugin(tmp_path: Path, private_config: dict[str, Any]) -> Callable[...,
 @pytest.fixture
 def make_info(tmp_path: Path) -> Callable[..., DeploymentInfo]:
     def factory(
-        deployment_id: str = "dep-1", model_id: str = "model-a", *, size: int = 2_000_000, **fields: Any
+        deployment_id: str = "dep-1", model_id: str = "model-a", *, size: int = 20_000, **fields: Any
     ) -> DeploymentInfo:
         artifact = tmp_path / f"model_{hashlib.sha256(model_id.encode()).hexdigest()[:12]}.mlpkg"
         if not artifact.exists():

@@ -115,7 +115,7 @@ def test_pe_status_reports_listed_deployments_and_orphans(
 
 
 def test_start_builds_the_image_and_serves(make_plugin: Any, make_info: Any, fake_api: Any) -> None:
-    info = make_info("dep-1", "model-a")
+    info = make_info("dep-1", "model-a", size=2_000_000)
     result = make_plugin().deployment_start(info)
     assert result.status is ActionStatus.OK, result.msg
     assert result.state is DeploymentState.READY
