@@ -206,3 +206,15 @@ def test_a_failed_deployment_can_be_deleted(
     assert client.delete("/deployments/bad", headers={"x-api-key": KEY}).status_code == 204
     assert not (root / "deployment_bad").exists()
     assert client.get("/ping").status_code == 200
+
+
+def test_model_file_named_in_config_is_used(
+    make_client: Callable[..., TestClient], root: Path, packages: dict[str, Path]
+) -> None:
+    d = root / "deployment_named"
+    d.mkdir()
+    shutil.copy(packages["iris"], d / "artifact.bin")  # any name: config.yml says which file it is
+    shutil.copy(packages["diabetes"], d / "other.mlpkg")
+    (d / "config.yml").write_text("deployment_id: named\nmodel_id: m\nmodel_file: artifact.bin\n")
+    client = make_client(deployments_dir=root)
+    assert client.get("/deployments/named/info").json()["name"] == "iris"

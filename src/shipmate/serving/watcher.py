@@ -86,6 +86,11 @@ def _observe(path: Path, prefix: str, info_file: str) -> Observed:
         if loaded is not None and not isinstance(loaded, dict):
             return broken(f"{info_file} must hold a mapping")
         config = loaded or {}
+    named = config.get("model_file")  # the filesystem plugin records the artifact's name
+    if isinstance(named, str) and named and "/" not in named and not named.startswith("."):
+        if not (path / named).is_file():
+            return broken(f"{info_file} names model_file {named!r}, which is not in the directory")
+        packages = [path / named]
     if not packages:
         return broken("no .mlpkg package in the directory")
     if len(packages) > 1:
