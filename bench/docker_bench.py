@@ -181,11 +181,15 @@ def main() -> int:
         direct = f"http://127.0.0.1:{port}/predictions"
         if shutil.which("wrk"):
             for connections in (1, 8):
-                for name, target in (("direct", direct), ("proxy", url)):
-                    runs = [wrk(target, connections, args.duration) for _ in range(args.rounds)]
-                    results[f"rps_{name}_c{connections}"] = summary([r["rps"] for r in runs])
-                    results[f"p50_{name}_c{connections}"] = [r["p50"] for r in runs]
-                    results[f"non2xx_{name}_c{connections}"] = sum(r["non2xx"] for r in runs)
+                # Interleaved, so drift in the machine's load hits both alike.
+                runs: dict[str, list[dict[str, float]]] = {"direct": [], "proxy": []}
+                for _ in range(args.rounds):
+                    for name, target in (("direct", direct), ("proxy", url)):
+                        runs[name].append(wrk(target, connections, args.duration))
+                for name, measured in runs.items():
+                    results[f"rps_{name}_c{connections}"] = summary([r["rps"] for r in measured])
+                    results[f"p50_{name}_c{connections}"] = [r["p50"] for r in measured]
+                    results[f"non2xx_{name}_c{connections}"] = sum(r["non2xx"] for r in measured)
                 ratio = (
                     results[f"rps_proxy_c{connections}"]["median"]
                     / results[f"rps_direct_c{connections}"]["median"]

@@ -180,3 +180,20 @@ def test_a_container_killed_from_outside_reads_as_exited_and_a_relaunch_heals_it
     with httpx.Client(timeout=10) as client:
         predict(client, healed.data["predictionUrl"], packages.row)
     assert invoke(plugin, Action.DEPLOYMENT_STOP, {"id": dep, "modelId": "modelA"}).status is ActionStatus.OK
+
+
+def test_a_port_already_taken_fails_clearly_and_leaves_nothing_behind(
+    make_plugin: Callable[..., Any], packages: Any, docker_client: Any, helpers: Any
+) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        raw = {**info("porttaken1", "modelA", packages.model_a), "keyValueConfig": {"port": port}}
+        result = invoke(make_plugin(), Action.DEPLOYMENT_START, raw)
+    assert (result.status, result.state) == (ActionStatus.ERROR, DeploymentState.ERRORED)
+    assert "starting container" in str(result.msg) and str(port) in str(result.msg)
+    label = "org.shipmate.deployment-id=porttaken1"
+    assert docker_client.containers.list(all=True, filters={"label": label}) == []

@@ -204,11 +204,22 @@ class Engine:
                 return None
 
     def run(self, **kwargs: Any) -> ContainerView:
-        """Create and start a container (``docker.containers.run(detach=True)`` arguments)."""
+        """Create and start a container (``docker.containers.run`` arguments).
+
+        A container that was created but could not start (a port already taken, say)
+        is removed, so a failed attempt leaves nothing behind.
+        """
         name = kwargs.get("name", "?")
-        with translated(f"starting container {name}"):
-            container = self._client.containers.run(detach=True, **kwargs)
-            container.reload()
+        with translated(f"creating container {name}"):
+            container = self._client.containers.create(**kwargs)
+        try:
+            with translated(f"starting container {name}"):
+                container.start()
+                container.reload()
+        except EngineError:
+            with suppress(Exception):
+                container.remove(force=True)
+            raise
         return view_of(container.attrs)
 
     def logs_tail(self, name: str, lines: int) -> str:
