@@ -58,7 +58,8 @@ def test_serves_existing_deployments_under_every_route(
     assert client.post("/deployments/d2/predictions", json=[DIABETES_ROW]).status_code == 200
     missing = client.post("/deployments/nope/predictions", json=[IRIS_ROW])
     assert missing.status_code == 404 and "nope" in missing.json()["message"]
-    assert client.post("/predictions", json=[IRIS_ROW]).status_code == 503  # several models: say which
+    several = client.post("/predictions", json=[IRIS_ROW])
+    assert several.status_code == 404 and "several deployments" in several.json()["message"]
 
 
 def test_directory_changes_are_followed(

@@ -35,6 +35,10 @@ class DataPlane:
         dep = self.registry.only() if route is None else self.registry.get(route)
         if dep is not None:
             return dep
+        if route is None and len(self.registry.by_key()) > 1:
+            raise DeploymentNotFound(
+                "(none given)", hint="several deployments are served here: use /deployments/{id}/predictions"
+            )
         if route is None or not self.registry.initialized:
             raise DeploymentNotReady(
                 "the model is not loaded yet" if route is None else "deployments are still being loaded"

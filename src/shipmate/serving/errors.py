@@ -10,8 +10,8 @@ class ServingError(Exception):
 class DeploymentNotFound(ServingError):
     status = 404
 
-    def __init__(self, deployment_id: str) -> None:
-        super().__init__(f"no deployment {deployment_id!r} is served here")
+    def __init__(self, deployment_id: str, hint: str | None = None) -> None:
+        super().__init__(hint or f"no deployment {deployment_id!r} is served here")
         self.deployment_id = deployment_id
 
 
