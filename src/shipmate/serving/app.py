@@ -256,7 +256,12 @@ class Server:
                     while chunk := await part.read(1 << 20):
                         out.write(chunk)
                 else:
-                    out.write(await self.read_body(request, self.settings.max_package_bytes))
+                    size, limit = 0, self.settings.max_package_bytes
+                    async for chunk in request.stream():  # streamed to disk: packages can be large
+                        size += len(chunk)
+                        if size > limit:
+                            raise PayloadTooLarge(f"the package exceeds the limit of {limit} bytes")
+                        out.write(chunk)
             deployment, replaced = await self.manager.upload(deployment_id, Path(tmp), filename)
         finally:
             with contextlib.suppress(FileNotFoundError):
