@@ -146,6 +146,24 @@ def test_image_builder_values_reach_kaniko() -> None:
     assert settings.kaniko_service_account == "builder"
 
 
+def test_placement_values_reach_the_plugin() -> None:
+    values = _merge(
+        MINIMUM,
+        {
+            "predictionServer": {
+                "nodeSelector": {"pool": "models"},
+                "extraEnv": [{"name": "PREDICTION_API_WORKERS", "value": "2"}],
+            },
+            "imageBuilder": {"tolerations": [{"key": "builds", "operator": "Exists"}]},
+        },
+    )
+    _, plugin = config_files(render(values))
+    settings = parse_settings(plugin)
+    assert settings.pps_node_selector == {"pool": "models"}
+    assert settings.pps_extra_environment == ({"name": "PREDICTION_API_WORKERS", "value": "2"},)
+    assert settings.kaniko_tolerations == ({"key": "builds", "operator": "Exists"},)
+
+
 def test_shipmate_aliases_win_over_the_documented_names() -> None:
     values = _merge(MINIMUM, {"shipmate": {"environmentId": "env-own", "apiSecretName": "shipmate-token"}})
     objects = render(values)

@@ -177,6 +177,25 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         {"replicas": 3},
     ),
     "plain-http-ip": ({"outfacingPredictionURLPrefix": "http://10.1.2.3"}, {"replicas": 0}),
+    "placed-with-extra-env": (
+        {
+            "ppsNodeSelector": {"pool": "models"},
+            "ppsTolerations": [
+                {"key": "dedicated", "operator": "Equal", "value": "models", "effect": "NoSchedule"}
+            ],
+            "ppsAffinity": {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [
+                            {"matchExpressions": [{"key": "gpu", "operator": "DoesNotExist"}]}
+                        ]
+                    }
+                }
+            },
+            "ppsExtraEnvironment": [{"name": "PREDICTION_API_WORKERS", "value": "2"}],
+        },
+        {},
+    ),
 }
 
 
@@ -314,6 +333,24 @@ def test_dockerfile_builds_from_the_base_image_with_the_package_in_place() -> No
     dockerfile = next(cm for cm in plan.context_configmaps if "data" in cm)["data"]["Dockerfile"]
     assert dockerfile.startswith("FROM registry.example.com/shipmate/prediction-server:0.1.0\n")
     assert "COPY model.mlpkg /opt/ml/model/model.mlpkg\n" in dockerfile
+
+
+def test_placement_reaches_both_kinds_of_pod() -> None:
+    placed = settings(
+        ppsNodeSelector={"pool": "models"},
+        ppsExtraEnvironment=[{"name": "PREDICTION_API_WORKERS", "value": "2"}],
+        kanikoNodeSelector={"pool": "builds"},
+        kanikoTolerations=[{"key": "builds", "operator": "Exists"}],
+    )
+    pod = render_deployment_objects(placed, info()).deployment["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"pool": "models"} and "tolerations" not in pod
+    assert {"name": "PREDICTION_API_WORKERS", "value": "2"} in pod["containers"][0]["env"]
+    build = render_build(placed, "model-a", b"pkg").job["spec"]["template"]["spec"]
+    assert build["nodeSelector"] == {"pool": "builds"} and build["tolerations"] == [
+        {"key": "builds", "operator": "Exists"}
+    ]
+    with pytest.raises(ConfigError, match="ppsTolerations"):
+        settings(ppsTolerations="dedicated=models")
 
 
 def test_extra_volumes_reach_the_kaniko_pod() -> None:

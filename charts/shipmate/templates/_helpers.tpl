@@ -102,6 +102,13 @@ timeouts:
   "ppsResources" $ps.resources
   "ppsCpuUtilizationPercent" $ps.cpuUtilizationPercent
   "imagePullSecrets" $ps.imagePullSecrets
+  "ppsNodeSelector" $ps.nodeSelector
+  "ppsTolerations" $ps.tolerations
+  "ppsAffinity" $ps.affinity
+  "ppsExtraEnvironment" $ps.extraEnv
+  "kanikoNodeSelector" $ib.nodeSelector
+  "kanikoTolerations" $ib.tolerations
+  "kanikoAffinity" $ib.affinity
   "rolloutTimeoutSeconds" $ps.rolloutTimeoutSeconds
   "progressDeadlineSeconds" $ps.progressDeadlineSeconds
   "buildTimeoutSeconds" $ib.timeoutSeconds

@@ -353,6 +353,7 @@ def render_deployment(
         "env": [
             {"name": "MLOPS_DEPLOYMENT_ID", "value": info.id},
             {"name": "MLOPS_MODEL_ID", "value": model_id},
+            *settings.pps_extra_environment,
         ],
         "startupProbe": _ping_probe(period=5, failures=60),
         "readinessProbe": _ping_probe(period=5, failures=3),
@@ -381,6 +382,7 @@ def render_deployment(
     }
     if settings.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": n} for n in settings.image_pull_secrets]
+    _place(pod_spec, settings.pps_node_selector, settings.pps_tolerations, settings.pps_affinity)
     spec: dict[str, Any] = {
         "selector": {"matchLabels": deployment_selector(info.id)},
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
@@ -399,6 +401,21 @@ def render_deployment(
         "metadata": {"name": resource_name(info.id), "labels": pod_labels, "annotations": annotations},
         "spec": spec,
     }
+
+
+def _place(
+    pod_spec: dict[str, Any],
+    node_selector: dict[str, Any],
+    tolerations: tuple[dict[str, Any], ...],
+    affinity: dict[str, Any],
+) -> None:
+    """Where the pods may run: node selector, tolerations and affinity, when configured."""
+    if node_selector:
+        pod_spec["nodeSelector"] = dict(node_selector)
+    if tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in tolerations]
+    if affinity:
+        pod_spec["affinity"] = dict(affinity)
 
 
 def _ping_probe(*, period: int, failures: int) -> dict[str, Any]:
@@ -665,6 +682,7 @@ def render_build(settings: KubernetesSettings, model_id: str, package: bytes) ->
     }
     if settings.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": n} for n in settings.image_pull_secrets]
+    _place(pod_spec, settings.kaniko_node_selector, settings.kaniko_tolerations, settings.kaniko_affinity)
     job = {
         "apiVersion": "batch/v1",
         "kind": "Job",

@@ -75,6 +75,14 @@ class KubernetesSettings:
     """``None`` means Shipmate's non-root default; ``{}`` lets the platform decide (OpenShift)."""
     pps_security_context: dict[str, Any] | None = None
     pps_cpu_utilization_percent: int = 80
+    pps_node_selector: dict[str, Any] = field(default_factory=dict)
+    pps_tolerations: tuple[dict[str, Any], ...] = ()
+    pps_affinity: dict[str, Any] = field(default_factory=dict)
+    pps_extra_environment: tuple[dict[str, Any], ...] = ()
+    """Extra env entries (``{name, value}`` or ``{name, valueFrom}``) of every prediction server."""
+    kaniko_node_selector: dict[str, Any] = field(default_factory=dict)
+    kaniko_tolerations: tuple[dict[str, Any], ...] = ()
+    kaniko_affinity: dict[str, Any] = field(default_factory=dict)
     image_pull_secrets: tuple[str, ...] = ()
     progress_deadline_seconds: int = 600
     """Kubernetes marks a rollout failed (ProgressDeadlineExceeded) after this many seconds."""
@@ -186,6 +194,13 @@ def parse_settings(
         pps_pod_security_context=r.mapping("ppsPodSecurityContext"),
         pps_security_context=r.mapping("ppsSecurityContext"),
         pps_cpu_utilization_percent=r.positive_int("ppsCpuUtilizationPercent", 80, maximum=100),
+        pps_node_selector=r.mapping("ppsNodeSelector") or {},
+        pps_tolerations=r.object_list("ppsTolerations"),
+        pps_affinity=r.mapping("ppsAffinity") or {},
+        pps_extra_environment=r.mapping_list("ppsExtraEnvironment"),
+        kaniko_node_selector=r.mapping("kanikoNodeSelector") or {},
+        kaniko_tolerations=r.object_list("kanikoTolerations"),
+        kaniko_affinity=r.mapping("kanikoAffinity") or {},
         image_pull_secrets=r.str_list("imagePullSecrets"),
         progress_deadline_seconds=r.positive_int("progressDeadlineSeconds", 600),
         rollout_timeout_seconds=r.positive_float("rolloutTimeoutSeconds", 900.0),
@@ -253,6 +268,14 @@ class _Reader:
                 self.fail(f"{key}[{index}]", f"expected a mapping with a 'name', got {item!r}")
             out.append({str(k): v for k, v in item.items()})
         return tuple(out)
+
+    def object_list(self, key: str) -> tuple[dict[str, Any], ...]:
+        value = self.raw.get(key)
+        if value is None:
+            return ()
+        if not isinstance(value, list | tuple) or not all(isinstance(item, Mapping) for item in value):
+            self.fail(key, f"expected a list of mappings, got {value!r}")
+        return tuple({str(k): v for k, v in item.items()} for item in value)
 
     def positive_int(self, key: str, default: int, *, maximum: int | None = None) -> int:
         value = self.raw.get(key)
