@@ -268,6 +268,7 @@ def latency(service: Service, folder: Path, packages: tuple[str, str], changes: 
     while agent.store.get(dep.id) is None and time.monotonic() < deadline:
         time.sleep(0.01)
     agent.change_to_action.clear()
+    agent.feed_lags.clear()
     for i in range(changes):
         target = packages[(i + 1) % 2]
         service.admin.replace_model(dep.id, target)
@@ -279,6 +280,7 @@ def latency(service: Service, folder: Path, packages: tuple[str, str], changes: 
             time.sleep(0.005)
         time.sleep(0.02)
     lags = [x * 1000 for x in agent.change_to_action]
+    feed = [x * 1000 for x in agent.feed_lags]
     agent.stop()
     thread.join(60)
     result = {
@@ -287,6 +289,8 @@ def latency(service: Service, folder: Path, packages: tuple[str, str], changes: 
         "p50_ms": round(pct(lags, 50), 2),
         "p99_ms": round(pct(lags, 99), 2),
         "max_ms": round(max(lags), 2) if lags else None,
+        "of_which_event_to_agent_read_p50_ms": round(pct(feed, 50), 2),
+        "of_which_event_to_agent_read_p99_ms": round(pct(feed, 99), 2),
     }
     print(json.dumps(result), flush=True)
     return result
@@ -431,7 +435,11 @@ def main() -> None:
         )
     if "latency" in results:
         lat = results["latency"]
-        print(f"change -> action: p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms ({lat['samples']} changes)")
+        print(
+            f"change -> action: p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms ({lat['samples']} changes); "
+            f"of which event -> agent read p50 {lat['of_which_event_to_agent_read_p50_ms']} ms, "
+            f"p99 {lat['of_which_event_to_agent_read_p99_ms']} ms"
+        )
     for o in results.get("overhead", []):
         print(
             f"overhead: the agent's own work {o['agent_own_work_ms']} ms per action (config file, status "

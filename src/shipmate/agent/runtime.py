@@ -112,6 +112,8 @@ class Agent:
         self._changed_at: dict[str, float] = {}
         self.change_to_action: deque[float] = deque(maxlen=100_000)
         """Seconds from a change's timestamp to its action starting (benchmarks read it)."""
+        self.feed_lags: deque[float] = deque(maxlen=100_000)
+        """Seconds from an event's timestamp to the agent reading it from the feed."""
         self.cursor = 0
         self._snapshot_cursor = 0
         self._seen_at: dict[str, int] = {}
@@ -320,7 +322,9 @@ class Agent:
         """
         now = time.time()
         if change.timestamp is not None:
-            self.metrics.feed_lag.observe(max(0.0, now - change.timestamp))
+            lag = max(0.0, now - change.timestamp)
+            self.metrics.feed_lag.observe(lag)
+            self.feed_lags.append(lag)
         deployment_id = change.deployment_id
         if deployment_id is None:
             return
