@@ -114,6 +114,7 @@ def pd_rows(path: Path) -> list[dict[str, float]]:
 def run_ours(
     package: Path, models: Path, workers: int, args: argparse.Namespace, out: Path
 ) -> dict[str, Path]:
+    floor(Path(sys.executable), models, out, f"shipmate-w{workers}")  # the limit, just before
     port = free_port()
     cmd = [
         "shipmate",
