@@ -322,3 +322,51 @@ def test_long_poll_times_out_with_the_same_cursor(api: httpx.Client, world: dict
         f"{V1}/events", params={"environmentId": world["env"]["id"], "after": cursor, "wait": 0.2}
     ).json()
     assert page == {"cursor": cursor, "events": []}
+
+
+def test_a_started_report_without_status_keeps_the_last_status(api: httpx.Client, world: dict[str, Any]):
+    dep_id = world["deployment"]["id"]
+    report(
+        api,
+        world,
+        {
+            "deploymentId": dep_id,
+            "generation": 1,
+            "action": "deployment_start",
+            "phase": "finished",
+            "status": "passing",
+            "state": "ready",
+        },
+    )
+    api.post(f"{V1}/deployments/{dep_id}/relaunch")
+    report(
+        api,
+        world,
+        {
+            "deploymentId": dep_id,
+            "generation": 2,
+            "action": "deployment_relaunch",
+            "phase": "started",
+            "status": None,
+            "state": "launching",
+        },
+    )
+    observed = api.get(f"{V1}/deployments/{dep_id}").json()["observed"]
+    assert (observed["status"], observed["state"], observed["generation"]) == ("passing", "launching", 2)
+    assert observed["phase"] == "started" and observed["action"] == "deployment_relaunch"
+
+
+def test_periodic_observations_log_only_changes(api: httpx.Client, world: dict[str, Any]):
+    dep_id = world["deployment"]["id"]
+    observe = {"deploymentId": dep_id, "generation": 1, "action": "deployment_status", "phase": "observed"}
+    for status, state in [
+        ("passing", "ready"),
+        ("passing", "ready"),
+        ("passing", "ready"),
+        ("failing", "errored"),
+    ]:
+        report(api, world, {**observe, "status": status, "state": state})
+    changes = api.get(
+        f"{V1}/events", params={"deploymentId": dep_id, "type": "deployment.health_changed"}
+    ).json()
+    assert [e["status"] for e in changes["events"]] == ["passing", "failing"]

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
 from shipmate.server import errors
 from shipmate.server.artifacts import ArtifactStore
@@ -71,6 +71,12 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _integrity(_: Request, exc: IntegrityError) -> JSONResponse:
         log.info("integrity conflict: %s", exc.orig)
         return _error_response(409, "the change conflicts with a concurrent change; retry it")
+
+    @app.exception_handler(DataError)
+    async def _unstorable(_: Request, exc: DataError) -> JSONResponse:
+        # e.g. a NUL character in a path or query parameter, which PostgreSQL text cannot hold
+        log.info("value refused by the database: %s", exc.orig)
+        return _error_response(422, "a value in the request cannot be stored or searched for")
 
     @app.exception_handler(OperationalError)
     async def _unavailable(_: Request, exc: OperationalError) -> JSONResponse:

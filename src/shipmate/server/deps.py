@@ -59,3 +59,7 @@ def check_environment_access(principal: Principal, environment_id: str) -> None:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 CallerDep = Annotated[Principal, Depends(get_principal)]
 AdminDep = Annotated[Principal, Depends(require_admin)]
+
+
+NO_NUL = r"^[^\x00]*$"
+"""Pattern for free-text query parameters: PostgreSQL text cannot hold NUL characters."""

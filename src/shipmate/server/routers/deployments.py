@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from shipmate.server import schemas
-from shipmate.server.deps import AdminDep, CallerDep, RuntimeDep, check_environment_access
+from shipmate.server.deps import NO_NUL, AdminDep, CallerDep, RuntimeDep, check_environment_access
 from shipmate.server.lifecycle import Command
 from shipmate.server.models import DesiredState
 from shipmate.server.services import deployments
@@ -39,11 +39,15 @@ def create_deployment(
 def list_deployments(
     runtime: RuntimeDep,
     caller: CallerDep,
-    environment_id: Annotated[str | None, Query(alias="environmentId", max_length=40)] = None,
-    state: Annotated[str | None, Query(max_length=32, description="observed state, e.g. ready")] = None,
+    environment_id: Annotated[str | None, Query(alias="environmentId", max_length=40, pattern=NO_NUL)] = None,
+    state: Annotated[
+        str | None, Query(max_length=32, pattern=NO_NUL, description="observed state, e.g. ready")
+    ] = None,
     desired_state: Annotated[DesiredState | None, Query(alias="desiredState")] = None,
-    name: Annotated[str | None, Query(max_length=200)] = None,
-    model_package_id: Annotated[str | None, Query(alias="modelPackageId", max_length=40)] = None,
+    name: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
+    model_package_id: Annotated[
+        str | None, Query(alias="modelPackageId", max_length=40, pattern=NO_NUL)
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ) -> schemas.DeploymentPage:

@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from shipmate.server import schemas
-from shipmate.server.deps import CallerDep, Runtime, RuntimeDep, check_environment_access
+from shipmate.server.deps import NO_NUL, CallerDep, Runtime, RuntimeDep, check_environment_access
 from shipmate.server.errors import InvalidInput
 from shipmate.server.security import Principal
 from shipmate.server.services import events
@@ -85,8 +85,8 @@ Types = Annotated[list[str], Query(alias="type", description="event type; repeat
 async def list_events(
     runtime: RuntimeDep,
     caller: CallerDep,
-    environment_id: Annotated[str | None, Query(alias="environmentId", max_length=40)] = None,
-    deployment_id: Annotated[str | None, Query(alias="deploymentId", max_length=40)] = None,
+    environment_id: Annotated[str | None, Query(alias="environmentId", max_length=40, pattern=NO_NUL)] = None,
+    deployment_id: Annotated[str | None, Query(alias="deploymentId", max_length=40, pattern=NO_NUL)] = None,
     types: Types = [],  # noqa: B006 (FastAPI copies defaults)
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
@@ -115,8 +115,8 @@ async def stream_events(
     request: Request,
     runtime: RuntimeDep,
     caller: CallerDep,
-    environment_id: Annotated[str | None, Query(alias="environmentId", max_length=40)] = None,
-    deployment_id: Annotated[str | None, Query(alias="deploymentId", max_length=40)] = None,
+    environment_id: Annotated[str | None, Query(alias="environmentId", max_length=40, pattern=NO_NUL)] = None,
+    deployment_id: Annotated[str | None, Query(alias="deploymentId", max_length=40, pattern=NO_NUL)] = None,
     types: Types = [],  # noqa: B006
     after: Annotated[int, Query(ge=0, le=MAX_CURSOR)] = 0,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20)] = None,

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from shipmate.server import schemas
-from shipmate.server.deps import AdminDep, CallerDep, RuntimeDep
+from shipmate.server.deps import NO_NUL, AdminDep, CallerDep, RuntimeDep
 from shipmate.server.errors import Forbidden, InvalidInput, PayloadTooLarge
 from shipmate.server.security import Principal
 from shipmate.server.services import packages
@@ -74,7 +74,7 @@ async def upload_model_package(
 def list_model_packages(
     runtime: RuntimeDep,
     caller: AdminDep,
-    name: Annotated[str | None, Query(max_length=200)] = None,
+    name: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ) -> schemas.ModelPackageList:
