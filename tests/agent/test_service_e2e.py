@@ -98,5 +98,5 @@ def test_agent_survives_a_service_restart(tmp_path, live_service, iris_packages,
     assert e2e.wait_until(lambda: observed(admin, second.id).state == "ready", 60), (
         tmp_path / "agent.log"
     ).read_text()
-    assert "reconnected to the service; resuming from cursor" in (tmp_path / "agent.log").read_text()
+    assert "reconnected to the service; resumed from cursor" in (tmp_path / "agent.log").read_text()
     assert (base / f"deployment_{second.id}").is_dir()
