@@ -19,7 +19,7 @@ from shipmate.server.db import Database
 from shipmate.server.deps import Runtime
 from shipmate.server.feed import ChangeFeed
 from shipmate.server.models import TokenKind
-from shipmate.server.routers import deployments, environments, events, health, packages, tokens
+from shipmate.server.routers import deployments, environments, events, health, packages, tokens, ui
 from shipmate.server.services import tokens as token_service
 from shipmate.server.settings import ServerSettings
 
@@ -143,4 +143,5 @@ def create_app(settings: ServerSettings) -> FastAPI:
     for module in (health, packages, environments, deployments, events, tokens):
         api.include_router(module.router)
     app.include_router(api)
+    app.include_router(ui.router)
     return app

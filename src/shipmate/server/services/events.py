@@ -90,3 +90,11 @@ def query(
     if until is not None:
         statement = statement.where(Event.timestamp < until)
     return list(session.scalars(statement.order_by(Event.id).limit(limit)))
+
+
+def recent(session: Session, *, limit: int = 50, environment_id: str | None = None) -> list[Event]:
+    """The newest events, newest first (for people; followers use ``query``)."""
+    statement = select(Event)
+    if environment_id is not None:
+        statement = statement.where(Event.environment_id == environment_id)
+    return list(session.scalars(statement.order_by(Event.id.desc()).limit(limit)))

@@ -1,0 +1,82 @@
+"""The read-only web UI at ``/ui``: sign in with an API token (kept in an HttpOnly cookie), then see
+environments, deployments and recent events. Agent tokens see only their environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Cookie, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from shipmate.server.deps import NO_NUL, RuntimeDep
+from shipmate.server.errors import Unauthenticated
+from shipmate.server.security import Principal
+from shipmate.server.services import deployments, environments, events, tokens
+from shipmate.server.services.deployments import DeploymentFilter
+from shipmate.server.views import deployment_out, environment_out, event_out
+
+UI_PREFIX = "/ui"
+COOKIE = "shipmate_token"
+router = APIRouter(prefix=UI_PREFIX, include_in_schema=False)
+templates = Jinja2Templates(directory=str(Path(__file__).parent.parent / "ui" / "templates"))
+
+
+def _principal(runtime: RuntimeDep, secret: str | None) -> Principal | None:
+    if not secret:
+        return None
+    try:
+        with runtime.db.read() as session:
+            return tokens.authenticate(session, secret)
+    except Unauthenticated:
+        return None
+
+
+@router.get("", response_class=HTMLResponse)
+def overview(
+    request: Request,
+    runtime: RuntimeDep,
+    environment_id: Annotated[str | None, Query(alias="environmentId", max_length=40, pattern=NO_NUL)] = None,
+    secret: Annotated[str | None, Cookie(alias=COOKIE)] = None,
+) -> Response:
+    principal = _principal(runtime, secret)
+    if principal is None:
+        return templates.TemplateResponse(request, "login.html", {"base": UI_PREFIX, "error": None})
+    if not principal.is_admin:
+        environment_id = principal.environment_id
+    with runtime.db.read() as session:
+        envs = environments.list_all(
+            session, only_id=None if principal.is_admin else principal.environment_id
+        )
+        rows, total = deployments.list_page(
+            session, where=DeploymentFilter(environment_id=environment_id), limit=100, offset=0
+        )
+        recent = events.recent(session, limit=50, environment_id=environment_id)
+        context = {
+            "base": UI_PREFIX,
+            "actor": principal.actor,
+            "environment_id": environment_id,
+            "environments": [environment_out(e) for e in envs],
+            "deployments": [deployment_out(d) for d in rows],
+            "total": total,
+            "events": [event_out(e) for e in recent],
+        }
+    return templates.TemplateResponse(request, "overview.html", context)
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login(request: Request, runtime: RuntimeDep, token: Annotated[str, Form(max_length=200)]) -> Response:
+    if _principal(runtime, token) is None:
+        context = {"base": UI_PREFIX, "error": "unknown or revoked token"}
+        return templates.TemplateResponse(request, "login.html", context, status_code=401)
+    response = RedirectResponse(UI_PREFIX, status_code=303)
+    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path=UI_PREFIX)
+    return response
+
+
+@router.get("/logout")
+def logout() -> Response:
+    response = RedirectResponse(UI_PREFIX, status_code=303)
+    response.delete_cookie(COOKIE, path=UI_PREFIX)
+    return response
