@@ -181,19 +181,20 @@ class Subject:
 
 
 def lean_venv() -> Path:
-    """A virtualenv with only Shipmate (editable, no extra dependencies) and PyYAML.
+    """A virtualenv with only Shipmate (installed from this checkout, no extra dependencies) and PyYAML.
 
-    DataRobot's runner lives in such a lean venv; measuring Shipmate's in one too
-    compares the runners on equal interpreters (the main environment's site-packages
-    import certifi at every start-up, through a .pth file).
+    DataRobot's runner lives in such a lean venv, installed by pip (so its modules are
+    byte-compiled at install time). Measuring Shipmate's runner the same way compares
+    the runners on equal terms: the main environment imports certifi at every start-up
+    (a .pth file), and there PYTHONDONTWRITEBYTECODE=1 makes the editable checkout's
+    modules compile at every start. Reinstalled at every run, to measure this checkout.
     """
     venv = REPO / ".cache" / "venv-shipmate-lean"
-    runner = venv / "bin" / "bosun-plugin-runner"
-    if not runner.exists():
+    pip = [str(venv / "bin" / "pip"), "install", "-q"]
+    if not (venv / "bin" / "pip").exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        pip = [str(venv / "bin" / "pip"), "install", "-q"]
         subprocess.run([*pip, "PyYAML"], check=True)
-        subprocess.run([*pip, "--no-deps", "-e", str(REPO)], check=True)
+    subprocess.run([*pip, "--no-deps", "--force-reinstall", str(REPO)], check=True)
     return venv
 
 
