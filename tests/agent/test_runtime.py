@@ -260,3 +260,17 @@ def test_download_failure_is_a_retried_failing_action(harness, service, environm
     assert service.wait_for(ready(service, "d-1"))
     retrying = service.reports_for("d-1", "retrying")
     assert retrying and "cannot fetch the model package" in retrying[0].message
+
+
+def test_sigterm_while_waiting_for_the_service_exits_cleanly(harness, service):
+    import threading
+
+    service.down = True
+    h = harness()
+    h.thread.start()
+    assert service.wait_for(lambda s: True, timeout=0.5)
+    stopper = threading.Timer(0.5, h.agent.stop)
+    stopper.start()
+    h.thread.join(20)
+    assert not h.thread.is_alive()
+    assert h.exit_code == 0

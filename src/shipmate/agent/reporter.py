@@ -71,6 +71,8 @@ class Reporter:
         return True
 
     def close(self, timeout: float) -> bool:
+        if self._thread.ident is None:  # never started: nothing was sent, nothing to wait for
+            return not self._pending
         delivered = self.flush(timeout)
         with self._cond:
             self._closing = True

@@ -102,7 +102,8 @@ class KeyedWorkQueue:
             self._timer_cond.notify_all()
         deadline = time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.ident is not None:  # started
+                thread.join(max(0.0, deadline - time.monotonic()))
         return not any(t.is_alive() for t in self._threads)
 
     def _work(self) -> None:
