@@ -6,9 +6,10 @@ what an action uses.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs the runner ms
 if TYPE_CHECKING:
+    from typing import Any
+
     from shipmate.plugin.actions import Action, invoke
     from shipmate.plugin.base import BosunPluginBase, PluginBase
     from shipmate.plugin.config import ActionConfig, load_private_config, mask_secret, sanitized

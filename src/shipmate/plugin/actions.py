@@ -5,12 +5,15 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from shipmate.plugin.base import PluginBase
 from shipmate.plugin.errors import ConfigError
 from shipmate.plugin.info import DeploymentInfo, EndpointInfo
 from shipmate.plugin.status import ActionStatus, ActionStatusInfo, DeploymentState
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs the runner ms
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Action(enum.StrEnum):

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
 
 from shipmate.plugin.info import DeploymentInfo, EndpointInfo, PEInfo
 from shipmate.plugin.status import ActionStatus, ActionStatusInfo
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs the runner ms
 if TYPE_CHECKING:
     import logging
+    from typing import Any
 
 
 class PluginBase(abc.ABC):

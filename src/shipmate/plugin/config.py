@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
 
 from shipmate.plugin.errors import ConfigError, describe_yaml_error
 from shipmate.plugin.info import DeploymentInfo, EndpointInfo, PEInfo
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs the runner ms
 if TYPE_CHECKING:
+    from typing import Any
+
     from shipmate.plugin.actions import Action
 
 API_TOKEN_KEY = "mlopsApiToken"

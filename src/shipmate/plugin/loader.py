@@ -14,11 +14,14 @@ import os
 import sys
 from collections.abc import Mapping
 from types import ModuleType
-from typing import Any
 
 from shipmate.plugin.base import PluginBase
 from shipmate.plugin.errors import PluginError, PluginLoadError
 from shipmate.plugin.info import PEInfo
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs the runner ms
+if TYPE_CHECKING:
+    from typing import Any
 
 ENTRY_POINT_GROUP = "shipmate.plugins"
 

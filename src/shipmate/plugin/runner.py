@@ -16,9 +16,11 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs the runner ms
 if TYPE_CHECKING:
+    from typing import Any, NoReturn, TextIO
+
     from shipmate.plugin.status import ActionStatusInfo
 
 PROG = "bosun-plugin-runner"

@@ -9,9 +9,12 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Mapping
-from typing import Any
 
 from shipmate.plugin.errors import StatusFileError, describe_yaml_error
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs the runner ms
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class ActionStatus(enum.StrEnum):

@@ -19,7 +19,10 @@ from __future__ import annotations
 import re
 import sys
 from types import ModuleType
-from typing import Any
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs the runner ms
+if TYPE_CHECKING:
+    from typing import Any
 
 _NON_PRINTABLE_START = "[^\x09\x0a\x0d\x20-\x7e\x85"
 

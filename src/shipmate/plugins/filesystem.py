@@ -15,15 +15,12 @@ corrupted or swapped artifact.
 
 from __future__ import annotations
 
-import atexit
+import _thread
 import os
-import queue
-import shutil
-import threading
+import stat
 import time
 import zlib
 from collections.abc import Mapping
-from typing import Any
 
 from shipmate.plugin.base import PluginBase
 from shipmate.plugin.config import merge_private_config
@@ -31,6 +28,11 @@ from shipmate.plugin.errors import ConfigError
 from shipmate.plugin.info import DeploymentInfo, PEInfo
 from shipmate.plugin.status import ActionStatus, ActionStatusInfo, DataKey, DeploymentState
 from shipmate.plugin.yamlio import import_yaml, safe_dump, safe_load
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs the runner ms
+if TYPE_CHECKING:
+    import queue
+    from typing import Any
 
 RESERVED_INFO_KEYS = ("deployment_id", "model_id", "model_file", "model_crc32")
 """Keys of the info file the plugin owns; a deployment's key/values never override them."""
@@ -129,13 +131,17 @@ class _Reaper:
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._busy = threading.Lock()
+        self._lock = _thread.allocate_lock()  # threading and queue are imported on first use only
+        self._busy = _thread.allocate_lock()
         self._queue: queue.SimpleQueue[str] | None = None
 
     def discard(self, path: str) -> None:
         with self._lock:
             if self._queue is None:
+                import atexit
+                import queue
+                import threading
+
                 self._queue = queue.SimpleQueue()
                 worker = threading.Thread(target=self._run, name="fs-plugin-reaper", daemon=True)
                 worker.start()
@@ -146,6 +152,9 @@ class _Reaper:
         """Delete everything queued, now, and wait for the deletion under way."""
         if self._queue is None:
             return
+        import queue
+        import shutil
+
         while True:
             try:
                 path = self._queue.get_nowait()
@@ -156,6 +165,8 @@ class _Reaper:
             pass
 
     def _run(self) -> None:
+        import shutil
+
         assert self._queue is not None
         while True:
             path = self._queue.get()
@@ -362,6 +373,8 @@ class FilesystemPlugin(PluginBase):
                 _write_yaml(os.path.join(staging, settings.kv_file), kv)
             _swap_into_place(staging, target)
         except BaseException:
+            import shutil
+
             shutil.rmtree(staging, ignore_errors=True)
             raise
 
@@ -453,7 +466,7 @@ def _copy_with_checksum(source: str, destination: str) -> str:
         for block in iter(lambda: reader.read(1 << 20), b""):
             checksum = zlib.crc32(block, checksum)
             writer.write(block)
-    shutil.copymode(source, destination)
+    os.chmod(destination, stat.S_IMODE(os.stat(source).st_mode))
     return f"{checksum:08x}"
 
 
