@@ -43,7 +43,7 @@ schema = schemathesis.pytest.from_fixture("fuzzed_api")
 
 
 @schema.parametrize()
-@hypothesis_settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@hypothesis_settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_route_answers_5xx(case: Any, server: LiveServer, world: dict[str, Any]) -> None:
     if case.operation.path.endswith("/events/stream"):
         return  # never ends by itself; test_events.py covers it, the long-poll route shares its parameters

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, delete, func, select
+from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session
 
 from shipmate.plugin.status import ActionStatus
@@ -257,115 +258,145 @@ class ReportOutcome:
     unknown: list[str] = field(default_factory=list)
 
 
+_SNAPSHOT = (
+    Deployment.id,
+    Deployment.generation,
+    Deployment.desired_state,
+    Deployment.model_package_id,
+    Deployment.relaunch_generation,
+    Deployment.force,
+    Deployment.observed_generation,
+    Deployment.observed_status,
+    Deployment.observed_state,
+)
+
+
 def apply_reports(
     session: Session, *, environment_id: str, reports: Sequence[Report], actor: str
 ) -> ReportOutcome:
-    """Record a batch of agent reports in one transaction (one event per report)."""
+    """Record a batch of agent reports in one transaction (one event per report).
+
+    The hot path of a busy agent: rows are read and written with bulk statements
+    (one SELECT, one multi-row INSERT of events, one bulk UPDATE), not object by object.
+    """
     environments.touch(session, environment_id=environment_id)
     ids = {report.deployment_id for report in reports}
-    rows = session.scalars(
-        select(Deployment).where(Deployment.id.in_(ids), Deployment.environment_id == environment_id)
+    rows = session.execute(
+        select(*_SNAPSHOT).where(Deployment.id.in_(ids), Deployment.environment_id == environment_id)
     )
-    by_id = {deployment.id: deployment for deployment in rows}
+    current: dict[str, dict[str, Any]] = {row.id: dict(row._mapping) for row in rows}
+    changes: dict[str, dict[str, Any]] = {}
+    removed: list[str] = []
+    event_rows: list[dict[str, Any]] = []
     outcome = ReportOutcome()
     now = utcnow()
     for index, report in enumerate(reports):
-        deployment = by_id.get(report.deployment_id)
-        base: dict[str, Any] = {
+        snapshot = current.get(report.deployment_id)
+        status = report.status.value if report.status else None
+        state = report.state.value if report.state else None
+        details: dict[str, Any] = {
             "action": report.action,
             "phase": report.phase.value,
-            "state": report.state.value if report.state else None,
+            "state": state,
             "duration": report.duration,
             "attempt": report.attempt,
             **({"data": report.data} if report.data else {}),
         }
-        if deployment is None:
+        common: dict[str, Any] = {
+            "type": _PHASE_EVENTS[report.phase.value],
+            "actor": actor,
+            "environment_id": environment_id,
+            "deployment_id": report.deployment_id,
+            "generation": report.generation,
+            "status": status,
+            "message": report.message,
+            "timestamp": now,
+        }
+        if snapshot is None:
             outcome.unknown.append(report.deployment_id)
-            events.append(
-                session,
-                type=_PHASE_EVENTS[report.phase.value],
-                actor=actor,
-                environment_id=environment_id,
-                deployment_id=report.deployment_id,
-                generation=report.generation,
-                status=report.status.value if report.status else None,
-                message=report.message,
-                data={**base, "unknownDeployment": True},
-                timestamp=now,
-            )
+            event_rows.append(events.row(**common, data={**details, "unknownDeployment": True}))
             continue
+        desired = lifecycle.Desired(
+            generation=snapshot["generation"],
+            state=snapshot["desired_state"],
+            model_package_id=snapshot["model_package_id"],
+            relaunch_generation=snapshot["relaunch_generation"],
+            force=snapshot["force"],
+        )
         verdict = lifecycle.judge_report(
-            current=_desired(deployment),
-            observed_generation=deployment.observed_generation,
+            current=desired,
+            observed_generation=snapshot["observed_generation"],
             report_generation=report.generation,
             phase=report.phase.value,
-            state=report.state.value if report.state else None,
+            state=state,
             field=f"reports[{index}].generation",
         )
-        changed = (report.status is not None and deployment.observed_status != report.status.value) or (
-            report.state is not None and deployment.observed_state != report.state.value
+        changed = (status is not None and snapshot["observed_status"] != status) or (
+            state is not None and snapshot["observed_state"] != state
         )
         if report.phase.value != "observed" or changed or verdict is not Verdict.APPLY:
-            events.append(
-                session,
-                type=_PHASE_EVENTS[report.phase.value],
-                actor=actor,
-                environment_id=environment_id,
-                deployment_id=deployment.id,
-                generation=report.generation,
-                status=report.status.value if report.status else None,
-                message=report.message,
-                data={**base, **({"stale": True} if verdict is Verdict.STALE else {})},
-                timestamp=now,
-            )
+            stale = {"stale": True} if verdict is Verdict.STALE else {}
+            event_rows.append(events.row(**common, data={**details, **stale}))
         outcome.accepted += 1
         if verdict is Verdict.STALE:
-            outcome.stale.append(deployment.id)
+            outcome.stale.append(report.deployment_id)
         elif verdict is Verdict.REMOVE:
-            outcome.removed.append(deployment.id)
-            events.append(
-                session,
-                type=EventType.DEPLOYMENT_REMOVED,
-                actor=actor,
-                environment_id=environment_id,
-                deployment_id=deployment.id,
-                generation=report.generation,
-                status=report.status.value if report.status else None,
-                message="removal confirmed by the agent" + (" (force delete)" if deployment.force else ""),
-                timestamp=now,
+            outcome.removed.append(report.deployment_id)
+            removed.append(report.deployment_id)
+            event_rows.append(
+                events.row(
+                    **{
+                        **common,
+                        "type": EventType.DEPLOYMENT_REMOVED,
+                        "message": "removal confirmed by the agent"
+                        + (" (force delete)" if desired.force else ""),
+                    },
+                    data=None,
+                )
             )
-            session.delete(deployment)
-            del by_id[deployment.id]
+            del current[report.deployment_id]
+            changes.pop(report.deployment_id, None)
         else:
-            _observe(deployment, report, now)
+            update_values = _observation(snapshot, report, now)
+            snapshot.update(update_values)
+            changes.setdefault(report.deployment_id, {}).update(update_values)
+    events.append_many(session, event_rows)
+    if changes:
+        session.execute(sql_update(Deployment), [{"id": key, **values} for key, values in changes.items()])
+    if removed:
+        session.execute(delete(Deployment).where(Deployment.id.in_(removed)))
     return outcome
 
 
-def _observe(deployment: Deployment, report: Report, now: Any) -> None:
-    deployment.observed_generation = report.generation
+def _observation(snapshot: dict[str, Any], report: Report, now: Any) -> dict[str, Any]:
+    """The observed-state columns a report sets (pure: the snapshot is not touched)."""
+    values: dict[str, Any] = {
+        "observed_generation": report.generation,
+        "observed_message": report.message,
+        "observed_action": report.action,
+        "observed_phase": report.phase.value,
+        "observed_duration": report.duration,
+        "observed_updated_at": now,
+    }
     if report.status is not None:
-        deployment.observed_status = report.status.value
+        values["observed_status"] = report.status.value
     if report.state is not None:
-        deployment.observed_state = report.state.value
-    deployment.observed_message = report.message
-    deployment.observed_action = report.action
-    deployment.observed_phase = report.phase.value
-    deployment.observed_duration = report.duration
-    deployment.observed_updated_at = now
+        values["observed_state"] = report.state.value
     data = report.data or {}
     url = data.get("predictionUrl")
     if isinstance(url, str):
-        deployment.prediction_url = url
+        values["prediction_url"] = url
     current_model = data.get("currentModelId")
     if isinstance(current_model, str):
-        deployment.observed_model_package_id = current_model
+        values["observed_model_package_id"] = current_model
     elif (
         report.phase.value == "finished"
         and report.status is ActionStatus.OK
-        and report.generation == deployment.generation
+        and report.generation == snapshot["generation"]
         and report.state is not None
         and report.state.value == "ready"
     ):
-        deployment.observed_model_package_id = deployment.model_package_id
+        values["observed_model_package_id"] = snapshot["model_package_id"]
     if report.state is not None and report.state.value == "stopped":
-        deployment.prediction_url = None
+        values["prediction_url"] = None
+    return values

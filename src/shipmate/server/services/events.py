@@ -6,10 +6,10 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from shipmate.server.models import Event
+from shipmate.server.models import Event, utcnow
 
 
 class EventType:
@@ -60,6 +60,38 @@ def append(
         event.timestamp = timestamp
     session.add(event)
     return event
+
+
+def row(
+    *,
+    type: str,
+    actor: str,
+    environment_id: str | None = None,
+    deployment_id: str | None = None,
+    generation: int | None = None,
+    message: str | None = None,
+    status: str | None = None,
+    data: dict[str, Any] | None = None,
+    timestamp: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """One event as a row for ``append_many``."""
+    return {
+        "type": type,
+        "actor": actor,
+        "environment_id": environment_id,
+        "deployment_id": deployment_id,
+        "generation": generation,
+        "message": message,
+        "status": status,
+        "data": data,
+        "timestamp": timestamp or utcnow(),
+    }
+
+
+def append_many(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert many events in one statement; ids follow the order of ``rows``."""
+    if rows:
+        session.execute(insert(Event), list(rows))
 
 
 def latest_id(session: Session) -> int:
