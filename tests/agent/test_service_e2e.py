@@ -89,7 +89,9 @@ def test_agent_survives_a_service_restart(tmp_path, live_service, iris_packages,
     )
     agent_processes(config, secret, tmp_path / "agent.log").start()
     first = admin.create_deployment(env.id, p1.id, name="one")
-    assert e2e.wait_until(lambda: observed(admin, first.id).state == "ready", 60)
+    assert e2e.wait_until(lambda: observed(admin, first.id).state == "ready", 120), (
+        tmp_path / "agent.log"
+    ).read_text()[-3000:]
     live_service.stop()
     assert e2e.wait_until(lambda: "lost the service" in (tmp_path / "agent.log").read_text(), 30)
     live_service.start()
