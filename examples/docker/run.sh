@@ -2,14 +2,16 @@
 # The Docker plugin end to end through the documented runner (bosun-plugin-runner):
 # build the images, start the environment, deploy a model, predict through the proxy,
 # stop the deployment. Env: PLUGIN_CONFIG (default: plugin.docker.conf.yaml here),
-# KEEP=1 to leave the deployment running.
+# KEEP=1 to leave the deployment running, SKIP_IMAGES=1 when the images are built.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 config="${PLUGIN_CONFIG:-$here/plugin.docker.conf.yaml}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-make -s -C "$here/../../images" all >/dev/null
+if [[ "${SKIP_IMAGES:-0}" != 1 ]]; then
+    make -s -C "$here/../../images" all >/dev/null
+fi
 python3 "$here/make_model.py" "$work/house-prices.mlpkg" >/dev/null
 
 cat >"$work/action.yaml" <<YAML
@@ -34,7 +36,7 @@ run plugin_start
 run deployment_start
 url="$(python3 -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["data"]["predictionUrl"])' "$work/status.yaml")"
 echo "prediction URL: $url"
-curl -sS --fail -X POST -H 'Content-Type: text/csv' --data-binary $'rooms,age,distance\n1.5,0.2,-1\n' "$url"
+curl -sS --fail --max-time 30 -X POST -H 'Content-Type: text/csv' --data-binary $'rooms,age,distance\n1.5,0.2,-1\n' "$url"
 echo
 run deployment_status
 if [[ "${KEEP:-0}" != 1 ]]; then

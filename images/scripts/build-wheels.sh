@@ -43,6 +43,17 @@ if [[ "$(cat "$wheelhouse/deps/.key" 2>/dev/null)" != "$deps_key" ]]; then
 else
     log "dependency wheels are up to date (key $deps_key)"
 fi
+# The build backend (hatchling) is kept in the wheelhouse too, so that rebuilding the
+# shipmate wheel on a warm cache needs no package index at all.
+build_key="$(grep -A3 '^\[build-system\]' "$repo/pyproject.toml" | sha256sum | cut -c1-16)"
+if [[ "$(cat "$wheelhouse/build/.key" 2>/dev/null)" != "$build_key" ]]; then
+    rm -rf "$wheelhouse/build" && mkdir -p "$wheelhouse/build"
+    requires="$("$python" -c 'import sys, tomllib; print(" ".join(tomllib.load(open(sys.argv[1], "rb"))["build-system"]["requires"]))' "$repo/pyproject.toml")"
+    # shellcheck disable=SC2086
+    "$python" -m pip wheel --quiet --disable-pip-version-check -w "$wheelhouse/build" $requires
+    echo "$build_key" >"$wheelhouse/build/.key"
+fi
 rm -f "$wheelhouse/shipmate/"*.whl
-"$python" -m pip wheel --quiet --disable-pip-version-check --no-deps -w "$wheelhouse/shipmate" "$repo"
+"$python" -m pip wheel --quiet --disable-pip-version-check --no-deps --no-index --find-links "$wheelhouse/build" \
+    -w "$wheelhouse/shipmate" "$repo"
 log "shipmate wheel: $(basename "$wheelhouse"/shipmate/*.whl)"

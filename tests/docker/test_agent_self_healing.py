@@ -14,7 +14,8 @@ import httpx
 import pytest
 import yaml
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
+# The first engine test builds the images: minutes on a cold cache (see docs/docker.md).
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def test_a_container_killed_from_outside_is_relaunched_by_the_agent(

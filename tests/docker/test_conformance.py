@@ -10,7 +10,8 @@ import pytest
 from shipmate.plugin.testing import check_plugin
 from shipmate.plugins.docker.plugin import DockerPlugin
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
+# The first engine test builds the images: minutes on a cold cache (see docs/docker.md).
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def test_the_docker_plugin_passes_the_conformance_kit(

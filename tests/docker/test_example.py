@@ -10,12 +10,15 @@ from typing import Any
 import pytest
 import yaml
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
+# The first engine test builds the images: minutes on a cold cache (see docs/docker.md).
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(900)]
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "docker"
 
 
-def test_the_docker_example_runs(tmp_path: Path, plugin_config: dict[str, Any], make_plugin: Any) -> None:
+def test_the_docker_example_runs(
+    tmp_path: Path, plugin_config: dict[str, Any], make_plugin: Any, built_images: dict[str, str]
+) -> None:
     example_config = yaml.safe_load((EXAMPLE / "plugin.docker.conf.yaml").read_text())
     private = tmp_path / "plugin.docker.conf.yaml"
     # The example's own settings, with this session's names and a free proxy port.
@@ -27,10 +30,10 @@ def test_the_docker_example_runs(tmp_path: Path, plugin_config: dict[str, Any], 
     private.write_text(yaml.safe_dump(config))
     result = subprocess.run(
         ["bash", str(EXAMPLE / "run.sh")],
-        env={**os.environ, "PLUGIN_CONFIG": str(private)},
+        env={**os.environ, "PLUGIN_CONFIG": str(private), "SKIP_IMAGES": "1"},  # built by the fixture
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=240,
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr

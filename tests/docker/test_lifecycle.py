@@ -13,7 +13,8 @@ import pytest
 from shipmate.plugin.actions import Action, invoke
 from shipmate.plugin.status import ActionStatus, DeploymentState
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
+# The first engine test builds the images: minutes on a cold cache (see docs/docker.md).
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def predict(client: httpx.Client, url: str, row: dict[str, float]) -> float:
