@@ -550,10 +550,13 @@ class Agent:
         return self._run_plugin_step(step, say)
 
     def _tell_once(self, step: PlannedAction, event_type: str | None) -> bool:
+        """Say an informational step once per deployment and generation (resyncs re-plan it).
+
+        With ``event_type`` it is posted as that agent event, otherwise reported as an observation.
+        """
         key = (step.deployment_id, f"{step.kind.value}:{step.generation}")
         with self._lock:
             if key in self._told:
-                # remember the unknown deployment so the reconciler's answer is not repeated each resync
                 return False
             self._told.add(key)
         if event_type is not None:
