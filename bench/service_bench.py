@@ -10,7 +10,8 @@ same database, measured in the same run, so the figures show the cost of HTTP + 
 + serialisation over the database itself. The server runs as a separate process
 (``shipmate server``), the client is httpx; all traffic is on 127.0.0.1.
 
-    python3 bench/service_bench.py [--deployments 10000] [--repeat 200] [--backends sqlite,postgres] [--json out.json]
+    python3 bench/service_bench.py [--deployments 10000] [--repeat 200] \\
+        [--backends sqlite,postgres] [--json out.json]
 """
 
 from __future__ import annotations
