@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from shipmate.server import schemas
@@ -17,7 +17,6 @@ from shipmate.server.deps import NO_NUL, CallerDep, Runtime, RuntimeDep, check_e
 from shipmate.server.errors import InvalidInput
 from shipmate.server.security import Principal
 from shipmate.server.services import events
-from shipmate.server.views import event_out
 
 router = APIRouter(prefix="/events", tags=["events"])
 
@@ -49,9 +48,10 @@ def _scoped(caller: Principal, environment_id: str | None) -> str | None:
     return caller.environment_id
 
 
-def _read(runtime: Runtime, where: _Filter, after: int, limit: int) -> list[schemas.EventOut]:
+def _read(runtime: Runtime, where: _Filter, after: int, limit: int) -> list[dict[str, Any]]:
+    """Events in their wire form (the shape of ``schemas.EventOut``), oldest first."""
     with runtime.db.read() as session:
-        rows = events.query(
+        return events.query_wire(
             session,
             after=after,
             limit=limit,
@@ -61,12 +61,11 @@ def _read(runtime: Runtime, where: _Filter, after: int, limit: int) -> list[sche
             since=where.since,
             until=where.until,
         )
-        return [event_out(e) for e in rows]
 
 
 async def _next_batch(
     runtime: Runtime, where: _Filter, after: int, limit: int, wait: float
-) -> list[schemas.EventOut]:
+) -> list[dict[str, Any]]:
     """Events after the cursor; if there are none yet, wait up to ``wait`` seconds for some."""
     deadline = time.monotonic() + wait
     while True:
@@ -81,7 +80,11 @@ async def _next_batch(
 Types = Annotated[list[str], Query(alias="type", description="event type; repeat for several")]
 
 
-@router.get("")
+def _json(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_UTC_Z)
+
+
+@router.get("", response_model=schemas.EventPage)
 async def list_events(
     runtime: RuntimeDep,
     caller: CallerDep,
@@ -93,7 +96,7 @@ async def list_events(
     after: Annotated[int, Query(ge=0, le=MAX_CURSOR, description="return events with a larger id")] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
     wait: Annotated[float, Query(ge=0, le=3600, description="seconds to wait for an event (long poll)")] = 0,
-) -> schemas.EventPage:
+) -> Response:
     """Events oldest first after a cursor; ``cursor`` in the answer is where to continue from."""
     where = _Filter(_scoped(caller, environment_id), deployment_id, types, since, until)
     found = await _next_batch(
@@ -103,7 +106,9 @@ async def list_events(
         min(limit, runtime.settings.max_page_size * 10),
         min(wait, runtime.settings.max_wait),
     )
-    return schemas.EventPage(cursor=found[-1].id if found else after, events=found)
+    # Encoded directly (orjson): a page of 1,000 events is the hot path of every follower.
+    page = {"cursor": found[-1]["id"] if found else after, "events": found}
+    return Response(_json(page), media_type="application/json")
 
 
 @router.get(
@@ -137,9 +142,8 @@ async def stream_events(
                 yield b": keep-alive\n\n"
                 continue
             for event in batch:
-                payload = json.dumps(event.model_dump(mode="json", by_alias=True), separators=(",", ":"))
-                yield f"id: {event.id}\nevent: {event.type}\ndata: {payload}\n\n".encode()
-            cursor = batch[-1].id
+                yield b"id: %d\nevent: %s\ndata: %s\n\n" % (event["id"], event["type"].encode(), _json(event))
+            cursor = batch[-1]["id"]
 
     return StreamingResponse(
         body(),

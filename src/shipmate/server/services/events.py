@@ -98,6 +98,62 @@ def latest_id(session: Session) -> int:
     return int(session.scalar(select(func.max(Event.id))) or 0)
 
 
+_WIRE_COLUMNS = (
+    Event.id.label("id"),
+    Event.type.label("type"),
+    Event.timestamp.label("timestamp"),
+    Event.environment_id.label("environmentId"),
+    Event.deployment_id.label("deploymentId"),
+    Event.generation.label("generation"),
+    Event.actor.label("actor"),
+    Event.message.label("message"),
+    Event.status.label("status"),
+    Event.data.label("data"),
+)
+
+
+def query_wire(
+    session: Session,
+    *,
+    after: int = 0,
+    limit: int = 100,
+    environment_id: str | None = None,
+    deployment_id: str | None = None,
+    types: Sequence[str] = (),
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Like ``query``, but rows straight in their wire form (camelCase keys): the followers' hot path
+    skips ORM objects and per-event validation."""
+    statement = _filtered(
+        select(*_WIRE_COLUMNS), after, environment_id, deployment_id, types, since, until
+    ).order_by(Event.id)
+    return [dict(row._mapping) for row in session.execute(statement.limit(limit))]
+
+
+def _filtered(
+    statement: Any,
+    after: int,
+    environment_id: str | None,
+    deployment_id: str | None,
+    types: Sequence[str],
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+) -> Any:
+    statement = statement.where(Event.id > after)
+    if environment_id is not None:
+        statement = statement.where(Event.environment_id == environment_id)
+    if deployment_id is not None:
+        statement = statement.where(Event.deployment_id == deployment_id)
+    if types:
+        statement = statement.where(Event.type.in_(list(types)))
+    if since is not None:
+        statement = statement.where(Event.timestamp >= since)
+    if until is not None:
+        statement = statement.where(Event.timestamp < until)
+    return statement
+
+
 def query(
     session: Session,
     *,
@@ -110,17 +166,7 @@ def query(
     until: dt.datetime | None = None,
 ) -> list[Event]:
     """Events with ``id > after`` matching every given filter, oldest first."""
-    statement = select(Event).where(Event.id > after)
-    if environment_id is not None:
-        statement = statement.where(Event.environment_id == environment_id)
-    if deployment_id is not None:
-        statement = statement.where(Event.deployment_id == deployment_id)
-    if types:
-        statement = statement.where(Event.type.in_(list(types)))
-    if since is not None:
-        statement = statement.where(Event.timestamp >= since)
-    if until is not None:
-        statement = statement.where(Event.timestamp < until)
+    statement = _filtered(select(Event), after, environment_id, deployment_id, types, since, until)
     return list(session.scalars(statement.order_by(Event.id).limit(limit)))
 
 
