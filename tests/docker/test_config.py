@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from shipmate.plugin.config import load_private_config
 from shipmate.plugin.errors import ConfigError
 from shipmate.plugins.docker.config import (
     DEFAULT_PREDICTION_SERVER_IMAGE,
@@ -14,7 +15,6 @@ from shipmate.plugins.docker.config import (
     ProxyKind,
     ReadinessVia,
     RestartPolicy,
-    load_private_config,
     parse_config,
 )
 from shipmate.plugins.docker.plugin import DockerPlugin
@@ -129,13 +129,13 @@ def test_string_ports_and_booleans_from_yaml_are_converted() -> None:
 def test_private_config_errors_name_the_file_and_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("dockerNetwork: [unclosed\n")
-    with pytest.raises(ConfigError, match=r"bad.yaml: invalid YAML at line \d+"):
+    with pytest.raises(ConfigError, match=r"bad.yaml: malformed YAML at line \d+"):
         load_private_config(str(bad))
     with pytest.raises(ConfigError, match="file not found"):
         load_private_config(str(tmp_path / "missing.yaml"))
     listing = tmp_path / "list.yaml"
     listing.write_text("- a\n- b\n")
-    with pytest.raises(ConfigError, match="expected a mapping at the top level, got list"):
+    with pytest.raises(ConfigError, match="expected a mapping of settings at the top level, got list"):
         load_private_config(str(listing))
     with pytest.raises(ConfigError, match="'traefikImage'"):
         private = tmp_path / "p.yaml"

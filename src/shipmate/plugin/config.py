@@ -131,8 +131,10 @@ def _parse_yaml(text: str, where: str) -> Any:
         raise ConfigError(f"{where}: malformed YAML at {describe_yaml_error(exc)}") from None
 
 
-def load_private_config(path: str) -> dict[str, Any]:
-    """Read a plugin's private config (YAML; JSON is valid YAML). An empty file is ``{}``."""
+def load_private_config(path: str | None) -> dict[str, Any]:
+    """Read a plugin's private config (YAML; JSON is valid YAML). No file or an empty one is ``{}``."""
+    if not path:
+        return {}
     where = f"private config {path}"
     raw = _parse_yaml(_read_text(path, "private config"), where)
     if raw is None:
@@ -146,10 +148,7 @@ def load_private_config(path: str) -> dict[str, Any]:
 
 def merge_private_config(plugin_config: Mapping[str, Any], private_config_file: str | None) -> dict[str, Any]:
     """``pluginConfig`` with the private config merged over it (the private file wins)."""
-    merged = dict(plugin_config)
-    if private_config_file:
-        merged.update(load_private_config(private_config_file))
-    return merged
+    return {**plugin_config, **load_private_config(private_config_file)}
 
 
 def _line_of(text: str, dotted: str) -> int | None:

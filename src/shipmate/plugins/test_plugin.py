@@ -155,7 +155,7 @@ class TestPlugin(PluginBase):
         dry_run: bool = False,
     ) -> None:
         super().__init__(plugin_config, private_config_file, pe_info, dry_run)
-        raw = load_private_config(private_config_file) if private_config_file else {}
+        raw = load_private_config(private_config_file)
         source = f"private config {private_config_file}" if private_config_file else "test plugin config"
         self.settings = TestPluginSettings(raw, source)
 

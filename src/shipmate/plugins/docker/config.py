@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from shipmate import __version__
-from shipmate.plugin.errors import ConfigError, describe_yaml_error
+from shipmate.plugin.errors import ConfigError
 
 
 class ProxyKind(enum.StrEnum):
@@ -152,30 +152,6 @@ _KEYS: dict[str, str] = {
     "stopProxyOnPluginStop": "stop_proxy_on_plugin_stop",
 }
 """Every key this plugin reads, YAML name → field."""
-
-
-def load_private_config(path: str | None) -> dict[str, Any]:
-    """The private YAML config as a mapping (empty when no file was given)."""
-    if not path:
-        return {}
-    import yaml
-
-    try:
-        with open(path, encoding="utf-8") as handle:
-            raw = yaml.safe_load(handle)
-    except FileNotFoundError:
-        raise ConfigError(f"private config {path}: file not found") from None
-    except OSError as exc:
-        raise ConfigError(f"private config {path}: cannot be read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"private config {path}: invalid YAML at {describe_yaml_error(exc)}") from None
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        raise ConfigError(
-            f"private config {path}: expected a mapping at the top level, got {type(raw).__name__}"
-        )
-    return dict(raw)
 
 
 def parse_config(

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from shipmate.plugin.base import PluginBase
+from shipmate.plugin.config import load_private_config
 from shipmate.plugin.errors import ConfigError
 from shipmate.plugin.info import DeploymentInfo, PEInfo
 from shipmate.plugin.status import ActionStatus, ActionStatusInfo, DataKey, DeploymentState, worst
@@ -21,7 +22,6 @@ from shipmate.plugins.docker.config import (
     DockerPluginConfig,
     ProxyKind,
     ReadinessVia,
-    load_private_config,
     parse_config,
 )
 from shipmate.plugins.docker.decisions import (

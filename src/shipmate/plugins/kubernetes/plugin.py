@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from shipmate.plugin.base import PluginBase
+from shipmate.plugin.config import merge_private_config
 from shipmate.plugin.errors import ConfigError
 from shipmate.plugin.info import DeploymentInfo, PEInfo
 from shipmate.plugin.status import ActionStatus, ActionStatusInfo, DataKey, DeploymentState, worst
@@ -45,7 +46,7 @@ from shipmate.plugins.kubernetes.manifests import (
     resource_name,
 )
 from shipmate.plugins.kubernetes.rollout import Phase, Rollout, assess_build, assess_rollout
-from shipmate.plugins.kubernetes.settings import KubernetesSettings, load_private_config, parse_settings
+from shipmate.plugins.kubernetes.settings import KubernetesSettings, parse_settings
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class KubernetesPlugin(PluginBase):
         dry_run: bool = False,
     ) -> None:
         super().__init__(plugin_config, private_config_file, pe_info, dry_run)
-        merged = {**self.plugin_config, **load_private_config(private_config_file)}
+        merged = merge_private_config(self.plugin_config, private_config_file)
         self.settings: KubernetesSettings = parse_settings(
             merged,
             environment_id=self.pe_info.id if self.pe_info else None,

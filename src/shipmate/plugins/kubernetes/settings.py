@@ -13,13 +13,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
-
-from shipmate.plugin.errors import ConfigError, describe_yaml_error
+from shipmate.plugin.errors import ConfigError
 
 IN_CLUSTER = "IN_CLUSTER"
 """``kubeConfigContext`` value meaning: use the pod's service account."""
@@ -112,25 +109,6 @@ class KubernetesSettings:
     def prediction_url(self, deployment_id: str) -> str:
         """Where clients send predictions for ``deployment_id`` (the prediction server's ``/predictions``)."""
         return f"{self.outfacing_prediction_url_prefix.rstrip('/')}/{deployment_id}/predictions"
-
-
-def load_private_config(path: str | None) -> dict[str, Any]:
-    """Read ``plugin.k8s.conf.yaml``; an empty file is an empty mapping."""
-    if not path:
-        return {}
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read the Kubernetes plugin config {path}: {exc.strerror or exc}") from None
-    try:
-        loaded = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML at {describe_yaml_error(exc)}") from None
-    if loaded is None:
-        return {}
-    if not isinstance(loaded, Mapping):
-        raise ConfigError(f"{path}: expected a mapping of settings, got {type(loaded).__name__}")
-    return {str(k): v for k, v in loaded.items()}
 
 
 def parse_settings(
