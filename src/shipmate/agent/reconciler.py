@@ -25,9 +25,10 @@ from shipmate.agent.model import (
     PlannedAction,
     Policy,
 )
+from shipmate.plugin.status import DeploymentState
 
-READY = "ready"
-STOPPED = "stopped"
+READY = DeploymentState.READY.value
+STOPPED = DeploymentState.STOPPED.value
 
 
 def plan(
