@@ -314,3 +314,15 @@ def test_the_agent_accepts_the_config_every_example_renders(
     assert str(settings.plugin.private_config) == "/etc/shipmate/plugin.k8s.conf.yaml"
     assert settings.token_text() == "agent-token-from-the-secret"
     assert settings.timeouts.for_action("deployment_start") == 1500 + 2 * 900 + 120
+    assert settings.metrics.enabled and settings.metrics.host == "0.0.0.0"
+
+
+def test_the_agent_pod_is_probed_on_the_port_its_config_serves() -> None:
+    objects = render(_merge(MINIMUM, {"managementAgent": {"metricsPort": 9555}}))
+    agent, _ = config_files(objects)
+    (deployment,) = by_kind(objects, "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert agent["metrics"]["port"] == 9555
+    assert container["ports"] == [{"name": "metrics", "containerPort": 9555}]
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}

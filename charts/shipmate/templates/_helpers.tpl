@@ -67,6 +67,9 @@ workDir: /var/lib/shipmate-agent
 plugin:
   name: kubernetes
   privateConfig: /etc/shipmate/plugin.k8s.conf.yaml
+metrics:
+  host: 0.0.0.0
+  port: {{ .Values.managementAgent.metricsPort }}
 timeouts:
   deploymentStart: {{ $actionBudget }}
   deploymentReplaceModel: {{ $actionBudget }}
