@@ -55,4 +55,13 @@ def server(
         for error in exc.errors():
             typer.echo(f"error: {'.'.join(map(str, error['loc']))}: {error['msg']}", err=True)
         raise typer.Exit(2) from None
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level.lower(), proxy_headers=True)
+    # Long polls and event streams would otherwise hold a shutdown for up to their
+    # full wait; their clients resume from their cursor, so cutting them is safe.
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=log_level.lower(),
+        proxy_headers=True,
+        timeout_graceful_shutdown=3,
+    )
