@@ -285,6 +285,52 @@ def test_a_reader_never_sees_a_half_written_deployment(base, tmp_path) -> None:
     assert settled(base) == ["deployment_d1"]
 
 
+def test_a_replaced_deployment_is_never_missing(base, tmp_path) -> None:
+    """The old and new directories are exchanged atomically: its place is never empty,
+    so neither a reader nor a crash at any instant finds the deployment gone."""
+    import threading
+
+    model = tmp_path / "model.mlpkg"
+    model.write_bytes(os.urandom(64 * 1024))
+    plugin = make_plugin(base)
+    assert invoke(plugin, "deployment_start", deployment(model)).ok
+    target = base / "deployment_d1"
+    done = threading.Event()
+    missing = 0
+    looks = 0
+
+    def watch() -> None:
+        nonlocal missing, looks
+        while not done.is_set():
+            looks += 1
+            if not target.is_dir():
+                missing += 1
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        for round_ in range(40):
+            assert invoke(plugin, "deployment_replace_model", deployment(model, new_model_id=f"m{round_}")).ok
+    finally:
+        done.set()
+        watcher.join(timeout=60)
+    assert looks > 0
+    assert missing == 0
+    assert yaml.safe_load((target / "config.yml").read_text())["model_id"] == "m39"
+
+
+def test_a_replacement_cut_short_is_put_back_at_start(base, model_artifact) -> None:
+    """A crash between the two renames of the fallback swap leaves ``.swap``: it goes back."""
+    plugin = make_plugin(base)
+    assert invoke(plugin, "deployment_start", deployment(model_artifact)).ok
+    (base / "deployment_d1").rename(base / ".deployment_d1.abc.swap")
+    (base / "deployment_d2").mkdir()
+    (base / ".deployment_d2.abc.swap").mkdir()  # its place is taken: the leftover is deleted
+    assert invoke(make_plugin(base), "plugin_start").ok
+    assert invoke(plugin, "deployment_status", deployment(model_artifact)).ok
+    assert settled(base) == ["deployment_d1", "deployment_d2"]
+
+
 def test_leftovers_of_interrupted_runs_are_swept(base, model_artifact) -> None:
     (base / ".deployment_d9.abc.old").mkdir()
     fresh = base / ".deployment_d8.abc.new"

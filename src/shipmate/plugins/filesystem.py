@@ -385,7 +385,12 @@ class FilesystemPlugin(PluginBase):
         _REAPER.discard(aside)
 
     def _sweep(self, names: list[str] | None = None) -> None:
-        """Delete what interrupted runs left aside: every ``.old``, and ``.new`` older than an hour."""
+        """Clear what interrupted runs left aside.
+
+        Every ``.old`` (a stopped deployment) is deleted; a ``.swap`` (the previous
+        deployment of a replacement cut short) is put back when its place is empty,
+        deleted otherwise; a ``.new`` (staging) is deleted once it is an hour old.
+        """
         base = self.settings.base_dir
         try:
             names = os.listdir(base) if names is None else names
@@ -399,12 +404,25 @@ class FilesystemPlugin(PluginBase):
             path = os.path.join(base, name)
             if name.endswith(".old"):
                 _REAPER.discard(path)
+            elif name.endswith(".swap"):
+                self._restore_or_discard(path, name)
             elif name.endswith(".new"):
                 try:
                     if now - os.stat(path).st_mtime > STALE_STAGING_SEC:
                         _REAPER.discard(path)
                 except OSError:
                     continue
+
+    def _restore_or_discard(self, path: str, name: str) -> None:
+        """``.<dir>.<suffix>.swap`` goes back to ``<dir>`` if nothing took that place."""
+        target = os.path.join(self.settings.base_dir, name[1:].rsplit(".", 2)[0])
+        if os.path.exists(target):
+            _REAPER.discard(path)
+            return
+        try:
+            os.rename(path, target)
+        except OSError:
+            _REAPER.discard(path)
 
     def _check(
         self, deployment_id: str, expected_model: str | None = None, verify_checksum: bool = True
@@ -492,18 +510,45 @@ def _read_info(path: str) -> tuple[dict[str, Any] | None, str | None]:
 
 
 def _swap_into_place(staging: str, target: str) -> None:
-    """Rename ``staging`` to ``target``; an existing ``target`` is renamed aside, then removed."""
+    """Put ``staging`` at ``target`` with no moment at which ``target`` is missing.
+
+    On Linux the two directories are exchanged in one atomic ``renameat2`` call, so a
+    reader (or a crash) never sees the deployment gone. Elsewhere the old one is
+    renamed aside as ``.swap`` first; a crash in that short window leaves the
+    ``.swap`` directory, which ``_sweep`` puts back.
+    """
     try:
         os.rename(staging, target)
         return
     except OSError:
         if not os.path.isdir(target):
             raise
-    old = f"{os.path.join(os.path.dirname(target), '.' + os.path.basename(target))}.{_random_suffix()}.old"
-    os.rename(target, old)
+    if _exchange(staging, target):
+        _REAPER.discard(staging)  # it now holds the previous deployment
+        return
+    aside = f"{os.path.join(os.path.dirname(target), '.' + os.path.basename(target))}.{_random_suffix()}.swap"
+    os.rename(target, aside)
     try:
         os.rename(staging, target)
     except OSError:
-        os.rename(old, target)  # put the previous deployment back
+        os.rename(aside, target)  # put the previous deployment back
         raise
-    _REAPER.discard(old)
+    _REAPER.discard(aside)
+
+
+def _exchange(first: str, second: str) -> bool:
+    """Atomically swap two paths (Linux ``renameat2(RENAME_EXCHANGE)``); False where unsupported."""
+    import ctypes
+    import errno
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False  # the kernel or file system cannot exchange: take the two-rename path
+    raise OSError(code, os.strerror(code), second)
