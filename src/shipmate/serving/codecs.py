@@ -13,9 +13,12 @@ import csv
 import io
 import math
 from collections.abc import Sequence
+from functools import lru_cache
+from itertools import chain
 from operator import itemgetter
 from typing import Any
 
+import msgspec
 import numpy as np
 import orjson
 import pandas as pd
@@ -33,13 +36,15 @@ def _json(body: bytes) -> Any:
         raise InputError(f"the body is not valid JSON: {exc}", status=400) from None
 
 
-def _from_records(records: list[Any]) -> InferenceRequest:
+def _from_records(records: list[Any], features: tuple[str, ...] | None = None) -> InferenceRequest:
+    """Rows of the columns of the first record, or only of ``features`` when it has them all
+    (then columns the model does not use may differ from row to row)."""
     if not records:
         raise InputError("no rows to score", status=400)
     first = records[0]
     if not isinstance(first, dict) or not first:
         raise InputError("expected an object of column values", row=0, status=400)
-    columns = tuple(first)
+    columns = features if features and all(f in first for f in features) else tuple(first)
     getter = itemgetter(*columns)
     try:
         rows = list(map(getter, records))
@@ -93,11 +98,14 @@ def _from_split(split: Any) -> InferenceRequest:
     return InferenceRequest(columns=columns, rows=rows)
 
 
-def decode_json(body: bytes) -> InferenceRequest:
-    """JSON records, columns, or MLflow's dataframe_split / dataframe_records."""
+def decode_json(body: bytes, features: tuple[str, ...] | None = None) -> InferenceRequest:
+    """JSON records, columns, or MLflow's dataframe_split / dataframe_records.
+
+    ``features``: the model's, when known; records then need only those columns.
+    """
     obj = _json(body)
     if isinstance(obj, list):
-        return _from_records(obj)
+        return _from_records(obj, features)
     if not isinstance(obj, dict) or not obj:
         raise InputError("expected a JSON array of records or an object of columns", status=400)
     if "dataframe_split" in obj:
@@ -106,8 +114,66 @@ def decode_json(body: bytes) -> InferenceRequest:
         records = obj["dataframe_records"]
         if not isinstance(records, list):
             raise InputError("dataframe_records must be a list of records", status=400)
-        return _from_records(records)
+        return _from_records(records, features)
     return _from_columns(obj)
+
+
+class RecordsDecoder:
+    """JSON records straight to a float matrix in the model's feature order.
+
+    The fast path for all-numeric models: msgspec decodes each record into a
+    fixed struct (no dict per row, unknown keys skipped), so a 1,000-row batch
+    costs about half of ``orjson.loads`` plus the conversion. It accepts only
+    what the general path would turn into the very same matrix (numbers and
+    nulls under every feature); for anything else ``decode`` returns ``None`` and
+    the general path runs, which also names the bad row and column.
+    """
+
+    def __init__(self, features: Sequence[str]) -> None:
+        self.features = tuple(features)
+        fields = [(f"c{i}", float | None) for i in range(len(self.features))]
+        row = msgspec.defstruct(
+            "Row", fields, rename={f"c{i}": name for i, name in enumerate(self.features)}, gc=False
+        )
+        self._decoder = msgspec.json.Decoder(list[row])  # type: ignore[valid-type]
+
+    def decode(self, body: bytes) -> np.ndarray | None:
+        try:
+            records = self._decoder.decode(body)
+        except msgspec.DecodeError:
+            return None
+        if not records:
+            return None
+        width = len(self.features)
+        rows = map(msgspec.structs.astuple, records)
+        try:
+            flat = np.fromiter(chain.from_iterable(rows), np.float64, count=len(records) * width)
+        except TypeError:  # a null somewhere: numpy turns None into NaN only via np.array
+            return np.array(list(map(msgspec.structs.astuple, records)), dtype=np.float64)
+        return flat.reshape(len(records), width)
+
+
+@lru_cache(maxsize=256)
+def records_decoder(features: tuple[str, ...]) -> RecordsDecoder:
+    """One decoder per feature list (building the struct type costs more than a batch)."""
+    return RecordsDecoder(features)
+
+
+def decode_json_matrix(body: bytes, features: tuple[str, ...]) -> InferenceRequest:
+    """`decode_json` for a model that takes a float matrix: the fast path when the body allows it."""
+    if body[:1] == b"[" or body.lstrip()[:1] == b"[":
+        matrix = records_decoder(features).decode(body)
+        if matrix is not None:
+            return InferenceRequest(columns=features, rows=matrix)
+    return decode_json(body, features)
+
+
+def decode(body: bytes, fmt: str, features: tuple[str, ...] | None = None) -> InferenceRequest:
+    """A ``"json"`` or ``"csv"`` body; ``features`` when the model takes a float matrix of them,
+    which lets JSON records take the fast path."""
+    if fmt == "csv":
+        return decode_csv(body)
+    return decode_json_matrix(body, features) if features else decode_json(body)
 
 
 _SMALL_CSV = 32 * 1024  # below this the csv module beats pandas' start-up cost
@@ -227,44 +293,56 @@ def predicted_labels(scores: Scores, manifest: Manifest) -> list[Any]:
     return list(labels[predicted_indices(scores, manifest)].tolist())
 
 
+def _numbers(values: np.ndarray, dtype: type = np.float64) -> list[bytes]:
+    """Each value as its JSON text (orjson formats a whole array in one call; NaN becomes null)."""
+    if len(values) == 0:
+        return []
+    text = orjson.dumps(np.ascontiguousarray(values, dtype=dtype), option=orjson.OPT_SERIALIZE_NUMPY)
+    return text[1:-1].split(b",")
+
+
+def _json_rows(n: int, pieces: Sequence[bytes | list[bytes]]) -> bytes:
+    """``n`` JSON objects, each the concatenation of ``pieces`` (constant bytes, or one item per row).
+
+    The pieces are interleaved by slice assignment and joined once, so the cost is a
+    few C-level passes over the rows rather than a Python dict per row.
+    """
+    stride = len(pieces)
+    parts: list[bytes] = [b""] * (stride * n)
+    for j, piece in enumerate(pieces):
+        parts[j::stride] = piece if isinstance(piece, list) else [piece] * n
+    return b"".join(parts)
+
+
 def encode_datarobot(response: InferenceResponse) -> bytes:
-    """DataRobot's prediction response: ``{"data": [{"rowId", "prediction", "predictionValues", …}]}``."""
+    """DataRobot's prediction response: ``{"data": [{"rowId", "prediction", "predictionValues", …}]}``.
+
+    Per row: ``rowId``, ``prediction`` (the label, or the value for regression),
+    ``predictionThreshold`` for binary models, and ``predictionValues`` with one
+    ``{"label", "value"}`` per class (regression: the target name and the value).
+    """
     manifest, scores = response.manifest, response.scores
+    n = len(scores)
+    if n == 0:
+        return b'{"data":[]}'
+    pieces: list[bytes | list[bytes]] = [b',{"rowId":', _numbers(np.arange(n), np.int64), b',"prediction":']
     if scores.probabilities is None:
         assert scores.values is not None
-        target = manifest.target_name or "Prediction"
-        data: list[dict[str, Any]] = [
-            {"rowId": i, "prediction": v, "predictionValues": [{"label": target, "value": v}]}
-            for i, v in enumerate(scores.values.tolist())
-        ]
+        values = _numbers(scores.values)
+        target = orjson.dumps(manifest.target_name or "Prediction")
+        pieces += [values, b',"predictionValues":[{"label":' + target + b',"value":', values, b"}]}"]
     else:
-        labels = list(manifest.class_labels or [])
-        predicted = predicted_labels(scores, manifest)
-        probs = scores.probabilities.tolist()
+        labels = [orjson.dumps(label) for label in manifest.class_labels or []]
+        predicted = [labels[i] for i in predicted_indices(scores, manifest).tolist()]
+        pieces.append(predicted)
         if manifest.target_type is TargetType.BINARY:
-            threshold = manifest.threshold
-            neg, pos = labels
-            data = [
-                {
-                    "rowId": i,
-                    "prediction": p,
-                    "predictionThreshold": threshold,
-                    "predictionValues": [{"label": neg, "value": r[0]}, {"label": pos, "value": r[1]}],
-                }
-                for i, (p, r) in enumerate(zip(predicted, probs, strict=True))
-            ]
-        else:
-            data = [
-                {
-                    "rowId": i,
-                    "prediction": p,
-                    "predictionValues": [
-                        {"label": label, "value": v} for label, v in zip(labels, r, strict=True)
-                    ],
-                }
-                for i, (p, r) in enumerate(zip(predicted, probs, strict=True))
-            ]
-    return orjson.dumps({"data": data})
+            pieces.append(b',"predictionThreshold":' + orjson.dumps(manifest.threshold))
+        opening = b',"predictionValues":['
+        for j, label in enumerate(labels):
+            pieces += [opening + b'{"label":' + label + b',"value":', _numbers(scores.probabilities[:, j])]
+            opening = b"},"
+        pieces.append(b"}]}")
+    return b'{"data":[' + _json_rows(n, pieces)[1:] + b"]}"
 
 
 def _csv_value(v: Any) -> str:

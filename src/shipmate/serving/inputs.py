@@ -84,7 +84,7 @@ def _as_matrix(request: InferenceRequest, features: tuple[str, ...]) -> np.ndarr
         except (IndexError, TypeError):
             raise _locate_matrix_problem(rows, request.columns) from None
     try:
-        matrix = np.array(rows, dtype=np.float64)
+        matrix = np.asarray(rows, dtype=np.float64)
     except (ValueError, TypeError):
         raise _locate_matrix_problem(rows, features) from None
     if matrix.ndim != 2 or matrix.shape[1] != len(features):
