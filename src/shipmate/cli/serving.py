@@ -37,6 +37,13 @@ def serve(
         typer.Option("--allow-pickled-uploads", help="Accept uploads of non-ONNX packages (they run code)."),
     ] = None,
     max_body_mb: Annotated[float | None, typer.Option(help="Largest request body, MB [default: 50].")] = None,
+    fanout: Annotated[
+        bool | None,
+        typer.Option(
+            "--fanout/--no-fanout",
+            help="Score large batches on idle sibling workers too [default: on; needs --workers > 1].",
+        ),
+    ] = None,
     poll_interval: Annotated[
         float | None, typer.Option(help="Deployments-dir scan interval, s [default: 1].")
     ] = None,
@@ -59,6 +66,7 @@ def serve(
         "require_key_for_predictions": require_key_for_predictions,
         "allow_pickled_uploads": allow_pickled_uploads,
         "max_body_bytes": int(max_body_mb * MIB) if max_body_mb is not None else None,
+        "fanout": fanout,
         "poll_interval_s": poll_interval,
         "work_dir": work_dir,
         "log_level": log_level,

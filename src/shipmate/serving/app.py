@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hmac
 import logging
 import os
+import secrets
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
@@ -24,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from shipmate.packages import InputKind
 from shipmate.serving import codecs
 from shipmate.serving.dataplane import DataPlane, ScoreHook
 from shipmate.serving.deployments import Deployment, Failure, Registry, discard, load_deployment
@@ -36,8 +39,9 @@ from shipmate.serving.errors import (
     UnsupportedMediaType,
 )
 from shipmate.serving.management import Manager
-from shipmate.serving.protocol import InferenceRequest, InferenceResponse, InputError
+from shipmate.serving.protocol import InferenceResponse, InputError
 from shipmate.serving.settings import ServeSettings
+from shipmate.serving.siblings import ChunkScorer, FanOut, Siblings
 from shipmate.serving.watcher import DirectoryWatcher
 
 log = logging.getLogger(__name__)
@@ -80,6 +84,9 @@ class Server:
             self.manager = Manager(self.registry, self.watcher, allow_pickled=settings.allow_pickled_uploads)
         key = settings.api_key.get_secret_value().encode() if settings.api_key else None
         self._key = key
+        self.inflight = 0  # prediction requests being scored by this worker
+        self.fanout: FanOut | None = None
+        self._chunk_scorer: ChunkScorer | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -124,9 +131,12 @@ class Server:
             task = asyncio.create_task(self.watcher.run())
         else:
             await self.load_single()
+        gc.freeze()  # what start-up made lives as long as the worker: keep it out of every collection
+        await self.join_siblings()
         try:
             yield
         finally:
+            await self.leave_siblings()
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -135,6 +145,29 @@ class Server:
                 discard(dep)
             with contextlib.suppress(OSError):
                 self.work_dir.rmdir()
+
+    async def join_siblings(self) -> None:
+        """Take chunks from sibling workers, and hand chunks to them (see `shipmate.serving.siblings`)."""
+        peer_dir = self.settings.peer_dir
+        if peer_dir is None or not self.settings.fanout:
+            return
+        own = peer_dir / f"{os.getpid()}-{secrets.token_hex(4)}.sock"
+        scorer = ChunkScorer(self.registry, self.dataplane, own, load=lambda: self.inflight)
+        try:
+            await scorer.start()
+        except OSError as exc:  # fan-out is an optimisation: serve without it
+            log.warning("batches will not be shared with sibling workers: %s", exc)
+            return
+        self._chunk_scorer = scorer
+        self.fanout = FanOut(self.dataplane, Siblings(peer_dir, own))
+
+    async def leave_siblings(self) -> None:
+        if self.fanout is not None:
+            self.fanout.siblings.close()
+            self.fanout = None
+        if self._chunk_scorer is not None:
+            await self._chunk_scorer.close()
+            self._chunk_scorer = None
 
     # ------------------------------------------------------------ edges
 
@@ -168,15 +201,16 @@ class Server:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def decode(self, request: Request) -> InferenceRequest:
-        body = await self.read_body(request, self.settings.max_body_bytes)
+    @staticmethod
+    def body_format(request: Request, body: bytes) -> str:
+        """``"json"`` or ``"csv"``, from the Content-Type (or, when there is none, the first byte)."""
         ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
         if not ctype:  # no declared type: JSON starts with a bracket, anything else is read as CSV
             ctype = JSON if body.lstrip()[:1] in (b"[", b"{") else CSV
         if ctype == JSON or ctype.endswith("+json"):
-            return codecs.decode_json(body)
+            return "json"
         if ctype in _CSV_TYPES:
-            return codecs.decode_csv(body)
+            return "csv"
         raise UnsupportedMediaType(f"unsupported Content-Type {ctype!r}: send application/json or text/csv")
 
     @staticmethod
@@ -232,8 +266,18 @@ class Server:
     async def predict(self, request: Request) -> Response:
         self.check_key(request, management=False)
         deployment = self.dataplane.deployment(request.path_params.get("id"))
-        inference = await self.decode(request)
-        return self.encode(request, self.dataplane.infer(deployment, inference))
+        body = await self.read_body(request, self.settings.max_body_bytes)
+        fmt = self.body_format(request, body)
+        self.inflight += 1
+        try:
+            if self.fanout is not None and self.inflight == 1 and len(body) >= self.settings.fanout_min_bytes:
+                response = await self.fanout.infer(deployment, body, fmt)
+                if response is not None:
+                    return self.encode(request, response)
+            features = deployment.features if deployment.model.input_kind is InputKind.MATRIX else None
+            return self.encode(request, self.dataplane.infer(deployment, codecs.decode(body, fmt, features)))
+        finally:
+            self.inflight -= 1
 
     # ------------------------------------------------------------ endpoints: management
 

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 import numpy as np
+import pandas as pd
 
 from shipmate.packages import ModelError, Scores
 from shipmate.serving.deployments import Deployment, Registry
@@ -51,12 +52,25 @@ class DataPlane:
         raise DeploymentNotFound(route)
 
     def infer(self, deployment: Deployment, request: InferenceRequest) -> InferenceResponse:
+        _, scores = self.score(deployment, request)
+        self.notify(deployment, request, scores)
+        return InferenceResponse(
+            deployment_id=deployment.id,
+            manifest=deployment.manifest,
+            scores=scores,
+            request_id=request.request_id,
+        )
+
+    def score(
+        self, deployment: Deployment, request: InferenceRequest
+    ) -> tuple[np.ndarray | pd.DataFrame, Scores]:
+        """Check and score the rows without telling the hooks: the rows as the model saw them, and scores."""
         model = deployment.model
         rows = model_input(request, deployment.manifest, model.input_kind, deployment.features)
         if not model.accepts_missing and isinstance(rows, np.ndarray):
             check_no_missing(rows, deployment.features)
         try:
-            scores = deployment.model.predict(rows)
+            return rows, model.predict(rows)
         except InputError:
             raise
         except ModelError as exc:
@@ -67,14 +81,11 @@ class DataPlane:
                 "deployment %s: the model raised while scoring %d rows", deployment.id, len(request)
             )
             raise PredictionFailed(f"the model failed: {type(exc).__name__}: {exc}") from exc
+
+    def notify(self, deployment: Deployment, request: InferenceRequest, scores: Scores) -> None:
+        """Tell the hooks about one scored request (once per request, however it was scored)."""
         for hook in self.hooks:
             try:
                 hook(deployment, request, scores)
             except Exception:  # monitoring must never fail a prediction
                 log.exception("score hook %r failed", hook)
-        return InferenceResponse(
-            deployment_id=deployment.id,
-            manifest=deployment.manifest,
-            scores=scores,
-            request_id=request.request_id,
-        )

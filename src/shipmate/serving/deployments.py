@@ -148,6 +148,10 @@ class Registry:
     def get(self, route: str) -> Deployment | None:
         return self._routes.get(route)
 
+    def get_key(self, key: str) -> Deployment | None:
+        """The deployment served from directory ``key`` (``"default"`` in single mode)."""
+        return self._by_key.get(key)
+
     def by_key(self) -> dict[str, Deployment]:
         return dict(self._by_key)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 from typing import Any
 
 from starlette.applications import Starlette
@@ -72,5 +74,12 @@ def run(settings: ServeSettings) -> None:
 
         uvicorn.run(create_app(settings), **common)
     else:
-        os.environ[SETTINGS_ENV] = _settings_json(settings)
-        uvicorn.run("shipmate.serving.server:app_from_environment", factory=True, workers=workers, **common)
+        peer_dir = tempfile.mkdtemp(prefix="shipmate-serve-workers-") if settings.fanout else None  # 0700
+        try:
+            os.environ[SETTINGS_ENV] = _settings_json(settings.model_copy(update={"peer_dir": peer_dir}))
+            uvicorn.run(
+                "shipmate.serving.server:app_from_environment", factory=True, workers=workers, **common
+            )
+        finally:
+            if peer_dir is not None:
+                shutil.rmtree(peer_dir, ignore_errors=True)

@@ -61,6 +61,17 @@ class ServeSettings(BaseSettings):
         description="Server processes sharing the port (default: one per CPU; see docs/serving.md).",
     )
     max_body_bytes: int = Field(default=50 * MIB, ge=1, description="Largest request body accepted, bytes.")
+    fanout: bool = Field(
+        default=True,
+        description="With several workers, score a large batch on idle sibling workers too "
+        "(cut into chunks of whole rows; see docs/serving.md).",
+    )
+    fanout_min_bytes: int = Field(
+        default=64 * 1024, ge=1, description="Smallest request body worth cutting across workers, bytes."
+    )
+    peer_dir: Path | None = Field(
+        default=None, description="Internal: where workers find each other (made by the parent process)."
+    )
     max_package_bytes: int = Field(default=2048 * MIB, ge=1, description="Largest package upload, bytes.")
 
     # -- access

@@ -1,0 +1,129 @@
+"""Cutting bodies into chunks of whole rows: a cut never changes what the rows are.
+
+The property that makes fan-out safe: if every chunk decodes, the chunks hold the
+body's rows, in order. Hypothesis tries bodies built to mislead the cutter: strings
+and nested arrays that contain the very bytes it looks for.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shipmate.packages import Scores
+from shipmate.serving.batching import cut_csv, cut_json_records, join_scores
+
+tricky_text = st.sampled_from(["}, {", "},{", '"}, {"', "plain", "]", "[{", "},\n {"]) | st.text(max_size=6)
+values = st.recursive(
+    st.none()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.integers(-(2**63), 2**63 - 1)
+    | tricky_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(tricky_text, inner, max_size=3),
+    max_leaves=6,
+)
+records = st.lists(st.dictionaries(tricky_text, values, min_size=1, max_size=4), min_size=1, max_size=25)
+shares = st.lists(st.floats(0.05, 1.0), min_size=2, max_size=4)
+
+
+def decoded(chunk: bytes) -> list[Any] | None:
+    try:
+        value = orjson.loads(chunk)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, list) else None
+
+
+@settings(max_examples=400, deadline=None)
+@given(rows=records, parts=shares, indent=st.booleans())
+def test_json_chunks_that_all_decode_hold_the_records_in_order(
+    rows: list[dict[str, Any]], parts: list[float], indent: bool
+) -> None:
+    body = orjson.dumps(rows, option=orjson.OPT_INDENT_2 if indent else 0)
+    chunks = cut_json_records(body, parts)
+    if chunks is None:
+        return
+    assert len(chunks) == len(parts)
+    lists = [decoded(c) for c in chunks]
+    if all(lst is not None for lst in lists):
+        assert [row for lst in lists for row in lst or []] == orjson.loads(body)
+        assert all(lists), "no chunk is empty"
+
+
+def test_json_flat_records_are_cut_by_share() -> None:
+    rows = [{"a": i, "b": i / 3} for i in range(1000)]
+    chunks = cut_json_records(orjson.dumps(rows), [0.5, 0.25, 0.25])
+    assert chunks is not None
+    sizes = [len(orjson.loads(c)) for c in chunks]
+    assert sum(sizes) == 1000
+    assert abs(sizes[0] - 500) < 10 and abs(sizes[1] - 250) < 10
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"a": [1, 2]}', b'[{"a": 1}]', b"[1, 2, 3]", b"", b'  [{"a": 1}, {"a": 2}'],
+)
+def test_json_bodies_without_a_place_to_cut_are_left_whole(body: bytes) -> None:
+    assert cut_json_records(body, [0.5, 0.5]) is None
+
+
+def test_json_a_cut_inside_a_string_leaves_chunks_that_do_not_decode() -> None:
+    chunks = cut_json_records(b'[{"a": "},{"}]', [0.5, 0.5])
+    assert chunks is not None and None in [decoded(c) for c in chunks]
+
+
+def csv_body(rows: list[list[float]], header: list[str], newline: str = "\n") -> bytes:
+    out = io.StringIO()
+    csv.writer(out, lineterminator=newline).writerows([header, *rows])
+    return out.getvalue().encode()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(
+        st.lists(st.floats(allow_nan=False, width=32), min_size=3, max_size=3), min_size=1, max_size=40
+    ),
+    parts=shares,
+    newline=st.sampled_from(["\n", "\r\n"]),
+)
+def test_csv_chunks_each_have_the_header_and_together_the_rows(
+    rows: list[list[float]], parts: list[float], newline: str
+) -> None:
+    header = ["x", "y z", "w"]
+    body = csv_body(rows, header, newline)
+    chunks = cut_csv(body, parts)
+    if chunks is None:  # no row boundary near a share's offset: scored whole
+        return
+    read = [list(csv.reader(io.StringIO(c.decode()))) for c in chunks]
+    assert all(r[0] == header and len(r) > 1 for r in read)
+    assert [row for r in read for row in r[1:]] == list(csv.reader(io.StringIO(body.decode())))[1:]
+
+
+def test_csv_rows_are_cut_by_share() -> None:
+    body = csv_body([[i, i / 3, 1.0] for i in range(1000)], ["x", "y", "z"])
+    chunks = cut_csv(body, [0.5, 0.5])
+    assert chunks is not None
+    sizes = [c.count(b"\n") - 1 for c in chunks]
+    assert sum(sizes) == 1000 and abs(sizes[0] - 500) < 10
+
+
+def test_csv_with_quotes_is_left_whole() -> None:
+    assert cut_csv(b'a,b\n1,"x\ny"\n2,3\n3,4\n', [0.5, 0.5]) is None
+
+
+def test_scores_join_in_order() -> None:
+    a, b = np.array([[0.1, 0.9]]), np.array([[0.7, 0.3], [0.5, 0.5]])
+    joined = join_scores([Scores(probabilities=a), Scores(probabilities=b)])
+    assert joined.probabilities is not None
+    np.testing.assert_array_equal(joined.probabilities, np.vstack([a, b]))
+    values = join_scores([Scores(values=np.array([1.0])), Scores(values=np.array([2.0, 3.0]))]).values
+    assert values is not None and values.tolist() == [1.0, 2.0, 3.0]
+    with pytest.raises(ValueError, match="scored differently"):
+        join_scores([Scores(probabilities=a), Scores(values=np.array([1.0]))])

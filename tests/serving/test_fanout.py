@@ -1,0 +1,212 @@
+"""Scoring one batch on two workers: the answer is the one a single worker gives, byte for byte.
+
+Two in-process servers stand in for two worker processes: each runs its own event
+loop (in the test client's thread) and listens on its own Unix socket in a shared
+directory, exactly as `shipmate serve --workers 2` sets them up. The reference is a
+server with fan-out off.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+from shipmate.packages import build_sklearn_package
+from shipmate.serving.app import create_app
+from shipmate.serving.deployments import Deployment
+from shipmate.serving.protocol import InferenceRequest
+from shipmate.serving.settings import ServeSettings
+from shipmate.serving.siblings import ChunkScorer
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+
+@pytest.fixture(scope="module")
+def iris_batch() -> pd.DataFrame:
+    X, _ = load_iris(return_X_y=True, as_frame=True)
+    rng = np.random.default_rng(7)
+    big = pd.concat([X] * 4, ignore_index=True)
+    return big + rng.normal(0, 0.05, big.shape)  # 600 rows
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
+    """Start an in-process server; ``shared=True`` makes it a worker of the one shared server."""
+    clients: list[TestClient] = []
+    peers = tmp_path / "workers"
+    peers.mkdir(mode=0o700)
+
+    def make(package: Path, *, shared: bool = True, hooks: list[Any] | None = None) -> TestClient:
+        settings = ServeSettings(
+            model=package,
+            work_dir=tmp_path / "work",
+            peer_dir=peers if shared else None,
+            fanout_min_bytes=1,
+        )
+        client = TestClient(create_app(settings, hooks=hooks or []))
+        client.__enter__()
+        clients.append(client)
+        assert client.get("/ping").status_code == 200
+        fanout = client.app.state.server.fanout  # type: ignore[attr-defined]
+        if fanout is not None:  # in one process the sibling waits for the GIL, not only for a core
+            fanout.pickup_s = 5.0
+        return client
+
+    yield make
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+def chunks_scored(client: TestClient) -> int:
+    scorer: ChunkScorer | None = client.app.state.server._chunk_scorer  # type: ignore[attr-defined]
+    assert scorer is not None
+    return scorer.scored
+
+
+def post(client: TestClient, body: bytes, ctype: str = "application/json", accept: str = "") -> Any:
+    headers = {"Content-Type": ctype} | ({"Accept": accept} if accept else {})
+    return client.post("/predictions", content=body, headers=headers)
+
+
+@pytest.mark.parametrize(("fmt", "accept"), [("json", ""), ("csv", ""), ("json", "text/csv")])
+def test_a_batch_scored_by_two_workers_gets_the_single_workers_answer(
+    start: Callable[..., TestClient],
+    packages: dict[str, Path],
+    iris_batch: pd.DataFrame,
+    fmt: str,
+    accept: str,
+) -> None:
+    reference = start(packages["iris"], shared=False)
+    receiver, sibling = start(packages["iris"]), start(packages["iris"])
+    if fmt == "json":
+        body, ctype = orjson.dumps(iris_batch.to_dict("records")), "application/json"
+    else:
+        body, ctype = iris_batch.to_csv(index=False).encode(), "text/csv"
+    expected = post(reference, body, ctype, accept)
+    assert expected.status_code == 200
+    for _ in range(3):
+        got = post(receiver, body, ctype, accept)
+        assert got.status_code == 200
+        assert got.content == expected.content
+    assert chunks_scored(sibling) == 3
+    assert chunks_scored(receiver) == 0
+
+
+def test_hooks_hear_of_the_whole_batch_once(
+    start: Callable[..., TestClient], packages: dict[str, Path], iris_batch: pd.DataFrame
+) -> None:
+    heard: list[tuple[str, InferenceRequest, Any]] = []
+    sibling_heard: list[Any] = []
+
+    def hook(deployment: Deployment, request: InferenceRequest, scores: Any) -> None:
+        heard.append((deployment.id, request, scores))
+
+    receiver = start(packages["iris"], hooks=[hook])
+    sibling = start(packages["iris"], hooks=[lambda *args: sibling_heard.append(args)])
+    body = orjson.dumps(iris_batch.to_dict("records"))
+    response = post(receiver, body)
+    assert response.status_code == 200
+    assert chunks_scored(sibling) == 1
+    assert len(heard) == 1 and not sibling_heard
+    _, request, scores = heard[0]
+    np.testing.assert_allclose(np.asarray(request.rows), iris_batch.to_numpy())
+    sent = [[v["value"] for v in row["predictionValues"]] for row in response.json()["data"]]
+    np.testing.assert_allclose(scores.probabilities, sent)
+
+
+@pytest.mark.parametrize("bad_row", [10, 590])  # in the receiver's chunk, in the sibling's
+def test_a_bad_row_is_named_as_without_fanout(
+    start: Callable[..., TestClient], packages: dict[str, Path], iris_batch: pd.DataFrame, bad_row: int
+) -> None:
+    reference = start(packages["iris"], shared=False)
+    receiver, _ = start(packages["iris"]), start(packages["iris"])
+    rows = iris_batch.to_dict("records")
+    rows[bad_row]["petal width (cm)"] = "wide"
+    body = orjson.dumps(rows)
+    expected, got = post(reference, body), post(receiver, body)
+    assert got.status_code == expected.status_code == 422
+    assert got.json() == expected.json()
+    assert got.json()["row"] == bad_row
+
+
+@pytest.fixture(scope="module")
+def iris_v2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Another version of the iris model: same features, different scores."""
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    path = tmp_path_factory.mktemp("v2") / "iris.mlpkg"
+    build_sklearn_package(LogisticRegression(C=0.01, max_iter=1000).fit(X, y), X, path, name="iris")
+    return path
+
+
+def test_a_sibling_serving_another_version_leaves_its_chunk_here(
+    start: Callable[..., TestClient], packages: dict[str, Path], iris_v2: Path, iris_batch: pd.DataFrame
+) -> None:
+    reference = start(packages["iris"], shared=False)
+    receiver, other = start(packages["iris"]), start(iris_v2)
+    assert (
+        post(other, orjson.dumps(iris_batch.head(3).to_dict("records"))).content
+        != post(reference, orjson.dumps(iris_batch.head(3).to_dict("records"))).content
+    )
+    body = orjson.dumps(iris_batch.to_dict("records"))
+    assert post(receiver, body).content == post(reference, body).content
+    assert chunks_scored(other) == 0
+
+
+def test_a_sibling_that_stopped_is_not_missed(
+    start: Callable[..., TestClient], packages: dict[str, Path], iris_batch: pd.DataFrame
+) -> None:
+    reference = start(packages["iris"], shared=False)
+    receiver, sibling = start(packages["iris"]), start(packages["iris"])
+    body = orjson.dumps(iris_batch.to_dict("records"))
+    expected = post(reference, body).content
+    assert post(receiver, body).content == expected
+    sibling.__exit__(None, None, None)  # the worker stops: its socket goes away
+    for _ in range(2):
+        assert post(receiver, body).content == expected
+
+
+def test_small_batches_are_not_shared(
+    start: Callable[..., TestClient], packages: dict[str, Path], tmp_path: Path, iris_batch: pd.DataFrame
+) -> None:
+    receiver, sibling = start(packages["iris"]), start(packages["iris"])
+    receiver.app.state.server.settings.fanout_min_bytes = 10_000  # type: ignore[attr-defined]
+    small = orjson.dumps(iris_batch.head(20).to_dict("records"))
+    assert post(receiver, small).status_code == 200
+    assert chunks_scored(sibling) == 0
+
+
+def test_a_chunk_picked_up_late_is_handed_back(
+    start: Callable[..., TestClient], packages: dict[str, Path]
+) -> None:
+    sibling = start(packages["iris"])
+    scorer: ChunkScorer = sibling.app.state.server._chunk_scorer  # type: ignore[attr-defined]
+    deployment = sibling.app.state.server.registry.get_key("default")  # type: ignore[attr-defined]
+    from shipmate.serving.siblings import identity
+
+    header = {
+        "id": 1,
+        "route": "default",
+        "identity": identity(deployment),
+        "format": "json",
+        "pickupBy": time.monotonic() - 0.001,
+        "wantRows": False,
+    }
+    body = (
+        b'[{"sepal length (cm)": 5, "sepal width (cm)": 3, "petal length (cm)": 1, "petal width (cm)": 0.2}]'
+    )
+    reply, payload = scorer.score(header, body)
+    assert (reply["ok"], reply["reason"], payload) == (False, "late", [])
+    reply, payload = scorer.score({**header, "pickupBy": time.monotonic() + 5}, body)
+    assert reply["ok"] and reply["shape"] == [1, 3] and len(payload[0]) == 3 * 8
