@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shipmate.packages import Scores
-from shipmate.serving.batching import cut_csv, cut_json_records, join_scores
+from shipmate.serving.batching import balanced_share, cut_csv, cut_json_records, join_scores
 
 tricky_text = st.sampled_from(["}, {", "},{", '"}, {"', "plain", "]", "[{", "},\n {"]) | st.text(max_size=6)
 values = st.recursive(
@@ -127,3 +127,12 @@ def test_scores_join_in_order() -> None:
     assert values is not None and values.tolist() == [1.0, 2.0, 3.0]
     with pytest.raises(ValueError, match="scored differently"):
         join_scores([Scores(probabilities=a), Scores(values=np.array([1.0]))])
+
+
+def test_the_balanced_share_makes_everyone_finish_together() -> None:
+    # own share 0.5 took 2 ms, the sibling's 0.5 took 3 ms: the sibling is slower per row
+    share = balanced_share(0.5, 0.002, 0.003, siblings=1)
+    assert share == pytest.approx(0.6)
+    assert share * 0.002 / 0.5 == pytest.approx((1 - share) * 0.003 / 0.5)  # equal finishing times
+    # two siblings, everyone equally fast: a third each
+    assert balanced_share(0.2, 0.002, 0.004, siblings=2) == pytest.approx(1 / 3)

@@ -158,3 +158,71 @@ def test_records_numeric_strings_and_booleans_still_convert() -> None:
     request = codecs.decode_json_matrix(body, FEATURES)
     matrix = model_input(request, None, InputKind.MATRIX, FEATURES)  # type: ignore[arg-type]
     np.testing.assert_array_equal(matrix, [[41.0, 1.0, 2.5]])
+
+
+# ------------------------------------------------------------------ CSV out
+
+
+def reference_csv(response: InferenceResponse) -> list[list[str]]:
+    """DataRobot's CSV columns written the obvious way: ``repr`` per float, a row at a time."""
+    m, scores = response.manifest, response.scores
+
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return "" if np.isnan(v) else repr(v)
+        return str(v)
+
+    if scores.probabilities is None:
+        assert scores.values is not None
+        return [["PREDICTION"], *[[cell(v)] for v in scores.values.tolist()]]
+    labels = list(m.class_labels or [])
+    header = [f"{label}_PREDICTION" for label in labels] + ["PREDICTION"]
+    predicted = codecs.predicted_labels(scores, m)
+    rows = []
+    for p, r in zip(predicted, scores.probabilities.tolist(), strict=True):
+        row = [cell(v) for v in r] + [cell(p)]
+        if m.target_type is TargetType.BINARY:
+            row += [cell(m.threshold), cell(labels[1])]
+        rows.append(row)
+    if m.target_type is TargetType.BINARY:
+        header += ["THRESHOLD", "POSITIVE_CLASS"]
+    return [header, *rows]
+
+
+def same_cells(got: bytes, expected: list[list[str]]) -> None:
+    import csv
+    import io
+
+    rows = [row or [""] for row in csv.reader(io.StringIO(got.decode()))]  # a lone missing value
+    assert len(rows) == len(expected)
+    for row, want in zip(rows, expected, strict=True):
+        assert len(row) == len(want)
+        for a, b in zip(row, want, strict=True):
+            try:
+                same = a == b or float(a) == float(b)  # "1e-05" and "1e-5" are one number
+            except ValueError:
+                same = False
+            assert same, (a, b)
+
+
+@settings(max_examples=150, deadline=None)
+@given(labels=label_sets, rows=st.integers(0, 30), data=st.data())
+def test_csv_response_matches_a_row_at_a_time(labels: list[Any], rows: int, data: Any) -> None:
+    labels = [f'{label}, "quoted"' if i == 0 else label for i, label in enumerate(labels)]
+    target = TargetType.BINARY if len(labels) == 2 else TargetType.MULTICLASS
+    probs = np.array(
+        data.draw(
+            st.lists(
+                st.lists(floats, min_size=len(labels), max_size=len(labels)), min_size=rows, max_size=rows
+            )
+        )
+    ).reshape(rows, len(labels))
+    response = InferenceResponse("d", manifest(target, labels, 0.3), Scores(probabilities=probs))
+    same_cells(codecs.encode_csv(response), reference_csv(response))
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=st.lists(floats, max_size=40))
+def test_csv_regression_response_matches_a_row_at_a_time(values: list[float]) -> None:
+    response = InferenceResponse("d", manifest(TargetType.REGRESSION, None), Scores(values=np.array(values)))
+    same_cells(codecs.encode_csv(response), reference_csv(response))

@@ -8,7 +8,6 @@ server with fan-out off.
 
 from __future__ import annotations
 
-import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,7 +25,7 @@ from shipmate.serving.app import create_app
 from shipmate.serving.deployments import Deployment
 from shipmate.serving.protocol import InferenceRequest
 from shipmate.serving.settings import ServeSettings
-from shipmate.serving.siblings import ChunkScorer
+from shipmate.serving.siblings import ChunkScorer, identity
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -59,9 +58,6 @@ def start(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
         client.__enter__()
         clients.append(client)
         assert client.get("/ping").status_code == 200
-        fanout = client.app.state.server.fanout  # type: ignore[attr-defined]
-        if fanout is not None:  # in one process the sibling waits for the GIL, not only for a core
-            fanout.pickup_s = 5.0
         return client
 
     yield make
@@ -187,26 +183,31 @@ def test_small_batches_are_not_shared(
     assert chunks_scored(sibling) == 0
 
 
-def test_a_chunk_picked_up_late_is_handed_back(
+def test_a_busy_sibling_is_not_handed_a_chunk(
+    start: Callable[..., TestClient], packages: dict[str, Path], iris_batch: pd.DataFrame
+) -> None:
+    receiver, sibling = start(packages["iris"]), start(packages["iris"])
+    body = orjson.dumps(iris_batch.to_dict("records"))
+    busy = sibling.app.state.server.inflight  # type: ignore[attr-defined]
+    with busy:  # the sibling is scoring a request of its own, as its siblings read in its load file
+        assert post(receiver, body).status_code == 200
+    assert chunks_scored(sibling) == 0
+    assert post(receiver, body).status_code == 200
+    assert chunks_scored(sibling) == 1
+
+
+def test_a_sibling_refuses_a_chunk_of_another_version(
     start: Callable[..., TestClient], packages: dict[str, Path]
 ) -> None:
     sibling = start(packages["iris"])
     scorer: ChunkScorer = sibling.app.state.server._chunk_scorer  # type: ignore[attr-defined]
     deployment = sibling.app.state.server.registry.get_key("default")  # type: ignore[attr-defined]
-    from shipmate.serving.siblings import identity
-
-    header = {
-        "id": 1,
-        "route": "default",
-        "identity": identity(deployment),
-        "format": "json",
-        "pickupBy": time.monotonic() - 0.001,
-        "wantRows": False,
-    }
+    header = {"id": 1, "route": "default", "identity": identity(deployment), "format": "json"}
     body = (
         b'[{"sepal length (cm)": 5, "sepal width (cm)": 3, "petal length (cm)": 1, "petal width (cm)": 0.2}]'
     )
-    reply, payload = scorer.score(header, body)
-    assert (reply["ok"], reply["reason"], payload) == (False, "late", [])
-    reply, payload = scorer.score({**header, "pickupBy": time.monotonic() + 5}, body)
-    assert reply["ok"] and reply["shape"] == [1, 3] and len(payload[0]) == 3 * 8
+    reply, payload = scorer.score({**header, "identity": "another:version"}, body)
+    assert (reply["ok"], reply["reason"], payload) == (False, "version", [])
+    reply, payload = scorer.score({**header, "wantRows": True}, body)
+    assert reply["ok"] and reply["shape"] == [1, 3] and reply["rowsShape"] == [1, 4]
+    assert len(payload[0]) == 3 * 8 and np.frombuffer(payload[1]).tolist() == [5, 3, 1, 0.2]

@@ -41,7 +41,7 @@ from shipmate.serving.errors import (
 from shipmate.serving.management import Manager
 from shipmate.serving.protocol import InferenceResponse, InputError
 from shipmate.serving.settings import ServeSettings
-from shipmate.serving.siblings import ChunkScorer, FanOut, Siblings
+from shipmate.serving.siblings import ChunkScorer, FanOut, LoadGauge, Siblings, load_file
 from shipmate.serving.watcher import DirectoryWatcher
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ class Server:
             self.manager = Manager(self.registry, self.watcher, allow_pickled=settings.allow_pickled_uploads)
         key = settings.api_key.get_secret_value().encode() if settings.api_key else None
         self._key = key
-        self.inflight = 0  # prediction requests being scored by this worker
+        self.inflight = LoadGauge()  # prediction requests being scored by this worker
         self.fanout: FanOut | None = None
         self._chunk_scorer: ChunkScorer | None = None
 
@@ -152,11 +152,14 @@ class Server:
         if peer_dir is None or not self.settings.fanout:
             return
         own = peer_dir / f"{os.getpid()}-{secrets.token_hex(4)}.sock"
-        scorer = ChunkScorer(self.registry, self.dataplane, own, load=lambda: self.inflight)
+        scorer = ChunkScorer(self.registry, self.dataplane, own)
         try:
+            self.inflight = LoadGauge(load_file(own))  # published before the socket: siblings map it first
             await scorer.start()
         except OSError as exc:  # fan-out is an optimisation: serve without it
             log.warning("batches will not be shared with sibling workers: %s", exc)
+            self.inflight.close()
+            self.inflight = LoadGauge()
             return
         self._chunk_scorer = scorer
         self.fanout = FanOut(self.dataplane, Siblings(peer_dir, own))
@@ -168,6 +171,7 @@ class Server:
         if self._chunk_scorer is not None:
             await self._chunk_scorer.close()
             self._chunk_scorer = None
+        self.inflight.close()
 
     # ------------------------------------------------------------ edges
 
@@ -268,16 +272,17 @@ class Server:
         deployment = self.dataplane.deployment(request.path_params.get("id"))
         body = await self.read_body(request, self.settings.max_body_bytes)
         fmt = self.body_format(request, body)
-        self.inflight += 1
-        try:
-            if self.fanout is not None and self.inflight == 1 and len(body) >= self.settings.fanout_min_bytes:
+        with self.inflight:
+            if (
+                self.fanout is not None
+                and self.inflight.count == 1
+                and len(body) >= self.settings.fanout_min_bytes
+            ):
                 response = await self.fanout.infer(deployment, body, fmt)
                 if response is not None:
                     return self.encode(request, response)
             features = deployment.features if deployment.model.input_kind is InputKind.MATRIX else None
             return self.encode(request, self.dataplane.infer(deployment, codecs.decode(body, fmt, features)))
-        finally:
-            self.inflight -= 1
 
     # ------------------------------------------------------------ endpoints: management
 

@@ -74,6 +74,18 @@ def cut_csv(body: bytes, shares: Sequence[float]) -> list[bytes] | None:
     return chunks
 
 
+def balanced_share(own_share: float, own_s: float, sibling_s: float, siblings: int) -> float:
+    """The receiving worker's share of rows that would have made everyone finish together.
+
+    From one batch: ``own_s`` seconds for its own share, ``sibling_s`` for the slowest
+    sibling's (each sibling had an equal part of the rest). Per-row speeds are assumed to
+    hold for the next batch; callers smooth the result.
+    """
+    own_pace = own_s / own_share  # seconds for the whole batch at each one's pace
+    sibling_pace = sibling_s * siblings / (1 - own_share)
+    return sibling_pace / (siblings * own_pace + sibling_pace)
+
+
 def join_scores(parts: Sequence[Scores]) -> Scores:
     """The scores of consecutive chunks as the scores of the whole batch, in row order."""
     if all(p.probabilities is not None for p in parts):

@@ -301,8 +301,8 @@ def _numbers(values: np.ndarray, dtype: type = np.float64) -> list[bytes]:
     return text[1:-1].split(b",")
 
 
-def _json_rows(n: int, pieces: Sequence[bytes | list[bytes]]) -> bytes:
-    """``n`` JSON objects, each the concatenation of ``pieces`` (constant bytes, or one item per row).
+def _rows(n: int, pieces: Sequence[bytes | list[bytes]]) -> bytes:
+    """``n`` rows, each the concatenation of ``pieces`` (constant bytes, or one item per row).
 
     The pieces are interleaved by slice assignment and joined once, so the cost is a
     few C-level passes over the rows rather than a Python dict per row.
@@ -342,7 +342,7 @@ def encode_datarobot(response: InferenceResponse) -> bytes:
             pieces += [opening + b'{"label":' + label + b',"value":', _numbers(scores.probabilities[:, j])]
             opening = b"},"
         pieces.append(b"}]}")
-    return b'{"data":[' + _json_rows(n, pieces)[1:] + b"]}"
+    return b'{"data":[' + _rows(n, pieces)[1:] + b"]}"
 
 
 def _csv_value(v: Any) -> str:
@@ -354,28 +354,32 @@ def _csv_value(v: Any) -> str:
     return text
 
 
-def _csv_lines(header: Sequence[str], columns: Sequence[Sequence[Any]]) -> bytes:
-    out = [",".join(_csv_value(h) for h in header)]
-    out.extend(",".join(map(_csv_value, row)) for row in zip(*columns, strict=True))
-    return ("\n".join(out) + "\n").encode()
+def _csv_numbers(values: np.ndarray) -> list[bytes]:
+    """Each value as CSV text: the shortest text that reads back as the same float; NaN is empty."""
+    text = _numbers(values)
+    return [b"" if v == b"null" else v for v in text] if np.isnan(values).any() else text
 
 
 def encode_csv(response: InferenceResponse) -> bytes:
     """DataRobot's CSV columns: ``<label>_PREDICTION`` per class, ``PREDICTION``, and for binary
     models ``THRESHOLD`` and ``POSITIVE_CLASS``."""
     manifest, scores = response.manifest, response.scores
+    n = len(scores)
     if scores.probabilities is None:
         assert scores.values is not None
-        return _csv_lines(["PREDICTION"], [scores.values.tolist()])
+        return b"PREDICTION\n" + _rows(n, [_csv_numbers(scores.values), b"\n"])
     labels = list(manifest.class_labels or [])
     header = [f"{label}_PREDICTION" for label in labels] + ["PREDICTION"]
-    columns: list[Sequence[Any]] = [scores.probabilities[:, j].tolist() for j in range(len(labels))]
-    columns.append(predicted_labels(scores, manifest))
-    n = len(scores)
+    cells = [_csv_value(label).encode() for label in labels]
+    pieces: list[bytes | list[bytes]] = []
+    for j in range(len(labels)):
+        pieces += [_csv_numbers(scores.probabilities[:, j]), b","]
+    pieces.append([cells[i] for i in predicted_indices(scores, manifest).tolist()])
     if manifest.target_type is TargetType.BINARY:
         header += ["THRESHOLD", "POSITIVE_CLASS"]
-        columns += [[manifest.threshold] * n, [labels[1]] * n]
-    return _csv_lines(header, columns)
+        pieces.append(f",{_csv_value(manifest.threshold)},".encode() + cells[1])
+    pieces.append(b"\n")
+    return ",".join(_csv_value(h) for h in header).encode() + b"\n" + _rows(n, pieces)
 
 
 def _v2_datatype(values: list[Any]) -> str:

@@ -36,6 +36,7 @@ def app_from_environment() -> Starlette:
 
     raw = os.environ.get(SETTINGS_ENV)
     settings = ServeSettings.model_validate_json(raw) if raw else ServeSettings()
+    configure_logging(settings.log_level)  # a spawned worker starts with logging unconfigured
     return create_app(settings)
 
 

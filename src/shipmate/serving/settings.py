@@ -67,7 +67,7 @@ class ServeSettings(BaseSettings):
         "(cut into chunks of whole rows; see docs/serving.md).",
     )
     fanout_min_bytes: int = Field(
-        default=64 * 1024, ge=1, description="Smallest request body worth cutting across workers, bytes."
+        default=128 * 1024, ge=1, description="Smallest request body worth cutting across workers, bytes."
     )
     peer_dir: Path | None = Field(
         default=None, description="Internal: where workers find each other (made by the parent process)."

@@ -6,21 +6,22 @@ the others idle; cut into chunks and scored side by side it is answered in a
 little over half the time on two cores (docs/serving.md has the figures).
 
 How: with ``--workers`` above one, the parent process makes a directory that only
-the server's user can enter, and every worker listens there on a Unix socket. A
-worker that receives a large batch while it has no other request in flight cuts
-the body into chunks of whole rows (`shipmate.serving.batching`), sends all but
-the first to sibling workers, scores the first itself and joins the scores in
-order. A sibling decodes, checks and scores its chunk exactly as it would a
-request, with the same package (it refuses when it serves another version), and
-sends back the scores (and the rows, when score hooks need them). The receiving
-worker encodes one response and tells the score hooks once, with every row, as
-if it had scored the batch alone.
+the server's user can enter. Every worker listens there on a Unix socket and
+publishes how many requests it is scoring in a small memory-mapped file. A
+worker that receives a large batch while it has nothing else in flight looks
+for siblings with nothing in flight either, cuts the body into chunks of whole
+rows (`shipmate.serving.batching`), sends one chunk to each, scores the first
+itself and joins the scores in order. A sibling decodes, checks and scores its
+chunk exactly as it would a request, with the same package (it refuses when it
+serves another version), and sends back the scores (and the rows, when score
+hooks need them). The receiving worker encodes one response and tells the score
+hooks once, with every row, as if it had scored the batch alone.
 
-Whatever goes wrong ends in the ordinary path: a sibling that is gone, busy past
-its pick-up deadline or serving another version leaves its chunk to be scored
-here (and is left alone for a while); a chunk that fails to decode or score,
-anywhere, sends the whole request down the ordinary path, so an error names the
-same row and column as it would without fan-out.
+Whatever goes wrong ends in the ordinary path: a sibling that is gone, does not
+answer in time or serves another version leaves its chunk to be scored here (and
+is left alone for a while); a chunk that fails to decode or score, anywhere,
+sends the whole request down the ordinary path, so an error names the same row
+and column as it would without fan-out.
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import mmap
 import os
 import struct
 import time
-from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -42,7 +44,7 @@ import pandas as pd
 
 from shipmate.packages import InputKind, Scores
 from shipmate.serving import codecs
-from shipmate.serving.batching import cut_csv, cut_json_records, join_scores
+from shipmate.serving.batching import balanced_share, cut_csv, cut_json_records, join_scores
 from shipmate.serving.dataplane import DataPlane
 from shipmate.serving.deployments import Deployment, Registry
 from shipmate.serving.errors import ServingError
@@ -51,13 +53,58 @@ from shipmate.serving.protocol import InferenceRequest, InferenceResponse, Input
 log = logging.getLogger(__name__)
 
 OWN_SHARE = 0.5
-"""The receiving worker's share of the rows with one sibling: it also reads the body and writes the answer."""
-PICKUP_S = 0.005
-"""A sibling that has not started on a chunk this long after it was sent is busy: it hands it back."""
-BUSY_PAUSE_S = 0.5
-"""How long a sibling that was busy is left out of fan-outs."""
+"""The receiving worker's first share of the rows with one sibling; then balanced by measurement."""
+REST_S = 1.0
+"""How long a sibling that did not answer in time, or has stopped, is left out of fan-outs."""
 
 _HEAD = struct.Struct("!II")  # header length, payload length
+_COUNT = struct.Struct("=q")  # a worker's requests in flight, in its load file
+
+
+class LoadGauge:
+    """The requests this worker is scoring; with a path, also published for its siblings to read.
+
+    Used as ``with gauge: ...`` around scoring a request. A sibling reads the count
+    from shared memory before it sends a chunk, so a busy worker is never handed one.
+    """
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.count = 0
+        self.path = path
+        self._map: mmap.mmap | None = None
+        if path is not None:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.ftruncate(fd, _COUNT.size)
+                self._map = mmap.mmap(fd, _COUNT.size)
+            finally:
+                os.close(fd)
+
+    def __enter__(self) -> LoadGauge:
+        self.count += 1
+        if self._map is not None:
+            _COUNT.pack_into(self._map, 0, self.count)
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.count -= 1
+        if self._map is not None:
+            _COUNT.pack_into(self._map, 0, self.count)
+
+    def close(self) -> None:
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        if self.path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+
+
+def load_file(socket: Path) -> Path:
+    """Where the worker listening on ``socket`` publishes its load."""
+    return socket.with_suffix(".load")
 
 
 # ---------------------------------------------------------------- frames
@@ -91,11 +138,10 @@ def _array(payload: memoryview, shape: list[int]) -> tuple[np.ndarray, memoryvie
 class ChunkScorer:
     """Scores chunks that sibling workers send to this worker's socket."""
 
-    def __init__(self, registry: Registry, dataplane: DataPlane, path: Path, load: Callable[[], int]) -> None:
+    def __init__(self, registry: Registry, dataplane: DataPlane, path: Path) -> None:
         self.registry = registry
         self.dataplane = dataplane
         self.path = path
-        self.load = load  # this worker's own requests in flight, reported with each answer
         self.scored = 0  # chunks scored for siblings
         self._server: asyncio.AbstractServer | None = None
 
@@ -129,9 +175,7 @@ class ChunkScorer:
 
     def score(self, header: dict[str, Any], body: bytes) -> tuple[dict[str, Any], list[bytes]]:
         """Answer one chunk: scores (and rows) as float64 bytes, or why not (pure but for the model)."""
-        reply: dict[str, Any] = {"id": header["id"], "load": self.load()}
-        if time.monotonic() > header["pickupBy"]:
-            return {**reply, "ok": False, "reason": "late"}, []
+        reply: dict[str, Any] = {"id": header["id"]}
         deployment = self.registry.get_key(header["route"])
         if deployment is None or identity(deployment) != header["identity"]:
             return {**reply, "ok": False, "reason": "version"}, []
@@ -145,7 +189,7 @@ class ChunkScorer:
         assert out is not None and isinstance(rows, np.ndarray)
         payload = [np.ascontiguousarray(out, dtype=np.float64).tobytes()]
         kind = "probabilities" if scores.probabilities is not None else "values"
-        reply.update(ok=True, kind=kind, shape=list(out.shape))
+        reply.update(ok=True, kind=kind, shape=list(out.shape), doneAt=time.monotonic())
         if header.get("wantRows"):
             payload.append(np.ascontiguousarray(rows, dtype=np.float64).tobytes())
             reply["rowsShape"] = list(rows.shape)
@@ -163,12 +207,20 @@ class _Link:
         self.pending: dict[int, asyncio.Future[tuple[dict[str, Any], bytes]]] = {}
         self._writer: asyncio.StreamWriter | None = None
         self._reading: asyncio.Task[None] | None = None
+        self._load: mmap.mmap | None = None
+
+    @property
+    def busy(self) -> bool:
+        """The sibling is scoring requests of its own (unknown counts as busy)."""
+        return self._load is None or _COUNT.unpack_from(self._load, 0)[0] > 0
 
     @property
     def open(self) -> bool:
         return self._writer is not None and not self._writer.is_closing()
 
     async def connect(self) -> None:
+        with open(load_file(self.path), "rb") as f:
+            self._load = mmap.mmap(f.fileno(), _COUNT.size, access=mmap.ACCESS_READ)
         reader, writer = await asyncio.open_unix_connection(str(self.path))
         writer.transport.set_write_buffer_limits(high=0)  # drain() returns once the kernel has it all
         self._writer = writer
@@ -205,6 +257,9 @@ class _Link:
         if self._writer is not None:
             self._writer.close()
         self._writer = None
+        if self._load is not None:
+            self._load.close()
+            self._load = None
 
 
 class Siblings:
@@ -227,7 +282,7 @@ class Siblings:
             self._scanned = now
 
     async def available(self) -> list[_Link]:
-        """Connected links to the siblings not known to be busy (connecting on first use)."""
+        """Connected links to the siblings with nothing in flight (connecting on first use)."""
         self._scan()
         now = time.monotonic()
         links = []
@@ -239,15 +294,17 @@ class Siblings:
                 link = _Link(path)
                 try:
                     await link.connect()
-                except OSError:  # a worker that stopped: look again at the next scan
-                    self._busy_until[path] = now + BUSY_PAUSE_S
+                except (OSError, ValueError):  # a worker that stopped: look again later
+                    link.close()
+                    self._busy_until[path] = now + REST_S
                     continue
                 self._links[path] = link
-            links.append(link)
+            if not link.busy:
+                links.append(link)
         return links
 
-    def rest(self, link: _Link, seconds: float = BUSY_PAUSE_S) -> None:
-        self._busy_until[link.path] = time.monotonic() + seconds
+    def rest(self, link: _Link) -> None:
+        self._busy_until[link.path] = time.monotonic() + REST_S
 
     def close(self) -> None:
         for link in self._links.values():
@@ -265,10 +322,15 @@ Part = tuple[np.ndarray | pd.DataFrame, Scores]  # the rows as the model saw the
 class FanOut:
     """Scores one batch on this worker and its idle siblings; ``None`` means: use the ordinary path."""
 
-    def __init__(self, dataplane: DataPlane, siblings: Siblings, pickup_s: float = PICKUP_S) -> None:
+    PATIENCE_S = 0.05
+    """Beyond four times its own chunk's time, how long the receiving worker waits for a sibling."""
+    SMOOTHING = 0.2
+    """Weight of the latest batch in the receiving worker's share (see `balanced_share`)."""
+
+    def __init__(self, dataplane: DataPlane, siblings: Siblings) -> None:
         self.dataplane = dataplane
         self.siblings = siblings
-        self.pickup_s = pickup_s
+        self.own_shares: dict[tuple[str, str, int], float] = {}  # by deployment, format, siblings
         self._ids = itertools.count()
 
     async def infer(self, deployment: Deployment, body: bytes, fmt: str) -> InferenceResponse | None:
@@ -277,35 +339,45 @@ class FanOut:
         links = await self.siblings.available()
         if not links:
             return None
-        shares = [OWN_SHARE] + [(1 - OWN_SHARE) / len(links)] * len(links)
+        key = (deployment.key, fmt, len(links))
+        own_share = self.own_shares.get(key, OWN_SHARE / len(links))
+        shares = [own_share] + [(1 - own_share) / len(links)] * len(links)
         chunks = cut_csv(body, shares) if fmt == "csv" else cut_json_records(body, shares)
         if chunks is None:
             return None
-        pickup_by = time.monotonic() + self.pickup_s
         common = {
             "route": deployment.key,
             "identity": identity(deployment),
             "format": fmt,
-            "pickupBy": pickup_by,
             "wantRows": bool(self.dataplane.hooks),
         }
+        sent_at = time.monotonic()
         sent = [
             link.send({**common, "id": next(self._ids)}, chunk)
             for link, chunk in zip(links, chunks[1:], strict=True)
         ]
         with contextlib.suppress(ConnectionError):  # then the answer fails too, and the chunk is scored here
             await asyncio.gather(*(link.flush() for link in links))
-        started = time.monotonic()
         try:
             parts = [self._score_here(deployment, chunks[0], fmt)]
-            patience = max(0.0, pickup_by - time.monotonic()) + 4 * (time.monotonic() - started) + 0.02
+            own_s = time.monotonic() - sent_at
+            slowest = 0.0  # when the slowest sibling was done, from the same system-wide clock
             for link, future, chunk in zip(links, sent, chunks[1:], strict=True):
-                part = await self._answer(link, future, patience)
-                parts.append(part if part is not None else self._score_here(deployment, chunk, fmt))
+                answer = await self._answer(link, future, 4 * own_s + self.PATIENCE_S)
+                if answer is None:
+                    parts.append(self._score_here(deployment, chunk, fmt))
+                    continue
+                part, done_at = answer
+                parts.append(part)
+                slowest = max(slowest, done_at - sent_at)
         except _ChunkFailed:
             for future in sent:
                 future.cancel()
             return None
+        if slowest > 0 and own_s > 0:
+            balanced = balanced_share(own_share, own_s, slowest, len(links))
+            smoothed = (1 - self.SMOOTHING) * own_share + self.SMOOTHING * balanced
+            self.own_shares[key] = min(0.9, max(0.1, smoothed))
         scores = join_scores([s for _, s in parts])
         if self.dataplane.hooks:
             matrix = np.concatenate([np.asarray(rows) for rows, _ in parts])
@@ -320,23 +392,23 @@ class FanOut:
 
     async def _answer(
         self, link: _Link, future: asyncio.Future[tuple[dict[str, Any], bytes]], patience: float
-    ) -> Part | None:
-        """The sibling's rows and scores, or ``None`` when it did not score the chunk."""
+    ) -> tuple[Part, float] | None:
+        """The sibling's rows and scores and when it was done, or ``None`` when it did not score the chunk."""
         try:
             header, payload = await asyncio.wait_for(asyncio.shield(future), patience)
-        except (TimeoutError, ConnectionError):
+        except (TimeoutError, ConnectionError) as exc:
             future.cancel()
-            self.siblings.rest(link, 2 * BUSY_PAUSE_S)
+            log.debug(
+                "sibling %s: no answer (%s): scoring its chunk here", link.path.name, type(exc).__name__
+            )
+            self.siblings.rest(link)
             return None
-        if header.get("load"):
-            self.siblings.rest(link)  # it had work of its own: leave it alone for a while
         if not header["ok"]:
+            log.debug("sibling %s did not score its chunk: %s", link.path.name, header["reason"])
             if header["reason"] == "failed":
                 raise _ChunkFailed
-            if header["reason"] == "late":
-                self.siblings.rest(link)
             return None
         values, rest = _array(memoryview(payload), header["shape"])
         rows = _array(rest, header["rowsShape"])[0] if "rowsShape" in header else np.empty((0, 0))
         scores = Scores(probabilities=values) if header["kind"] == "probabilities" else Scores(values=values)
-        return rows, scores
+        return (rows, scores), float(header["doneAt"])
