@@ -261,6 +261,14 @@ def test_missing_value_for_a_model_that_cannot_take_it(iris: TestClient) -> None
     assert reply.json()["message"].startswith("row 1, column 'petal length (cm)': missing value")
 
 
+def test_an_infinite_value_is_named_not_a_model_failure(iris: TestClient) -> None:
+    body = ",".join(IRIS_COLUMNS) + "\n1,2,3,4\n5,6,-inf,8\n"
+    reply = iris.post("/predictions", content=body.encode(), headers={"content-type": "text/csv"})
+    assert reply.status_code == 422
+    assert reply.json()["message"] == "row 1, column 'petal length (cm)': -inf is not a finite number"
+    assert iris.post("/predictions", json=[dict.fromkeys(IRIS_COLUMNS, 1.0)]).status_code == 200
+
+
 def test_pipeline_with_categorical_and_boolean_features(
     make_client: Callable[..., TestClient], packages: dict[str, Path]
 ) -> None:

@@ -211,8 +211,10 @@ def decode_csv(body: bytes) -> InferenceRequest:
         raise InputError(f"the body is not valid CSV: {exc}", status=400) from None
     if frame.empty:
         raise InputError("no rows to score", status=400)
-    frame.columns = [str(c) for c in frame.columns]
-    return InferenceRequest(columns=tuple(frame.columns), frame=frame)
+    columns = tuple(str(c) for c in frame.columns.tolist())  # header cells are text: numbers too
+    if columns != tuple(frame.columns.tolist()):
+        frame.columns = list(columns)
+    return InferenceRequest(columns=columns, frame=frame)
 
 
 _V2_NUMPY = {"BOOL": bool, "FP16": np.float64, "FP32": np.float64, "FP64": np.float64, "BYTES": object}

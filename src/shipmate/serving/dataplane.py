@@ -17,7 +17,7 @@ import pandas as pd
 from shipmate.packages import ModelError, Scores
 from shipmate.serving.deployments import Deployment, Registry
 from shipmate.serving.errors import DeploymentNotFound, DeploymentNotReady, PredictionFailed
-from shipmate.serving.inputs import check_no_missing, model_input
+from shipmate.serving.inputs import check_finite, check_no_missing, model_input
 from shipmate.serving.protocol import InferenceRequest, InferenceResponse, InputError
 
 log = logging.getLogger(__name__)
@@ -67,8 +67,10 @@ class DataPlane:
         """Check and score the rows without telling the hooks: the rows as the model saw them, and scores."""
         model = deployment.model
         rows = model_input(request, deployment.manifest, model.input_kind, deployment.features)
-        if not model.accepts_missing and isinstance(rows, np.ndarray):
-            check_no_missing(rows, deployment.features)
+        if isinstance(rows, np.ndarray):
+            check_finite(rows, deployment.features)
+            if not model.accepts_missing:
+                check_no_missing(rows, deployment.features)
         try:
             return rows, model.predict(rows)
         except InputError:

@@ -65,7 +65,8 @@ def _locate_matrix_problem(rows: Sequence[Sequence[Any]] | np.ndarray, features:
 def _as_matrix(request: InferenceRequest, features: tuple[str, ...]) -> np.ndarray:
     if request.frame is not None:
         _missing_columns(request.columns, features)
-        sub = request.frame[list(features)]
+        # selecting columns copies the frame: skip it when the columns already are the features
+        sub = request.frame if request.columns == features else request.frame[list(features)]
         try:
             matrix: np.ndarray = sub.to_numpy(dtype=np.float64)
             return matrix
@@ -149,6 +150,14 @@ def model_input(
     if kind is InputKind.MATRIX:
         return _as_matrix(request, features)
     return _as_frame(request, manifest)
+
+
+def check_finite(matrix: np.ndarray, features: Sequence[str]) -> None:
+    """No model takes an infinite value (CSV can carry ``inf``): name the first one (a 422, not a 500)."""
+    infinite = np.isinf(matrix)
+    if infinite.any():
+        row, col = (int(v) for v in np.argwhere(infinite)[0])
+        raise InputError(f"{matrix[row, col]} is not a finite number", row=row, column=features[col])
 
 
 def check_no_missing(matrix: np.ndarray, features: Sequence[str]) -> None:
