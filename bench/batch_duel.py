@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve_bench import CACHE, SHARED, free_port, log, stop, wait_ready
+from serve_bench import CACHE, SHARED, free_port, log, serve_command, stop, wait_ready
 
 FLOOR = r"""
 import pickle, sys, time, statistics, pandas as pd
@@ -100,18 +100,7 @@ def main() -> None:
             port = free_port()
             procs.append(
                 start(
-                    [
-                        "shipmate",
-                        "serve",
-                        "--model",
-                        str(package),
-                        "--port",
-                        str(port),
-                        "--workers",
-                        str(workers),
-                        "--log-level",
-                        "warning",
-                    ],
+                    serve_command(package, port, workers),
                     f"http://127.0.0.1:{port}/ping",
                     logs / f"shipmate-w{workers}.log",
                 )

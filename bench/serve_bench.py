@@ -111,23 +111,18 @@ def pd_rows(path: Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
+def serve_command(package: Path, port: int, workers: int) -> list[str]:
+    """How every benchmark here starts `shipmate serve`."""
+    return ["shipmate", "serve", "--model", str(package), "--port", str(port), "--workers", str(workers),
+            "--log-level", "warning"]  # fmt: skip
+
+
 def run_ours(
     package: Path, models: Path, workers: int, args: argparse.Namespace, out: Path
 ) -> dict[str, Path]:
     floor(Path(sys.executable), models, out, f"shipmate-w{workers}")  # the limit, just before
     port = free_port()
-    cmd = [
-        "shipmate",
-        "serve",
-        "--model",
-        str(package),
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--log-level",
-        "warning",
-    ]
+    cmd = serve_command(package, port, workers)
     logf = open(out / f"server_shipmate-w{workers}.log", "wb")  # noqa: SIM115 - lives as long as the server
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
