@@ -75,7 +75,8 @@ def run(settings: ServeSettings) -> None:
 
         uvicorn.run(create_app(settings), **common)
     else:
-        peer_dir = tempfile.mkdtemp(prefix="shipmate-serve-workers-") if settings.fanout else None  # 0700
+        # 0700; short, as a Unix socket's path must fit in 107 bytes (a long TMPDIR turns fan-out off)
+        peer_dir = tempfile.mkdtemp(prefix="shipmate-w-") if settings.fanout else None
         try:
             os.environ[SETTINGS_ENV] = _settings_json(settings.model_copy(update={"peer_dir": peer_dir}))
             uvicorn.run(

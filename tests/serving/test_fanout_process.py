@@ -1,0 +1,74 @@
+"""Fan-out in a real `shipmate serve --workers 2`: the workers find each other, answer as one
+worker would, and the parent removes their directory when it stops."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import orjson
+import pytest
+from sklearn.datasets import load_iris
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_two_worker_processes_share_a_batch_and_clean_up(
+    packages: dict[str, Path], tmp_path: Path, wait: Callable[..., Any]
+) -> None:
+    X, _ = load_iris(return_X_y=True, as_frame=True)
+    rows = X.sample(600, replace=True, random_state=1) + np.random.default_rng(1).normal(0, 0.1, (600, 4))
+    body = orjson.dumps(rows.to_dict("records"))
+    temp = Path(tempfile.mkdtemp(dir="/tmp"))  # short: a socket's path must fit in 107 bytes
+    port = free_port()
+    cmd = [sys.executable, "-c", "from shipmate.cli.main import main; main()", "serve",
+           "--model", str(packages["iris"]), "--workers", "2", "--port", str(port),
+           "--work-dir", str(tmp_path / "work"), "--log-level", "debug"]  # fmt: skip
+    env = {**os.environ, "TMPDIR": str(temp), "SHIPMATE_SERVE_FANOUT_MIN_BYTES": "1024"}
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    try:
+        url = f"http://127.0.0.1:{port}"
+
+        def ready() -> bool:
+            assert proc.poll() is None, log.read_text()
+            try:
+                return httpx.get(url + "/ping", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait(ready, timeout=90, interval=0.2)
+        (peers,) = temp.glob("shipmate-w-*")
+        assert stat.S_IMODE(peers.stat().st_mode) == 0o700  # only the server's user can reach the sockets
+        wait(lambda: len(list(peers.glob("*.sock"))) == 2 and len(list(peers.glob("*.load"))) == 2)
+
+        answers = {httpx.post(url + "/predictions", content=body, timeout=30).content for _ in range(20)}
+        assert len(answers) == 1
+        (answer,) = answers
+        data = orjson.loads(answer)["data"]
+        assert [r["rowId"] for r in data] == list(range(600))
+        single = httpx.post(url + "/predictions", content=orjson.dumps(rows.head(5).to_dict("records")))
+        assert orjson.loads(single.content)["data"] == data[:5]  # small bodies are scored whole: same scores
+        assert "scoring its chunk here" not in log.read_text()  # no sibling failed to answer
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert not peers.exists()
+    shutil.rmtree(temp, ignore_errors=True)
