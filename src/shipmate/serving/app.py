@@ -380,7 +380,8 @@ class Server:
         name = request.path_params["name"]
         dep = self._v2_deployment(name)
         body = await self.read_body(request, self.settings.max_body_bytes)
-        response = self.dataplane.infer(dep, codecs.decode_v2(body, dep.manifest))
+        with self.inflight:  # counted like any prediction, so siblings see this worker is busy
+            response = self.dataplane.infer(dep, codecs.decode_v2(body, dep.manifest))
         return Response(codecs.encode_v2(response, name), media_type=JSON)
 
 
