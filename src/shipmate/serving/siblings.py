@@ -123,6 +123,14 @@ def _frame(header: dict[str, Any], *payload: bytes) -> list[bytes]:
     return [_HEAD.pack(len(head), sum(map(len, payload))), head, *payload]
 
 
+Part = tuple[np.ndarray | pd.DataFrame, Scores]  # the rows as the model saw them, and their scores
+
+
+def score_chunk(dataplane: DataPlane, deployment: Deployment, chunk: bytes, fmt: str) -> Part:
+    """Decode and score one chunk of a batch, on whichever worker holds it (the hooks are told later)."""
+    return dataplane.score(deployment, codecs.decode(chunk, fmt, deployment.features))
+
+
 def identity(deployment: Deployment) -> str:
     """What two workers must agree on to score chunks of one batch: the same package and config."""
     return f"{deployment.package_sha256}:{deployment.fingerprint}"
@@ -175,14 +183,13 @@ class ChunkScorer:
             writer.close()
 
     def score(self, header: dict[str, Any], body: bytes) -> tuple[dict[str, Any], list[bytes]]:
-        """Answer one chunk: scores (and rows) as float64 bytes, or why not (pure but for the model)."""
+        """Answer one chunk: its scores (and rows) as float64 bytes, or why it was not scored."""
         reply: dict[str, Any] = {"id": header["id"]}
         deployment = self.registry.get_key(header["route"])
         if deployment is None or identity(deployment) != header["identity"]:
             return {**reply, "ok": False, "reason": "version"}, []
         try:
-            request = codecs.decode(body, header["format"], deployment.features)
-            rows, scores = self.dataplane.score(deployment, request)
+            rows, scores = score_chunk(self.dataplane, deployment, body, header["format"])
         except (InputError, ServingError) as exc:
             return {**reply, "ok": False, "reason": "failed", "message": str(exc)}, []
         self.scored += 1
@@ -317,9 +324,6 @@ class _ChunkFailed(Exception):
     """A chunk could not be decoded or scored: the whole request goes down the ordinary path."""
 
 
-Part = tuple[np.ndarray | pd.DataFrame, Scores]  # the rows as the model saw them, and their scores
-
-
 class FanOut:
     """Scores one batch on this worker and its idle siblings; ``None`` means: use the ordinary path."""
 
@@ -387,7 +391,7 @@ class FanOut:
 
     def _score_here(self, deployment: Deployment, chunk: bytes, fmt: str) -> Part:
         try:
-            return self.dataplane.score(deployment, codecs.decode(chunk, fmt, deployment.features))
+            return score_chunk(self.dataplane, deployment, chunk, fmt)
         except (InputError, ServingError):
             raise _ChunkFailed from None
 
