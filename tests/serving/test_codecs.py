@@ -7,6 +7,7 @@ records. Hypothesis drives both with awkward numbers, labels and records.
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
 from typing import Any
 
@@ -93,6 +94,32 @@ def test_classification_response_matches_one_dict_per_row(labels: list[Any], row
 def test_regression_response_matches_one_dict_per_row(values: list[float]) -> None:
     response = InferenceResponse("d", manifest(TargetType.REGRESSION, None), Scores(values=np.array(values)))
     same_json(codecs.encode_datarobot(response), reference_datarobot(response))
+
+
+@settings(max_examples=100, deadline=None)
+@given(labels=label_sets, rows=st.integers(1, 30), data=st.data())
+def test_chunks_encoded_apart_join_into_the_whole_response(labels: list[Any], rows: int, data: Any) -> None:
+    """What fan-out relies on: each chunk's rows, numbered from its first row, joined in order."""
+    target = TargetType.BINARY if len(labels) == 2 else TargetType.MULTICLASS
+    m = manifest(target, labels, 0.4)
+    probs = np.array(data.draw(st.lists(st.lists(floats, min_size=len(labels), max_size=len(labels)),
+                                        min_size=rows, max_size=rows)))  # fmt: skip
+    cuts = sorted(data.draw(st.lists(st.integers(0, rows), max_size=3)))
+    bounds = [0, *cuts, rows]
+    parts = [Scores(probabilities=probs[a:b]) for a, b in itertools.pairwise(bounds)]
+    whole = InferenceResponse("d", m, Scores(probabilities=probs))
+    json_parts = [codecs.datarobot_rows(m, part, first) for part, first in zip(parts, bounds, strict=False)]
+    assert codecs.datarobot_body(json_parts) == codecs.encode_datarobot(whole)
+    csv_parts = b"".join(codecs.csv_rows(m, part) for part in parts)
+    assert codecs.csv_header(m, whole.scores) + csv_parts == codecs.encode_csv(whole)
+
+
+@pytest.mark.parametrize("first_row", [0, 99_990, 250_000])
+def test_row_ids_past_the_cached_ones(first_row: int) -> None:
+    values = np.arange(20, dtype=np.float64)
+    text = codecs.datarobot_rows(manifest(TargetType.REGRESSION, None), Scores(values=values), first_row)
+    ids = [row["rowId"] for row in orjson.loads(b"[" + text + b"]")]
+    assert ids == list(range(first_row, first_row + 20))
 
 
 def test_empty_response_is_an_empty_list() -> None:

@@ -316,18 +316,41 @@ def _rows(n: int, pieces: Sequence[bytes | list[bytes]]) -> bytes:
     return b"".join(parts)
 
 
-def encode_datarobot(response: InferenceResponse) -> bytes:
-    """DataRobot's prediction response: ``{"data": [{"rowId", "prediction", "predictionValues", …}]}``.
+_ROW_OPENINGS: list[bytes] = []
+_ROW_OPENINGS_CACHED = 100_000
+
+
+def _row_openings(first: int, n: int) -> list[bytes]:
+    """``,{"rowId":<i>,"prediction":`` for rows ``first`` to ``first + n - 1``.
+
+    The same texts open every response, so the first 100,000 are made once and
+    reused (about 6 MB at most); row ids beyond that are formatted per call.
+    """
+    stop = first + n
+    if stop > len(_ROW_OPENINGS) and stop <= _ROW_OPENINGS_CACHED:
+        grown = max(stop, 2 * len(_ROW_OPENINGS), 1024)
+        _ROW_OPENINGS.extend(_opening_texts(len(_ROW_OPENINGS), min(grown, _ROW_OPENINGS_CACHED)))
+    if stop <= len(_ROW_OPENINGS):
+        return _ROW_OPENINGS[first:stop]
+    return _opening_texts(first, stop)
+
+
+def _opening_texts(first: int, stop: int) -> list[bytes]:
+    return [b',{"rowId":' + i + b',"prediction":' for i in _numbers(np.arange(first, stop), np.int64)]
+
+
+def datarobot_rows(manifest: Manifest, scores: Scores, first_row: int = 0) -> bytes:
+    """The rows of DataRobot's prediction response, comma-separated, numbered from ``first_row``.
 
     Per row: ``rowId``, ``prediction`` (the label, or the value for regression),
     ``predictionThreshold`` for binary models, and ``predictionValues`` with one
     ``{"label", "value"}`` per class (regression: the target name and the value).
+    A batch scored in chunks is encoded chunk by chunk and joined with ``,``.
     """
-    manifest, scores = response.manifest, response.scores
     n = len(scores)
     if n == 0:
-        return b'{"data":[]}'
-    pieces: list[bytes | list[bytes]] = [b',{"rowId":', _numbers(np.arange(n), np.int64), b',"prediction":']
+        return b""
+    pieces: list[bytes | list[bytes]] = [_row_openings(first_row, n)]
     if scores.probabilities is None:
         assert scores.values is not None
         values = _numbers(scores.values)
@@ -335,16 +358,34 @@ def encode_datarobot(response: InferenceResponse) -> bytes:
         pieces += [values, b',"predictionValues":[{"label":' + target + b',"value":', values, b"}]}"]
     else:
         labels = [orjson.dumps(label) for label in manifest.class_labels or []]
-        predicted = [labels[i] for i in predicted_indices(scores, manifest).tolist()]
-        pieces.append(predicted)
+        threshold = b""
         if manifest.target_type is TargetType.BINARY:
-            pieces.append(b',"predictionThreshold":' + orjson.dumps(manifest.threshold))
-        opening = b',"predictionValues":['
+            threshold = b',"predictionThreshold":' + orjson.dumps(manifest.threshold)
+        # the predicted label and everything up to the first probability, per predicted class
+        first_value = b',"predictionValues":[{"label":' + labels[0] + b',"value":'
+        leads = [label + threshold + first_value for label in labels]
+        pieces.append(_pick(leads, predicted_indices(scores, manifest)))
         for j, label in enumerate(labels):
-            pieces += [opening + b'{"label":' + label + b',"value":', _numbers(scores.probabilities[:, j])]
-            opening = b"},"
+            if j:
+                pieces.append(b'},{"label":' + label + b',"value":')
+            pieces.append(_numbers(scores.probabilities[:, j]))
         pieces.append(b"}]}")
-    return b'{"data":[' + _rows(n, pieces)[1:] + b"]}"
+    return _rows(n, pieces)[1:]
+
+
+def _pick(texts: list[bytes], indices: np.ndarray) -> list[bytes]:
+    """``texts[i]`` for each ``i`` in ``indices``."""
+    return list(np.array(texts, dtype=object)[indices].tolist())
+
+
+def datarobot_body(fragments: Sequence[bytes]) -> bytes:
+    """The whole response from the rows of consecutive chunks (`datarobot_rows`)."""
+    return b'{"data":[' + b",".join(f for f in fragments if f) + b"]}"
+
+
+def encode_datarobot(response: InferenceResponse) -> bytes:
+    """DataRobot's prediction response: ``{"data": [{"rowId", "prediction", "predictionValues", …}]}``."""
+    return datarobot_body([datarobot_rows(response.manifest, response.scores)])
 
 
 def _csv_value(v: Any) -> str:
@@ -362,26 +403,39 @@ def _csv_numbers(values: np.ndarray) -> list[bytes]:
     return [b"" if v == b"null" else v for v in text] if np.isnan(values).any() else text
 
 
-def encode_csv(response: InferenceResponse) -> bytes:
+def csv_header(manifest: Manifest, scores: Scores) -> bytes:
     """DataRobot's CSV columns: ``<label>_PREDICTION`` per class, ``PREDICTION``, and for binary
     models ``THRESHOLD`` and ``POSITIVE_CLASS``."""
-    manifest, scores = response.manifest, response.scores
+    if scores.probabilities is None:
+        return b"PREDICTION\n"
+    labels = list(manifest.class_labels or [])
+    header = [f"{label}_PREDICTION" for label in labels] + ["PREDICTION"]
+    if manifest.target_type is TargetType.BINARY:
+        header += ["THRESHOLD", "POSITIVE_CLASS"]
+    return ",".join(_csv_value(h) for h in header).encode() + b"\n"
+
+
+def csv_rows(manifest: Manifest, scores: Scores) -> bytes:
+    """The data lines of the CSV response (`csv_header`'s columns), each ending in a line break."""
     n = len(scores)
     if scores.probabilities is None:
         assert scores.values is not None
-        return b"PREDICTION\n" + _rows(n, [_csv_numbers(scores.values), b"\n"])
+        return _rows(n, [_csv_numbers(scores.values), b"\n"])
     labels = list(manifest.class_labels or [])
-    header = [f"{label}_PREDICTION" for label in labels] + ["PREDICTION"]
     cells = [_csv_value(label).encode() for label in labels]
+    tail = b"\n"
+    if manifest.target_type is TargetType.BINARY:
+        tail = f",{_csv_value(manifest.threshold)},".encode() + cells[1] + b"\n"
     pieces: list[bytes | list[bytes]] = []
     for j in range(len(labels)):
         pieces += [_csv_numbers(scores.probabilities[:, j]), b","]
-    pieces.append([cells[i] for i in predicted_indices(scores, manifest).tolist()])
-    if manifest.target_type is TargetType.BINARY:
-        header += ["THRESHOLD", "POSITIVE_CLASS"]
-        pieces.append(f",{_csv_value(manifest.threshold)},".encode() + cells[1])
-    pieces.append(b"\n")
-    return ",".join(_csv_value(h) for h in header).encode() + b"\n" + _rows(n, pieces)
+    pieces.append(_pick([cell + tail for cell in cells], predicted_indices(scores, manifest)))
+    return _rows(n, pieces)
+
+
+def encode_csv(response: InferenceResponse) -> bytes:
+    """The CSV response: `csv_header` and `csv_rows`."""
+    return csv_header(response.manifest, response.scores) + csv_rows(response.manifest, response.scores)
 
 
 def _v2_datatype(values: list[Any]) -> str:
