@@ -100,6 +100,22 @@ def test_a_batch_scored_by_two_workers_gets_the_single_workers_answer(
     assert chunks_scored(receiver) == 0
 
 
+def test_row_numbers_stay_right_when_records_hold_objects_the_model_ignores(
+    start: Callable[..., TestClient], packages: dict[str, Path], iris_batch: pd.DataFrame
+) -> None:
+    """Nested objects make the receiver's guess of where the sibling's rows start wrong:
+    the sibling's rows are numbered again, so the answer is still the single worker's."""
+    reference = start(packages["iris"], shared=False)
+    receiver, sibling = start(packages["iris"]), start(packages["iris"])
+    rows = [{**row, "meta": {"source": i}} for i, row in enumerate(iris_batch.to_dict("records"))]
+    body = orjson.dumps(rows)
+    expected, got = post(reference, body), post(receiver, body)
+    assert got.status_code == expected.status_code == 200
+    assert chunks_scored(sibling) == 1
+    assert got.content == expected.content
+    assert [row["rowId"] for row in got.json()["data"]] == list(range(len(rows)))
+
+
 def test_hooks_hear_of_the_whole_batch_once(
     start: Callable[..., TestClient], packages: dict[str, Path], iris_batch: pd.DataFrame
 ) -> None:
@@ -202,7 +218,14 @@ def test_a_sibling_refuses_a_chunk_of_another_version(
     sibling = start(packages["iris"])
     scorer: ChunkScorer = sibling.app.state.server._chunk_scorer  # type: ignore[attr-defined]
     deployment = sibling.app.state.server.registry.get_key("default")  # type: ignore[attr-defined]
-    header = {"id": 1, "route": "default", "identity": identity(deployment), "format": "json"}
+    header = {
+        "id": 1,
+        "route": "default",
+        "identity": identity(deployment),
+        "format": "json",
+        "out": "json",
+        "firstRow": 7,
+    }
     body = (
         b'[{"sepal length (cm)": 5, "sepal width (cm)": 3, "petal length (cm)": 1, "petal width (cm)": 0.2}]'
     )
@@ -211,3 +234,4 @@ def test_a_sibling_refuses_a_chunk_of_another_version(
     reply, payload = scorer.score({**header, "wantRows": True}, body)
     assert reply["ok"] and reply["shape"] == [1, 3] and reply["rowsShape"] == [1, 4]
     assert len(payload[0]) == 3 * 8 and np.frombuffer(payload[1]).tolist() == [5, 3, 1, 0.2]
+    assert orjson.loads(payload[2])["rowId"] == 7  # its rows come encoded, numbered as asked

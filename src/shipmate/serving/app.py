@@ -39,7 +39,7 @@ from shipmate.serving.errors import (
     UnsupportedMediaType,
 )
 from shipmate.serving.management import Manager
-from shipmate.serving.protocol import InferenceResponse, InputError
+from shipmate.serving.protocol import InputError
 from shipmate.serving.settings import ServeSettings
 from shipmate.serving.siblings import ChunkScorer, FanOut, LoadGauge, Siblings, load_file
 from shipmate.serving.watcher import DirectoryWatcher
@@ -218,10 +218,9 @@ class Server:
         raise UnsupportedMediaType(f"unsupported Content-Type {ctype!r}: send application/json or text/csv")
 
     @staticmethod
-    def encode(request: Request, response: InferenceResponse) -> Response:
-        if CSV in request.headers.get("accept", ""):
-            return Response(codecs.encode_csv(response), media_type=CSV)
-        return Response(codecs.encode_datarobot(response), media_type=JSON)
+    def response_format(request: Request) -> str:
+        """``"csv"`` when the client accepts CSV, else ``"json"`` (DataRobot's response shape)."""
+        return "csv" if CSV in request.headers.get("accept", "") else "json"
 
     # ------------------------------------------------------------ endpoints: health and info
 
@@ -271,18 +270,20 @@ class Server:
         self.check_key(request, management=False)
         deployment = self.dataplane.deployment(request.path_params.get("id"))
         body = await self.read_body(request, self.settings.max_body_bytes)
-        fmt = self.body_format(request, body)
+        fmt, out = self.body_format(request, body), self.response_format(request)
+        media_type = CSV if out == "csv" else JSON
         with self.inflight:
             if (
                 self.fanout is not None
                 and self.inflight.count == 1
                 and len(body) >= self.settings.fanout_min_bytes
             ):
-                response = await self.fanout.infer(deployment, body, fmt)
-                if response is not None:
-                    return self.encode(request, response)
+                encoded = await self.fanout.infer(deployment, body, fmt, out)
+                if encoded is not None:
+                    return Response(encoded, media_type=media_type)
             features = deployment.features if deployment.model.input_kind is InputKind.MATRIX else None
-            return self.encode(request, self.dataplane.infer(deployment, codecs.decode(body, fmt, features)))
+            response = self.dataplane.infer(deployment, codecs.decode(body, fmt, features))
+            return Response(codecs.encode(response, out), media_type=media_type)
 
     # ------------------------------------------------------------ endpoints: management
 

@@ -438,6 +438,23 @@ def encode_csv(response: InferenceResponse) -> bytes:
     return csv_header(response.manifest, response.scores) + csv_rows(response.manifest, response.scores)
 
 
+def encode_rows(manifest: Manifest, scores: Scores, out: str, first_row: int = 0) -> bytes:
+    """The rows of an ``out`` (``"json"`` or ``"csv"``) response, for one chunk of a batch."""
+    return csv_rows(manifest, scores) if out == "csv" else datarobot_rows(manifest, scores, first_row)
+
+
+def join_rows(manifest: Manifest, scores: Scores, fragments: Sequence[bytes], out: str) -> bytes:
+    """The whole response from the `encode_rows` of consecutive chunks (``scores``: any chunk's)."""
+    if out == "csv":
+        return csv_header(manifest, scores) + b"".join(fragments)
+    return datarobot_body(fragments)
+
+
+def encode(response: InferenceResponse, out: str) -> bytes:
+    """The response as DataRobot's JSON (``out="json"``) or CSV (``out="csv"``)."""
+    return encode_csv(response) if out == "csv" else encode_datarobot(response)
+
+
 def _v2_datatype(values: list[Any]) -> str:
     if all(isinstance(v, bool) for v in values):
         return "BOOL"

@@ -45,11 +45,17 @@ import pandas as pd
 
 from shipmate.packages import InputKind, Scores
 from shipmate.serving import codecs
-from shipmate.serving.batching import balanced_share, cut_csv, cut_json_records, join_scores
+from shipmate.serving.batching import (
+    balanced_share,
+    cut_csv,
+    cut_json_records,
+    guess_first_rows,
+    join_scores,
+)
 from shipmate.serving.dataplane import DataPlane
 from shipmate.serving.deployments import Deployment, Registry
 from shipmate.serving.errors import ServingError
-from shipmate.serving.protocol import InferenceRequest, InferenceResponse, InputError
+from shipmate.serving.protocol import InferenceRequest, InputError
 
 log = logging.getLogger(__name__)
 
@@ -193,14 +199,16 @@ class ChunkScorer:
         except (InputError, ServingError) as exc:
             return {**reply, "ok": False, "reason": "failed", "message": str(exc)}, []
         self.scored += 1
-        out = scores.probabilities if scores.probabilities is not None else scores.values
-        assert out is not None and isinstance(rows, np.ndarray)
-        payload = [np.ascontiguousarray(out, dtype=np.float64).tobytes()]
+        values = scores.probabilities if scores.probabilities is not None else scores.values
+        assert values is not None and isinstance(rows, np.ndarray)
+        payload = [np.ascontiguousarray(values, dtype=np.float64).tobytes()]
         kind = "probabilities" if scores.probabilities is not None else "values"
-        reply.update(ok=True, kind=kind, shape=list(out.shape), doneAt=time.monotonic())
+        reply.update(ok=True, kind=kind, shape=list(values.shape))
         if header.get("wantRows"):
             payload.append(np.ascontiguousarray(rows, dtype=np.float64).tobytes())
             reply["rowsShape"] = list(rows.shape)
+        payload.append(codecs.encode_rows(deployment.manifest, scores, header["out"], header["firstRow"]))
+        reply["doneAt"] = time.monotonic()
         return reply, payload
 
 
@@ -338,7 +346,8 @@ class FanOut:
         self.own_shares: dict[tuple[str, str, int], float] = {}  # by deployment, format, siblings
         self._ids = itertools.count()
 
-    async def infer(self, deployment: Deployment, body: bytes, fmt: str) -> InferenceResponse | None:
+    async def infer(self, deployment: Deployment, body: bytes, fmt: str, out: str) -> bytes | None:
+        """The encoded response (``out``: ``"json"`` or ``"csv"``), or ``None`` for the ordinary path."""
         if deployment.model.input_kind is not InputKind.MATRIX:
             return None
         links = await self.siblings.available()
@@ -350,30 +359,34 @@ class FanOut:
         chunks = cut_csv(body, shares) if fmt == "csv" else cut_json_records(body, shares)
         if chunks is None:
             return None
+        first_rows = guess_first_rows(chunks, fmt)
         common = {
             "route": deployment.key,
             "identity": identity(deployment),
             "format": fmt,
+            "out": out,
             "wantRows": bool(self.dataplane.hooks),
         }
         sent_at = time.monotonic()
         sent = [
-            link.send({**common, "id": next(self._ids)}, chunk)
-            for link, chunk in zip(links, chunks[1:], strict=True)
+            link.send({**common, "id": next(self._ids), "firstRow": first}, chunk)
+            for link, chunk, first in zip(links, chunks[1:], first_rows[1:], strict=True)
         ]
         with contextlib.suppress(ConnectionError):  # then the answer fails too, and the chunk is scored here
             await asyncio.gather(*(link.flush() for link in links))
+        manifest = deployment.manifest
         try:
-            parts = [self._score_here(deployment, chunks[0], fmt)]
+            own = self._score_here(deployment, chunks[0], fmt)
+            parts: list[tuple[Part, bytes | None]] = [(own, codecs.encode_rows(manifest, own[1], out))]
             own_s = time.monotonic() - sent_at
             slowest = 0.0  # when the slowest sibling was done, from the same system-wide clock
             for link, future, chunk in zip(links, sent, chunks[1:], strict=True):
                 answer = await self._answer(link, future, 4 * own_s + self.PATIENCE_S)
                 if answer is None:
-                    parts.append(self._score_here(deployment, chunk, fmt))
+                    parts.append((self._score_here(deployment, chunk, fmt), None))
                     continue
-                part, done_at = answer
-                parts.append(part)
+                part, done_at, text = answer
+                parts.append((part, text))
                 slowest = max(slowest, done_at - sent_at)
         except _ChunkFailed:
             for future in sent:
@@ -383,11 +396,18 @@ class FanOut:
             balanced = balanced_share(own_share, own_s, slowest, len(links))
             smoothed = (1 - self.SMOOTHING) * own_share + self.SMOOTHING * balanced
             self.own_shares[key] = min(0.9, max(0.1, smoothed))
-        scores = join_scores([s for _, s in parts])
+        fragments: list[bytes] = []
+        first = 0
+        for ((_, scores), encoded), guessed in zip(parts, first_rows, strict=True):
+            if encoded is None or (first != guessed and out == "json"):  # CSV rows carry no row number
+                encoded = codecs.encode_rows(manifest, scores, out, first)
+            fragments.append(encoded)
+            first += len(scores)
         if self.dataplane.hooks:
-            matrix = np.concatenate([np.asarray(rows) for rows, _ in parts])
+            matrix = np.concatenate([np.asarray(rows) for (rows, _), _ in parts])
+            scores = join_scores([s for (_, s), _ in parts])
             self.dataplane.notify(deployment, InferenceRequest(deployment.features, rows=matrix), scores)
-        return InferenceResponse(deployment_id=deployment.id, manifest=deployment.manifest, scores=scores)
+        return codecs.join_rows(manifest, own[1], fragments, out)
 
     def _score_here(self, deployment: Deployment, chunk: bytes, fmt: str) -> Part:
         try:
@@ -397,8 +417,9 @@ class FanOut:
 
     async def _answer(
         self, link: _Link, future: asyncio.Future[tuple[dict[str, Any], bytes]], patience: float
-    ) -> tuple[Part, float] | None:
-        """The sibling's rows and scores and when it was done, or ``None`` when it did not score the chunk."""
+    ) -> tuple[Part, float, bytes] | None:
+        """The sibling's rows, scores, when it was done and its encoded rows; ``None`` when it did
+        not score the chunk."""
         try:
             header, payload = await asyncio.wait_for(asyncio.shield(future), patience)
         except (TimeoutError, ConnectionError) as exc:
@@ -414,6 +435,8 @@ class FanOut:
                 raise _ChunkFailed
             return None
         values, rest = _array(memoryview(payload), header["shape"])
-        rows = _array(rest, header["rowsShape"])[0] if "rowsShape" in header else np.empty((0, 0))
+        rows = np.empty((0, 0))
+        if "rowsShape" in header:
+            rows, rest = _array(rest, header["rowsShape"])
         scores = Scores(probabilities=values) if header["kind"] == "probabilities" else Scores(values=values)
-        return (rows, scores), float(header["doneAt"])
+        return (rows, scores), float(header["doneAt"]), bytes(rest)
