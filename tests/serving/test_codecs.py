@@ -187,6 +187,92 @@ def test_records_numeric_strings_and_booleans_still_convert() -> None:
     np.testing.assert_array_equal(matrix, [[41.0, 1.0, 2.5]])
 
 
+# ------------------------------------------------------------------ numeric CSV to a matrix
+
+
+def csv_general_path(body: bytes) -> np.ndarray:
+    matrix = model_input(codecs.decode_csv(body), None, InputKind.MATRIX, FEATURES)  # type: ignore[arg-type]
+    assert isinstance(matrix, np.ndarray)
+    return matrix
+
+
+def csv_oracle(body: bytes) -> np.ndarray:
+    """Each cell through Python's own ``float``, columns picked by name."""
+    import csv
+    import io
+
+    header, *lines = list(csv.reader(io.StringIO(body.decode()), skipinitialspace=True))
+    return np.array([[float(line[header.index(f)]) for f in FEATURES] for line in lines])
+
+
+finite = st.floats(allow_nan=False, allow_infinity=False)
+rounded = st.floats(-1e300, 1e300).map(lambda v: f"{v:.3e}")  # rounding the largest up would overflow
+cell = st.one_of(finite.map(repr), st.integers(-(2**53), 2**53).map(str), rounded)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    columns=st.permutations([*FEATURES, "extra"]).map(lambda c: c if "extra" in c[:3] else c[:3]),
+    rows=st.integers(1, 25),
+    data=st.data(),
+)
+def test_numeric_csv_fast_path_gives_the_general_paths_matrix(
+    columns: list[str], rows: int, data: Any
+) -> None:
+    sep = data.draw(st.sampled_from([",", ", "]))
+    newline = data.draw(st.sampled_from(["\n", "\r\n"]))
+    lines = [sep.join(data.draw(cell) for _ in columns) for _ in range(rows)]
+    body = (
+        ",".join(columns) + newline + newline.join(lines) + data.draw(st.sampled_from(["", newline]))
+    ).encode()
+    fast = codecs.numeric_csv(body, FEATURES)
+    assert fast is not None  # numbers only: the fast path took it
+    np.testing.assert_array_equal(fast, csv_oracle(body))
+    np.testing.assert_array_equal(fast, csv_general_path(body))
+
+
+def test_numeric_csv_of_a_thousand_rows_matches_pandas() -> None:
+    values = np.random.default_rng(3).normal(size=(1000, 3)) * 10.0 ** np.arange(-3, 6, 3)
+    body = ("age,income band,x\n" + "\n".join(",".join(map(repr, row)) for row in values.tolist())).encode()
+    fast = codecs.numeric_csv(body, FEATURES)
+    assert fast is not None
+    np.testing.assert_array_equal(fast, values)
+    np.testing.assert_array_equal(fast, csv_general_path(body))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"age,income band,x\n1,,3\n",  # an empty cell: pandas makes it NaN
+        b"age,income band,x\n1,NaN,3\n",
+        b"age,income band,x\n1,null,3\n",
+        b"age,income band,x\n1,+2,3\n",
+        b"age,income band,x\n1,2,3\n\n4,5,6\n",  # a blank line: pandas skips it
+        b"age,income band,x\n1,2,3],[4,5,6\n",  # brackets would make two rows of one line
+        b"age,income band,x\n1,2,a\n",
+        b'"age",income band,x\n1,2,3\n',
+        b"age,age,x\n1,2,3\n",
+        b"age ,income band,x\n1,2,3\n",
+        b"age,income band\n1,2\n",  # a missing column
+        b"age,income band,x\n",
+    ],
+)
+def test_numeric_csv_leaves_anything_else_to_pandas(body: bytes) -> None:
+    assert codecs.numeric_csv(body, FEATURES) is None
+    try:
+        expected: Any = csv_general_path(body)
+    except InputError as exc:
+        expected = exc
+    try:
+        got: Any = model_input(codecs.decode_csv_matrix(body, FEATURES), None, InputKind.MATRIX, FEATURES)  # type: ignore[arg-type]
+    except InputError as exc:
+        got = exc
+    if isinstance(expected, InputError):
+        assert isinstance(got, InputError) and str(got) == str(expected)
+    else:
+        np.testing.assert_array_equal(got, expected)
+
+
 # ------------------------------------------------------------------ CSV out
 
 
