@@ -18,7 +18,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shipmate.packages import Scores
-from shipmate.serving.batching import balanced_share, cut_csv, cut_json_records, join_scores
+from shipmate.serving.batching import (
+    balanced_share,
+    cut_csv,
+    cut_json_records,
+    guess_first_rows,
+    join_scores,
+)
 
 tricky_text = st.sampled_from(["}, {", "},{", '"}, {"', "plain", "]", "[{", "},\n {"]) | st.text(max_size=6)
 values = st.recursive(
@@ -116,6 +122,33 @@ def test_csv_rows_are_cut_by_share() -> None:
 
 def test_csv_with_quotes_is_left_whole() -> None:
     assert cut_csv(b'a,b\n1,"x\ny"\n2,3\n3,4\n', [0.5, 0.5]) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(st.lists(st.floats(allow_nan=False), min_size=2, max_size=2), min_size=2, max_size=60),
+    parts=shares,
+    newline=st.sampled_from(["\n", "\r\n"]),
+)
+def test_first_rows_are_guessed_right_for_flat_records_and_csv_lines(
+    rows: list[list[float]], parts: list[float], newline: str
+) -> None:
+    records = orjson.dumps([{"x": a, "y": b} for a, b in rows])
+    for chunks, fmt in [
+        (cut_json_records(records, parts), "json"),
+        (cut_csv(csv_body(rows, ["x", "y"], newline), parts), "csv"),
+    ]:
+        if chunks is None:
+            continue
+        sizes = [len(orjson.loads(c)) if fmt == "json" else len(c.splitlines()) - 1 for c in chunks]
+        assert guess_first_rows(chunks, fmt) == [sum(sizes[:i]) for i in range(len(chunks))]
+
+
+def test_first_rows_of_records_holding_objects_are_only_guessed() -> None:
+    """A nested object counts as a row: the guess is too high, and fan-out corrects it."""
+    chunks = cut_json_records(orjson.dumps([{"x": i, "meta": {"i": i}} for i in range(10)]), [0.5, 0.5])
+    assert chunks is not None
+    assert guess_first_rows(chunks, "json")[1] == 2 * len(orjson.loads(chunks[0]))
 
 
 def test_scores_join_in_order() -> None:
