@@ -253,6 +253,11 @@ class _Link:
         assert self._writer is not None
         await self._writer.drain()
 
+    @property
+    def flushed(self) -> bool:
+        """Everything sent has reached the kernel (the usual case: no need to wait for it)."""
+        return self._writer is None or self._writer.transport.get_write_buffer_size() == 0
+
     async def _read_answers(self, reader: asyncio.StreamReader) -> None:
         try:
             while True:
@@ -372,8 +377,9 @@ class FanOut:
             link.send({**common, "id": next(self._ids), "firstRow": first}, chunk)
             for link, chunk, first in zip(links, chunks[1:], first_rows[1:], strict=True)
         ]
-        with contextlib.suppress(ConnectionError):  # then the answer fails too, and the chunk is scored here
-            await asyncio.gather(*(link.flush() for link in links))
+        if not all(link.flushed for link in links):
+            with contextlib.suppress(ConnectionError):  # then the answer fails too: the chunk is scored here
+                await asyncio.gather(*(link.flush() for link in links if not link.flushed))
         manifest = deployment.manifest
         try:
             own = self._score_here(deployment, chunks[0], fmt)
@@ -421,7 +427,8 @@ class FanOut:
         """The sibling's rows, scores, when it was done and its encoded rows; ``None`` when it did
         not score the chunk."""
         try:
-            header, payload = await asyncio.wait_for(asyncio.shield(future), patience)
+            async with asyncio.timeout(patience):
+                header, payload = await future
         except (TimeoutError, ConnectionError) as exc:
             future.cancel()
             log.debug(
