@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 from typing import Any
 
 import numpy as np
@@ -19,10 +20,12 @@ from hypothesis import strategies as st
 
 from shipmate.packages import Scores
 from shipmate.serving.batching import (
+    Cutter,
     balanced_share,
+    cut,
     cut_csv,
     cut_json_records,
-    guess_first_rows,
+    guess_rows,
     join_scores,
 )
 
@@ -124,13 +127,49 @@ def test_csv_with_quotes_is_left_whole() -> None:
     assert cut_csv(b'a,b\n1,"x\ny"\n2,3\n3,4\n', [0.5, 0.5]) is None
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    rows=records,
+    parts=shares,
+    fmt=st.sampled_from(["json", "csv"]),
+    splits=st.lists(st.floats(0, 1), max_size=6),
+)
+def test_a_body_cut_as_it_arrives_gives_the_chunks_of_the_whole(
+    rows: list[dict[str, Any]], parts: list[float], fmt: str, splits: list[float]
+) -> None:
+    """However the body arrives, chunks come out as soon as they are whole, and the same as at once."""
+    if fmt == "json":
+        body = orjson.dumps(rows)
+    else:
+        body = csv_body([[str(v) for v in r.values()] for r in rows], [f"c{i}" for i in range(len(rows[0]))])
+    offsets = sorted({int(f * len(body)) for f in splits} | {0, len(body)})
+    cutter, chunks = Cutter(fmt, len(body), parts), []
+    for a, b in itertools.pairwise(offsets):
+        chunks += cutter.feed(body[a:b])
+    last = cutter.finish()
+    whole = cut(body, fmt, parts)
+    assert (None if last is None else [*chunks, last]) == whole
+    assert bytes(cutter.body) == body
+
+
+def test_a_chunk_goes_out_once_its_rows_are_in() -> None:
+    body = orjson.dumps([{"a": i} for i in range(100)])
+    cutter = Cutter("json", len(body), [0.3, 0.7])
+    assert cutter.feed(body[: len(body) // 5]) == []  # not yet 30 %
+    (first,) = cutter.feed(body[len(body) // 5 : len(body) // 2])
+    assert orjson.loads(first) == [{"a": i} for i in range(len(orjson.loads(first)))]
+    assert cutter.feed(body[len(body) // 2 :]) == []
+    last = cutter.finish()
+    assert last is not None and orjson.loads(first) + orjson.loads(last) == orjson.loads(body)
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     rows=st.lists(st.lists(st.floats(allow_nan=False), min_size=2, max_size=2), min_size=2, max_size=60),
     parts=shares,
     newline=st.sampled_from(["\n", "\r\n"]),
 )
-def test_first_rows_are_guessed_right_for_flat_records_and_csv_lines(
+def test_rows_are_counted_right_for_flat_records_and_csv_lines(
     rows: list[list[float]], parts: list[float], newline: str
 ) -> None:
     records = orjson.dumps([{"x": a, "y": b} for a, b in rows])
@@ -141,14 +180,14 @@ def test_first_rows_are_guessed_right_for_flat_records_and_csv_lines(
         if chunks is None:
             continue
         sizes = [len(orjson.loads(c)) if fmt == "json" else len(c.splitlines()) - 1 for c in chunks]
-        assert guess_first_rows(chunks, fmt) == [sum(sizes[:i]) for i in range(len(chunks))]
+        assert [guess_rows(c, fmt) for c in chunks] == sizes
 
 
-def test_first_rows_of_records_holding_objects_are_only_guessed() -> None:
+def test_rows_of_records_holding_objects_are_only_guessed() -> None:
     """A nested object counts as a row: the guess is too high, and fan-out corrects it."""
     chunks = cut_json_records(orjson.dumps([{"x": i, "meta": {"i": i}} for i in range(10)]), [0.5, 0.5])
     assert chunks is not None
-    assert guess_first_rows(chunks, "json")[1] == 2 * len(orjson.loads(chunks[0]))
+    assert guess_rows(chunks[0], "json") == 2 * len(orjson.loads(chunks[0]))
 
 
 def test_scores_join_in_order() -> None:

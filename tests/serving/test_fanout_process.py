@@ -33,8 +33,10 @@ def test_two_worker_processes_share_a_batch_and_clean_up(
     packages: dict[str, Path], tmp_path: Path, wait: Callable[..., Any]
 ) -> None:
     X, _ = load_iris(return_X_y=True, as_frame=True)
-    rows = X.sample(600, replace=True, random_state=1) + np.random.default_rng(1).normal(0, 0.1, (600, 4))
+    n = 4000  # about 400 KB: the body arrives in more than one piece
+    rows = X.sample(n, replace=True, random_state=1) + np.random.default_rng(1).normal(0, 0.1, (n, 4))
     body = orjson.dumps(rows.to_dict("records"))
+    csv_body = rows.to_csv(index=False).encode()
     temp = Path(tempfile.mkdtemp(dir="/tmp"))  # short: a socket's path must fit in 107 bytes
     port = free_port()
     cmd = [sys.executable, "-c", "from shipmate.cli.main import main; main()", "serve",
@@ -59,14 +61,23 @@ def test_two_worker_processes_share_a_batch_and_clean_up(
         assert stat.S_IMODE(peers.stat().st_mode) == 0o700  # only the server's user can reach the sockets
         wait(lambda: len(list(peers.glob("*.sock"))) == 2 and len(list(peers.glob("*.load"))) == 2)
 
-        answers = {httpx.post(url + "/predictions", content=body, timeout=30).content for _ in range(20)}
-        assert len(answers) == 1
+        def post(content: bytes, ctype: str | None = "application/json") -> bytes:
+            headers = {"Content-Type": ctype} if ctype else {}
+            response = httpx.post(url + "/predictions", content=content, headers=headers, timeout=30)
+            assert response.status_code == 200, response.text
+            return response.content
+
+        answers = {post(body) for _ in range(10)} | {post(csv_body, "text/csv") for _ in range(10)}
+        assert len(answers) == 1  # JSON or CSV, whichever worker took the request
         (answer,) = answers
         data = orjson.loads(answer)["data"]
-        assert [r["rowId"] for r in data] == list(range(600))
-        single = httpx.post(url + "/predictions", content=orjson.dumps(rows.head(5).to_dict("records")))
-        assert orjson.loads(single.content)["data"] == data[:5]  # small bodies are scored whole: same scores
-        assert "scoring its chunk here" not in log.read_text()  # no sibling failed to answer
+        assert [r["rowId"] for r in data] == list(range(n))
+        assert post(body, None) == answer  # no Content-Type: scored whole, the same answer
+        single = post(orjson.dumps(rows.head(5).to_dict("records")))
+        assert orjson.loads(single)["data"] == data[:5]  # small bodies are scored whole: same scores
+        text = log.read_text()
+        assert "scored a chunk of" in text  # the siblings did score chunks
+        assert "scoring its chunk here" not in text  # no sibling failed to answer
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)

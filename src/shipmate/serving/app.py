@@ -192,30 +192,50 @@ class Server:
             raise Unauthorized("a valid API key is required (Authorization: Bearer <key> or X-API-Key)")
 
     @staticmethod
-    async def read_body(request: Request, limit: int) -> bytes:
+    def declared_length(request: Request, limit: int) -> int | None:
+        """The body's length from Content-Length (refused at once when over ``limit``)."""
         declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
+        if declared is None or not declared.isdigit():
+            return None
+        if int(declared) > limit:
             raise PayloadTooLarge(f"the request body is {declared} bytes; the limit is {limit}")
-        chunks: list[bytes] = []
+        return int(declared)
+
+    @classmethod
+    async def body_pieces(cls, request: Request, limit: int) -> AsyncIterator[bytes]:
+        """The body as it arrives, refused once it grows past ``limit`` bytes."""
+        cls.declared_length(request, limit)
         size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
+        async for piece in request.stream():
+            size += len(piece)
             if size > limit:
                 raise PayloadTooLarge(f"the request body exceeds the limit of {limit} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+            if piece:
+                yield piece
+
+    @classmethod
+    async def read_body(cls, request: Request, limit: int) -> bytes:
+        return b"".join([piece async for piece in cls.body_pieces(request, limit)])
 
     @staticmethod
-    def body_format(request: Request, body: bytes) -> str:
-        """``"json"`` or ``"csv"``, from the Content-Type (or, when there is none, the first byte)."""
+    def declared_format(request: Request) -> str | None:
+        """``"json"`` or ``"csv"`` from the Content-Type; ``None`` when there is none."""
         ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        if not ctype:  # no declared type: JSON starts with a bracket, anything else is read as CSV
-            ctype = JSON if body.lstrip()[:1] in (b"[", b"{") else CSV
+        if not ctype:
+            return None
         if ctype == JSON or ctype.endswith("+json"):
             return "json"
         if ctype in _CSV_TYPES:
             return "csv"
         raise UnsupportedMediaType(f"unsupported Content-Type {ctype!r}: send application/json or text/csv")
+
+    @classmethod
+    def body_format(cls, request: Request, body: bytes) -> str:
+        """``"json"`` or ``"csv"``, from the Content-Type (or, when there is none, the first byte)."""
+        declared = cls.declared_format(request)
+        if declared is not None:
+            return declared
+        return "json" if body.lstrip()[:1] in (b"[", b"{") else "csv"  # JSON starts with a bracket
 
     @staticmethod
     def response_format(request: Request) -> str:
@@ -269,18 +289,27 @@ class Server:
     async def predict(self, request: Request) -> Response:
         self.check_key(request, management=False)
         deployment = self.dataplane.deployment(request.path_params.get("id"))
-        body = await self.read_body(request, self.settings.max_body_bytes)
-        fmt, out = self.body_format(request, body), self.response_format(request)
+        out, limit = self.response_format(request), self.settings.max_body_bytes
         media_type = CSV if out == "csv" else JSON
+        body: bytes | None = None
+        size, fmt = self.declared_length(request, limit), self.declared_format(request)
+        if (
+            self.fanout is not None
+            and self.inflight.count == 0
+            and fmt is not None
+            and size is not None
+            and size >= self.settings.fanout_min_bytes
+        ):  # a large batch while idle: the siblings get their chunks while the rest arrives
+            with self.inflight:
+                body, encoded = await self.fanout.infer(
+                    deployment, self.body_pieces(request, limit), size, fmt, out
+                )
+            if encoded is not None:
+                return Response(encoded, media_type=media_type)
+        if body is None:
+            body = await self.read_body(request, limit)
+        fmt = self.body_format(request, body)
         with self.inflight:
-            if (
-                self.fanout is not None
-                and self.inflight.count == 1
-                and len(body) >= self.settings.fanout_min_bytes
-            ):
-                encoded = await self.fanout.infer(deployment, body, fmt, out)
-                if encoded is not None:
-                    return Response(encoded, media_type=media_type)
             features = deployment.features if deployment.model.input_kind is InputKind.MATRIX else None
             response = self.dataplane.infer(deployment, codecs.decode(body, fmt, features))
             return Response(codecs.encode(response, out), media_type=media_type)

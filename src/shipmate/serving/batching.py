@@ -33,22 +33,98 @@ def _targets(size: int, shares: Sequence[float]) -> list[int]:
     return offsets
 
 
-def cut_json_records(body: bytes, shares: Sequence[float]) -> list[bytes] | None:
-    """A JSON array of objects as ``len(shares)`` arrays of consecutive objects, sized by share."""
-    start = len(body) - len(body.lstrip())
-    end = len(body.rstrip())
-    if len(shares) < 2 or body[start : start + 1] != b"[" or body[end - 1 : end] != b"]":
-        return None
-    chunks: list[bytes] = []
-    begin = start + 1  # just after the opening bracket
-    for target in _targets(end, shares):
+class Cutter:
+    """Cuts a body into chunks of whole rows while it arrives, so early chunks can go out first.
+
+    ``feed`` each piece as it comes; it returns the chunks that are complete (every
+    chunk but the last, each as soon as a row boundary past its share of ``size``
+    bytes is in). ``finish`` returns the last chunk, or ``None`` when the body could
+    not be cut (not an array of records or CSV with a header, a quote in CSV, no
+    boundary where one was needed). Chunks are whole JSON arrays or CSV bodies with
+    the header. ``size`` is the body's length as declared (Content-Length).
+    """
+
+    def __init__(self, fmt: str, size: int, shares: Sequence[float]) -> None:
+        self.fmt = fmt
+        self.body = bytearray()
+        self.sent = 0  # chunks returned by feed
+        self.refused = len(shares) < 2
+        self._targets = _targets(size, shares)
+        self._begin: int | None = None  # where the next chunk's rows start, once known
+        self._header = b""
+
+    def feed(self, piece: bytes) -> list[bytes]:
+        self.body += piece
+        if self.fmt == "csv" and b'"' in piece:  # a quoted field may hold a line break
+            self.refused = True
+        if self.refused or (self._begin is None and not self._start()):
+            return []
+        chunks = []
+        while self.sent < len(self._targets):
+            chunk = self._cut(self._targets[self.sent])
+            if chunk is None:
+                break
+            chunks.append(chunk)
+            self.sent += 1
+        return chunks
+
+    def finish(self) -> bytes | None:
+        """The last chunk, once the whole body is in (``None``: score the body whole)."""
+        if self.refused or self._begin is None or self.sent < len(self._targets):
+            return None
+        rest = bytes(self.body[self._begin :])
+        if self.fmt == "csv":
+            return self._header + rest if rest.strip() else None
+        return b"[" + rest if rest.rstrip().endswith(b"]") else None
+
+    def _start(self) -> bool:
+        """Find where the first row starts (after ``[``, or after the CSV header)."""
+        if self.fmt == "csv":
+            header_end = self.body.find(b"\n")
+            if header_end < 0:
+                return False
+            self._header = bytes(self.body[: header_end + 1])
+            self._begin = header_end + 1
+            return True
+        text = self.body.lstrip()
+        if not text:
+            return False
+        if text[:1] != b"[":
+            self.refused = True
+            return False
+        self._begin = len(self.body) - len(text) + 1
+        return True
+
+    def _cut(self, target: int) -> bytes | None:
+        assert self._begin is not None
+        begin, body = self._begin, self.body
+        if self.fmt == "csv":
+            newline = body.find(b"\n", max(target, begin))
+            if newline < 0 or newline + 1 >= len(body):  # the rest may be a line still arriving
+                return None
+            if not body[begin:newline].strip():
+                self.refused = True
+                return None
+            self._begin = newline + 1
+            return self._header + bytes(body[begin : newline + 1])
         gap = _RECORD_GAP.search(body, max(target, begin))
         if gap is None:
             return None
-        chunks.append(b"[" + body[begin : gap.start() + 1] + b"]")
-        begin = gap.end() - 1  # at the next record's "{"
-    chunks.append(b"[" + body[begin:end])
-    return chunks
+        self._begin = gap.end() - 1  # at the next record's "{"
+        return b"[" + bytes(body[begin : gap.start() + 1]) + b"]"
+
+
+def cut(body: bytes, fmt: str, shares: Sequence[float]) -> list[bytes] | None:
+    """A whole body as ``len(shares)`` chunks of consecutive rows sized by share, or ``None``."""
+    cutter = Cutter(fmt, len(body), shares)
+    chunks = cutter.feed(body)
+    last = cutter.finish()
+    return None if last is None else [*chunks, last]
+
+
+def cut_json_records(body: bytes, shares: Sequence[float]) -> list[bytes] | None:
+    """A JSON array of objects as ``len(shares)`` arrays of consecutive objects, sized by share."""
+    return cut(body, "json", shares)
 
 
 def cut_csv(body: bytes, shares: Sequence[float]) -> list[bytes] | None:
@@ -56,39 +132,19 @@ def cut_csv(body: bytes, shares: Sequence[float]) -> list[bytes] | None:
 
     Not cut when a quote appears anywhere: a quoted field may hold a line break.
     """
-    header_end = body.find(b"\n")
-    if len(shares) < 2 or header_end < 0 or b'"' in body:
-        return None
-    header = body[: header_end + 1]
-    chunks: list[bytes] = []
-    begin = header_end + 1
-    for target in _targets(len(body), shares):
-        newline = body.find(b"\n", max(target, begin))
-        if newline < 0 or newline + 1 >= len(body) or not body[begin:newline].strip():
-            return None
-        chunks.append(header + body[begin : newline + 1])
-        begin = newline + 1
-    if not body[begin:].strip():
-        return None
-    chunks.append(header + body[begin:])
-    return chunks
+    return cut(body, "csv", shares)
 
 
-def guess_first_rows(chunks: Sequence[bytes], fmt: str) -> list[int]:
-    """The number of each chunk's first row within the batch, as far as can be told without parsing.
+def guess_rows(chunk: bytes, fmt: str) -> int:
+    """How many rows a chunk holds, as far as can be told without parsing it.
 
-    Exact for records of plain values (one ``{`` each) and for CSV lines. A guess is
-    only a guess: whoever joins the encoded chunks checks it against the rows each
-    chunk really had, and encodes again where it was wrong.
+    Exact for records of plain values (one ``{`` each) and for CSV lines. It is only a
+    guess: whoever joins the chunks' encoded rows checks where each chunk's rows
+    really started, and encodes again where the guess was wrong.
     """
-    firsts, first = [0], 0
-    for chunk in chunks[:-1]:  # the last chunk's size moves no one's first row
-        if fmt == "json":
-            first += _count(chunk, b"{")
-        else:
-            first += _count(chunk, b"\n") - 1 + (chunk[-1:] != b"\n")
-        firsts.append(first)
-    return firsts
+    if fmt == "json":
+        return _count(chunk, b"{")
+    return _count(chunk, b"\n") - 1 + (chunk[-1:] != b"\n")  # less the header
 
 
 def _count(data: bytes, byte: bytes) -> int:

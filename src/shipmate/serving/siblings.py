@@ -35,6 +35,8 @@ import mmap
 import os
 import struct
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -45,13 +47,7 @@ import pandas as pd
 
 from shipmate.packages import InputKind, Scores
 from shipmate.serving import codecs
-from shipmate.serving.batching import (
-    balanced_share,
-    cut_csv,
-    cut_json_records,
-    guess_first_rows,
-    join_scores,
-)
+from shipmate.serving.batching import Cutter, balanced_share, guess_rows, join_scores
 from shipmate.serving.dataplane import DataPlane
 from shipmate.serving.deployments import Deployment, Registry
 from shipmate.serving.errors import ServingError
@@ -199,6 +195,7 @@ class ChunkScorer:
         except (InputError, ServingError) as exc:
             return {**reply, "ok": False, "reason": "failed", "message": str(exc)}, []
         self.scored += 1
+        log.debug("scored a chunk of %d rows for a sibling", len(scores))
         values = scores.probabilities if scores.probabilities is not None else scores.values
         assert values is not None and isinstance(rows, np.ndarray)
         payload = [np.ascontiguousarray(values, dtype=np.float64).tobytes()]
@@ -337,8 +334,23 @@ class _ChunkFailed(Exception):
     """A chunk could not be decoded or scored: the whole request goes down the ordinary path."""
 
 
+@dataclass
+class _Sent:
+    """The chunks sent to siblings while the body arrived, and the one this worker keeps."""
+
+    chunks: list[bytes] = field(default_factory=list)
+    answers: list[asyncio.Future[tuple[dict[str, Any], bytes]]] = field(default_factory=list)
+    first_rows: list[int] = field(default_factory=lambda: [0])  # guessed, the kept chunk's last
+    at: float = 0.0  # when the first chunk went out (monotonic)
+    kept: bytes | None = None
+
+    def cancel(self) -> None:
+        for answer in self.answers:
+            answer.cancel()
+
+
 class FanOut:
-    """Scores one batch on this worker and its idle siblings; ``None`` means: use the ordinary path."""
+    """Scores one batch on this worker and its idle siblings (`infer`)."""
 
     PATIENCE_S = 0.05
     """Beyond four times its own chunk's time, how long the receiving worker waits for a sibling."""
@@ -351,57 +363,98 @@ class FanOut:
         self.own_shares: dict[tuple[str, str, int], float] = {}  # by deployment, format, siblings
         self._ids = itertools.count()
 
-    async def infer(self, deployment: Deployment, body: bytes, fmt: str, out: str) -> bytes | None:
-        """The encoded response (``out``: ``"json"`` or ``"csv"``), or ``None`` for the ordinary path."""
-        if deployment.model.input_kind is not InputKind.MATRIX:
-            return None
-        links = await self.siblings.available()
-        if not links:
-            return None
+    async def infer(
+        self, deployment: Deployment, pieces: AsyncIterator[bytes], size: int, fmt: str, out: str
+    ) -> tuple[bytes, bytes | None]:
+        """Read a ``size``-byte body from ``pieces`` and score it here and on the idle siblings.
+
+        Each sibling is sent its chunk as soon as that has arrived; this worker keeps the
+        last one. Returns the body and the encoded response (``out``: ``"json"`` or
+        ``"csv"``), or the body and ``None``: then the ordinary path scores it.
+        """
+        links = await self.siblings.available() if deployment.model.input_kind is InputKind.MATRIX else []
         key = (deployment.key, fmt, len(links))
-        own_share = self.own_shares.get(key, OWN_SHARE / len(links))
-        shares = [own_share] + [(1 - own_share) / len(links)] * len(links)
-        chunks = cut_csv(body, shares) if fmt == "csv" else cut_json_records(body, shares)
-        if chunks is None:
-            return None
-        first_rows = guess_first_rows(chunks, fmt)
-        common = {
+        own_share = self.own_shares.get(key, OWN_SHARE / max(len(links), 1))
+        cutter = Cutter(fmt, size, [(1 - own_share) / max(len(links), 1)] * len(links) + [own_share])
+        sent = _Sent()
+        try:
+            await self._send_while_reading(deployment, pieces, cutter, links, sent, fmt, out)
+            if sent.kept is None:
+                sent.cancel()
+                return bytes(cutter.body), None
+            parts, own_done, siblings_done = await self._score(deployment, links, sent, fmt, out)
+        except _ChunkFailed:
+            sent.cancel()
+            return bytes(cutter.body), None
+        except BaseException:
+            sent.cancel()
+            raise
+        if siblings_done > 0:
+            balanced = balanced_share(own_share, own_done - sent.at, siblings_done - sent.at, len(links))
+            smoothed = (1 - self.SMOOTHING) * own_share + self.SMOOTHING * balanced
+            self.own_shares[key] = min(0.9, max(0.1, smoothed))
+        return b"", self._join(deployment, parts, sent.first_rows, out)
+
+    async def _send_while_reading(
+        self,
+        deployment: Deployment,
+        pieces: AsyncIterator[bytes],
+        cutter: Cutter,
+        links: list[_Link],
+        sent: _Sent,
+        fmt: str,
+        out: str,
+    ) -> None:
+        header = {
             "route": deployment.key,
             "identity": identity(deployment),
             "format": fmt,
             "out": out,
             "wantRows": bool(self.dataplane.hooks),
         }
-        sent_at = time.monotonic()
-        sent = [
-            link.send({**common, "id": next(self._ids), "firstRow": first}, chunk)
-            for link, chunk, first in zip(links, chunks[1:], first_rows[1:], strict=True)
-        ]
+        async for piece in pieces:
+            for chunk in cutter.feed(piece):
+                sent.at = sent.at or time.monotonic()
+                link = links[len(sent.answers)]
+                sent.answers.append(
+                    link.send({**header, "id": next(self._ids), "firstRow": sent.first_rows[-1]}, chunk)
+                )
+                sent.chunks.append(chunk)
+                sent.first_rows.append(sent.first_rows[-1] + guess_rows(chunk, fmt))
+        sent.kept = cutter.finish() if sent.chunks else None
         if not all(link.flushed for link in links):
             with contextlib.suppress(ConnectionError):  # then the answer fails too: the chunk is scored here
                 await asyncio.gather(*(link.flush() for link in links if not link.flushed))
+
+    async def _score(
+        self, deployment: Deployment, links: list[_Link], sent: _Sent, fmt: str, out: str
+    ) -> tuple[list[tuple[Part, bytes | None]], float, float]:
+        """Every chunk's rows, scores and encoded rows, in order (text ``None``: encode it), and when
+        this worker and the slowest sibling were done."""
+        assert sent.kept is not None
+        own = self._score_here(deployment, sent.kept, fmt)
+        own_text = codecs.encode_rows(deployment.manifest, own[1], out, sent.first_rows[-1])
+        own_done = time.monotonic()
+        patience = 4 * (own_done - sent.at) + self.PATIENCE_S
+        parts: list[tuple[Part, bytes | None]] = []
+        siblings_done = 0.0  # from the same system-wide clock
+        for link, answer, chunk in zip(links, sent.answers, sent.chunks, strict=True):
+            got = await self._answer(link, answer, patience)
+            if got is None:
+                parts.append((self._score_here(deployment, chunk, fmt), None))
+                continue
+            part, done_at, text = got
+            parts.append((part, text))
+            siblings_done = max(siblings_done, done_at)
+        parts.append((own, own_text))
+        return parts, own_done, siblings_done
+
+    def _join(
+        self, deployment: Deployment, parts: list[tuple[Part, bytes | None]], first_rows: list[int], out: str
+    ) -> bytes:
+        """The response from the parts' encoded rows, encoding again any part whose rows were
+        guessed to start elsewhere; the hooks hear of the whole batch here, once."""
         manifest = deployment.manifest
-        try:
-            own = self._score_here(deployment, chunks[0], fmt)
-            parts: list[tuple[Part, bytes | None]] = [(own, codecs.encode_rows(manifest, own[1], out))]
-            own_s = time.monotonic() - sent_at
-            slowest = 0.0  # when the slowest sibling was done, from the same system-wide clock
-            for link, future, chunk in zip(links, sent, chunks[1:], strict=True):
-                answer = await self._answer(link, future, 4 * own_s + self.PATIENCE_S)
-                if answer is None:
-                    parts.append((self._score_here(deployment, chunk, fmt), None))
-                    continue
-                part, done_at, text = answer
-                parts.append((part, text))
-                slowest = max(slowest, done_at - sent_at)
-        except _ChunkFailed:
-            for future in sent:
-                future.cancel()
-            return None
-        if slowest > 0 and own_s > 0:
-            balanced = balanced_share(own_share, own_s, slowest, len(links))
-            smoothed = (1 - self.SMOOTHING) * own_share + self.SMOOTHING * balanced
-            self.own_shares[key] = min(0.9, max(0.1, smoothed))
         fragments: list[bytes] = []
         first = 0
         for ((_, scores), encoded), guessed in zip(parts, first_rows, strict=True):
@@ -413,7 +466,7 @@ class FanOut:
             matrix = np.concatenate([np.asarray(rows) for (rows, _), _ in parts])
             scores = join_scores([s for (_, s), _ in parts])
             self.dataplane.notify(deployment, InferenceRequest(deployment.features, rows=matrix), scores)
-        return codecs.join_rows(manifest, own[1], fragments, out)
+        return codecs.join_rows(manifest, parts[-1][0][1], fragments, out)
 
     def _score_here(self, deployment: Deployment, chunk: bytes, fmt: str) -> Part:
         try:
