@@ -246,6 +246,9 @@ def test_numeric_csv_of_a_thousand_rows_matches_pandas() -> None:
         b"age,income band,x\n1,,3\n",  # an empty cell: pandas makes it NaN
         b"age,income band,x\n1,NaN,3\n",
         b"age,income band,x\n1,null,3\n",
+        b"age,income band,x\n1,true,3\n",  # pandas makes a column of booleans
+        b"age,income band,x\n1,[2],3\n",
+        b"age,income band,x\n1,2\n3,4,5\n",  # a short line
         b"age,income band,x\n1,+2,3\n",
         b"age,income band,x\n1,2,3\n\n4,5,6\n",  # a blank line: pandas skips it
         b"age,income band,x\n1,2,3],[4,5,6\n",  # brackets would make two rows of one line

@@ -176,22 +176,21 @@ def decode(body: bytes, fmt: str, features: tuple[str, ...] | None = None) -> In
     return decode_json_matrix(body, features) if features else decode_json(body)
 
 
-@lru_cache(maxsize=64)
-def _csv_lines_decoder(width: int) -> msgspec.json.Decoder[list[tuple[float, ...]]]:
-    return msgspec.json.Decoder(list[tuple[(float,) * width]])  # type: ignore[misc]
+_NOT_IN_NUMBERS = (b'"', b"[", b"]", b"t", b"f", b"n")  # quotes, brackets, true, false, null, nan
 
 
 def numeric_csv(body: bytes, features: Sequence[str]) -> np.ndarray | None:
     """CSV whose every cell is a number, straight to a float matrix of ``features``, or ``None``.
 
     The fast path for all-numeric models. Each data line becomes a JSON array of the
-    same numbers (``1.5,2`` reads as ``[1.5,2]``), which msgspec parses into fixed
-    tuples with no DataFrame on the way. pandas costs about 0.5 ms per call before the
-    first row, so this takes 10 % less time for 1,000 rows of 20 numbers, a third less
-    for 500 (a chunk of a fanned-out batch) and half for 250. Only what the general
-    path reads as the very same numbers gets through: every line as wide as a plain,
-    unquoted header, every cell a JSON number, one array per line. Empty cells,
-    ``NaN``, text, quotes and blank lines are left to pandas (``None``).
+    same numbers (``1.5,2`` reads as ``[1.5,2]``), which orjson parses with no
+    DataFrame on the way (orjson parses floats faster than msgspec). pandas costs about
+    0.5 ms per call before the first row, so this takes a tenth less time than pandas
+    for 1,000 rows of 20 numbers, a third less for 500 (a chunk of a fanned-out batch)
+    and 60 % less for 250. Only what the general path reads as the very same
+    numbers gets through: a plain, unquoted header; no quote, bracket or word in the
+    data (``true``, ``null``, ``NaN``); every line as wide as the header; every cell a
+    JSON number. Anything else is left to pandas (``None``).
     """
     header_end = body.find(b"\n")
     if header_end < 0:
@@ -206,13 +205,15 @@ def numeric_csv(body: bytes, features: Sequence[str]) -> np.ndarray | None:
     data = body[header_end + 1 :].rstrip()
     if not data or any(c != c.strip() or not c for c in columns) or len(set(columns)) < len(columns):
         return None
+    if any(mark in data for mark in _NOT_IN_NUMBERS):
+        return None
     try:
-        lines = _csv_lines_decoder(len(columns)).decode(b"[[" + data.replace(b"\n", b"],[") + b"]]")
-    except msgspec.DecodeError:
+        lines = orjson.loads(b"[[" + data.replace(b"\n", b"],[") + b"]]")
+        if set(map(len, lines)) != {len(columns)}:
+            return None
+        matrix = np.fromiter(chain.from_iterable(lines), np.float64, count=len(lines) * len(columns))
+    except (orjson.JSONDecodeError, ValueError, TypeError, OverflowError):
         return None
-    if len(lines) != data.count(b"\n") + 1:  # brackets in a cell made two arrays of one line
-        return None
-    matrix = np.fromiter(chain.from_iterable(lines), np.float64, count=len(lines) * len(columns))
     matrix = matrix.reshape(len(lines), len(columns))
     if tuple(columns) == tuple(features):
         return matrix
