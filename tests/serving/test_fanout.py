@@ -199,6 +199,34 @@ def test_small_batches_are_not_shared(
     assert chunks_scored(sibling) == 0
 
 
+@pytest.mark.parametrize(
+    ("shape", "ctype"),
+    [("split", "application/json"), ("columns", "application/json"), ("quoted", "text/csv"), ("records", "")],
+)
+def test_bodies_that_cannot_be_cut_are_scored_whole(
+    start: Callable[..., TestClient],
+    packages: dict[str, Path],
+    iris_batch: pd.DataFrame,
+    shape: str,
+    ctype: str,
+) -> None:
+    """Other JSON shapes, CSV with quotes and bodies of no declared type: one worker scores them."""
+    reference = start(packages["iris"], shared=False)
+    receiver, sibling = start(packages["iris"]), start(packages["iris"])
+    body = {
+        "split": lambda: orjson.dumps({"dataframe_split": iris_batch.to_dict("split")}),
+        "columns": lambda: orjson.dumps(iris_batch.to_dict("list")),
+        "quoted": lambda: iris_batch.to_csv(index=False, quoting=1).encode(),  # every cell quoted
+        "records": lambda: orjson.dumps(iris_batch.to_dict("records")),
+    }[shape]()
+    headers = {"Content-Type": ctype} if ctype else {}
+    expected = reference.post("/predictions", content=body, headers=headers)
+    got = receiver.post("/predictions", content=body, headers=headers)
+    assert got.status_code == expected.status_code == 200
+    assert got.content == expected.content
+    assert chunks_scored(sibling) == 0
+
+
 def test_a_busy_sibling_is_not_handed_a_chunk(
     start: Callable[..., TestClient], packages: dict[str, Path], iris_batch: pd.DataFrame
 ) -> None:
