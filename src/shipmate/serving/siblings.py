@@ -3,20 +3,23 @@
 Why: the server's workers are processes, one busy core each under the GIL. A
 1,000-row batch sent to an otherwise idle server keeps one core busy and leaves
 the others idle; cut into chunks and scored side by side it is answered sooner
-(on two cores here, about 1.3x the rows per second; reading the body and
-writing the answer stay with one worker; docs/serving.md has the figures).
+(on two cores here, about 1.35x the rows per second of one worker; docs/serving.md
+has the figures).
 
 How: with ``--workers`` above one, the parent process makes a directory that only
 the server's user can enter. Every worker listens there on a Unix socket and
 publishes how many requests it is scoring in a small memory-mapped file. A
-worker that receives a large batch while it has nothing else in flight looks
-for siblings with nothing in flight either, cuts the body into chunks of whole
-rows (`shipmate.serving.batching`), sends one chunk to each, scores the first
-itself and joins the scores in order. A sibling decodes, checks and scores its
-chunk exactly as it would a request, with the same package (it refuses when it
-serves another version), and sends back the scores (and the rows, when score
-hooks need them). The receiving worker encodes one response and tells the score
-hooks once, with every row, as if it had scored the batch alone.
+worker that starts receiving a large batch while it has nothing else in flight
+looks for siblings with nothing in flight either and cuts the body into chunks of
+whole rows as it arrives (`shipmate.serving.batching.Cutter`): each sibling is sent
+its chunk as soon as that chunk's rows are in, and the receiving worker keeps the
+last. A sibling decodes, checks and scores its chunk exactly as it would a request,
+with the same package (it refuses when it serves another version), encodes its
+rows of the response, numbered from where the receiving worker guessed they start,
+and sends them back with the scores (and the rows, when score hooks need them).
+The receiving worker checks every guess, encodes again where one was wrong, joins
+the texts in order and tells the score hooks once, with every row, as if it had
+scored the batch alone.
 
 Whatever goes wrong ends in the ordinary path: a sibling that is gone, does not
 answer in time or serves another version leaves its chunk to be scored here (and
