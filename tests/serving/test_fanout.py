@@ -8,8 +8,9 @@ server with fan-out off.
 
 from __future__ import annotations
 
+import asyncio
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -187,6 +188,31 @@ def test_a_sibling_that_stopped_is_not_missed(
     sibling.__exit__(None, None, None)  # the worker stops: its socket goes away
     for _ in range(2):
         assert post(receiver, body).content == expected
+
+
+def test_a_sibling_that_stops_while_the_body_arrives_leaves_its_chunk_here(
+    start: Callable[..., TestClient], packages: dict[str, Path], iris_batch: pd.DataFrame
+) -> None:
+    reference = start(packages["iris"], shared=False)
+    receiver, sibling = start(packages["iris"]), start(packages["iris"])
+    body = orjson.dumps(iris_batch.to_dict("records"))
+    expected = post(reference, body).content
+    server = receiver.app.state.server  # type: ignore[attr-defined]
+    deployment = server.registry.get_key("default")
+
+    async def pieces() -> AsyncIterator[bytes]:
+        yield body[: len(body) // 10]  # the sibling is found, but its chunk is not in yet
+        sibling.__exit__(None, None, None)
+        await asyncio.sleep(0.2)  # the receiver sees the sibling's socket close
+        yield body[len(body) // 10 :]
+
+    async def infer() -> tuple[bytes | None, bytes]:
+        return await server.fanout.infer(deployment, pieces(), len(body), "json", "json")  # type: ignore[no-any-return]
+
+    encoded, rest = receiver.portal.call(infer)  # type: ignore[union-attr]
+    assert encoded is not None and rest == b""
+    assert orjson.loads(encoded) == orjson.loads(expected)
+    assert encoded == expected
 
 
 def test_small_batches_are_not_shared(

@@ -301,7 +301,7 @@ class Server:
             and size >= self.settings.fanout_min_bytes
         ):  # a large batch while idle: the siblings get their chunks while the rest arrives
             with self.inflight:
-                body, encoded = await self.fanout.infer(
+                encoded, body = await self.fanout.infer(
                     deployment, self.body_pieces(request, limit), size, fmt, out
                 )
             if encoded is not None:

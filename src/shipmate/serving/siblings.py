@@ -243,15 +243,19 @@ class _Link:
         self._reading = asyncio.create_task(self._read_answers(reader))
 
     def send(self, header: dict[str, Any], body: bytes) -> asyncio.Future[tuple[dict[str, Any], bytes]]:
-        assert self._writer is not None
+        """The sibling's answer to come (already failed if the sibling went away meanwhile)."""
         future: asyncio.Future[tuple[dict[str, Any], bytes]] = asyncio.get_running_loop().create_future()
+        if not self.open:
+            future.set_exception(ConnectionError(f"sibling {self.path.name} went away"))
+            return future
+        assert self._writer is not None
         self.pending[header["id"]] = future
         self._writer.writelines(_frame(header, body))
         return future
 
     async def flush(self) -> None:
-        assert self._writer is not None
-        await self._writer.drain()
+        if self._writer is not None:
+            await self._writer.drain()
 
     @property
     def flushed(self) -> bool:
@@ -368,12 +372,12 @@ class FanOut:
 
     async def infer(
         self, deployment: Deployment, pieces: AsyncIterator[bytes], size: int, fmt: str, out: str
-    ) -> tuple[bytes, bytes | None]:
+    ) -> tuple[bytes | None, bytes]:
         """Read a ``size``-byte body from ``pieces`` and score it here and on the idle siblings.
 
         Each sibling is sent its chunk as soon as that has arrived; this worker keeps the
-        last one. Returns the body and the encoded response (``out``: ``"json"`` or
-        ``"csv"``), or the body and ``None``: then the ordinary path scores it.
+        last one. Returns the encoded response (``out``: ``"json"`` or ``"csv"``) and no
+        body, or ``None`` and the whole body, which the ordinary path then scores.
         """
         links = await self.siblings.available() if deployment.model.input_kind is InputKind.MATRIX else []
         key = (deployment.key, fmt, len(links))
@@ -384,11 +388,11 @@ class FanOut:
             await self._send_while_reading(deployment, pieces, cutter, links, sent, fmt, out)
             if sent.kept is None:
                 sent.cancel()
-                return bytes(cutter.body), None
+                return None, bytes(cutter.body)
             parts, own_done, siblings_done = await self._score(deployment, links, sent, fmt, out)
         except _ChunkFailed:
             sent.cancel()
-            return bytes(cutter.body), None
+            return None, bytes(cutter.body)
         except BaseException:
             sent.cancel()
             raise
@@ -396,7 +400,7 @@ class FanOut:
             balanced = balanced_share(own_share, own_done - sent.at, siblings_done - sent.at, len(links))
             smoothed = (1 - self.SMOOTHING) * own_share + self.SMOOTHING * balanced
             self.own_shares[key] = min(0.9, max(0.1, smoothed))
-        return b"", self._join(deployment, parts, sent.first_rows, out)
+        return self._join(deployment, parts, sent.first_rows, out), b""
 
     async def _send_while_reading(
         self,
