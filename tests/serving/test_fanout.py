@@ -66,6 +66,14 @@ def start(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
         client.__exit__(None, None, None)
 
 
+@pytest.fixture
+def iris_workers(
+    start: Callable[..., TestClient], packages: dict[str, Path]
+) -> tuple[TestClient, TestClient, TestClient]:
+    """A worker on its own (the reference), and a receiving worker with one sibling."""
+    return start(packages["iris"], shared=False), start(packages["iris"]), start(packages["iris"])
+
+
 def chunks_scored(client: TestClient) -> int:
     scorer: ChunkScorer | None = client.app.state.server._chunk_scorer  # type: ignore[attr-defined]
     assert scorer is not None
@@ -79,14 +87,12 @@ def post(client: TestClient, body: bytes, ctype: str = "application/json", accep
 
 @pytest.mark.parametrize(("fmt", "accept"), [("json", ""), ("csv", ""), ("json", "text/csv")])
 def test_a_batch_scored_by_two_workers_gets_the_single_workers_answer(
-    start: Callable[..., TestClient],
-    packages: dict[str, Path],
     iris_batch: pd.DataFrame,
     fmt: str,
     accept: str,
+    iris_workers: tuple[TestClient, TestClient, TestClient],
 ) -> None:
-    reference = start(packages["iris"], shared=False)
-    receiver, sibling = start(packages["iris"]), start(packages["iris"])
+    reference, receiver, sibling = iris_workers
     if fmt == "json":
         body, ctype = orjson.dumps(iris_batch.to_dict("records")), "application/json"
     else:
@@ -102,12 +108,13 @@ def test_a_batch_scored_by_two_workers_gets_the_single_workers_answer(
 
 
 def test_row_numbers_stay_right_when_records_hold_objects_the_model_ignores(
-    start: Callable[..., TestClient], packages: dict[str, Path], iris_batch: pd.DataFrame
+    start: Callable[..., TestClient],
+    iris_batch: pd.DataFrame,
+    iris_workers: tuple[TestClient, TestClient, TestClient],
 ) -> None:
     """Nested objects make the receiver's guess of where the sibling's rows start wrong:
     the sibling's rows are numbered again, so the answer is still the single worker's."""
-    reference = start(packages["iris"], shared=False)
-    receiver, sibling = start(packages["iris"]), start(packages["iris"])
+    reference, receiver, sibling = iris_workers
     rows = [{**row, "meta": {"source": i}} for i, row in enumerate(iris_batch.to_dict("records"))]
     body = orjson.dumps(rows)
     expected, got = post(reference, body), post(receiver, body)
@@ -141,10 +148,11 @@ def test_hooks_hear_of_the_whole_batch_once(
 
 @pytest.mark.parametrize("bad_row", [10, 590])  # in the receiver's chunk, in the sibling's
 def test_a_bad_row_is_named_as_without_fanout(
-    start: Callable[..., TestClient], packages: dict[str, Path], iris_batch: pd.DataFrame, bad_row: int
+    iris_batch: pd.DataFrame,
+    bad_row: int,
+    iris_workers: tuple[TestClient, TestClient, TestClient],
 ) -> None:
-    reference = start(packages["iris"], shared=False)
-    receiver, _ = start(packages["iris"]), start(packages["iris"])
+    reference, receiver, _ = iris_workers
     rows = iris_batch.to_dict("records")
     rows[bad_row]["petal width (cm)"] = "wide"
     body = orjson.dumps(rows)
@@ -178,10 +186,10 @@ def test_a_sibling_serving_another_version_leaves_its_chunk_here(
 
 
 def test_a_sibling_that_stopped_is_not_missed(
-    start: Callable[..., TestClient], packages: dict[str, Path], iris_batch: pd.DataFrame
+    iris_batch: pd.DataFrame,
+    iris_workers: tuple[TestClient, TestClient, TestClient],
 ) -> None:
-    reference = start(packages["iris"], shared=False)
-    receiver, sibling = start(packages["iris"]), start(packages["iris"])
+    reference, receiver, sibling = iris_workers
     body = orjson.dumps(iris_batch.to_dict("records"))
     expected = post(reference, body).content
     assert post(receiver, body).content == expected
@@ -191,10 +199,10 @@ def test_a_sibling_that_stopped_is_not_missed(
 
 
 def test_a_sibling_that_stops_while_the_body_arrives_leaves_its_chunk_here(
-    start: Callable[..., TestClient], packages: dict[str, Path], iris_batch: pd.DataFrame
+    iris_batch: pd.DataFrame,
+    iris_workers: tuple[TestClient, TestClient, TestClient],
 ) -> None:
-    reference = start(packages["iris"], shared=False)
-    receiver, sibling = start(packages["iris"]), start(packages["iris"])
+    reference, receiver, sibling = iris_workers
     body = orjson.dumps(iris_batch.to_dict("records"))
     expected = post(reference, body).content
     server = receiver.app.state.server  # type: ignore[attr-defined]
@@ -230,15 +238,13 @@ def test_small_batches_are_not_shared(
     [("split", "application/json"), ("columns", "application/json"), ("quoted", "text/csv"), ("records", "")],
 )
 def test_bodies_that_cannot_be_cut_are_scored_whole(
-    start: Callable[..., TestClient],
-    packages: dict[str, Path],
     iris_batch: pd.DataFrame,
     shape: str,
     ctype: str,
+    iris_workers: tuple[TestClient, TestClient, TestClient],
 ) -> None:
     """Other JSON shapes, CSV with quotes and bodies of no declared type: one worker scores them."""
-    reference = start(packages["iris"], shared=False)
-    receiver, sibling = start(packages["iris"]), start(packages["iris"])
+    reference, receiver, sibling = iris_workers
     body = {
         "split": lambda: orjson.dumps({"dataframe_split": iris_batch.to_dict("split")}),
         "columns": lambda: orjson.dumps(iris_batch.to_dict("list")),
