@@ -23,8 +23,6 @@ from shipmate.serving.batching import (
     Cutter,
     balanced_share,
     cut,
-    cut_csv,
-    cut_json_records,
     guess_rows,
     join_scores,
 )
@@ -56,7 +54,7 @@ def test_json_chunks_that_all_decode_hold_the_records_in_order(
     rows: list[dict[str, Any]], parts: list[float], indent: bool
 ) -> None:
     body = orjson.dumps(rows, option=orjson.OPT_INDENT_2 if indent else 0)
-    chunks = cut_json_records(body, parts)
+    chunks = cut(body, "json", parts)
     if chunks is None:
         return
     assert len(chunks) == len(parts)
@@ -68,7 +66,7 @@ def test_json_chunks_that_all_decode_hold_the_records_in_order(
 
 def test_json_flat_records_are_cut_by_share() -> None:
     rows = [{"a": i, "b": i / 3} for i in range(1000)]
-    chunks = cut_json_records(orjson.dumps(rows), [0.5, 0.25, 0.25])
+    chunks = cut(orjson.dumps(rows), "json", [0.5, 0.25, 0.25])
     assert chunks is not None
     sizes = [len(orjson.loads(c)) for c in chunks]
     assert sum(sizes) == 1000
@@ -80,11 +78,11 @@ def test_json_flat_records_are_cut_by_share() -> None:
     [b'{"a": [1, 2]}', b'[{"a": 1}]', b"[1, 2, 3]", b"", b'  [{"a": 1}, {"a": 2}'],
 )
 def test_json_bodies_without_a_place_to_cut_are_left_whole(body: bytes) -> None:
-    assert cut_json_records(body, [0.5, 0.5]) is None
+    assert cut(body, "json", [0.5, 0.5]) is None
 
 
 def test_json_a_cut_inside_a_string_leaves_chunks_that_do_not_decode() -> None:
-    chunks = cut_json_records(b'[{"a": "},{"}]', [0.5, 0.5])
+    chunks = cut(b'[{"a": "},{"}]', "json", [0.5, 0.5])
     assert chunks is not None and None in [decoded(c) for c in chunks]
 
 
@@ -107,7 +105,7 @@ def test_csv_chunks_each_have_the_header_and_together_the_rows(
 ) -> None:
     header = ["x", "y z", "w"]
     body = csv_body(rows, header, newline)
-    chunks = cut_csv(body, parts)
+    chunks = cut(body, "csv", parts)
     if chunks is None:  # no row boundary near a share's offset: scored whole
         return
     read = [list(csv.reader(io.StringIO(c.decode()))) for c in chunks]
@@ -117,14 +115,14 @@ def test_csv_chunks_each_have_the_header_and_together_the_rows(
 
 def test_csv_rows_are_cut_by_share() -> None:
     body = csv_body([[i, i / 3, 1.0] for i in range(1000)], ["x", "y", "z"])
-    chunks = cut_csv(body, [0.5, 0.5])
+    chunks = cut(body, "csv", [0.5, 0.5])
     assert chunks is not None
     sizes = [c.count(b"\n") - 1 for c in chunks]
     assert sum(sizes) == 1000 and abs(sizes[0] - 500) < 10
 
 
 def test_csv_with_quotes_is_left_whole() -> None:
-    assert cut_csv(b'a,b\n1,"x\ny"\n2,3\n3,4\n', [0.5, 0.5]) is None
+    assert cut(b'a,b\n1,"x\ny"\n2,3\n3,4\n', "csv", [0.5, 0.5]) is None
 
 
 @settings(max_examples=300, deadline=None)
@@ -174,8 +172,8 @@ def test_rows_are_counted_right_for_flat_records_and_csv_lines(
 ) -> None:
     records = orjson.dumps([{"x": a, "y": b} for a, b in rows])
     for chunks, fmt in [
-        (cut_json_records(records, parts), "json"),
-        (cut_csv(csv_body(rows, ["x", "y"], newline), parts), "csv"),
+        (cut(records, "json", parts), "json"),
+        (cut(csv_body(rows, ["x", "y"], newline), "csv", parts), "csv"),
     ]:
         if chunks is None:
             continue
@@ -185,7 +183,7 @@ def test_rows_are_counted_right_for_flat_records_and_csv_lines(
 
 def test_rows_of_records_holding_objects_are_only_guessed() -> None:
     """A nested object counts as a row: the guess is too high, and fan-out corrects it."""
-    chunks = cut_json_records(orjson.dumps([{"x": i, "meta": {"i": i}} for i in range(10)]), [0.5, 0.5])
+    chunks = cut(orjson.dumps([{"x": i, "meta": {"i": i}} for i in range(10)]), "json", [0.5, 0.5])
     assert chunks is not None
     assert guess_rows(chunks[0], "json") == 2 * len(orjson.loads(chunks[0]))
 

@@ -26,7 +26,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from shipmate.packages import InputKind
 from shipmate.serving import codecs
 from shipmate.serving.dataplane import DataPlane, ScoreHook
 from shipmate.serving.deployments import Deployment, Failure, Registry, discard, load_deployment
@@ -310,8 +309,7 @@ class Server:
             body = await self.read_body(request, limit)
         fmt = self.body_format(request, body)
         with self.inflight:
-            features = deployment.features if deployment.model.input_kind is InputKind.MATRIX else None
-            response = self.dataplane.infer(deployment, codecs.decode(body, fmt, features))
+            response = self.dataplane.infer(deployment, codecs.decode(body, fmt, deployment.matrix_features))
             return Response(codecs.encode(response, out), media_type=media_type)
 
     # ------------------------------------------------------------ endpoints: management

@@ -1,6 +1,6 @@
 """Cutting a request body into chunks of whole rows without parsing it, and joining the scores.
 
-Pure functions, used to score one large batch on several worker processes at once
+Pure code (no I/O), used to score one large batch on several worker processes at once
 (`shipmate.serving.siblings`). A cut is made only where the format puts a row
 boundary; when there is no such place, the body is not cut.
 
@@ -120,19 +120,6 @@ def cut(body: bytes, fmt: str, shares: Sequence[float]) -> list[bytes] | None:
     chunks = cutter.feed(body)
     last = cutter.finish()
     return None if last is None else [*chunks, last]
-
-
-def cut_json_records(body: bytes, shares: Sequence[float]) -> list[bytes] | None:
-    """A JSON array of objects as ``len(shares)`` arrays of consecutive objects, sized by share."""
-    return cut(body, "json", shares)
-
-
-def cut_csv(body: bytes, shares: Sequence[float]) -> list[bytes] | None:
-    """CSV with a header row as ``len(shares)`` CSV bodies of consecutive rows, each with the header.
-
-    Not cut when a quote appears anywhere: a quoted field may hold a line break.
-    """
-    return cut(body, "csv", shares)
 
 
 def guess_rows(chunk: bytes, fmt: str) -> int:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from shipmate.packages import (
+    InputKind,
     LoadedModel,
     Manifest,
     PackageError,
@@ -51,6 +52,12 @@ class Deployment:
     fingerprint: str = ""
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     features: tuple[str, ...] = ()
+
+    @property
+    def matrix_features(self) -> tuple[str, ...] | None:
+        """The features, when the model takes a float matrix of them (bodies can then be
+        decoded straight to it, and batches shared across workers); else ``None``."""
+        return self.features if self.model.input_kind is InputKind.MATRIX else None
 
     @property
     def routes(self) -> tuple[str, ...]:

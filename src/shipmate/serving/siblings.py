@@ -48,7 +48,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from shipmate.packages import InputKind, Scores
+from shipmate.packages import Scores
 from shipmate.serving import codecs
 from shipmate.serving.batching import Cutter, balanced_share, guess_rows, join_scores
 from shipmate.serving.dataplane import DataPlane
@@ -133,7 +133,7 @@ Part = tuple[np.ndarray | pd.DataFrame, Scores]  # the rows as the model saw the
 
 def score_chunk(dataplane: DataPlane, deployment: Deployment, chunk: bytes, fmt: str) -> Part:
     """Decode and score one chunk of a batch, on whichever worker holds it (the hooks are told later)."""
-    return dataplane.score(deployment, codecs.decode(chunk, fmt, deployment.features))
+    return dataplane.score(deployment, codecs.decode(chunk, fmt, deployment.matrix_features))
 
 
 def identity(deployment: Deployment) -> str:
@@ -379,7 +379,7 @@ class FanOut:
         last one. Returns the encoded response (``out``: ``"json"`` or ``"csv"``) and no
         body, or ``None`` and the whole body, which the ordinary path then scores.
         """
-        links = await self.siblings.available() if deployment.model.input_kind is InputKind.MATRIX else []
+        links = await self.siblings.available() if deployment.matrix_features else []
         key = (deployment.key, fmt, len(links))
         own_share = self.own_shares.get(key, OWN_SHARE / max(len(links), 1))
         cutter = Cutter(fmt, size, [(1 - own_share) / max(len(links), 1)] * len(links) + [own_share])
