@@ -9,9 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import VotingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.tree import DecisionTreeClassifier
 
 from shipmate.packages import (
     Feature,
@@ -60,6 +62,32 @@ def test_sklearn_binary_with_string_labels(cancer: Any, tmp_path: Path) -> None:
     loaded = _load(path, tmp_path)
     probs = loaded.predict(X.head(4)).probabilities
     np.testing.assert_allclose(probs, model.predict_proba(X.head(4)))
+
+
+def test_checked_matrices_are_not_checked_again_except_by_pipelines(iris: Any, tmp_path: Path) -> None:
+    """``predict_checked`` trusts the caller's check for infinite values; a pipeline keeps its
+    own checks, since its steps compute values the caller never saw."""
+    X, y = iris
+    rows = X.head(3).to_numpy()
+    infinite = rows.copy()
+    infinite[0, 0] = np.inf
+    tree = DecisionTreeClassifier(max_depth=3, random_state=0).fit(X, y)  # takes an infinity in its stride
+    build_sklearn_package(tree, X, tmp_path / "plain.mlpkg", name="plain")
+    plain = _load(tmp_path / "plain.mlpkg", tmp_path / "a")
+    np.testing.assert_array_equal(
+        plain.predict_checked(rows).probabilities, plain.predict(rows).probabilities
+    )
+    with pytest.raises(ValueError, match="infinity"):
+        plain.predict(infinite)
+    assert plain.predict_checked(infinite).probabilities.shape == (3, 3)  # scikit-learn did not look
+    pipe = Pipeline([("scale", StandardScaler()), ("model", LogisticRegression(max_iter=1000))]).fit(X, y)
+    vote = VotingClassifier([("pipe", pipe), ("tree", tree)], voting="soft").fit(X, y)
+    for name, model in {"pipe": pipe, "vote": vote}.items():  # a pipeline, alone or inside another
+        build_sklearn_package(model, X, tmp_path / f"{name}.mlpkg", name=name)
+        loaded = _load(tmp_path / f"{name}.mlpkg", tmp_path / name)
+        assert loaded.input_kind is InputKind.MATRIX
+        with pytest.raises(ValueError, match="infinity"):
+            loaded.predict_checked(infinite)
 
 
 def test_label_order_given_differently_is_respected(iris: Any, iris_model: Any, tmp_path: Path) -> None:

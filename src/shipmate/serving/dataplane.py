@@ -67,12 +67,13 @@ class DataPlane:
         """Check and score the rows without telling the hooks: the rows as the model saw them, and scores."""
         model = deployment.model
         rows = model_input(request, deployment.manifest, model.input_kind, deployment.features)
-        if isinstance(rows, np.ndarray):
+        checked = isinstance(rows, np.ndarray)
+        if checked:
             check_finite(rows, deployment.features)
             if not model.accepts_missing:
                 check_no_missing(rows, deployment.features)
         try:
-            return rows, model.predict(rows)
+            return rows, model.predict_checked(rows) if checked else model.predict(rows)
         except InputError:
             raise
         except ModelError as exc:
