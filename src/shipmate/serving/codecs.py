@@ -395,12 +395,12 @@ def _opening_texts(first: int, stop: int) -> list[bytes]:
 
 
 def datarobot_rows(manifest: Manifest, scores: Scores, first_row: int = 0) -> bytes:
-    """The rows of DataRobot's prediction response, comma-separated, numbered from ``first_row``.
+    """The rows of DataRobot's prediction response, numbered from ``first_row``, each after a comma.
 
     Per row: ``rowId``, ``prediction`` (the label, or the value for regression),
     ``predictionThreshold`` for binary models, and ``predictionValues`` with one
     ``{"label", "value"}`` per class (regression: the target name and the value).
-    A batch scored in chunks is encoded chunk by chunk and joined with ``,``.
+    A batch scored in chunks is encoded chunk by chunk and joined (`datarobot_body`).
     """
     n = len(scores)
     if n == 0:
@@ -425,7 +425,7 @@ def datarobot_rows(manifest: Manifest, scores: Scores, first_row: int = 0) -> by
                 pieces.append(b'},{"label":' + label + b',"value":')
             pieces.append(_numbers(scores.probabilities[:, j]))
         pieces.append(b"}]}")
-    return _rows(n, pieces)[1:]
+    return _rows(n, pieces)
 
 
 def _pick(texts: list[bytes], indices: np.ndarray) -> list[bytes]:
@@ -434,8 +434,11 @@ def _pick(texts: list[bytes], indices: np.ndarray) -> list[bytes]:
 
 
 def datarobot_body(fragments: Sequence[bytes]) -> bytes:
-    """The whole response from the rows of consecutive chunks (`datarobot_rows`)."""
-    return b'{"data":[' + b",".join(f for f in fragments if f) + b"]}"
+    """The whole response from the rows of consecutive chunks (`datarobot_rows`), in one copy."""
+    texts: list[bytes | memoryview] = [f for f in fragments if f]
+    if texts:
+        texts[0] = memoryview(texts[0])[1:]  # the first row's comma
+    return b"".join([b'{"data":[', *texts, b"]}"])
 
 
 def encode_datarobot(response: InferenceResponse) -> bytes:
@@ -501,7 +504,7 @@ def encode_rows(manifest: Manifest, scores: Scores, out: str, first_row: int = 0
 def join_rows(manifest: Manifest, scores: Scores, fragments: Sequence[bytes], out: str) -> bytes:
     """The whole response from the `encode_rows` of consecutive chunks (``scores``: any chunk's)."""
     if out == "csv":
-        return csv_header(manifest, scores) + b"".join(fragments)
+        return b"".join([csv_header(manifest, scores), *fragments])
     return datarobot_body(fragments)
 
 
