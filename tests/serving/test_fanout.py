@@ -9,6 +9,7 @@ server with fan-out off.
 from __future__ import annotations
 
 import asyncio
+import time
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -26,7 +27,7 @@ from shipmate.serving.app import create_app
 from shipmate.serving.deployments import Deployment
 from shipmate.serving.protocol import InferenceRequest
 from shipmate.serving.settings import ServeSettings
-from shipmate.serving.siblings import ChunkScorer, identity
+from shipmate.serving.siblings import QUIET_S, ChunkScorer, identity, is_quiet
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -268,8 +269,26 @@ def test_a_busy_sibling_is_not_handed_a_chunk(
     with busy:  # the sibling is scoring a request of its own, as its siblings read in its load file
         assert post(receiver, body).status_code == 200
     assert chunks_scored(sibling) == 0
+    time.sleep(QUIET_S)  # quiet long enough not to be between two requests of its own clients
     assert post(receiver, body).status_code == 200
     assert chunks_scored(sibling) == 1
+
+
+def test_a_busy_receiver_still_shares_with_a_quiet_sibling(
+    start: Callable[..., TestClient], packages: dict[str, Path], iris_batch: pd.DataFrame
+) -> None:
+    """Two clients on one worker's connections: the second batch goes to the idle sibling too."""
+    receiver, sibling = start(packages["iris"]), start(packages["iris"])
+    body = orjson.dumps(iris_batch.to_dict("records"))
+    with receiver.app.state.server.inflight:  # type: ignore[attr-defined]
+        assert post(receiver, body).content == post(sibling, body).content
+    assert chunks_scored(sibling) == 1
+
+
+def test_a_worker_is_quiet_only_a_while_after_its_last_request() -> None:
+    assert is_quiet(0, idle_since=100.0, now=100.0 + 2 * QUIET_S)
+    assert not is_quiet(0, idle_since=100.0, now=100.0 + QUIET_S / 2)  # between two of its requests
+    assert not is_quiet(1, idle_since=0.0, now=100.0)
 
 
 def test_a_sibling_refuses_a_chunk_of_another_version(
@@ -294,4 +313,5 @@ def test_a_sibling_refuses_a_chunk_of_another_version(
     reply, payload = scorer.score({**header, "wantRows": True}, body)
     assert reply["ok"] and reply["shape"] == [1, 3] and reply["rowsShape"] == [1, 4]
     assert len(payload[0]) == 3 * 8 and np.frombuffer(payload[1]).tolist() == [5, 3, 1, 0.2]
-    assert orjson.loads(payload[2])["rowId"] == 7  # its rows come encoded, numbered as asked
+    assert payload[2][:1] == b","  # its rows come encoded, each after a comma, numbered as asked
+    assert orjson.loads(payload[2][1:])["rowId"] == 7

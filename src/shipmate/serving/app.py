@@ -294,7 +294,6 @@ class Server:
         size, fmt = self.declared_length(request, limit), self.declared_format(request)
         if (
             self.fanout is not None
-            and self.inflight.count == 0
             and fmt is not None
             and size is not None
             and size >= self.settings.fanout_min_bytes

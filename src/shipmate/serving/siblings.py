@@ -8,9 +8,10 @@ has the figures).
 
 How: with ``--workers`` above one, the parent process makes a directory that only
 the server's user can enter. Every worker listens there on a Unix socket and
-publishes how many requests it is scoring in a small memory-mapped file. A
-worker that starts receiving a large batch while it has nothing else in flight
-looks for siblings with nothing in flight either and cuts the body into chunks of
+publishes how many requests it is scoring, and since when it has had none, in a
+small memory-mapped file. A worker that starts receiving a large batch looks for
+siblings that have had nothing in flight for a moment (`QUIET_S`: a sibling with
+clients of its own is idle only between their requests) and cuts the body into chunks of
 whole rows as it arrives (`shipmate.serving.batching.Cutter`): each sibling is sent
 its chunk as soon as that chunk's rows are in, and the receiving worker keeps the
 last. A sibling decodes, checks and scores its chunk exactly as it would a request,
@@ -34,8 +35,10 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import mmap
 import os
+import socket
 import struct
 import time
 from collections.abc import AsyncIterator
@@ -64,40 +67,52 @@ REST_S = 1.0
 """How long a sibling that did not answer in time, or has stopped, is left out of fan-outs."""
 
 _HEAD = struct.Struct("!II")  # header length, payload length
-_COUNT = struct.Struct("=q")  # a worker's requests in flight, in its load file
+_LOAD = struct.Struct("=qd")  # a worker's requests in flight, and since when it has had none
+QUIET_S = 0.002
+"""How long a sibling must have had no request in flight to be handed a chunk. A worker whose
+own clients keep it busy is idle only between two of their requests, for well under this."""
+_STREAM_LIMIT = 4 << 20
+"""Bytes a link holds in the kernel and in its reader: a chunk of a 1,000-row batch (about
+250 KB) goes across in one write and is read without pausing."""
 
 
 class LoadGauge:
     """The requests this worker is scoring; with a path, also published for its siblings to read.
 
-    Used as ``with gauge: ...`` around scoring a request. A sibling reads the count
-    from shared memory before it sends a chunk, so a busy worker is never handed one.
+    Used as ``with gauge: ...`` around scoring a request. A sibling reads the count, and
+    since when it has been zero (system-wide monotonic clock), from shared memory before it
+    sends a chunk, so a worker busy with its own clients is not handed one (`is_quiet`).
     """
 
     def __init__(self, path: Path | None = None) -> None:
         self.count = 0
+        self.idle_since = 0.0  # monotonic; never busy yet
         self.path = path
         self._map: mmap.mmap | None = None
         if path is not None:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
-                os.ftruncate(fd, _COUNT.size)
-                self._map = mmap.mmap(fd, _COUNT.size)
+                os.ftruncate(fd, _LOAD.size)
+                self._map = mmap.mmap(fd, _LOAD.size)
             finally:
                 os.close(fd)
 
     def __enter__(self) -> LoadGauge:
         self.count += 1
-        if self._map is not None:
-            _COUNT.pack_into(self._map, 0, self.count)
+        self._publish()
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.count -= 1
+        if self.count == 0:
+            self.idle_since = time.monotonic()
+        self._publish()
+
+    def _publish(self) -> None:
         if self._map is not None:
-            _COUNT.pack_into(self._map, 0, self.count)
+            _LOAD.pack_into(self._map, 0, self.count, self.idle_since)
 
     def close(self) -> None:
         if self._map is not None:
@@ -106,6 +121,11 @@ class LoadGauge:
         if self.path is not None:
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
+
+
+def is_quiet(count: int, idle_since: float, now: float) -> bool:
+    """Whether a worker with this load can take a chunk: nothing in flight for `QUIET_S`."""
+    return count == 0 and now - idle_since >= QUIET_S
 
 
 def load_file(socket: Path) -> Path:
@@ -142,7 +162,7 @@ def identity(deployment: Deployment) -> str:
 
 
 def _array(payload: memoryview, shape: list[int]) -> tuple[np.ndarray, memoryview]:
-    size = int(np.prod(shape)) * 8
+    size = math.prod(shape) * 8
     return np.frombuffer(payload[:size], dtype=np.float64).reshape(shape), payload[size:]
 
 
@@ -162,7 +182,7 @@ class ChunkScorer:
     async def start(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
-        self._server = await asyncio.start_unix_server(self._serve, path=str(self.path))
+        self._server = await asyncio.start_unix_server(self._serve, path=str(self.path), limit=_STREAM_LIMIT)
         os.chmod(self.path, 0o600)
 
     async def close(self) -> None:
@@ -227,8 +247,11 @@ class _Link:
 
     @property
     def busy(self) -> bool:
-        """The sibling is scoring requests of its own (unknown counts as busy)."""
-        return self._load is None or _COUNT.unpack_from(self._load, 0)[0] > 0
+        """The sibling is busy with clients of its own (unknown counts as busy)."""
+        if self._load is None:
+            return True
+        count, idle_since = _LOAD.unpack_from(self._load, 0)
+        return not is_quiet(count, idle_since, time.monotonic())
 
     @property
     def open(self) -> bool:
@@ -236,9 +259,12 @@ class _Link:
 
     async def connect(self) -> None:
         with open(load_file(self.path), "rb") as f:
-            self._load = mmap.mmap(f.fileno(), _COUNT.size, access=mmap.ACCESS_READ)
-        reader, writer = await asyncio.open_unix_connection(str(self.path))
+            self._load = mmap.mmap(f.fileno(), _LOAD.size, access=mmap.ACCESS_READ)
+        reader, writer = await asyncio.open_unix_connection(str(self.path), limit=_STREAM_LIMIT)
         writer.transport.set_write_buffer_limits(high=0)  # drain() returns once the kernel has it all
+        # room in the kernel for a whole chunk: else its tail waits for this worker's event loop,
+        # busy reading the rest of the body, while the sibling waits for the tail
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _STREAM_LIMIT)
         self._writer = writer
         self._reading = asyncio.create_task(self._read_answers(reader))
 
@@ -307,7 +333,7 @@ class Siblings:
             self._scanned = now
 
     async def available(self) -> list[_Link]:
-        """Connected links to the siblings with nothing in flight (connecting on first use)."""
+        """Connected links to the quiet siblings (connecting on first use)."""
         self._scan()
         now = time.monotonic()
         links = []
