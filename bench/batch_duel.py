@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve_bench import CACHE, SHARED, free_port, log, serve_command, stop, wait_ready
+from serve_bench import CACHE, free_port, log, measure, serve_command, stop, wait_ready
 
 FLOOR = r"""
 import pickle, sys, time, statistics, pandas as pd
@@ -59,26 +59,6 @@ def start(
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     wait_ready(health, proc)
     return proc
-
-
-def batch_rows_per_s(url: str, fmt: str, models: Path, duration: int) -> float:
-    extra = (
-        ["--format", "custom", "--single-body", str(models / "records_1.json"), "--batch-body",
-         str(models / "records_1000.json"), "--content-type", "application/json"]
-        if fmt == "json"
-        else ["--format", "csv", "--data", str(models / "data" / "rows_1000.csv")]
-    )  # fmt: skip
-    with tempfile.NamedTemporaryFile(suffix=".json") as result:
-        subprocess.run(
-            [sys.executable, str(SHARED / "serve_bench.py"), "--url", url, *extra, "--conc", "1",
-             "--repeats", "1", "--duration", str(duration), "--warmup", "1", "--json", result.name],
-            check=True, capture_output=True,
-        )  # fmt: skip
-        summary = json.loads(Path(result.name).read_text())["summary"]
-    step = summary["batch1000_c1"]
-    if step["errors_total"]:
-        raise SystemExit(f"{url}: {step['errors_total']} failed requests")
-    return float(step["rows_per_s"]["median"])
 
 
 def main() -> None:
@@ -137,7 +117,7 @@ def main() -> None:
         for r in range(args.rounds):
             figures = {"floor": floor_rows_per_s(args.models)}
             for name, (url, fmt) in servers.items():
-                figures[name] = batch_rows_per_s(url, fmt, args.models, args.duration)
+                figures[name] = measure(url, fmt, args.models, args.duration)
             rounds.append(figures)
             log(f"round {r + 1}: " + ", ".join(f"{k} {v:,.0f}" for k, v in figures.items()))
     finally:

@@ -26,6 +26,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -109,6 +110,33 @@ def pd_rows(path: Path) -> list[dict[str, float]]:
 
     with open(path, newline="") as f:
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def measure(url: str, fmt: str, models: Path, duration: int, load: str = "batch", conc: int = 1) -> float:
+    """One load step with the shared generator: rows/s of 1,000-row batches (``load="batch"``)
+    or requests/s of single rows (``"single"``), ``fmt`` ``"json"`` records or ``"csv"``."""
+    bodies = (
+        ["--format", "custom", "--single-body", str(models / "records_1.json"), "--batch-body",
+         str(models / "records_1000.json"), "--content-type", "application/json"]
+        if fmt == "json"
+        else ["--format", "csv", "--data", str(models / "data" / "rows_1000.csv")]
+    )  # fmt: skip
+    steps = (
+        ["--conc", "", "--batch-conc", str(conc)]
+        if load == "batch"
+        else ["--conc", str(conc), "--batch-conc", ""]
+    )
+    with tempfile.NamedTemporaryFile(suffix=".json") as result:
+        subprocess.run(
+            [sys.executable, str(SHARED / "serve_bench.py"), "--url", url, *bodies, *steps,
+             "--repeats", "1", "--duration", str(duration), "--warmup", "1", "--json", result.name],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        summary = json.loads(Path(result.name).read_text())["summary"]
+    step = summary[f"batch1000_c{conc}" if load == "batch" else f"single_c{conc}"]
+    if step["errors_total"]:
+        raise SystemExit(f"{url}: {step['errors_total']} failed requests")
+    return float(step["rows_per_s"]["median"])
 
 
 def serve_command(package: Path, port: int, workers: int) -> list[str]:
