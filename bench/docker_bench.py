@@ -136,22 +136,32 @@ def main() -> int:
         started = invoke(plugin, Action.DEPLOYMENT_START, info)
         assert started.ok, started.msg
         url = started.data["predictionUrl"]  # type: ignore[index]
-        durations, failures, served = [], 0, 0
+        durations, failures, served, retried = [], 0, 0, 0
         for round_ in range(args.rounds):
             answers: list[int] = []
             errors: list[str] = []
+            closed_idle: list[str] = []
             stop = threading.Event()
 
-            def traffic(stop: threading.Event, answers: list[int], errors: list[str]) -> None:
+            def traffic(
+                stop: threading.Event, answers: list[int], errors: list[str], closed_idle: list[str]
+            ) -> None:
                 with httpx.Client(timeout=10) as http:
                     while not stop.is_set():
-                        try:
-                            http.post(url, json=[ROW]).raise_for_status()
-                            answers.append(1)
-                        except Exception as exc:  # counted, reported
-                            errors.append(repr(exc))
+                        for attempt in (1, 2):  # a keep-alive connection closed by the reload: once more
+                            try:
+                                http.post(url, json=[ROW]).raise_for_status()
+                                answers.append(1)
+                                break
+                            except httpx.RemoteProtocolError as exc:
+                                (closed_idle if attempt == 1 else errors).append(repr(exc))
+                            except Exception as exc:  # counted, reported
+                                errors.append(repr(exc))
+                                break
 
-            thread = threading.Thread(target=traffic, args=(stop, answers, errors), daemon=True)
+            thread = threading.Thread(
+                target=traffic, args=(stop, answers, errors, closed_idle), daemon=True
+            )
             thread.start()
             old, new = f"r{round_}", f"r{round_ + 1}"
             began = time.perf_counter()
@@ -171,8 +181,13 @@ def main() -> int:
             assert replaced.ok, replaced.msg
             failures += len(errors)
             served += len(answers)
+            retried += len(closed_idle)
         results["replace_zero_downtime_s"] = summary(durations)
-        results["replace_requests_during"] = {"served": served, "failed": failures}
+        results["replace_requests_during"] = {
+            "served": served,
+            "failed": failures,
+            "retried_after_reload_closed_connection": retried,
+        }
 
         container = client.containers.get(
             invoke(plugin, Action.DEPLOYMENT_STATUS, {"id": dep, "modelId": "x"}).data["container"]  # type: ignore[index]

@@ -94,6 +94,7 @@ def test_full_lifecycle(make_plugin: Callable[..., Any], packages: Any, docker_c
     # Zero-downtime replacement under a steady stream of requests through the proxy.
     answers: list[float] = []
     failures: list[str] = []
+    closed_idle: list[str] = []
     stop = threading.Event()
 
     def traffic() -> None:
@@ -101,6 +102,15 @@ def test_full_lifecycle(make_plugin: Callable[..., Any], packages: Any, docker_c
             while not stop.is_set():
                 try:
                     answers.append(predict(client, url, packages.row))
+                except httpx.RemoteProtocolError as exc:
+                    # nginx's reload closes the keep-alive connections idle at that instant; a
+                    # request already on its way over one gets no answer (docs/docker.md). A
+                    # client retries it once, on a new connection: that retry must succeed.
+                    closed_idle.append(repr(exc))
+                    try:
+                        answers.append(predict(client, url, packages.row))
+                    except Exception as again:
+                        failures.append(repr(again))
                 except Exception as exc:
                     failures.append(repr(exc))
 
@@ -118,6 +128,7 @@ def test_full_lifecycle(make_plugin: Callable[..., Any], packages: Any, docker_c
     assert (replaced.status, replaced.state) == (ActionStatus.OK, DeploymentState.READY), replaced.msg
     assert replaced.data["currentModelId"] == "modelB"
     assert failures == []
+    assert len(closed_idle) <= 1, closed_idle  # one reload, one client connection
     assert answers[0] == pytest.approx(via_proxy)
     assert answers[-1] != pytest.approx(via_proxy)  # model B predicts differently
     assert len(answers) > 10
