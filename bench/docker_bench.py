@@ -159,9 +159,7 @@ def main() -> int:
                                 errors.append(repr(exc))
                                 break
 
-            thread = threading.Thread(
-                target=traffic, args=(stop, answers, errors, closed_idle), daemon=True
-            )
+            thread = threading.Thread(target=traffic, args=(stop, answers, errors, closed_idle), daemon=True)
             thread.start()
             old, new = f"r{round_}", f"r{round_ + 1}"
             began = time.perf_counter()
