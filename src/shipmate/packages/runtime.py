@@ -28,6 +28,7 @@ import pandas as pd
 from shipmate.packages.errors import ModelError, PackageError
 from shipmate.packages.manifest import FeatureType, Framework, Manifest, TargetType
 from shipmate.packages.schema import probe_frame
+from shipmate.packages.sklearn_direct import DirectScorer, direct_scorer
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +164,7 @@ class SklearnModel(LoadedModel):
         self._order: np.ndarray | None = None
         self._unnamed: Any = None  # a copy that takes unnamed float matrices without warning
         self._trusts_checks: Any = None  # scikit-learn's config_context, when it may skip its checks
+        self._direct: DirectScorer | None = None  # the public method minus its checks, once proven
         if _scores_only_its_input(estimator):
             from sklearn import config_context
 
@@ -197,6 +199,11 @@ class SklearnModel(LoadedModel):
         return normalize_output(raw, self.manifest, len(rows))
 
     def predict_checked(self, rows: np.ndarray) -> Scores:
+        if self._direct is not None:
+            raw = self._direct(rows)
+            if self._proba and self._order is not None:
+                raw = raw[:, self._order]
+            return normalize_output(raw, self.manifest, len(rows))
         if self._trusts_checks is None:
             return self.predict(rows)
         # scikit-learn would check that every value is finite at each validation (about 50 µs
@@ -226,21 +233,42 @@ class SklearnModel(LoadedModel):
             self.predict(with_gap)
         except Exception:
             self.accepts_missing = False
-        # sklearn checks column names on every call and warns when a matrix has none; the
-        # server has already checked and ordered the columns, so score with a shallow copy
-        # that forgot the names (kept only if it gives the same scores).
-        if "feature_names_in_" in vars(self.estimator):  # (a pipeline's are its first step's)
-            unnamed = copy.copy(self.estimator)
-            del unnamed.feature_names_in_
-            try:
-                self._unnamed = unnamed
-                c = self.predict(probe.to_numpy(dtype="float64"))
-            except Exception:
-                self._unnamed = None
-                return
-            scores = c.probabilities if c.probabilities is not None else c.values
-            if scores is None or not np.allclose(a, scores, equal_nan=True):
-                self._unnamed = None
+        matrices = [probe.to_numpy(dtype="float64")] + ([with_gap] if self.accepts_missing else [])
+        self._unnamed = self._unnamed_copy(matrices[0], a)
+        self._direct = self._proven_direct(matrices)
+
+    def _unnamed_copy(self, matrix: np.ndarray, expected: np.ndarray) -> Any:
+        """sklearn checks column names on every call and warns when a matrix has none; the
+        server has already checked and ordered the columns, so score with a shallow copy that
+        forgot the names (kept only if it gives the same scores)."""
+        if "feature_names_in_" not in vars(self.estimator):  # (a pipeline's are its first step's)
+            return None
+        unnamed = copy.copy(self.estimator)
+        del unnamed.feature_names_in_
+        try:
+            scores = normalize_output(self._raw(matrix, unnamed), self.manifest, len(matrix))
+        except Exception:
+            return None
+        got = scores.probabilities if scores.probabilities is not None else scores.values
+        return unnamed if got is not None and np.allclose(expected, got, equal_nan=True) else None
+
+    def _proven_direct(self, matrices: list[np.ndarray]) -> DirectScorer | None:
+        """The estimator's scorer without its input checks (`sklearn_direct`), once it has given
+        exactly what the public method gives on every one of ``matrices``."""
+        direct = direct_scorer(self.estimator, self._proba)
+        if direct is None:
+            return None
+        public = self.estimator.predict_proba if self._proba else self.estimator.predict
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                proven = all(
+                    np.array_equal(direct(m), np.asarray(public(m)), equal_nan=True) for m in matrices
+                )
+        except Exception as exc:  # a scikit-learn whose internals moved: keep the public method
+            log.debug("direct scoring refused for %s: %s", self.manifest.name, exc)
+            return None
+        return direct if proven else None
 
 
 class OnnxModel(LoadedModel):
