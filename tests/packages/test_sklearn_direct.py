@@ -1,4 +1,4 @@
-"""Gradient boosting scored without scikit-learn's per-call input checks, only once proven equal."""
+"""Tree models scored without scikit-learn's per-call input checks, only once proven equal."""
 
 from __future__ import annotations
 
@@ -11,11 +11,14 @@ import pandas as pd
 import pytest
 import sklearn.ensemble._gradient_boosting as gradient_boosting
 from sklearn.ensemble import (
+    ExtraTreesClassifier,
     GradientBoostingClassifier,
     GradientBoostingRegressor,
     RandomForestClassifier,
+    RandomForestRegressor,
 )
 from sklearn.linear_model import LogisticRegression
+from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from shipmate.packages import build_sklearn_package, extract_package, load_model
 from shipmate.packages.sklearn_direct import direct_scorer
@@ -41,33 +44,47 @@ def _rows(X: pd.DataFrame, n: int = 40) -> np.ndarray:
     return base[rng.integers(0, len(base), n)] * rng.uniform(0.5, 1.5, (n, base.shape[1]))
 
 
-@pytest.mark.parametrize(
-    "case",
-    ["binary", "multiclass", "regression", "zero init", "estimator init"],
-)
+MODELS: dict[str, Any] = {
+    "boosting, binary": lambda: GradientBoostingClassifier(n_estimators=30, random_state=0),
+    "boosting, multiclass": lambda: GradientBoostingClassifier(n_estimators=30, random_state=0),
+    "boosting, zero init": lambda: GradientBoostingClassifier(n_estimators=30, init="zero", random_state=0),
+    "boosting, estimator init": lambda: GradientBoostingClassifier(
+        n_estimators=30, init=LogisticRegression(max_iter=5000), random_state=0
+    ),
+    "boosting, regression": lambda: GradientBoostingRegressor(n_estimators=30, random_state=0),
+    "forest, binary": lambda: RandomForestClassifier(n_estimators=30, random_state=0),
+    "forest, multiclass": lambda: ExtraTreesClassifier(n_estimators=30, random_state=0),
+    "forest, regression": lambda: RandomForestRegressor(n_estimators=30, random_state=0),
+    "tree, multiclass": lambda: DecisionTreeClassifier(max_depth=6, random_state=0),
+    "tree, regression": lambda: DecisionTreeRegressor(max_depth=6, random_state=0),
+}
+
+
+@pytest.mark.parametrize("case", list(MODELS))
 def test_direct_scorer_gives_exactly_the_public_methods_output(
     case: str, cancer: Any, iris: Any, diabetes: Any
 ) -> None:
-    if case == "regression":
-        (X, y), probabilities = diabetes, False
-        model: Any = GradientBoostingRegressor(n_estimators=30, random_state=0).fit(X, y)
-    else:
-        (X, y), probabilities = (iris if case == "multiclass" else cancer), True
-        init: Any = {"zero init": "zero", "estimator init": LogisticRegression(max_iter=5000)}.get(case)
-        model = GradientBoostingClassifier(n_estimators=30, init=init, random_state=0).fit(X, y)
+    data = diabetes if "regression" in case else iris if "multiclass" in case else cancer
+    X, y = data
+    model = MODELS[case]().fit(X, y)
+    probabilities = "regression" not in case
     direct = direct_scorer(model, probabilities)
     assert direct is not None
     rows = _rows(X)
     np.testing.assert_array_equal(direct(rows), _public(model, rows, probabilities))
 
 
-def test_only_fitted_gradient_boosting_of_the_kind_asked_gets_a_direct_scorer(cancer: Any) -> None:
+def test_only_fitted_tree_models_of_the_kind_asked_get_a_direct_scorer(cancer: Any) -> None:
     X, y = cancer
     fitted = GradientBoostingClassifier(n_estimators=5, random_state=0).fit(X, y)
     assert direct_scorer(fitted, probabilities=False) is None  # a classifier scored by predict
     assert direct_scorer(GradientBoostingClassifier(), probabilities=True) is None  # not fitted
     assert direct_scorer(TweakedBoosting(n_estimators=5).fit(X, y), probabilities=True) is None
-    assert direct_scorer(RandomForestClassifier(n_estimators=5).fit(X, y), probabilities=True) is None
+    assert direct_scorer(LogisticRegression().fit(X, y), probabilities=True) is None
+    two_outputs = RandomForestRegressor(n_estimators=5).fit(
+        X, np.column_stack([y == "benign", y == "malignant"])
+    )
+    assert direct_scorer(two_outputs, probabilities=False) is None
 
 
 def test_a_matrix_of_the_wrong_width_is_refused_before_the_trees_read_it(cancer: Any) -> None:
@@ -84,11 +101,12 @@ def _package(model: Any, X: pd.DataFrame, tmp_path: Path, **kwargs: Any) -> Any:
     return load_model(tmp_path / "unpacked", extract_package(path, tmp_path / "unpacked"))
 
 
-def test_a_served_gradient_boosting_model_scores_checked_matrices_directly(
-    cancer: Any, tmp_path: Path
+@pytest.mark.parametrize("kind", [GradientBoostingClassifier, RandomForestClassifier])
+def test_a_served_tree_model_scores_checked_matrices_directly(
+    kind: type, cancer: Any, tmp_path: Path
 ) -> None:
     X, y = cancer
-    model = GradientBoostingClassifier(n_estimators=20, random_state=0).fit(X, y)
+    model = kind(n_estimators=20, random_state=0).fit(X, y)
     loaded = _package(model, X, tmp_path, class_labels=["malignant", "benign"])  # not sklearn's order
     rows = _rows(X)
     np.testing.assert_array_equal(
