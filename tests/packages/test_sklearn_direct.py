@@ -85,6 +85,8 @@ def test_only_fitted_tree_models_of_the_kind_asked_get_a_direct_scorer(cancer: A
         X, np.column_stack([y == "benign", y == "malignant"])
     )
     assert direct_scorer(two_outputs, probabilities=False) is None
+    in_parallel = RandomForestClassifier(n_estimators=5, n_jobs=2).fit(X, y)  # kept: trees on several cores
+    assert direct_scorer(in_parallel, probabilities=True) is None
 
 
 def test_a_matrix_of_the_wrong_width_is_refused_before_the_trees_read_it(cancer: Any) -> None:

@@ -117,7 +117,7 @@ def _boosting(model: Any) -> DirectScorer:
 
 def _forest(model: Any) -> DirectScorer | None:
     """The mean of the trees' outputs, added up in the trees' order as scikit-learn does."""
-    if model.n_outputs_ != 1:
+    if model.n_outputs_ != 1 or model.n_jobs not in (None, 1):  # trees in parallel: the owner's choice
         return None
     trees = list(model.estimators_)
     classes = int(model.n_classes_) if hasattr(model, "classes_") else 0
