@@ -2,8 +2,8 @@
 
 Each ``predict_proba`` of a gradient-boosting model checks its input twice (the
 ensemble, then its first tree) before the trees run: about 0.15 ms a call measured
-alone, and three times that inside a busy prediction server, where those many small
-Python calls run on caches the batch has just flushed. A random forest also hands
+alone, and three times that inside a busy prediction server (most likely because those
+many small Python calls run on caches the batch has just flushed). A random forest also hands
 each tree to joblib: about 3.5 ms a call for 100 trees, whatever the number of rows.
 The server has already checked the float matrix it scores (float64, one column per
 feature in the model's order, finite, missing values only where the model takes
