@@ -183,9 +183,12 @@ class SklearnModel(LoadedModel):
 
     def _raw(self, rows: Any, estimator: Any) -> Any:
         if self._proba:
-            proba = np.asarray(estimator.predict_proba(rows))
-            return proba if self._order is None else proba[:, self._order]
+            return self._in_label_order(np.asarray(estimator.predict_proba(rows)))
         return estimator.predict(rows)
+
+    def _in_label_order(self, proba: np.ndarray) -> np.ndarray:
+        """Probability columns from the estimator's class order to the manifest's."""
+        return proba if self._order is None else proba[:, self._order]
 
     def predict(self, rows: np.ndarray | pd.DataFrame) -> Scores:
         if isinstance(rows, np.ndarray) and self._unnamed is not None:
@@ -201,9 +204,9 @@ class SklearnModel(LoadedModel):
     def predict_checked(self, rows: np.ndarray) -> Scores:
         if self._direct is not None:
             raw = self._direct(rows)
-            if self._proba and self._order is not None:
-                raw = raw[:, self._order]
-            return normalize_output(raw, self.manifest, len(rows))
+            return normalize_output(
+                self._in_label_order(raw) if self._proba else raw, self.manifest, len(rows)
+            )
         if self._trusts_checks is None:
             return self.predict(rows)
         # scikit-learn would check that every value is finite at each validation (about 50 µs

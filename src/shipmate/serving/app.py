@@ -297,7 +297,7 @@ class Server:
             and fmt is not None
             and size is not None
             and size >= self.settings.fanout_min_bytes
-        ):  # a large batch while idle: the siblings get their chunks while the rest arrives
+        ):  # a large batch: quiet siblings get their chunks while the rest arrives
             with self.inflight:
                 encoded, body = await self.fanout.infer(
                     deployment, self.body_pieces(request, limit), size, fmt, out
