@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec shipmate demo "$@"
+exec .venv/bin/shipmate demo "$@"

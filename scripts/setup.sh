@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs everything Shipmate needs on a fresh machine. Idempotent: a second run
-# only checks. Usage: scripts/setup.sh [--dev]   (--dev adds what the tests need)
+# Installs everything Shipmate needs on a fresh machine, into the project's own
+# virtualenv (.venv); nothing goes into the machine's Python. Idempotent: a second
+# run only checks. Usage: scripts/setup.sh [--dev]   (--dev adds what the tests need)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,12 +24,19 @@ if ((${#apt_packages[@]})); then
     apt-get install -y -qq --no-install-recommends "${apt_packages[@]}" >/dev/null
 fi
 
+venv=.venv
+if [[ ! -x $venv/bin/python ]]; then
+    echo "setup: creating the project virtualenv $venv"
+    python3 -m venv "$venv"
+fi
+
 extras=""
 [[ $want_dev == 1 ]] && extras="[dev]"
 stamp=".cache/setup-stamp$extras"
 mkdir -p .cache
-if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]] || ! python3 -c "import shipmate" 2>/dev/null; then
-    echo "setup: installing shipmate$extras and its Python dependencies"
-    python3 -m pip install --quiet --disable-pip-version-check -e ".$extras"
+if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" ]] || ! "$venv/bin/python" -c "import shipmate" 2>/dev/null; then
+    echo "setup: installing shipmate$extras and its Python dependencies into $venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e ".$extras"
     touch "$stamp"
 fi

@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh --dev
+# Everything below runs from the project virtualenv that setup.sh made.
+export PATH="$PWD/.venv/bin:$PATH"
 
 echo "== ruff"
 lint_paths=(); for d in src tests bench examples; do [[ -d $d ]] && lint_paths+=("$d"); done
@@ -15,7 +17,7 @@ echo "== import contracts"
 lint-imports
 echo "== pytest"
 set +e
-python3 -m pytest "$@"
+python -m pytest "$@"
 code=$?
 set -e
 if [[ $code == 5 ]]; then
