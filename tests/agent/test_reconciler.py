@@ -11,7 +11,6 @@ from shipmate.agent.model import (
     AppliedRecord,
     AppliedState,
     DesiredDeployment,
-    DesiredState,
     ModelPackageRef,
     Observation,
     Policy,
@@ -24,6 +23,7 @@ from shipmate.agent.reconciler import (
     plan,
     plan_status_checks,
 )
+from shipmate.common.vocabulary import DesiredState
 
 
 def spec(

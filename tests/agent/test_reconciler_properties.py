@@ -14,12 +14,12 @@ from shipmate.agent.model import (
     AppliedRecord,
     AppliedState,
     DesiredDeployment,
-    DesiredState,
     ModelPackageRef,
     Observation,
     ServiceObserved,
 )
 from shipmate.agent.reconciler import decide
+from shipmate.common.vocabulary import DesiredState
 
 MODELS = st.sampled_from(["m-1", "m-2"])
 

@@ -211,7 +211,8 @@ def test_health_and_metrics(harness, service, environment):
 
 
 def _spec(deployment_id, generation, state="running"):
-    from shipmate.agent.model import DesiredDeployment, DesiredState, ModelPackageRef
+    from shipmate.agent.model import DesiredDeployment, ModelPackageRef
+    from shipmate.common.vocabulary import DesiredState
 
     return DesiredDeployment(deployment_id, generation, DesiredState(state), ModelPackageRef("m-1"))
 

@@ -11,16 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-
-class DesiredState(enum.StrEnum):
-    """What the service wants for one deployment (``desired.state`` in the API)."""
-
-    RUNNING = "running"
-    STOPPED = "stopped"
-    DELETED = "deleted"
-
-    def __str__(self) -> str:
-        return self.value
+from shipmate.common.vocabulary import DesiredState
 
 
 class AppliedState(enum.StrEnum):

@@ -7,13 +7,13 @@ real ``shipmate.client.ShipmateClient``, the tests use in-memory fakes, and
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from shipmate.agent.model import DesiredDeployment
+from shipmate.common.vocabulary import ReportPhase
 from shipmate.plugin.status import ActionStatusInfo
 
 
@@ -23,13 +23,6 @@ class ControlPlaneUnavailable(Exception):
 
 class ControlPlaneRejected(Exception):
     """The service refused a request (4xx): retrying the same request will not help."""
-
-
-class ReportPhase(enum.StrEnum):
-    STARTED = "started"
-    FINISHED = "finished"
-    RETRYING = "retrying"
-    OBSERVED = "observed"
 
 
 @dataclass(frozen=True, slots=True)

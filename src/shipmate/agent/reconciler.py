@@ -20,11 +20,11 @@ from shipmate.agent.model import (
     AppliedRecord,
     AppliedState,
     DesiredDeployment,
-    DesiredState,
     Observation,
     PlannedAction,
     Policy,
 )
+from shipmate.common.vocabulary import DesiredState
 from shipmate.plugin.status import DeploymentState
 
 READY = DeploymentState.READY.value

@@ -27,7 +27,6 @@ from shipmate.agent.model import (
     AppliedRecord,
     AppliedState,
     DesiredDeployment,
-    DesiredState,
     Observation,
     PlannedAction,
     Policy,
@@ -43,7 +42,6 @@ from shipmate.agent.ports import (
     PluginDriver,
     Report,
     ReportOutcome,
-    ReportPhase,
 )
 from shipmate.agent.reconciler import (
     decide,
@@ -54,6 +52,7 @@ from shipmate.agent.reconciler import (
 from shipmate.agent.reporter import Reporter
 from shipmate.agent.store import AppliedStore
 from shipmate.agent.workqueue import KeyedWorkQueue
+from shipmate.common.vocabulary import DesiredState, EventType, ReportPhase
 from shipmate.plugin.status import ActionStatus, ActionStatusInfo, DataKey, DeploymentState
 
 log = logging.getLogger(__name__)
@@ -328,7 +327,7 @@ class Agent:
         deployment_id = change.deployment_id
         if deployment_id is None:
             return
-        if change.type == "deployment.removed":
+        if change.type == EventType.DEPLOYMENT_REMOVED:
             with self._lock:
                 self.desired.pop(deployment_id, None)
                 self._removed.add(deployment_id)
@@ -535,7 +534,7 @@ class Agent:
                 self._heal.pop(step.deployment_id, None)
             return None
         if kind is ActionKind.REPORT_UNKNOWN:
-            self._tell_once(step, "agent.unknown_deployment")
+            self._tell_once(step, EventType.AGENT_UNKNOWN_DEPLOYMENT)
             return None
         if kind is ActionKind.NOTICE:
             if self._tell_once(step, None):
@@ -549,7 +548,7 @@ class Agent:
             return None
         return self._run_plugin_step(step, say)
 
-    def _tell_once(self, step: PlannedAction, event_type: str | None) -> bool:
+    def _tell_once(self, step: PlannedAction, event_type: EventType | None) -> bool:
         """Say an informational step once per deployment and generation (resyncs re-plan it).
 
         With ``event_type`` it is posted as that agent event, otherwise reported as an observation.

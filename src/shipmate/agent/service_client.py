@@ -27,6 +27,7 @@ from shipmate.client import errors
 from shipmate.client.client import ShipmateClient
 from shipmate.client.models import Deployment
 from shipmate.client.models import Report as WireReport
+from shipmate.common.vocabulary import EventType
 
 T = TypeVar("T")
 
@@ -96,7 +97,7 @@ class ServiceControlPlane:
         changes = []
         for event in page.events:
             spec = None
-            if event.type == "deployment.desired_changed" and event.data:
+            if event.type == EventType.DESIRED_CHANGED and event.data:
                 spec = DesiredDeployment.from_api(event.data)
             changes.append(
                 Change(

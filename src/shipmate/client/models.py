@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from shipmate.common import vocabulary
 from shipmate.plugin.status import ActionStatus, DeploymentState
 
 
@@ -60,8 +61,7 @@ class Environment(WireModel):
 
 
 class DesiredSpec(WireModel):
-    state: str
-    """``running``, ``stopped`` or ``deleted``."""
+    state: vocabulary.DesiredState
     model_package_id: str
     relaunch_generation: int = 0
     force: bool = False
@@ -112,6 +112,7 @@ class DesiredState(WireModel):
 class Event(WireModel):
     id: int
     type: str
+    """An ``EventType`` value; kept as text so a newer service's new types do not break an older client."""
     timestamp: dt.datetime
     environment_id: str | None = None
     deployment_id: str | None = None
@@ -123,9 +124,12 @@ class Event(WireModel):
 
     def deployment(self) -> Deployment | None:
         """The deployment spec a ``deployment.desired_changed`` (or ``.updated``) event carries."""
-        if self.type in ("deployment.desired_changed", "deployment.updated") and self.data:
+        if self.type in _SPEC_EVENTS and self.data:
             return Deployment.model_validate(self.data)
         return None
+
+
+_SPEC_EVENTS = (vocabulary.EventType.DESIRED_CHANGED, vocabulary.EventType.DEPLOYMENT_UPDATED)
 
 
 class EventPage(WireModel):
@@ -139,8 +143,7 @@ class Report(WireModel):
     deployment_id: str
     generation: int
     action: str
-    phase: str = "finished"
-    """``started``, ``finished``, ``retrying`` or ``observed``."""
+    phase: vocabulary.ReportPhase = vocabulary.ReportPhase.FINISHED
     status: ActionStatus | None = None
     state: DeploymentState | None = None
     message: str | None = None

@@ -6,8 +6,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, replace
 
+from shipmate.common.vocabulary import DesiredState, ReportPhase
+from shipmate.plugin.status import DeploymentState
 from shipmate.server.errors import Conflict, InvalidInput
-from shipmate.server.models import DesiredState
 
 
 class Command(enum.StrEnum):
@@ -86,8 +87,8 @@ def judge_report(
     current: Desired,
     observed_generation: int,
     report_generation: int,
-    phase: str,
-    state: str | None,
+    phase: ReportPhase,
+    state: DeploymentState | None,
     field: str = "generation",
 ) -> Verdict:
     """How one report bears on a deployment. Reports for an old generation never overwrite a newer one."""
@@ -99,10 +100,10 @@ def judge_report(
     if report_generation < observed_generation:
         return Verdict.STALE
     if (
-        phase == "finished"
+        phase is ReportPhase.FINISHED
         and report_generation == current.generation
         and current.state is DesiredState.DELETED
-        and (current.force or state == "stopped")
+        and (current.force or state is DeploymentState.STOPPED)
     ):
         return Verdict.REMOVE
     return Verdict.APPLY

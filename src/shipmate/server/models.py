@@ -23,6 +23,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from shipmate.common.vocabulary import DesiredState
+
 # BIGINT on PostgreSQL, INTEGER (the rowid alias) on SQLite, so ids autoincrement on both.
 EventId = BigInteger().with_variant(sqlite.INTEGER(), "sqlite")
 JsonDoc = JSON().with_variant(postgresql.JSONB(), "postgresql")
@@ -57,14 +59,6 @@ class Platform(enum.StrEnum):
     DOCKER = "docker"
     KUBERNETES = "kubernetes"
     COMMAND = "command"
-
-
-class DesiredState(enum.StrEnum):
-    """What the user asked for; the agent makes the environment match it."""
-
-    RUNNING = "running"
-    STOPPED = "stopped"
-    DELETED = "deleted"
 
 
 class TokenKind(enum.StrEnum):

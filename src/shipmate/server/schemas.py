@@ -7,15 +7,15 @@ response, and the secret appears only in ``TokenCreated``.
 from __future__ import annotations
 
 import datetime as dt
-import enum
 import math
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
+from shipmate.common.vocabulary import AGENT_EVENT_TYPES, DesiredState, EventType, ReportPhase
 from shipmate.plugin.status import ActionStatus, DeploymentState
-from shipmate.server.models import DesiredState, Platform, TokenKind
+from shipmate.server.models import Platform, TokenKind
 
 MAX_INT = 2**31 - 1
 
@@ -224,13 +224,6 @@ class EventPage(ApiModel):
 # ---- the agent's reports --------------------------------------------------------------------
 
 
-class ReportPhase(enum.StrEnum):
-    STARTED = "started"
-    FINISHED = "finished"
-    RETRYING = "retrying"
-    OBSERVED = "observed"
-
-
 class Report(RequestModel):
     deployment_id: Identifier
     generation: Generation
@@ -263,17 +256,15 @@ class HealthReport(RequestModel):
     agent_version: Annotated[str, StringConstraints(max_length=100), AfterValidator(_no_nul)] | None = None
 
 
-class AgentEventType(enum.StrEnum):
-    """Events an agent may post outside reports."""
-
-    UNKNOWN_DEPLOYMENT = "agent.unknown_deployment"
-    CONNECTED = "agent.connected"
-    DISCONNECTED = "agent.disconnected"
-    DEPLOYMENT_HEALTH_CHANGED = "deployment.health_changed"
+def _agent_may_post(value: EventType) -> EventType:
+    if not value.agent_may_post:
+        allowed = ", ".join(sorted(AGENT_EVENT_TYPES))
+        raise ValueError(f"an agent may post only these event types: {allowed}")
+    return value
 
 
 class AgentEvent(RequestModel):
-    type: AgentEventType
+    type: Annotated[EventType, AfterValidator(_agent_may_post)]
     deployment_id: Identifier | None = None
     message: Text | None = None
     status: ActionStatus | None = None

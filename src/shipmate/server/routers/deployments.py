@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
+from shipmate.common.vocabulary import DesiredState
 from shipmate.server import schemas
 from shipmate.server.deps import NO_NUL, AdminDep, CallerDep, RuntimeDep, check_environment_access
 from shipmate.server.lifecycle import Command
-from shipmate.server.models import DesiredState
 from shipmate.server.services import deployments
 from shipmate.server.services.deployments import DeploymentFilter
 from shipmate.server.views import deployment_out

@@ -11,23 +11,16 @@ from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session
 
-from shipmate.plugin.status import ActionStatus
+from shipmate.common.vocabulary import DesiredState, EventType, ReportPhase
+from shipmate.plugin.status import ActionStatus, DeploymentState
 from shipmate.server import lifecycle
 from shipmate.server.errors import Conflict, NotFound
 from shipmate.server.lifecycle import Command, Verdict
-from shipmate.server.models import Deployment, DesiredState, utcnow
+from shipmate.server.models import Deployment, utcnow
 from shipmate.server.schemas import Report
 from shipmate.server.services import environments, events, packages
-from shipmate.server.services.events import EventType
 from shipmate.server.services.ids import new_id
 from shipmate.server.views import deployment_document
-
-_PHASE_EVENTS = {
-    "started": EventType.ACTION_STARTED,
-    "finished": EventType.ACTION_FINISHED,
-    "retrying": EventType.ACTION_RETRYING,
-    "observed": EventType.DEPLOYMENT_HEALTH_CHANGED,
-}
 
 
 def _desired(deployment: Deployment) -> lifecycle.Desired:
@@ -303,7 +296,7 @@ def apply_reports(
             **({"data": report.data} if report.data else {}),
         }
         common: dict[str, Any] = {
-            "type": _PHASE_EVENTS[report.phase.value],
+            "type": report.phase.event_type,
             "actor": actor,
             "environment_id": environment_id,
             "deployment_id": report.deployment_id,
@@ -327,14 +320,14 @@ def apply_reports(
             current=desired,
             observed_generation=snapshot["observed_generation"],
             report_generation=report.generation,
-            phase=report.phase.value,
-            state=state,
+            phase=report.phase,
+            state=report.state,
             field=f"reports[{index}].generation",
         )
         changed = (status is not None and snapshot["observed_status"] != status) or (
             state is not None and snapshot["observed_state"] != state
         )
-        if report.phase.value != "observed" or changed or verdict is not Verdict.APPLY:
+        if report.phase is not ReportPhase.OBSERVED or changed or verdict is not Verdict.APPLY:
             stale = {"stale": True} if verdict is Verdict.STALE else {}
             event_rows.append(events.row(**common, data={**details, **stale}))
         outcome.accepted += 1
@@ -390,13 +383,12 @@ def _observation(snapshot: dict[str, Any], report: Report, now: Any) -> dict[str
     if isinstance(current_model, str):
         values["observed_model_package_id"] = current_model
     elif (
-        report.phase.value == "finished"
+        report.phase is ReportPhase.FINISHED
         and report.status is ActionStatus.OK
         and report.generation == snapshot["generation"]
-        and report.state is not None
-        and report.state.value == "ready"
+        and report.state is DeploymentState.READY
     ):
         values["observed_model_package_id"] = snapshot["model_package_id"]
-    if report.state is not None and report.state.value == "stopped":
+    if report.state is DeploymentState.STOPPED:
         values["prediction_url"] = None
     return values

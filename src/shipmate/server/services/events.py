@@ -9,27 +9,8 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
+from shipmate.common.vocabulary import EventType as EventType  # the services write events by this name
 from shipmate.server.models import Event, utcnow
-
-
-class EventType:
-    """Every event type the service writes (closed list, documented in docs/agent-api.md)."""
-
-    DEPLOYMENT_CREATED = "deployment.created"
-    DESIRED_CHANGED = "deployment.desired_changed"
-    DEPLOYMENT_UPDATED = "deployment.updated"
-    DEPLOYMENT_REMOVED = "deployment.removed"
-    DEPLOYMENT_HEALTH_CHANGED = "deployment.health_changed"
-    ACTION_STARTED = "action.started"
-    ACTION_FINISHED = "action.finished"
-    ACTION_RETRYING = "action.retrying"
-    ENVIRONMENT_CREATED = "environment.created"
-    ENVIRONMENT_UPDATED = "environment.updated"
-    ENVIRONMENT_DELETED = "environment.deleted"
-    ENVIRONMENT_HEALTH_CHANGED = "environment.health_changed"
-    MODEL_PACKAGE_CREATED = "model_package.created"
-    TOKEN_CREATED = "token.created"
-    TOKEN_REVOKED = "token.revoked"
 
 
 def append(
