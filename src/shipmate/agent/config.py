@@ -33,8 +33,12 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from shipmate.common.backoff import Backoff
+
 ENV_PREFIX = "SHIPMATE_AGENT_"
 PLACEHOLDER_MARKS = ("<", "changeme", "CHANGEME", "FILL-IN")
+RECONNECT_FIRST_DELAY = 0.2
+"""Seconds before the first reconnection attempt to an unreachable service."""
 
 
 class AgentConfigError(Exception):
@@ -113,6 +117,10 @@ class RetrySettings(_Section):
     max_delay: float = Field(default=60.0, gt=0)
     """Cap on the delay between attempts, seconds."""
 
+    @property
+    def backoff(self) -> Backoff:
+        return Backoff(self.initial_delay, self.max_delay)
+
 
 class IntervalSettings(_Section):
     """How often the agent looks on its own, in seconds (changes themselves arrive through the feed)."""
@@ -127,6 +135,11 @@ class IntervalSettings(_Section):
     """Long-poll wait on the change feed."""
     reconnect_max: float = Field(default=30.0, gt=0)
     """Cap on the back-off between reconnection attempts when the service is unreachable."""
+
+    @property
+    def reconnect_backoff(self) -> Backoff:
+        """From 0.2 s, doubling, up to ``reconnect_max``."""
+        return Backoff(RECONNECT_FIRST_DELAY, self.reconnect_max)
 
 
 class MetricsSettings(_Section):

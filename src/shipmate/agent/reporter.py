@@ -20,6 +20,7 @@ from shipmate.agent.ports import (
     Report,
     ReportOutcome,
 )
+from shipmate.common.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +33,14 @@ class Reporter:
         service: ControlPlane,
         environment_id: str,
         on_outcome: Callable[[Sequence[Report], ReportOutcome], None] | None = None,
-        max_backoff: float = 30.0,
+        backoff: Backoff = Backoff(0.2, 30.0),
         on_connection: Callable[[bool], None] | None = None,
     ) -> None:
         self._service = service
         self._environment_id = environment_id
         self._on_outcome = on_outcome
         self._on_connection = on_connection
-        self._max_backoff = max_backoff
+        self._backoff = backoff
         self._pending: deque[Report] = deque()
         self._cond = threading.Condition()
         self._closing = False
@@ -83,7 +84,7 @@ class Reporter:
         return delivered
 
     def _loop(self) -> None:
-        delay = 0.2
+        failures = 0
         while True:
             with self._cond:
                 while not self._pending and not self._closing:
@@ -103,9 +104,10 @@ class Reporter:
                     self._on_connection(False)
                 if closing:
                     return
+                failures += 1
+                delay = self._backoff.delay(failures)
                 log.warning("service unreachable while reporting (%s); retrying in %.1fs", exc, delay)
                 time.sleep(delay)
-                delay = min(delay * 2, self._max_backoff)
                 continue
             except ControlPlaneRejected as exc:
                 log.error("service rejected %d report(s): %s", len(batch), exc)
@@ -113,7 +115,7 @@ class Reporter:
             except Exception:
                 log.exception("unexpected error while reporting; dropping %d report(s)", len(batch))
                 outcome = ReportOutcome()
-            delay = 0.2
+            failures = 0
             if self._on_connection:
                 self._on_connection(True)
             if self._on_outcome is not None:

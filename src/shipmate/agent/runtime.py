@@ -127,7 +127,7 @@ class Agent:
             service,
             self.environment_id,
             on_outcome=self._reports_delivered,
-            max_backoff=settings.intervals.reconnect_max,
+            backoff=settings.intervals.reconnect_backoff,
             on_connection=self._set_connected,
         )
         self._threads: list[threading.Thread] = []
@@ -221,24 +221,27 @@ class Agent:
         return self.service.get_environment(self.environment_id)
 
     def _until_available(self, what: str, call: Any) -> Any:
-        delay = 0.2
+        backoff = self.settings.intervals.reconnect_backoff
+        failures = 0
         while not self._stop.is_set():
             try:
                 value = call()
                 self._set_connected(True)
                 return value
             except ControlPlaneUnavailable as exc:
+                failures += 1
+                delay = backoff.delay(failures)
                 self._set_connected(False)
                 log.warning("cannot %s: %s; retrying in %.1fs", what, exc, delay)
             except ControlPlaneRejected as exc:
+                failures += 1
+                delay = backoff.delay(failures)
                 log.error("the service refused to %s: %s; retrying in %.1fs", what, exc, delay)
             self._stop.wait(delay)
-            delay = min(delay * 2, self.settings.intervals.reconnect_max)
         return None
 
     def _plugin_start(self) -> bool:
         assert self.driver is not None
-        delay = self.settings.retry.initial_delay
         attempt = 1
         while not self._stop.is_set():
             result = self.driver.run(
@@ -249,9 +252,9 @@ class Agent:
             if result.status is not ActionStatus.ERROR:
                 log.info("plugin_start: %s %s", result.status.value, result.msg or "")
                 return True
+            delay = self.settings.retry.backoff.delay(attempt)
             log.error("plugin_start failed (attempt %d): %s; retrying in %.1fs", attempt, result.msg, delay)
             self._stop.wait(delay)
-            delay = min(delay * 2, self.settings.retry.max_delay)
             attempt += 1
         return False
 
@@ -282,7 +285,8 @@ class Agent:
     # -- following the service ----------------------------------------------------------
 
     def _follow(self) -> None:
-        delay = 0.2
+        backoff = self.settings.intervals.reconnect_backoff
+        failures = 0
         lost = False
         while not self._stop.is_set():
             try:
@@ -294,15 +298,15 @@ class Agent:
                 if not lost:
                     log.warning("lost the service (%s); reconnecting with back-off", exc)
                 lost = True
-                self._stop.wait(delay)
-                delay = min(delay * 2, self.settings.intervals.reconnect_max)
+                failures += 1
+                self._stop.wait(backoff.delay(failures))
                 continue
             except ControlPlaneRejected as exc:
                 log.error("the service refused the change feed: %s", exc)
-                self._stop.wait(delay)
-                delay = min(delay * 2, self.settings.intervals.reconnect_max)
+                failures += 1
+                self._stop.wait(backoff.delay(failures))
                 continue
-            delay = 0.2
+            failures = 0
             self._set_connected(True)
             for change in page.changes:
                 self._apply_change(change)
@@ -700,7 +704,7 @@ class Agent:
         failed = result.status is ActionStatus.ERROR
         retry_cfg = self.settings.retry
         if failed and not step.force and attempt < retry_cfg.max_attempts and not self._stop.is_set():
-            delay = float(min(retry_cfg.initial_delay * 2 ** (attempt - 1), retry_cfg.max_delay))
+            delay = retry_cfg.backoff.delay(attempt)
             signature = (step.kind, step.generation, spec.model_package_id if spec else None)
             with self._lock:
                 self._retries[step.deployment_id] = _Retry(signature, attempt + 1, time.monotonic() + delay)
