@@ -23,6 +23,7 @@ from typing import Any
 
 from shipmate.agent.command import kill_groups, run_command
 from shipmate.agent.ports import ActionRequest, EnvironmentDescription
+from shipmate.common.masking import mask
 from shipmate.plugin.actions import invoke
 from shipmate.plugin.base import PluginBase
 from shipmate.plugin.config import (
@@ -30,7 +31,6 @@ from shipmate.plugin.config import (
     VERIFY_SSL_KEY,
     ActionConfig,
     inject_environment,
-    mask_secret,
     scrub,
 )
 from shipmate.plugin.errors import PluginError, StatusFileError
@@ -285,7 +285,7 @@ class CommandDriver:
             kill_groups(left)
 
     def __repr__(self) -> str:
-        token = mask_secret(self._token) if self._token else None
+        token = mask(self._token) if self._token else None
         return f"CommandDriver({self.describe()!r}, token={token!r})"
 
 

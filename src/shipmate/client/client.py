@@ -25,6 +25,7 @@ from shipmate.client.models import (
     ReportResult,
     TokenInfo,
 )
+from shipmate.common.masking import mask
 from shipmate.plugin.status import ActionStatus
 
 API = "/api/v1"
@@ -34,10 +35,6 @@ Progress = Callable[[int, int | None], None]
 """Called with (bytes done, total bytes or None) as an upload or download advances."""
 
 T = TypeVar("T", bound=BaseModel)
-
-
-def _mask(token: str) -> str:
-    return token[:12] + "*******"
 
 
 class ShipmateClient:
@@ -64,7 +61,7 @@ class ShipmateClient:
             timeout=timeout,
             verify=verify,
         )
-        self._token_hint = _mask(token)
+        self._token_hint = mask(token)
 
     def __repr__(self) -> str:
         return f"ShipmateClient({self.base_url!r}, token={self._token_hint!r})"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from shipmate.common.masking import mask
 from shipmate.plugin.errors import ConfigError, describe_yaml_error
 from shipmate.plugin.info import DeploymentInfo, EndpointInfo, PEInfo
 
@@ -35,10 +36,8 @@ PE_INFO_OPTIONAL_FOR = frozenset({"plugin_start", "plugin_stop", "deployment_lis
 
 # -- secrets ------------------------------------------------------------------------
 
-
-def mask_secret(text: str) -> str:
-    """First 12 characters followed by ``*******``, as DataRobot's runner logs tokens."""
-    return f"{str(text)[:12]}*******"
+mask_secret = mask
+"""The SDK's name for ``shipmate.common.masking.mask``: first 12 characters, then ``*******``."""
 
 
 def is_secret_key(key: str) -> bool:

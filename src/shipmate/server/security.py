@@ -7,10 +7,10 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
+from shipmate.common.masking import VISIBLE_CHARS
 from shipmate.server.models import TokenKind
 
 TOKEN_PREFIX = "smt_"
-VISIBLE_CHARS = 12
 
 
 def new_secret() -> str:
@@ -25,11 +25,6 @@ def hash_secret(secret: str) -> str:
 def visible_prefix(secret: str) -> str:
     """The part of a secret that may be shown and logged, to tell tokens apart."""
     return secret[:VISIBLE_CHARS]
-
-
-def mask(secret: str) -> str:
-    """How a secret appears anywhere it could be logged: first 12 characters + ``*******``."""
-    return visible_prefix(secret) + "*******"
 
 
 def hashes_match(secret: str, stored_hash: str) -> bool:
