@@ -301,6 +301,7 @@ def overhead(folder: Path, runner: str, rounds: int) -> dict[str, Any]:
     import shipmate.agent.drivers as drivers_module
     from shipmate.agent.drivers import CommandDriver, base_plugin_config
     from shipmate.agent.ports import ActionRequest, EnvironmentDescription
+    from shipmate.plugin.actions import Action
 
     # time the command itself (spawn to exit) inside the driver, to isolate what the agent adds
     inner: list[float] = []
@@ -318,7 +319,7 @@ def overhead(folder: Path, runner: str, rounds: int) -> dict[str, Any]:
     words = [runner, "--plugin", "filesystem", "--private-config", str(private)]
     driver = CommandDriver(words, base_plugin_config(env, "http://127.0.0.1:9", {}, " ".join(words)), env,
                            folder / "overhead-actions", "bench-token-0123456789")  # fmt: skip
-    request = ActionRequest("plugin_start", timeout=60)
+    request = ActionRequest(Action.PLUGIN_START, timeout=60)
     config = folder / "bare-config.yaml"
     config.write_text(
         "pluginConfig: {MLOPS_BOSUN_PRED_ENV_ENABLE_MONITORING: false}\npeInfo: {id: e-bench}\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shipmate.agent.config import AgentConfigError, load_settings
+from shipmate.plugin.actions import Action
 
 GOOD = """
 serviceUrl: http://127.0.0.1:8000/
@@ -41,10 +42,19 @@ def test_yaml_keys_are_camel_case_and_reach_the_settings(tmp_path):
     assert settings.environment_id == "e-1"
     assert settings.plugin.name == "kubernetes"
     assert str(settings.plugin.private_config) == "/etc/shipmate/plugin.k8s.conf.yaml"
-    assert settings.timeouts.for_action("deployment_start") == 600
-    assert settings.timeouts.for_action("deployment_stop") == settings.timeouts.default
+    assert settings.timeouts.for_action(Action.DEPLOYMENT_START) == 600
+    assert settings.timeouts.for_action(Action.DEPLOYMENT_STOP) == settings.timeouts.default
     assert settings.intervals.pe_status == 30
     assert settings.concurrency == 4
+
+
+def test_every_timeout_key_is_an_action_and_a_typo_is_no_action(tmp_path):
+    timeouts = load_settings(write(tmp_path, GOOD)).timeouts
+    assert set(type(timeouts).model_fields) - {"default"} <= {a.value for a in Action}
+    assert timeouts.for_action(Action.ENDPOINT_STATUS) == timeouts.default  # no key of its own
+    assert timeouts.for_action(Action.PE_STATUS) == 120
+    with pytest.raises(ValueError, match="deployment_strat"):
+        timeouts.for_action("deployment_strat")  # type: ignore[arg-type]
 
 
 def test_environment_overrides_the_file(tmp_path, monkeypatch):

@@ -34,6 +34,7 @@ from pydantic_settings import (
 )
 
 from shipmate.common.backoff import Backoff
+from shipmate.plugin.actions import Action
 
 ENV_PREFIX = "SHIPMATE_AGENT_"
 PLACEHOLDER_MARKS = ("<", "changeme", "CHANGEME", "FILL-IN")
@@ -102,8 +103,13 @@ class TimeoutSettings(_Section):
     pe_status: float | None = Field(default=120.0, gt=0)
     deployment_list: float | None = Field(default=300.0, gt=0)
 
-    def for_action(self, action: str) -> float:
-        value = getattr(self, action, None)
+    def for_action(self, action: Action) -> float:
+        """The timeout of ``action``; ``default`` when it has no key of its own or its key is unset.
+
+        A name that is no action raises ``ValueError`` rather than silently getting the default.
+        """
+        name = Action(action).value
+        value = getattr(self, name) if name in type(self).model_fields else None
         return float(value) if value is not None else self.default
 
 

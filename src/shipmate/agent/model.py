@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shipmate.common.vocabulary import DesiredState
+from shipmate.plugin.actions import Action
 
 
 class AppliedState(enum.StrEnum):
@@ -46,11 +47,7 @@ class ActionKind(enum.StrEnum):
     """Tell the service why nothing is done (e.g. self-healing gave up)."""
 
     @property
-    def calls_plugin(self) -> bool:
-        return self in _PLUGIN_KINDS
-
-    @property
-    def plugin_action(self) -> str | None:
+    def plugin_action(self) -> Action | None:
         """The plugin contract's action name, for kinds that call the plugin."""
         return _PLUGIN_ACTIONS.get(self)
 
@@ -59,13 +56,12 @@ class ActionKind(enum.StrEnum):
 
 
 _PLUGIN_ACTIONS = {
-    ActionKind.START: "deployment_start",
-    ActionKind.REPLACE_MODEL: "deployment_replace_model",
-    ActionKind.STOP: "deployment_stop",
-    ActionKind.RELAUNCH: "deployment_relaunch",
-    ActionKind.STATUS: "deployment_status",
+    ActionKind.START: Action.DEPLOYMENT_START,
+    ActionKind.REPLACE_MODEL: Action.DEPLOYMENT_REPLACE_MODEL,
+    ActionKind.STOP: Action.DEPLOYMENT_STOP,
+    ActionKind.RELAUNCH: Action.DEPLOYMENT_RELAUNCH,
+    ActionKind.STATUS: Action.DEPLOYMENT_STATUS,
 }
-_PLUGIN_KINDS = frozenset(_PLUGIN_ACTIONS)
 
 
 @dataclass(frozen=True, slots=True)

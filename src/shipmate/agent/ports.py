@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from shipmate.agent.model import DesiredDeployment
 from shipmate.common.vocabulary import ReportPhase
+from shipmate.plugin.actions import Action
 from shipmate.plugin.status import ActionStatusInfo
 
 
@@ -31,7 +32,7 @@ class Report:
 
     deployment_id: str
     generation: int
-    action: str
+    action: Action
     phase: ReportPhase
     status: str | None = None
     state: str | None = None
@@ -44,7 +45,7 @@ class Report:
         return {
             "deploymentId": self.deployment_id,
             "generation": self.generation,
-            "action": self.action,
+            "action": self.action.value,
             "phase": self.phase.value,
             "status": self.status,
             "state": self.state,
@@ -138,7 +139,7 @@ class ControlPlane(Protocol):
 class ActionRequest:
     """One plugin action, described in the contract's terms (camelCase ``deploymentInfo``)."""
 
-    action: str
+    action: Action
     deployment_info: Mapping[str, Any] | None = None
     pe_deployments: Sequence[Mapping[str, Any]] = ()
     """``peInfo.deployments`` (full deploymentInfo mappings), for ``pe_status``."""

@@ -53,6 +53,7 @@ from shipmate.agent.reporter import Reporter
 from shipmate.agent.store import AppliedStore
 from shipmate.agent.workqueue import KeyedWorkQueue
 from shipmate.common.vocabulary import DesiredState, EventType, ReportPhase
+from shipmate.plugin.actions import Action
 from shipmate.plugin.status import ActionStatus, ActionStatusInfo, DataKey, DeploymentState
 
 log = logging.getLogger(__name__)
@@ -197,7 +198,9 @@ class Agent:
             thread.join(timeout=0.5)  # the feed may sit in a long poll; it is a daemon and holds no state
         if self.driver is not None and self.started.is_set():
             result = self.driver.run(
-                ActionRequest("plugin_stop", timeout=self.settings.timeouts.for_action("plugin_stop"))
+                ActionRequest(
+                    Action.PLUGIN_STOP, timeout=self.settings.timeouts.for_action(Action.PLUGIN_STOP)
+                )
             )
             log.info("plugin_stop: %s %s", result.status.value, result.msg or "")
         self.reporter.close(timeout=5.0)
@@ -245,9 +248,11 @@ class Agent:
         attempt = 1
         while not self._stop.is_set():
             result = self.driver.run(
-                ActionRequest("plugin_start", timeout=self.settings.timeouts.for_action("plugin_start"))
+                ActionRequest(
+                    Action.PLUGIN_START, timeout=self.settings.timeouts.for_action(Action.PLUGIN_START)
+                )
             )
-            self._count("plugin_start", result)
+            self._count(Action.PLUGIN_START, result)
             self._send_health(result)
             if result.status is not ActionStatus.ERROR:
                 log.info("plugin_start: %s %s", result.status.value, result.msg or "")
@@ -261,9 +266,11 @@ class Agent:
     def _observe_list(self) -> None:
         assert self.driver is not None
         result = self.driver.run(
-            ActionRequest("deployment_list", timeout=self.settings.timeouts.for_action("deployment_list"))
+            ActionRequest(
+                Action.DEPLOYMENT_LIST, timeout=self.settings.timeouts.for_action(Action.DEPLOYMENT_LIST)
+            )
         )
-        self._count("deployment_list", result)
+        self._count(Action.DEPLOYMENT_LIST, result)
         if result.status is ActionStatus.ERROR:
             log.warning("deployment_list failed (%s); the plugin's view starts unknown", result.msg)
             return
@@ -421,10 +428,12 @@ class Agent:
             ]
         result = self.driver.run(
             ActionRequest(
-                "pe_status", pe_deployments=running, timeout=self.settings.timeouts.for_action("pe_status")
+                Action.PE_STATUS,
+                pe_deployments=running,
+                timeout=self.settings.timeouts.for_action(Action.PE_STATUS),
             )
         )
-        self._count("pe_status", result)
+        self._count(Action.PE_STATUS, result)
         self._send_health(result)
         statuses = (result.data or {}).get(DataKey.DEPLOYMENTS_STATUS) or {}
         covered: set[str] = set()
@@ -466,7 +475,7 @@ class Agent:
                 Report(
                     deployment_id,
                     spec.generation,
-                    "deployment_status",
+                    Action.DEPLOYMENT_STATUS,
                     ReportPhase.OBSERVED,
                     status=str(raw.get("status") or "unknown"),
                     state=raw.get("state"),
@@ -576,7 +585,7 @@ class Agent:
                 Report(
                     step.deployment_id,
                     step.generation,
-                    "deployment_relaunch",
+                    Action.DEPLOYMENT_RELAUNCH,
                     ReportPhase.OBSERVED,
                     status=ActionStatus.ERROR.value,
                     state=DeploymentState.ERRORED.value,
@@ -600,7 +609,7 @@ class Agent:
         self._finish(
             step,
             record,
-            "deployment_start",
+            Action.DEPLOYMENT_START,
             ActionStatusInfo(
                 ActionStatus.OK, msg=step.reason, state=DeploymentState.READY, data={"adopted": True}
             ),
@@ -630,7 +639,7 @@ class Agent:
                 message=step.reason,
                 reported_state=state,
             )
-        action = "deployment_stop" if state == DeploymentState.STOPPED.value else "deployment_start"
+        action = Action.DEPLOYMENT_STOP if state == DeploymentState.STOPPED.value else Action.DEPLOYMENT_START
         self._finish(
             step, record, action, ActionStatusInfo(ActionStatus.OK, msg=step.reason, state=state), attempt=1
         )
@@ -695,7 +704,7 @@ class Agent:
     def _conclude(
         self,
         step: PlannedAction,
-        action: str,
+        action: Action,
         result: ActionStatusInfo,
         attempt: int,
         say: logging.LoggerAdapter,  # type: ignore[type-arg]
@@ -793,7 +802,12 @@ class Agent:
         )
 
     def _finish(
-        self, step: PlannedAction, record: AppliedRecord, action: str, result: ActionStatusInfo, attempt: int
+        self,
+        step: PlannedAction,
+        record: AppliedRecord,
+        action: Action,
+        result: ActionStatusInfo,
+        attempt: int,
     ) -> None:
         """Persist what was applied, then report it (the order that makes a crash safe)."""
         self.store.put(record)
@@ -860,7 +874,7 @@ class Agent:
             info["modelArtifact"] = str(self.artifacts.fetch(spec.model_package))
         return {k: v for k, v in info.items() if v is not None}
 
-    def _count(self, action: str, result: ActionStatusInfo) -> None:
+    def _count(self, action: Action, result: ActionStatusInfo) -> None:
         self.metrics.actions.labels(action, result.status.value).inc()
 
     def _set_connected(self, value: bool) -> None:
