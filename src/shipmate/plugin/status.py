@@ -107,6 +107,8 @@ class DataKey:
 
 
 STATUS_FILE_KEYS = ("data", "duration", "msg", "state", "status", "timestamp")
+"""The contract's keys; a status file may also carry ``retryAfter`` (Shipmate's optional extension)."""
+RETRY_AFTER_KEY = "retryAfter"
 
 
 class ActionStatusInfo:
@@ -114,9 +116,15 @@ class ActionStatusInfo:
 
     ``timestamp`` (milliseconds since the epoch) is taken at construction, as the
     contract says; ``duration`` (seconds) is set by whoever ran the action.
+
+    ``retry_after`` is a failing action's retry intent, for the agent's retry policy:
+    ``None`` (the default) leaves it to the agent, a number of seconds asks for the next
+    attempt after that long, ``False`` asks for no further attempt (the failure is final
+    until the deployment changes). It is written as ``retryAfter`` only when set, so a
+    status file without it is exactly the contract's.
     """
 
-    __slots__ = ("data", "duration", "msg", "state", "status", "timestamp")
+    __slots__ = ("data", "duration", "msg", "retry_after", "state", "status", "timestamp")
 
     def __init__(
         self,
@@ -125,19 +133,23 @@ class ActionStatusInfo:
         state: DeploymentState | str | None = None,
         duration: float | None = None,
         data: dict[str, Any] | None = None,
+        retry_after: float | bool | None = None,
     ) -> None:
         self.status = ActionStatus.parse(status)
         self.msg = msg
         self.state = DeploymentState.parse(state) if state is not None else None
         self.duration = duration
         self.data = data
+        self.retry_after = _retry_after(retry_after)
         self.timestamp = int(time.time() * 1000)
 
     def __repr__(self) -> str:
         return (
             f"ActionStatusInfo(status={self.status.value!r}, msg={self.msg!r}, "
             f"state={self.state.value if self.state else None!r}, "
-            f"duration={self.duration!r}, data={self.data!r})"
+            f"duration={self.duration!r}, data={self.data!r}"
+            + ("" if self.retry_after is None else f", retry_after={self.retry_after!r}")
+            + ")"
         )
 
     def __eq__(self, other: object) -> bool:
@@ -152,8 +164,8 @@ class ActionStatusInfo:
         return self.status is ActionStatus.OK
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain mapping with the contract's six keys (enums as their strings)."""
-        return {
+        """Plain mapping with the contract's six keys (enums as their strings), and ``retryAfter`` if set."""
+        out = {
             "data": _plain(self.data),
             "duration": None if self.duration is None else round(float(self.duration), 4),
             "msg": None if self.msg is None else str(self.msg),
@@ -161,6 +173,9 @@ class ActionStatusInfo:
             "status": self.status.value,
             "timestamp": self.timestamp,
         }
+        if self.retry_after is not None:
+            out[RETRY_AFTER_KEY] = self.retry_after
+        return out
 
     def to_yaml(self) -> str:
         """The status file's text: keys sorted, indent 4, as DataRobot's runner writes it."""
@@ -203,8 +218,17 @@ class ActionStatusInfo:
         data = raw.get("data")
         if data is not None and not isinstance(data, Mapping):
             raise StatusFileError(f"{source}: field 'data': expected a mapping, got {type(data).__name__}")
+        try:
+            retry_after = _retry_after(raw.get(RETRY_AFTER_KEY))
+        except ValueError as exc:
+            raise StatusFileError(f"{source}: field '{RETRY_AFTER_KEY}': {exc}") from None
         info = cls(
-            status, msg=msg, state=state, duration=duration, data=dict(data) if data is not None else None
+            status,
+            msg=msg,
+            state=state,
+            duration=duration,
+            data=dict(data) if data is not None else None,
+            retry_after=retry_after,
         )
         timestamp = raw.get("timestamp")
         if isinstance(timestamp, int) and not isinstance(timestamp, bool):
@@ -233,6 +257,15 @@ class ActionStatusInfo:
                 f"status file {path} is not valid YAML: {describe_yaml_error(exc)}"
             ) from None
         return cls.from_dict(raw, source=f"status file {path}")
+
+
+def _retry_after(value: object) -> float | bool | None:
+    """``None``, ``False`` (do not retry) or a finite number of seconds >= 0."""
+    if value is None or value is False:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
+        raise ValueError(f"expected a number of seconds (>= 0) or false, got {value!r}")
+    return float(value)
 
 
 def _plain(value: Any) -> Any:
