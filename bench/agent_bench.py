@@ -35,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -161,11 +162,30 @@ def start_agent(
         timeouts={"default": 120},
     )
     agent = build_agent(settings)
+    keep_samples(agent)
     thread = threading.Thread(target=agent.run, daemon=True)
     thread.start()
     if not agent.started.wait(120):
         raise SystemExit(f"{label}: the agent did not start")
     return agent, thread, env_id
+
+
+class Sampled:
+    """One of the agent's histograms that also keeps every sample, for exact percentiles here."""
+
+    def __init__(self, histogram: Any) -> None:
+        self.histogram = histogram
+        self.samples: deque[float] = deque(maxlen=100_000)
+
+    def observe(self, value: float) -> None:
+        self.samples.append(value)
+        self.histogram.observe(value)
+
+
+def keep_samples(agent: Any) -> None:
+    """Change -> action start and event -> agent read, sample by sample (the agent keeps histograms)."""
+    agent.metrics.change_to_action = Sampled(agent.metrics.change_to_action)
+    agent.metrics.feed_lag = Sampled(agent.metrics.feed_lag)
 
 
 def fs_private(folder: Path, label: str) -> Path:
@@ -201,7 +221,7 @@ def scenario(service: Service, folder: Path, package_id: str, label: str, plugin
     all_ready = time.time()
     page = service.admin.list_deployments(environment_id=env_id, limit=1000)
     ready = sum(1 for d in page.items if d.observed.state.value == "ready")
-    lags = list(agent.change_to_action)
+    lags = list(agent.metrics.change_to_action.samples)
     agent.stop()
     thread.join(60)
     total = all_ready - created["started"]
@@ -267,8 +287,8 @@ def latency(service: Service, folder: Path, packages: tuple[str, str], changes: 
     deadline = time.monotonic() + 60
     while agent.store.get(dep.id) is None and time.monotonic() < deadline:
         time.sleep(0.01)
-    agent.change_to_action.clear()
-    agent.feed_lags.clear()
+    agent.metrics.change_to_action.samples.clear()
+    agent.metrics.feed_lag.samples.clear()
     for i in range(changes):
         target = packages[(i + 1) % 2]
         service.admin.replace_model(dep.id, target)
@@ -279,8 +299,8 @@ def latency(service: Service, folder: Path, packages: tuple[str, str], changes: 
                 break
             time.sleep(0.005)
         time.sleep(0.02)
-    lags = [x * 1000 for x in agent.change_to_action]
-    feed = [x * 1000 for x in agent.feed_lags]
+    lags = [x * 1000 for x in agent.metrics.change_to_action.samples]
+    feed = [x * 1000 for x in agent.metrics.feed_lag.samples]
     agent.stop()
     thread.join(60)
     result = {

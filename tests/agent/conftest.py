@@ -3,7 +3,8 @@
 ``FakeService`` implements ``shipmate.agent.ports.ControlPlane`` with the
 semantics of docs/agent-api.md (generations, change feed with long poll,
 reports that update the observed state only for the current generation,
-removal after a confirmed stop). ``MemoryPlugin`` is a real ``PluginBase``
+removal after a confirmed stop), by calling the service's own pure rules in
+``shipmate.server.lifecycle``. ``MemoryPlugin`` is a real ``PluginBase``
 whose "environment" is a shared dict.
 """
 
@@ -27,10 +28,11 @@ import pytest
 
 from shipmate.agent.config import AgentSettings
 from shipmate.agent.drivers import InProcessDriver
-from shipmate.agent.model import DesiredDeployment
+from shipmate.agent.model import DesiredDeployment, ModelPackageRef, ServiceObserved
 from shipmate.agent.ports import (
     Change,
     ChangePage,
+    ControlPlaneRejected,
     ControlPlaneUnavailable,
     DesiredSnapshot,
     EnvironmentDescription,
@@ -38,46 +40,54 @@ from shipmate.agent.ports import (
     ReportOutcome,
 )
 from shipmate.agent.runtime import Agent
+from shipmate.common.vocabulary import DesiredState, EventType
 from shipmate.plugin.base import PluginBase
 from shipmate.plugin.info import DeploymentInfo
 from shipmate.plugin.status import ActionStatus, ActionStatusInfo, DeploymentState
+from shipmate.server import lifecycle
+from shipmate.server.errors import InvalidInput
 
 
 @dataclass
 class FakeDeployment:
     id: str
-    generation: int
-    state: str
-    package_id: str
-    relaunch_generation: int = 0
-    force: bool = False
+    desired: lifecycle.Desired
     observed: dict[str, Any] = field(default_factory=dict)
+    """The service's observed state: generation, state, status (as the API shows them)."""
 
-    def spec(self, packages: Mapping[str, bytes]) -> dict[str, Any]:
-        data = packages[self.package_id]
-        return {
-            "id": self.id,
-            "name": f"name of {self.id}",
-            "environmentId": "e-1",
-            "generation": self.generation,
-            "desired": {
-                "state": self.state,
-                "modelPackageId": self.package_id,
-                "relaunchGeneration": self.relaunch_generation,
-                "force": self.force,
-            },
-            "keyValueConfig": {"replicas": 1},
-            "modelPackage": {
-                "id": self.package_id,
-                "sha256": hashlib.sha256(data).hexdigest(),
-                "size": len(data),
-            },
-            "observed": dict(self.observed),
-        }
+    @property
+    def generation(self) -> int:
+        return self.desired.generation
+
+    def spec(self, packages: Mapping[str, bytes]) -> DesiredDeployment:
+        desired = self.desired
+        data = packages[desired.model_package_id]
+        return DesiredDeployment(
+            id=self.id,
+            generation=desired.generation,
+            state=desired.state,
+            model_package=ModelPackageRef(
+                desired.model_package_id, sha256=hashlib.sha256(data).hexdigest(), size=len(data)
+            ),
+            relaunch_generation=desired.relaunch_generation,
+            force=desired.force,
+            name=f"name of {self.id}",
+            key_value_config={"replicas": 1},
+            observed=ServiceObserved(
+                generation=int(self.observed.get("generation", 0)),
+                state=_text(self.observed.get("state")),
+                status=_text(self.observed.get("status")),
+            ),
+        )
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 class FakeService:
-    """The control plane's agent-facing rules, in memory."""
+    """The control plane's agent-facing side, in memory; its rules are the service's own, from
+    ``shipmate.server.lifecycle`` (commands change the desired spec, reports are judged)."""
 
     def __init__(self) -> None:
         self.lock = threading.Condition()
@@ -96,7 +106,7 @@ class FakeService:
     def add_package(self, package_id: str, content: bytes | None = None) -> None:
         self.packages[package_id] = content if content is not None else f"model {package_id}".encode()
 
-    def _event(self, type_: str, deployment: FakeDeployment | None, **extra: Any) -> None:
+    def _event(self, type_: EventType, deployment: FakeDeployment | None, **extra: Any) -> None:
         event = {
             "id": len(self.events) + 1,
             "type": type_,
@@ -105,8 +115,8 @@ class FakeService:
             "generation": deployment.generation if deployment else None,
             **extra,
         }
-        if type_ == "deployment.desired_changed" and deployment is not None:
-            event["data"] = deployment.spec(self.packages)
+        if type_ is EventType.DESIRED_CHANGED and deployment is not None:
+            event["spec"] = deployment.spec(self.packages)
         self.events.append(event)
         self.lock.notify_all()
 
@@ -114,31 +124,32 @@ class FakeService:
         with self.lock:
             if package_id not in self.packages:
                 self.add_package(package_id)
-            d = FakeDeployment(deployment_id, 1, state, package_id)
+            d = FakeDeployment(deployment_id, lifecycle.Desired(1, DesiredState(state), package_id))
             self.deployments[deployment_id] = d
-            self._event("deployment.desired_changed", d)
+            self._event(EventType.DESIRED_CHANGED, d)
 
-    def change(self, deployment_id: str, **changes: Any) -> None:
+    def _command(self, deployment_id: str, command: lifecycle.Command, **options: Any) -> None:
         with self.lock:
             d = self.deployments[deployment_id]
-            if "package_id" in changes and changes["package_id"] not in self.packages:
-                self.add_package(changes["package_id"])
-            for key, value in changes.items():
-                setattr(d, key, value)
-            d.generation += 1
-            if changes.get("relaunch"):
-                d.relaunch_generation = d.generation
-            self._event("deployment.desired_changed", d)
+            after = lifecycle.apply_command(d.desired, command, **options)
+            if after is not None:
+                d.desired = after
+                self._event(EventType.DESIRED_CHANGED, d)
+
+    def change(self, deployment_id: str, *, package_id: str | None = None, state: str | None = None) -> None:
+        if package_id is not None:
+            if package_id not in self.packages:
+                self.add_package(package_id)
+            self._command(deployment_id, lifecycle.Command.REPLACE_MODEL, model_package_id=package_id)
+        if state is not None:
+            command = {"running": lifecycle.Command.ACTIVATE, "stopped": lifecycle.Command.DEACTIVATE}[state]
+            self._command(deployment_id, command)
 
     def relaunch(self, deployment_id: str) -> None:
-        with self.lock:
-            d = self.deployments[deployment_id]
-            d.generation += 1
-            d.relaunch_generation = d.generation
-            self._event("deployment.desired_changed", d)
+        self._command(deployment_id, lifecycle.Command.RELAUNCH)
 
     def delete(self, deployment_id: str, force: bool = False) -> None:
-        self.change(deployment_id, state="deleted", force=force)
+        self._command(deployment_id, lifecycle.Command.FORCE_DELETE if force else lifecycle.Command.DELETE)
 
     def observed(self, deployment_id: str) -> dict[str, Any] | None:
         with self.lock:
@@ -160,7 +171,7 @@ class FakeService:
     def desired_state(self, environment_id: str) -> DesiredSnapshot:
         self._check()
         with self.lock:
-            specs = [DesiredDeployment.from_api(d.spec(self.packages)) for d in self.deployments.values()]
+            specs = [d.spec(self.packages) for d in self.deployments.values()]
             return DesiredSnapshot(cursor=len(self.events), deployments=specs)
 
     def changes(self, environment_id: str, after: int, wait: float, limit: int = 500) -> ChangePage:
@@ -181,7 +192,7 @@ class FakeService:
                 deployment_id=e.get("deploymentId"),
                 generation=e.get("generation"),
                 timestamp=e["timestamp"],
-                spec=DesiredDeployment.from_api(e["data"]) if "data" in e else None,
+                spec=e.get("spec"),
             )
             for e in batch
         ]
@@ -206,16 +217,28 @@ class FakeService:
                 d = self.deployments.get(r.deployment_id)
                 if d is None:
                     continue
-                if r.generation < int(d.observed.get("generation", 0)):
+                try:
+                    verdict = lifecycle.judge_report(
+                        current=d.desired,
+                        observed_generation=int(d.observed.get("generation", 0)),
+                        report_generation=r.generation,
+                        phase=r.phase,
+                        state=r.state,
+                    )
+                except InvalidInput as exc:  # the service refuses the whole batch
+                    raise ControlPlaneRejected(str(exc)) from None
+                if verdict is lifecycle.Verdict.STALE:
                     stale.append(r.deployment_id)
-                    continue
-                if r.state is not None:
-                    d.observed = {"generation": r.generation, "state": r.state, "status": r.status}
-                finished = r.phase.value == "finished" and r.generation == d.generation
-                if finished and d.state == "deleted" and (d.force or r.state == "stopped"):
+                elif verdict is lifecycle.Verdict.REMOVE:
                     del self.deployments[d.id]
                     removed.append(d.id)
-                    self._event("deployment.removed", None, deployment_id=d.id)
+                    self._event(EventType.DEPLOYMENT_REMOVED, None, deployment_id=d.id)
+                else:
+                    d.observed["generation"] = r.generation
+                    if r.state is not None:
+                        d.observed["state"] = r.state
+                    if r.status is not None:
+                        d.observed["status"] = r.status
             self.lock.notify_all()
         return ReportOutcome(accepted=len(reports), stale=stale, removed=removed)
 

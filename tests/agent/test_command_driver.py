@@ -16,6 +16,8 @@ import yaml
 
 from shipmate.agent.drivers import CommandDriver, base_plugin_config
 from shipmate.agent.ports import ActionRequest, EnvironmentDescription
+from shipmate.plugin.actions import Action
+from shipmate.plugin.info import DeploymentInfo
 from shipmate.plugin.status import ActionStatus
 
 TOKEN = "agent-secret-token-0123456789abcdef"
@@ -63,13 +65,17 @@ def driver_for(tmp_path, words):
     return CommandDriver(list(words), config, ENV, tmp_path / "actions", TOKEN)
 
 
-INFO = {"id": "d-1", "modelId": "m-1", "modelExecutionType": "dedicated", "keyValueConfig": {"a": 1}}
+INFO = DeploymentInfo("d-1", "m-1", "dedicated", key_value_config={"a": 1})
+
+
+def with_(info: DeploymentInfo, **changes: object) -> DeploymentInfo:
+    return DeploymentInfo.from_dict({**info.to_dict(), **changes})
 
 
 def run(tmp_path, runner, mode, action="deployment_start", timeout=30.0):
     record = tmp_path / f"record-{mode}.json"
     driver = driver_for(tmp_path, [sys.executable, str(runner), "--mode", mode, "--record", str(record)])
-    result = driver.run(ActionRequest(action, deployment_info=INFO, timeout=timeout))
+    result = driver.run(ActionRequest(Action(action), deployment_info=INFO, timeout=timeout))
     return result, record
 
 
@@ -144,7 +150,7 @@ def test_timeout_kills_the_whole_process_group(tmp_path, runner):
 
 def test_command_that_cannot_start(tmp_path):
     driver = driver_for(tmp_path, [str(tmp_path / "no-such-runner")])
-    result = driver.run(ActionRequest("plugin_start", timeout=5))
+    result = driver.run(ActionRequest(Action.PLUGIN_START, timeout=5))
     assert result.status is ActionStatus.ERROR and "cannot run" in result.msg
 
 
@@ -158,7 +164,7 @@ def lifecycle(tmp_path, words, artifact):
     base = tmp_path / "fs"
     base.mkdir(exist_ok=True)
     driver = driver_for(tmp_path, words)
-    info = {**INFO, "modelArtifact": str(artifact)}
+    info = with_(INFO, modelArtifact=str(artifact))
     results = {}
     for action, section, pe in [
         ("plugin_start", None, ()),
@@ -166,13 +172,13 @@ def lifecycle(tmp_path, words, artifact):
         ("deployment_status", info, ()),
         ("pe_status", None, (info,)),
         ("deployment_list", None, ()),
-        ("deployment_replace_model", {**info, "newModelId": "m-2"}, ()),
+        ("deployment_replace_model", with_(info, newModelId="m-2"), ()),
         ("deployment_relaunch", info, ()),
         ("deployment_stop", info, ()),
         ("plugin_stop", None, ()),
     ]:
         results[action] = driver.run(
-            ActionRequest(action, deployment_info=section, pe_deployments=pe, timeout=120)
+            ActionRequest(Action(action), deployment_info=section, pe_deployments=pe, timeout=120)
         )
     return base, results
 
@@ -225,7 +231,7 @@ def test_close_kills_commands_still_running(tmp_path, runner):
     results = []
     thread = threading.Thread(
         target=lambda: results.append(
-            driver.run(ActionRequest("deployment_start", deployment_info=INFO, timeout=600))
+            driver.run(ActionRequest(Action.DEPLOYMENT_START, deployment_info=INFO, timeout=600))
         )
     )
     thread.start()

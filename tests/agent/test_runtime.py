@@ -210,38 +210,6 @@ def test_health_and_metrics(harness, service, environment):
     assert ok and detail["serviceConnected"] is True
 
 
-def _spec(deployment_id, generation, state="running"):
-    from shipmate.agent.model import DesiredDeployment, ModelPackageRef
-    from shipmate.common.vocabulary import DesiredState
-
-    return DesiredDeployment(deployment_id, generation, DesiredState(state), ModelPackageRef("m-1"))
-
-
-def test_stale_views_never_resurrect_a_removed_deployment(harness):
-    from shipmate.agent.ports import Change
-
-    agent = harness().agent  # not started: only its bookkeeping is exercised
-    # a snapshot taken at cursor 10 did not list d-1: an older event cannot bring it back
-    agent._merge_snapshot(10, [])
-    agent._apply_change(Change(5, "deployment.desired_changed", "d-1", 2, None, _spec("d-1", 2)))
-    assert "d-1" not in agent.desired
-    # removals are final, whatever a later snapshot or event says
-    agent._apply_change(Change(11, "deployment.desired_changed", "d-2", 1, None, _spec("d-2", 1)))
-    agent._apply_change(Change(12, "deployment.removed", "d-2", 3))
-    agent._merge_snapshot(11, [_spec("d-2", 1)])
-    agent._apply_change(Change(13, "deployment.desired_changed", "d-2", 1, None, _spec("d-2", 1)))
-    assert "d-2" not in agent.desired
-    # what the feed delivered after the snapshot was taken survives the merge
-    agent._apply_change(Change(20, "deployment.desired_changed", "d-3", 1, None, _spec("d-3", 1)))
-    agent._merge_snapshot(15, [])
-    assert "d-3" in agent.desired
-    # a newer generation wins over an older snapshot entry
-    agent._apply_change(Change(21, "deployment.desired_changed", "d-3", 2, None, _spec("d-3", 2, "stopped")))
-    agent._merge_snapshot(16, [_spec("d-3", 1)])
-    assert agent.desired["d-3"].generation == 2
-    agent.store.close()
-
-
 def test_download_failure_is_a_retried_failing_action(harness, service, environment):
     harness().start()
     service.add_package("m-1")

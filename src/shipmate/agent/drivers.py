@@ -17,7 +17,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,18 +69,15 @@ def base_plugin_config(
     return config
 
 
-def pe_info_for(environment: EnvironmentDescription, deployments: list[Mapping[str, Any]]) -> PEInfo:
-    return PEInfo.from_dict(
-        {
-            "id": environment.id,
-            "name": environment.name,
-            "description": environment.description,
-            "createdOn": environment.created_on,
-            "createdBy": environment.created_by,
-            "deployments": deployments,
-            "keyValueConfig": dict(environment.key_value_config),
-        },
-        source="agent",
+def pe_info_for(environment: EnvironmentDescription, deployments: Sequence[DeploymentInfo]) -> PEInfo:
+    return PEInfo(
+        environment.id,
+        name=environment.name,
+        description=environment.description,
+        created_on=environment.created_on,
+        created_by=environment.created_by,
+        deployments=list(deployments),
+        key_value_config=dict(environment.key_value_config),
     )
 
 
@@ -142,10 +139,10 @@ class InProcessDriver:
     def run(self, request: ActionRequest) -> ActionStatusInfo:
         try:
             if request.pe_deployments:
-                plugin = self._factory(pe_info_for(self._environment, list(request.pe_deployments)))
+                plugin = self._factory(pe_info_for(self._environment, request.pe_deployments))
             else:
                 plugin = self._plugin()
-            info = DeploymentInfo.from_dict(request.deployment_info) if request.deployment_info else None
+            info = request.deployment_info
         except PluginError as exc:
             return _failing(f"cannot prepare action {request.action}: {scrub(str(exc), self._secrets)}")
         box: list[ActionStatusInfo] = []
@@ -218,12 +215,8 @@ class CommandDriver:
         try:
             config = ActionConfig(
                 plugin_config=self._plugin_config,
-                pe_info=pe_info_for(self._environment, list(request.pe_deployments)),
-                deployment_info=(
-                    DeploymentInfo.from_dict(request.deployment_info, source="agent")
-                    if request.deployment_info
-                    else None
-                ),
+                pe_info=pe_info_for(self._environment, request.pe_deployments),
+                deployment_info=request.deployment_info,
             )
             config.write(str(config_path), mode=0o600)
         except (PluginError, OSError) as exc:

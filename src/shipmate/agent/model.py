@@ -86,7 +86,8 @@ class ServiceObserved:
 
 @dataclass(frozen=True, slots=True)
 class DesiredDeployment:
-    """One deployment's desired spec as the service publishes it."""
+    """One deployment's desired spec as the service publishes it (built from the client's typed
+    ``Deployment`` by ``service_client.desired_from``, the one place the API's form is read)."""
 
     id: str
     generation: int
@@ -102,36 +103,6 @@ class DesiredDeployment:
     @property
     def model_package_id(self) -> str:
         return self.model_package.id
-
-    @classmethod
-    def from_api(cls, raw: Mapping[str, Any]) -> DesiredDeployment:
-        """Build from the API's camelCase spec (``desired-state`` entries, ``desired_changed`` data)."""
-        desired = raw.get("desired") or {}
-        package = raw.get("modelPackage") or {}
-        package_id = str(desired.get("modelPackageId") or package.get("id") or "")
-        observed = raw.get("observed") or {}
-        return cls(
-            id=str(raw["id"]),
-            generation=int(raw.get("generation") or 0),
-            state=DesiredState(desired.get("state", "running")),
-            model_package=ModelPackageRef(
-                id=package_id,
-                sha256=package.get("sha256"),
-                name=package.get("name"),
-                version=package.get("version"),
-                size=package.get("size"),
-            ),
-            relaunch_generation=int(desired.get("relaunchGeneration") or 0),
-            force=bool(desired.get("force", False)),
-            name=raw.get("name"),
-            description=raw.get("description"),
-            key_value_config=dict(raw.get("keyValueConfig") or {}),
-            observed=ServiceObserved(
-                generation=int(observed.get("generation") or 0),
-                state=observed.get("state"),
-                status=observed.get("status"),
-            ),
-        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,8 @@ from typing import Any, Protocol
 from shipmate.agent.model import DesiredDeployment
 from shipmate.common.vocabulary import ReportPhase
 from shipmate.plugin.actions import Action
-from shipmate.plugin.status import ActionStatusInfo
+from shipmate.plugin.info import DeploymentInfo
+from shipmate.plugin.status import ActionStatus, ActionStatusInfo, DeploymentState
 
 
 class ControlPlaneUnavailable(Exception):
@@ -34,26 +35,13 @@ class Report:
     generation: int
     action: Action
     phase: ReportPhase
-    status: str | None = None
-    state: str | None = None
+    status: ActionStatus | None = None
+    """None while an action is only started (the service then keeps the status it had)."""
+    state: DeploymentState | None = None
     message: str | None = None
     duration: float | None = None
     attempt: int = 1
     data: Mapping[str, Any] = field(default_factory=dict)
-
-    def to_api(self) -> dict[str, Any]:
-        return {
-            "deploymentId": self.deployment_id,
-            "generation": self.generation,
-            "action": self.action.value,
-            "phase": self.phase.value,
-            "status": self.status,
-            "state": self.state,
-            "message": self.message,
-            "duration": self.duration,
-            "attempt": self.attempt,
-            "data": dict(self.data),
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,12 +125,12 @@ class ControlPlane(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ActionRequest:
-    """One plugin action, described in the contract's terms (camelCase ``deploymentInfo``)."""
+    """One plugin action, described in the contract's terms."""
 
     action: Action
-    deployment_info: Mapping[str, Any] | None = None
-    pe_deployments: Sequence[Mapping[str, Any]] = ()
-    """``peInfo.deployments`` (full deploymentInfo mappings), for ``pe_status``."""
+    deployment_info: DeploymentInfo | None = None
+    pe_deployments: Sequence[DeploymentInfo] = ()
+    """``peInfo.deployments`` (full deploymentInfo entries), for ``pe_status``."""
     timeout: float = 1800.0
 
 

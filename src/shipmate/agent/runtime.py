@@ -1,11 +1,14 @@
 """The agent's loop: follow the service, reconcile each deployment, carry the steps out, report.
 
     start:   environment -> plugin_start -> deployment_list -> desired state + cursor
-    follow:  change feed (long poll) -> desired[id] -> queue(id)        periodic: resync, pe_status, status
-    work:    queue(id) -> decide(desired, applied, observed) -> act -> record -> report -> decide again
+    follow:  change feed (long poll) -> desired view -> queue(id)      periodic: resync, pe_status, status
+    work:    queue(id) -> decide(desired, applied, observed) -> executor -> conclude -> record, report
     stop:    SIGTERM -> no new actions -> in-flight ones finish or time out -> plugin_stop -> exit 0
 
-The decisions are the reconciler's (pure); this module only does I/O around them.
+This module owns the threads and the timing. What the service wants is kept by
+``desired.DesiredView`` (pure), what to do next is the reconciler's decision
+(pure), one step is carried out by ``executor.Executor``, and what its result
+means is ``outcome.conclude`` (pure).
 """
 
 from __future__ import annotations
@@ -13,31 +16,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from shipmate.agent.artifacts import ArtifactCache, ArtifactError
+from shipmate.agent.artifacts import ArtifactCache
 from shipmate.agent.config import AgentSettings
+from shipmate.agent.executor import Executor, Memory, describe
 from shipmate.agent.metrics import AgentMetrics
-from shipmate.agent.model import (
-    ActionKind,
-    AppliedRecord,
-    AppliedState,
-    DesiredDeployment,
-    Observation,
-    PlannedAction,
-    Policy,
-    ServiceObserved,
-)
+from shipmate.agent.model import ActionKind, AppliedState, Observation, Policy
 from shipmate.agent.ports import (
-    ActionRequest,
     Change,
     ControlPlane,
     ControlPlaneRejected,
     ControlPlaneUnavailable,
+    DesiredSnapshot,
     EnvironmentDescription,
     PluginDriver,
     Report,
@@ -52,26 +45,14 @@ from shipmate.agent.reconciler import (
 from shipmate.agent.reporter import Reporter
 from shipmate.agent.store import AppliedStore
 from shipmate.agent.workqueue import KeyedWorkQueue
-from shipmate.common.vocabulary import DesiredState, EventType, ReportPhase
+from shipmate.common.vocabulary import DesiredState
 from shipmate.plugin.actions import Action
-from shipmate.plugin.status import ActionStatus, ActionStatusInfo, DataKey, DeploymentState
+from shipmate.plugin.status import ActionStatus, ActionStatusInfo, DataKey
 
 log = logging.getLogger(__name__)
 
 MAX_STEPS_PER_TURN = 8
 """Guard against a decision loop: a deployment gets at most this many steps before yielding."""
-
-
-@dataclass(slots=True)
-class _Retry:
-    signature: tuple[Any, ...]
-    attempt: int
-    not_before: float
-
-
-class _Adapter(logging.LoggerAdapter):  # type: ignore[type-arg]
-    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
-        return f"[{self.extra['deployment'] if self.extra else '-'}] {msg}", kwargs
 
 
 class Agent:
@@ -90,36 +71,19 @@ class Agent:
         self.settings = settings
         self.service = service
         self._driver_factory = driver_factory
-        self.driver: PluginDriver | None = None
         self.metrics = metrics or AgentMetrics()
         self.environment_id = settings.environment_id
         self.environment: EnvironmentDescription | None = None
         work = Path(settings.work_dir)
         work.mkdir(parents=True, exist_ok=True)
         self.store = AppliedStore(work / "applied.sqlite3")
-        self.artifacts = ArtifactCache(work / "models", service)
         self.policy = Policy(
             stop_unknown_deployments=settings.stop_unknown_deployments,
             max_self_heal_attempts=settings.max_self_heal_attempts,
         )
-        self._lock = threading.RLock()
-        self.desired: dict[str, DesiredDeployment] = {}
-        self.observed: dict[str, Observation] = {}
-        self._heal: dict[str, int] = {}
-        self._retries: dict[str, _Retry] = {}
+        self.memory = Memory()
         self._status_due: set[str] = set()
-        self._told: set[tuple[str, str]] = set()
-        self._changed_at: dict[str, float] = {}
-        self.change_to_action: deque[float] = deque(maxlen=100_000)
-        """Seconds from a change's timestamp to its action starting (benchmarks read it)."""
-        self.feed_lags: deque[float] = deque(maxlen=100_000)
-        """Seconds from an event's timestamp to the agent reading it from the feed."""
         self.cursor = 0
-        self._snapshot_cursor = 0
-        self._seen_at: dict[str, int] = {}
-        """Deployment id -> id of the feed event that last set its desired spec."""
-        self._removed: set[str] = set()
-        """Deployments the service has removed (ids are never reused): never brought back."""
         self._stop = threading.Event()
         self.started = threading.Event()
         self.connected = False
@@ -131,7 +95,22 @@ class Agent:
             backoff=settings.intervals.reconnect_backoff,
             on_connection=self._set_connected,
         )
+        self.executor = Executor(
+            settings,
+            service,
+            self.memory,
+            self.store,
+            ArtifactCache(work / "models", service),
+            self.reporter,
+            self.metrics,
+            stopping=self._stop.is_set,
+            look_again=self._queue.add,
+        )
         self._threads: list[threading.Thread] = []
+
+    @property
+    def driver(self) -> PluginDriver | None:
+        return self.executor.driver
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -150,17 +129,18 @@ class Agent:
         self.environment = self._until_available("read the environment", self._get_environment)
         if self.environment is None:
             return False
-        self.driver = self._driver_factory(self.environment)
+        self.executor.driver = self._driver_factory(self.environment)
         if not self._plugin_start():
             return False
         self.reporter.start()
         self._observe_list()
-        snapshot = self._until_available(
+        snapshot: DesiredSnapshot | None = self._until_available(
             "read the desired state", lambda: self.service.desired_state(self.environment_id)
         )
         if snapshot is None:
             return False
-        self._merge_snapshot(snapshot.cursor, snapshot.deployments)
+        with self.memory.lock:
+            self.memory.desired.merge(snapshot.cursor, snapshot.deployments)
         self.cursor = snapshot.cursor
         self._queue.start()
         self._queue.add_all(self._all_ids())
@@ -172,8 +152,8 @@ class Agent:
         log.info(
             "agent running for environment %s: %d deployment(s) desired, %d seen by the plugin, cursor %d",
             self.environment_id,
-            len(self.desired),
-            sum(1 for o in self.observed.values() if o.exists),
+            len(self.memory.desired),
+            sum(1 for o in self.memory.observed.values() if o.exists),
             self.cursor,
         )
         return True
@@ -197,11 +177,7 @@ class Agent:
         for thread in self._threads:
             thread.join(timeout=0.5)  # the feed may sit in a long poll; it is a daemon and holds no state
         if self.driver is not None and self.started.is_set():
-            result = self.driver.run(
-                ActionRequest(
-                    Action.PLUGIN_STOP, timeout=self.settings.timeouts.for_action(Action.PLUGIN_STOP)
-                )
-            )
+            result = self.executor.run(Action.PLUGIN_STOP)
             log.info("plugin_stop: %s %s", result.status.value, result.msg or "")
         self.reporter.close(timeout=5.0)
         if self.driver is not None:
@@ -244,15 +220,9 @@ class Agent:
         return None
 
     def _plugin_start(self) -> bool:
-        assert self.driver is not None
         attempt = 1
         while not self._stop.is_set():
-            result = self.driver.run(
-                ActionRequest(
-                    Action.PLUGIN_START, timeout=self.settings.timeouts.for_action(Action.PLUGIN_START)
-                )
-            )
-            self._count(Action.PLUGIN_START, result)
+            result = self.executor.run(Action.PLUGIN_START)
             self._send_health(result)
             if result.status is not ActionStatus.ERROR:
                 log.info("plugin_start: %s %s", result.status.value, result.msg or "")
@@ -264,28 +234,24 @@ class Agent:
         return False
 
     def _observe_list(self) -> None:
-        assert self.driver is not None
-        result = self.driver.run(
-            ActionRequest(
-                Action.DEPLOYMENT_LIST, timeout=self.settings.timeouts.for_action(Action.DEPLOYMENT_LIST)
-            )
-        )
-        self._count(Action.DEPLOYMENT_LIST, result)
+        result = self.executor.run(Action.DEPLOYMENT_LIST)
         if result.status is ActionStatus.ERROR:
             log.warning("deployment_list failed (%s); the plugin's view starts unknown", result.msg)
             return
         found = observations_from_list(result.data)
-        with self._lock:
-            self.observed = {**found}
+        with self.memory.lock:
+            self.memory.observed = {**found}
             # what deployment_list did not return is known to be absent
             for deployment_id in self.store.all():
-                self.observed.setdefault(deployment_id, Observation(exists=False))
+                self.memory.observed.setdefault(deployment_id, Observation(exists=False))
         log.info("deployment_list: %d deployment(s) running in the environment", len(found))
 
     def _all_ids(self) -> list[str]:
-        with self._lock:
+        with self.memory.lock:
             known = (
-                set(self.desired) | set(self.store.all()) | {k for k, o in self.observed.items() if o.exists}
+                set(self.memory.desired)
+                | set(self.store.all())
+                | {k for k, o in self.memory.observed.items() if o.exists}
             )
         return sorted(known)
 
@@ -324,41 +290,15 @@ class Agent:
                 self.resync()
 
     def _apply_change(self, change: Change) -> None:
-        """Fold one feed event into the desired state.
-
-        Ordering rules that keep a stale view from resurrecting a removed deployment: removals are
-        final (tombstones), a newer generation always wins, and an event older than the last full
-        snapshot cannot re-add a deployment that snapshot did not list.
-        """
-        now = time.time()
+        """Fold one feed event into the desired view and queue the deployment it names."""
         if change.timestamp is not None:
-            lag = max(0.0, now - change.timestamp)
-            self.metrics.feed_lag.observe(lag)
-            self.feed_lags.append(lag)
-        deployment_id = change.deployment_id
-        if deployment_id is None:
-            return
-        if change.type == EventType.DEPLOYMENT_REMOVED:
-            with self._lock:
-                self.desired.pop(deployment_id, None)
-                self._removed.add(deployment_id)
+            self.metrics.feed_lag.observe(max(0.0, time.time() - change.timestamp))
+        with self.memory.lock:
+            deployment_id = self.memory.desired.apply(change)
+            if deployment_id is not None and change.spec is not None and change.timestamp is not None:
+                self.memory.changed_at.setdefault(deployment_id, change.timestamp)
+        if deployment_id is not None:
             self._queue.add(deployment_id)
-            return
-        if change.spec is None:
-            return
-        with self._lock:
-            if deployment_id in self._removed:
-                return
-            current = self.desired.get(deployment_id)
-            if current is None and change.id <= self._snapshot_cursor:
-                return  # a newer full snapshot did not list it: it is gone
-            if current is not None and current.generation > change.spec.generation:
-                return
-            self.desired[deployment_id] = change.spec
-            self._seen_at[deployment_id] = change.id
-            if change.timestamp is not None:
-                self._changed_at.setdefault(deployment_id, change.timestamp)
-        self._queue.add(deployment_id)
 
     def resync(self) -> None:
         """Re-read the whole desired state and reconcile everything (catches whatever the feed missed)."""
@@ -367,25 +307,9 @@ class Agent:
         except (ControlPlaneUnavailable, ControlPlaneRejected) as exc:
             log.warning("resync failed: %s", exc)
             return
-        self._merge_snapshot(snapshot.cursor, snapshot.deployments)
+        with self.memory.lock:
+            self.memory.desired.merge(snapshot.cursor, snapshot.deployments)
         self._queue.add_all(self._all_ids())
-
-    def _merge_snapshot(self, cursor: int, deployments: Sequence[DesiredDeployment]) -> None:
-        """Merge a full snapshot taken at ``cursor`` with what the feed may have delivered meanwhile."""
-        with self._lock:
-            merged: dict[str, DesiredDeployment] = {}
-            for spec in deployments:
-                if spec.id in self._removed:
-                    continue
-                current = self.desired.get(spec.id)
-                merged[spec.id] = (
-                    current if current is not None and current.generation > spec.generation else spec
-                )
-            for deployment_id, current in self.desired.items():
-                if deployment_id not in merged and self._seen_at.get(deployment_id, 0) > cursor:
-                    merged[deployment_id] = current  # learned from the feed after the snapshot was taken
-            self.desired = merged
-            self._snapshot_cursor = max(self._snapshot_cursor, cursor)
 
     # -- periodic work --------------------------------------------------------------------
 
@@ -402,8 +326,8 @@ class Agent:
             self.metrics.queue_depth.set(self._queue.depth)
             self.metrics.in_flight.set(self._queue.busy)
             self.metrics.report_backlog.set(self.reporter.backlog)
-            with self._lock:
-                self.metrics.deployments.set(len(self.desired))
+            with self.memory.lock:
+                self.metrics.deployments.set(len(self.memory.desired))
             covered: set[str] = set()
             if now >= next_pe:
                 next_pe = now + intervals.pe_status
@@ -417,23 +341,15 @@ class Agent:
 
     def check_environment(self) -> set[str]:
         """``pe_status`` with every running deployment; returns the ids it reported on."""
-        assert self.driver is not None
-        with self._lock:
-            running = [
-                self._deployment_info(spec)
-                for spec in self.desired.values()
+        with self.memory.lock:
+            running = tuple(
+                describe(spec)
+                for spec in self.memory.desired.specs()
                 if spec.state is DesiredState.RUNNING
                 and (rec := self.store.get(spec.id)) is not None
                 and rec.state is AppliedState.RUNNING
-            ]
-        result = self.driver.run(
-            ActionRequest(
-                Action.PE_STATUS,
-                pe_deployments=running,
-                timeout=self.settings.timeouts.for_action(Action.PE_STATUS),
             )
-        )
-        self._count(Action.PE_STATUS, result)
+        result = self.executor.run(Action.PE_STATUS, pe_deployments=running)
         self._send_health(result)
         statuses = (result.data or {}).get(DataKey.DEPLOYMENTS_STATUS) or {}
         covered: set[str] = set()
@@ -441,12 +357,12 @@ class Agent:
             for deployment_id, raw in statuses.items():
                 if isinstance(raw, Mapping):
                     covered.add(str(deployment_id))
-                    self._record_observation(str(deployment_id), observation_from_status(raw), raw)
+                    self.executor.record_observation(str(deployment_id), observation_from_status(raw), raw)
         return covered
 
     def schedule_status_checks(self, covered: set[str] | None = None) -> None:
-        with self._lock:
-            steps = plan_status_checks(self.desired, self.store.all(), covered or ())
+        with self.memory.lock:
+            steps = plan_status_checks(self.memory.desired.as_mapping(), self.store.all(), covered or ())
             ids = [s.deployment_id for s in steps]
             self._status_due.update(ids)
         self._queue.add_all(ids)
@@ -462,60 +378,40 @@ class Agent:
         except (ControlPlaneUnavailable, ControlPlaneRejected) as exc:
             log.warning("could not report environment health: %s", exc)
 
-    def _record_observation(self, deployment_id: str, seen: Observation, raw: Mapping[str, Any]) -> None:
-        with self._lock:
-            before = self.observed.get(deployment_id)
-            self.observed[deployment_id] = seen
-            if seen.healthy:
-                self._heal.pop(deployment_id, None)
-            spec = self.desired.get(deployment_id)
-        changed = before is None or before.healthy != seen.healthy or before.exists != seen.exists
-        if changed and spec is not None:
-            self.reporter.submit(
-                Report(
-                    deployment_id,
-                    spec.generation,
-                    Action.DEPLOYMENT_STATUS,
-                    ReportPhase.OBSERVED,
-                    status=str(raw.get("status") or "unknown"),
-                    state=raw.get("state"),
-                    message=seen.message,
-                    data=dict(raw.get("data") or {}) if isinstance(raw.get("data"), Mapping) else {},
-                )
-            )
-        if seen.healthy is False or seen.exists is False:
-            self._queue.add(deployment_id)
-
     # -- the work on one deployment --------------------------------------------------------
 
     def _sync(self, deployment_id: str) -> float | None:
+        """One turn for one deployment: decide, carry out, decide again, until it converges."""
+        memory = self.memory
         for _ in range(MAX_STEPS_PER_TURN):
             if self._stop.is_set():
                 return None
-            with self._lock:
+            with memory.lock:
                 step = decide(
                     deployment_id,
-                    self.desired.get(deployment_id),
+                    memory.desired.get(deployment_id),
                     self.store.get(deployment_id),
-                    self.observed.get(deployment_id),
-                    heal_attempts=self._heal.get(deployment_id, 0),
+                    memory.observed.get(deployment_id),
+                    heal_attempts=memory.heal.get(deployment_id, 0),
                     policy=self.policy,
                 )
                 status_due = deployment_id in self._status_due
                 self._status_due.discard(deployment_id)
+                spec = memory.desired.get(deployment_id)
             if step is None:
-                self._changed_at.pop(deployment_id, None)
-                if status_due:
-                    self._check_status(deployment_id)
+                with memory.lock:
+                    memory.changed_at.pop(deployment_id, None)
+                if status_due and spec is not None:
+                    self.executor.check_status(spec)
                     continue
                 return None
             if step.kind in (ActionKind.REPORT_UNKNOWN, ActionKind.NOTICE):
-                self._act(step)  # said once; nothing more to do until something changes
+                self.executor.carry_out(step)  # said once; nothing more to do until something changes
                 return None
-            wait = self._retry_wait(step)
+            wait = self.executor.wait_before(step)
             if wait is not None:
                 return wait
-            again = self._act(step)
+            again = self.executor.carry_out(step)
             if again is not None:
                 return again
         log.warning(
@@ -523,370 +419,16 @@ class Agent:
         )
         return 1.0
 
-    def _retry_wait(self, step: PlannedAction) -> float | None:
-        signature = (step.kind, step.generation, step.desired.model_package_id if step.desired else None)
-        with self._lock:
-            retry = self._retries.get(step.deployment_id)
-            if retry is None:
-                return None
-            if retry.signature != signature:
-                del self._retries[step.deployment_id]
-                return None
-            remaining = retry.not_before - time.monotonic()
-        return remaining if remaining > 0 else None
-
-    def _act(self, step: PlannedAction) -> float | None:
-        """Carry one step out. Returns a delay when it should be tried again later."""
-        say = _Adapter(log, {"deployment": step.deployment_id})
-        kind = step.kind
-        if kind is ActionKind.FORGET:
-            say.info("forgetting: %s", step.reason)
-            with self._lock:
-                self.store.delete(step.deployment_id)
-                self.observed.pop(step.deployment_id, None)
-                self._heal.pop(step.deployment_id, None)
-            return None
-        if kind is ActionKind.REPORT_UNKNOWN:
-            self._tell_once(step, EventType.AGENT_UNKNOWN_DEPLOYMENT)
-            return None
-        if kind is ActionKind.NOTICE:
-            if self._tell_once(step, None):
-                say.warning("%s", step.reason)
-            return None
-        if kind is ActionKind.ADOPT:
-            self._adopt(step)
-            return None
-        if kind is ActionKind.REPORT:
-            self._report_only(step)
-            return None
-        return self._run_plugin_step(step, say)
-
-    def _tell_once(self, step: PlannedAction, event_type: EventType | None) -> bool:
-        """Say an informational step once per deployment and generation (resyncs re-plan it).
-
-        With ``event_type`` it is posted as that agent event, otherwise reported as an observation.
-        """
-        key = (step.deployment_id, f"{step.kind.value}:{step.generation}")
-        with self._lock:
-            if key in self._told:
-                return False
-            self._told.add(key)
-        if event_type is not None:
-            try:
-                self.service.post_event(
-                    self.environment_id, event_type, step.reason, deployment_id=step.deployment_id, data={}
-                )
-            except (ControlPlaneUnavailable, ControlPlaneRejected) as exc:
-                log.warning("could not post %s for %s: %s", event_type, step.deployment_id, exc)
-                with self._lock:
-                    self._told.discard(key)
-        else:
-            self.reporter.submit(
-                Report(
-                    step.deployment_id,
-                    step.generation,
-                    Action.DEPLOYMENT_RELAUNCH,
-                    ReportPhase.OBSERVED,
-                    status=ActionStatus.ERROR.value,
-                    state=DeploymentState.ERRORED.value,
-                    message=step.reason,
-                )
-            )
-        return True
-
-    def _adopt(self, step: PlannedAction) -> None:
-        spec = step.desired
-        assert spec is not None
-        record = AppliedRecord(
-            spec.id,
-            spec.generation,
-            AppliedState.RUNNING,
-            spec.model_package_id,
-            relaunch_generation=spec.relaunch_generation,
-            message=step.reason,
-            reported_state=DeploymentState.READY.value,
-        )
-        self._finish(
-            step,
-            record,
-            Action.DEPLOYMENT_START,
-            ActionStatusInfo(
-                ActionStatus.OK, msg=step.reason, state=DeploymentState.READY, data={"adopted": True}
-            ),
-            attempt=1,
-        )
-        return None
-
-    def _report_only(self, step: PlannedAction) -> None:
-        spec = step.desired
-        assert spec is not None
-        state = step.report_state or DeploymentState.READY.value
-        current = self.store.get(spec.id)
-        if (
-            current is not None
-            and current.generation >= spec.generation
-            and current.state is not AppliedState.FAILED
-        ):
-            record = replace(current, reported_state=state)
-        else:
-            running = state == DeploymentState.READY.value
-            record = AppliedRecord(
-                spec.id,
-                spec.generation,
-                AppliedState.RUNNING if running else AppliedState.STOPPED,
-                spec.model_package_id if running else None,
-                relaunch_generation=spec.relaunch_generation,
-                message=step.reason,
-                reported_state=state,
-            )
-        action = Action.DEPLOYMENT_STOP if state == DeploymentState.STOPPED.value else Action.DEPLOYMENT_START
-        self._finish(
-            step, record, action, ActionStatusInfo(ActionStatus.OK, msg=step.reason, state=state), attempt=1
-        )
-        return None
-
-    def _run_plugin_step(self, step: PlannedAction, say: logging.LoggerAdapter) -> float | None:  # type: ignore[type-arg]
-        assert self.driver is not None
-        action = step.kind.plugin_action
-        assert action is not None
-        with self._lock:
-            retry = self._retries.get(step.deployment_id)
-            attempt = retry.attempt if retry is not None else 1
-            changed_at = self._changed_at.pop(step.deployment_id, None)
-            if step.self_heal:
-                self._heal[step.deployment_id] = self._heal.get(step.deployment_id, 0) + 1
-        if changed_at is not None:
-            lag = max(0.0, time.time() - changed_at)
-            self.metrics.change_to_action.observe(lag)
-            self.change_to_action.append(lag)
-        if step.kind is not ActionKind.STATUS:
-            say.info("%s (attempt %d): %s", action, attempt, step.reason)
-            if step.desired is not None:
-                self.reporter.submit(
-                    Report(
-                        step.deployment_id,
-                        step.generation,
-                        action,
-                        ReportPhase.STARTED,
-                        state=_transitional(step.kind),
-                        message=step.reason,
-                        attempt=attempt,
-                    )
-                )
-        try:
-            info = self._deployment_info(
-                step.desired, step.deployment_id, with_artifact=step.kind in _NEEDS_ARTIFACT
-            )
-        except (ArtifactError, ControlPlaneUnavailable, ControlPlaneRejected, OSError) as exc:
-            message = str(exc) if isinstance(exc, ArtifactError) else f"cannot fetch the model package: {exc}"
-            result = ActionStatusInfo(
-                ActionStatus.ERROR, msg=message, state=DeploymentState.ERRORED, duration=0.0
-            )
-        else:
-            if step.kind is ActionKind.REPLACE_MODEL:
-                info["newModelId"] = info["modelId"]
-                previous = self.store.get(step.deployment_id)
-                if previous is not None and previous.model_package_id:
-                    info["modelId"] = previous.model_package_id
-            started = time.perf_counter()
-            result = self.driver.run(
-                ActionRequest(action, deployment_info=info, timeout=self.settings.timeouts.for_action(action))
-            )
-            self.metrics.action_duration.labels(action).observe(time.perf_counter() - started)
-        self._count(action, result)
-        if step.kind is ActionKind.STATUS:
-            self._record_observation(
-                step.deployment_id, observation_from_status(result.to_dict()), result.to_dict()
-            )
-            return None
-        return self._conclude(step, action, result, attempt, say)
-
-    def _conclude(
-        self,
-        step: PlannedAction,
-        action: Action,
-        result: ActionStatusInfo,
-        attempt: int,
-        say: logging.LoggerAdapter,  # type: ignore[type-arg]
-    ) -> float | None:
-        spec = step.desired
-        failed = result.status is ActionStatus.ERROR
-        retry_cfg = self.settings.retry
-        if failed and not step.force and attempt < retry_cfg.max_attempts and not self._stop.is_set():
-            delay = retry_cfg.backoff.delay(attempt)
-            signature = (step.kind, step.generation, spec.model_package_id if spec else None)
-            with self._lock:
-                self._retries[step.deployment_id] = _Retry(signature, attempt + 1, time.monotonic() + delay)
-            self.metrics.retries.labels(action).inc()
-            say.warning(
-                "%s failed (attempt %d of %d): %s; retrying in %.1fs",
-                action,
-                attempt,
-                retry_cfg.max_attempts,
-                result.msg,
-                delay,
-            )
-            if spec is not None:
-                self.reporter.submit(
-                    Report(
-                        step.deployment_id,
-                        step.generation,
-                        action,
-                        ReportPhase.RETRYING,
-                        status=result.status.value,
-                        state=_transitional(step.kind),
-                        duration=result.duration,
-                        message=f"attempt {attempt} of {retry_cfg.max_attempts} failed: {result.msg}; "
-                        f"retrying in {delay:.1f}s",
-                        attempt=attempt,
-                        data=dict(result.data or {}),
-                    )
-                )
-            return delay
-        with self._lock:
-            self._retries.pop(step.deployment_id, None)
-        if spec is None:  # an unknown deployment stopped by policy
-            if not failed:
-                with self._lock:
-                    self.store.delete(step.deployment_id)
-                    self.observed[step.deployment_id] = Observation(exists=False)
-                say.info("stopped a deployment the service does not know")
-            return None
-        record = self._record_after(step, result)
-        if failed:
-            say.error("%s failed after %d attempt(s): %s", action, attempt, result.msg)
-        else:
-            say.info("%s: %s %s", action, result.status.value, result.msg or "")
-        self._finish(step, record, action, result, attempt)
-        return None
-
-    def _record_after(self, step: PlannedAction, result: ActionStatusInfo) -> AppliedRecord:
-        spec = step.desired
-        assert spec is not None
-        failed = result.status is ActionStatus.ERROR
-        previous = self.store.get(spec.id)
-        stopping = step.kind is ActionKind.STOP
-        state_text = _state(result) or (
-            DeploymentState.STOPPED.value if stopping else DeploymentState.READY.value
-        )
-        if failed and not step.force:
-            old_model = previous.model_package_id if previous is not None else None
-            still_old = bool((result.data or {}).get(DataKey.OLD_MODEL_IN_USE))
-            if not still_old:
-                with self._lock:
-                    self.observed.pop(spec.id, None)
-            return AppliedRecord(
-                spec.id,
-                spec.generation,
-                AppliedState.FAILED,
-                old_model if still_old else None,
-                relaunch_generation=spec.relaunch_generation,
-                message=result.msg,
-                reported_state=state_text if state_text else DeploymentState.ERRORED.value,
-            )
-        with self._lock:
-            if stopping:
-                self.observed[spec.id] = Observation(exists=False)
-            else:
-                self.observed[spec.id] = Observation(
-                    exists=True, model_id=spec.model_package_id, healthy=True
-                )
-        return AppliedRecord(
-            spec.id,
-            spec.generation,
-            AppliedState.STOPPED if stopping else AppliedState.RUNNING,
-            None if stopping else spec.model_package_id,
-            relaunch_generation=spec.relaunch_generation,
-            message=result.msg,
-            reported_state=DeploymentState.STOPPED.value if stopping else state_text,
-        )
-
-    def _finish(
-        self,
-        step: PlannedAction,
-        record: AppliedRecord,
-        action: Action,
-        result: ActionStatusInfo,
-        attempt: int,
-    ) -> None:
-        """Persist what was applied, then report it (the order that makes a crash safe)."""
-        self.store.put(record)
-        spec = step.desired
-        assert spec is not None
-        state = record.reported_state
-        with self._lock:
-            current = self.desired.get(spec.id)
-            if current is not None and current.generation == spec.generation:
-                self.desired[spec.id] = replace(
-                    current, observed=ServiceObserved(spec.generation, state, result.status.value)
-                )
-        message = result.msg
-        data = dict(result.data or {})
-        data.setdefault("reason", step.reason)
-        self.reporter.submit(
-            Report(
-                spec.id,
-                spec.generation,
-                action,
-                ReportPhase.FINISHED,
-                status=result.status.value,
-                state=state,
-                message=message,
-                duration=result.duration,
-                attempt=attempt,
-                data=data,
-            )
-        )
-
-    def _check_status(self, deployment_id: str) -> None:
-        with self._lock:
-            spec = self.desired.get(deployment_id)
-        if spec is None:
-            return
-        step = PlannedAction(deployment_id, ActionKind.STATUS, "periodic health check", spec.generation, spec)
-        self._run_plugin_step(step, _Adapter(log, {"deployment": deployment_id}))
-
     # -- helpers ----------------------------------------------------------------------------
-
-    def _deployment_info(
-        self, spec: DesiredDeployment | None, deployment_id: str | None = None, with_artifact: bool = False
-    ) -> dict[str, Any]:
-        """The contract's ``deploymentInfo`` for a deployment (downloading its model when needed)."""
-        if spec is None:
-            seen = self.observed.get(deployment_id or "")
-            return {
-                "id": deployment_id,
-                "modelId": (seen.model_id if seen and seen.model_id else "unknown"),
-                "modelExecutionType": "dedicated",
-                "keyValueConfig": {},
-            }
-        info: dict[str, Any] = {
-            "id": spec.id,
-            "name": spec.name or spec.id,
-            "description": spec.description,
-            "modelId": spec.model_package_id,
-            "modelExecutionType": "dedicated",
-            "keyValueConfig": dict(spec.key_value_config),
-        }
-        if spec.model_package.name:
-            info["modelName"] = spec.model_package.name
-        if with_artifact:
-            info["modelArtifact"] = str(self.artifacts.fetch(spec.model_package))
-        return {k: v for k, v in info.items() if v is not None}
-
-    def _count(self, action: Action, result: ActionStatusInfo) -> None:
-        self.metrics.actions.labels(action, result.status.value).inc()
 
     def _set_connected(self, value: bool) -> None:
         self.connected = value
         self.metrics.connected.set(1 if value else 0)
 
-    def _reports_delivered(self, batch: Sequence[Report], outcome: ReportOutcome) -> None:
+    def _reports_delivered(self, batch: list[Report] | Any, outcome: ReportOutcome) -> None:
         if outcome.removed:
-            with self._lock:
-                for deployment_id in outcome.removed:
-                    self.desired.pop(deployment_id, None)
-                    self._removed.add(deployment_id)
+            with self.memory.lock:
+                self.memory.desired.remove(outcome.removed)
             self._queue.add_all(list(outcome.removed))
 
     def health(self) -> tuple[bool, dict[str, Any]]:
@@ -899,19 +441,3 @@ class Agent:
             "inFlight": self._queue.busy,
             "cursor": self.cursor,
         }
-
-
-_NEEDS_ARTIFACT = frozenset({ActionKind.START, ActionKind.REPLACE_MODEL, ActionKind.RELAUNCH})
-
-
-def _transitional(kind: ActionKind) -> str | None:
-    return {
-        ActionKind.START: DeploymentState.LAUNCHING.value,
-        ActionKind.RELAUNCH: DeploymentState.LAUNCHING.value,
-        ActionKind.REPLACE_MODEL: DeploymentState.REPLACING_MODEL.value,
-        ActionKind.STOP: DeploymentState.SHUTTING_DOWN.value,
-    }.get(kind)
-
-
-def _state(result: ActionStatusInfo) -> str | None:
-    return result.state.value if result.state is not None else None

@@ -2,17 +2,23 @@
 
 The one place where the client's types and exceptions meet the agent's:
 connection problems and 5xx become ``ControlPlaneUnavailable`` (retry with
-back-off), refusals become ``ControlPlaneRejected``.
+back-off), refusals become ``ControlPlaneRejected``. Each answer is parsed once,
+by the client's typed models, and converted here field by field into the agent's
+values; a document that does not validate (say, a desired spec without a state)
+is refused here with a message naming the field, never guessed.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from shipmate.agent.model import DesiredDeployment
+from pydantic import ValidationError
+
+from shipmate.agent.model import DesiredDeployment, ModelPackageRef, ServiceObserved
 from shipmate.agent.ports import (
     Change,
     ChangePage,
@@ -30,6 +36,7 @@ from shipmate.client.models import Report as WireReport
 from shipmate.common.vocabulary import EventType
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -40,10 +47,57 @@ def _translated(what: str) -> Iterator[None]:
         raise ControlPlaneUnavailable(f"{what}: {exc}") from None
     except errors.ShipmateError as exc:
         raise ControlPlaneRejected(f"{what}: {exc}") from None
+    except ValidationError as exc:
+        raise ControlPlaneRejected(f"{what}: the service's answer is not valid: {_first(exc)}") from None
+
+
+def _first(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(p) for p in error["loc"])
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {error['msg']}{more}"
 
 
 def desired_from(deployment: Deployment) -> DesiredDeployment:
-    return DesiredDeployment.from_api(deployment.to_wire())
+    """The agent's desired spec from the client's typed deployment."""
+    package = deployment.model_package
+    observed = deployment.observed
+    return DesiredDeployment(
+        id=deployment.id,
+        generation=deployment.generation,
+        state=deployment.desired.state,
+        model_package=ModelPackageRef(
+            id=deployment.desired.model_package_id,
+            sha256=package.sha256,
+            name=package.name,
+            version=package.version,
+            size=package.size,
+        ),
+        relaunch_generation=deployment.desired.relaunch_generation,
+        force=deployment.desired.force,
+        name=deployment.name,
+        description=deployment.description,
+        key_value_config=dict(deployment.key_value_config),
+        observed=ServiceObserved(
+            generation=observed.generation, state=observed.state.value, status=observed.status.value
+        ),
+    )
+
+
+def wire_report(report: Report) -> WireReport:
+    """The client's report from the agent's (one conversion; the client writes the JSON)."""
+    return WireReport(
+        deployment_id=report.deployment_id,
+        generation=report.generation,
+        action=report.action.value,
+        phase=report.phase,
+        status=report.status,
+        state=report.state,
+        message=report.message,
+        duration=report.duration,
+        attempt=report.attempt,
+        data=dict(report.data),
+    )
 
 
 class ServiceControlPlane:
@@ -98,7 +152,17 @@ class ServiceControlPlane:
         for event in page.events:
             spec = None
             if event.type == EventType.DESIRED_CHANGED and event.data:
-                spec = DesiredDeployment.from_api(event.data)
+                try:
+                    deployment = event.deployment()
+                except ValidationError as exc:
+                    log.error(
+                        "change feed event %d (%s) carries no valid desired spec: %s; ignored",
+                        event.id,
+                        event.type,
+                        _first(exc),
+                    )
+                    continue
+                spec = desired_from(deployment) if deployment is not None else None
             changes.append(
                 Change(
                     id=event.id,
@@ -118,7 +182,7 @@ class ServiceControlPlane:
         )
 
     def report(self, environment_id: str, reports: Sequence[Report]) -> ReportOutcome:
-        wire = [WireReport.model_validate(r.to_api()) for r in reports]
+        wire = [wire_report(r) for r in reports]
         result = self._call("report", lambda: self.client.report(environment_id, wire))
         return ReportOutcome(accepted=result.accepted, stale=result.stale, removed=result.removed)
 
