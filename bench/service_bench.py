@@ -134,9 +134,9 @@ def floor_queries(url: str, env_id: str) -> dict[str, Any]:
         cursor, seen = 0, 0
         with db.read() as session:
             while seen < 10_000:
-                rows = events.query(session, after=cursor, limit=1000)
+                rows = events.query_wire(session, after=cursor, limit=1000)
                 seen += len(rows)
-                cursor = rows[-1].id
+                cursor = rows[-1]["id"]
 
     results["follow_10k_floor"] = summary(timed(follow, 3))
     db.dispose()

@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     from shipmate.plugin.config import ActionConfig, load_private_config, mask_secret, sanitized
     from shipmate.plugin.errors import (
         ConfigError,
-        ContractViolation,
         PluginError,
         PluginLoadError,
         StatusFileError,
@@ -34,7 +33,6 @@ _EXPORTS = {
     "mask_secret": "shipmate.plugin.config",
     "sanitized": "shipmate.plugin.config",
     "ConfigError": "shipmate.plugin.errors",
-    "ContractViolation": "shipmate.plugin.errors",
     "PluginError": "shipmate.plugin.errors",
     "PluginLoadError": "shipmate.plugin.errors",
     "StatusFileError": "shipmate.plugin.errors",
@@ -56,7 +54,6 @@ __all__ = [
     "ActionStatusInfo",
     "BosunPluginBase",
     "ConfigError",
-    "ContractViolation",
     "DataKey",
     "DeploymentInfo",
     "DeploymentState",

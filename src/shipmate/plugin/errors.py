@@ -19,10 +19,6 @@ class StatusFileError(PluginError):
     """A status file is missing, unreadable or not a valid ActionStatusInfo."""
 
 
-class ContractViolation(PluginError):
-    """A plugin broke the contract (e.g. returned something other than ActionStatusInfo)."""
-
-
 def describe_yaml_error(exc: Exception) -> str:
     """``line L, column C: problem`` for a PyYAML error, its text otherwise."""
     mark = getattr(exc, "problem_mark", None)

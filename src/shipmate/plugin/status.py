@@ -72,15 +72,6 @@ class DeploymentState(enum.StrEnum):
     UNKNOWN = "unknown"
     ERROR = "errored"  # alias of ERRORED: the name DataRobot's package uses
 
-    @property
-    def is_transitional(self) -> bool:
-        """True while an action is under way (launching, replacing, shutting down)."""
-        return self in (
-            DeploymentState.LAUNCHING,
-            DeploymentState.REPLACING_MODEL,
-            DeploymentState.SHUTTING_DOWN,
-        )
-
     @classmethod
     def parse(cls, value: object) -> DeploymentState:
         if isinstance(value, DeploymentState):
@@ -106,9 +97,8 @@ class DataKey:
     CURRENT_MODEL_ID = "currentModelId"
 
 
-STATUS_FILE_KEYS = ("data", "duration", "msg", "state", "status", "timestamp")
-"""The contract's keys; a status file may also carry ``retryAfter`` (Shipmate's optional extension)."""
 RETRY_AFTER_KEY = "retryAfter"
+"""Shipmate's optional status-file key beside the contract's six: a failing action's retry intent."""
 
 
 class ActionStatusInfo:

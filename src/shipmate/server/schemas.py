@@ -300,8 +300,3 @@ class TokenCreated(ApiModel):
 class TokenList(ApiModel):
     items: list[TokenOut]
 
-
-class ErrorBody(ApiModel):
-    detail: str
-    field: str | None = None
-    errors: list[dict[str, Any]] | None = None

@@ -104,8 +104,8 @@ def query_wire(
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """Like ``query``, but rows straight in their wire form (camelCase keys): the followers' hot path
-    skips ORM objects and per-event validation."""
+    """Events with ``id > after`` matching every given filter, oldest first, straight in their wire
+    form (camelCase keys): the followers' hot path skips ORM objects and per-event validation."""
     statement = _filtered(
         select(*_WIRE_COLUMNS), after, environment_id, deployment_id, types, since, until
     ).order_by(Event.id)
@@ -135,24 +135,8 @@ def _filtered(
     return statement
 
 
-def query(
-    session: Session,
-    *,
-    after: int = 0,
-    limit: int = 100,
-    environment_id: str | None = None,
-    deployment_id: str | None = None,
-    types: Sequence[str] = (),
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
-) -> list[Event]:
-    """Events with ``id > after`` matching every given filter, oldest first."""
-    statement = _filtered(select(Event), after, environment_id, deployment_id, types, since, until)
-    return list(session.scalars(statement.order_by(Event.id).limit(limit)))
-
-
 def recent(session: Session, *, limit: int = 50, environment_id: str | None = None) -> list[Event]:
-    """The newest events, newest first (for people; followers use ``query``)."""
+    """The newest events, newest first (for people; followers use ``query_wire``)."""
     statement = select(Event)
     if environment_id is not None:
         statement = statement.where(Event.environment_id == environment_id)
