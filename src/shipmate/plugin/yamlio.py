@@ -7,7 +7,7 @@ faster on small documents, which is what action configs and status files are).
 Importing PyYAML has one expensive step:
 
 ``yaml.reader`` compiles a large Unicode character-class regex when it is
-imported (~10 ms, a fifth of bare interpreter start-up here). That regex is only
+imported (the figure is in docs/plugins.md, "Speed"). That regex is only
 used by the pure-Python reader, which the runner never uses when libyaml is
 built (it loads and dumps with ``CSafeLoader``/``CSafeDumper``). ``import_yaml()``
 therefore imports PyYAML with that one pattern compiled on first use instead.
