@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
-from shipmate.plugin.base import PluginBase
+from shipmate.plugin.base import PluginBase, call_with_deployment
 from shipmate.plugin.errors import ConfigError
 from shipmate.plugin.info import DeploymentInfo, EndpointInfo
 from shipmate.plugin.status import ActionStatus, ActionStatusInfo, DeploymentState
@@ -64,19 +64,6 @@ def parse_action(name: str) -> Action:
     except ValueError:
         known = ", ".join(a.value for a in Action)
         raise ConfigError(f"Action is not supported: {name} (known actions: {known})") from None
-
-
-def call_with_deployment(method: Callable[..., Any], deployment_info: DeploymentInfo) -> Any:
-    """Call ``deployment_stop``/``deployment_status`` the way the plugin was written.
-
-    The documented contract passes the ``DeploymentInfo``; DataRobot's package
-    passes the id string. A plugin whose first parameter is named
-    ``deployment_id`` gets the id, every other plugin the info.
-    """
-    code = getattr(getattr(method, "__func__", method), "__code__", None)
-    if code is not None and code.co_argcount >= 2 and code.co_varnames[1] == "deployment_id":
-        return method(deployment_info.id)
-    return method(deployment_info)
 
 
 def invoke(

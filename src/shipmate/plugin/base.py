@@ -18,7 +18,21 @@ from shipmate.plugin.status import ActionStatus, ActionStatusInfo
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs the runner ms
 if TYPE_CHECKING:
     import logging
+    from collections.abc import Callable
     from typing import Any
+
+
+def call_with_deployment(method: Callable[..., Any], deployment_info: DeploymentInfo) -> Any:
+    """Call ``deployment_stop``/``deployment_status`` the way the plugin was written.
+
+    The documented contract passes the ``DeploymentInfo``; DataRobot's package
+    passes the id string. A plugin whose first parameter is named
+    ``deployment_id`` gets the id, every other plugin the info.
+    """
+    code = getattr(getattr(method, "__func__", method), "__code__", None)
+    if code is not None and code.co_argcount >= 2 and code.co_varnames[1] == "deployment_id":
+        return method(deployment_info.id)
+    return method(deployment_info)
 
 
 class PluginBase(abc.ABC):
@@ -130,8 +144,6 @@ class PluginBase(abc.ABC):
 
     def deployment_relaunch(self, deployment_info: DeploymentInfo) -> ActionStatusInfo:
         """Stop then start; a failed stop is logged and ignored, the start's result returned."""
-        from shipmate.plugin.actions import call_with_deployment
-
         try:
             stopped = call_with_deployment(self.deployment_stop, deployment_info)
             self._logger.info("relaunch %s: stop returned %s", deployment_info.id, stopped)

@@ -27,8 +27,7 @@ import zipfile
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from shipmate.plugin.actions import call_with_deployment
-from shipmate.plugin.base import PluginBase
+from shipmate.plugin.base import PluginBase, call_with_deployment
 from shipmate.plugin.errors import StatusFileError
 from shipmate.plugin.info import DeploymentInfo, PEInfo
 from shipmate.plugin.status import ActionStatus, ActionStatusInfo, DataKey, DeploymentState
