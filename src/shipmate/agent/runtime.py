@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -425,7 +425,7 @@ class Agent:
         self.connected = value
         self.metrics.connected.set(1 if value else 0)
 
-    def _reports_delivered(self, batch: list[Report] | Any, outcome: ReportOutcome) -> None:
+    def _reports_delivered(self, batch: Sequence[Report], outcome: ReportOutcome) -> None:
         if outcome.removed:
             with self.memory.lock:
                 self.memory.desired.remove(outcome.removed)

@@ -299,4 +299,3 @@ class TokenCreated(ApiModel):
 
 class TokenList(ApiModel):
     items: list[TokenOut]
-
