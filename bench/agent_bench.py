@@ -12,7 +12,9 @@ Scenarios, all in one run against one real service (SQLite, its own process):
 * ``overhead``     per external-command action, the agent's own cost (config file, process group,
                    status file) beside the command's start-up.
 
-The agent runs in this process (so its change-to-action samples are read exactly); deployments are
+The agent runs in this process (so its change-to-action samples are read exactly, and this process's
+CPU time is the agent's, plus the harness's own polling and, for ``latency``, its admin requests,
+the same in every run); deployments are
 created by a separate loader process with a few threads, so creating them does not compete with the
 agent for this interpreter. Loopback only; every wait is bounded.
 
@@ -203,6 +205,7 @@ def scenario(service: Service, folder: Path, package_id: str, label: str, plugin
              concurrency: int, timeout: float) -> dict[str, Any]:  # fmt: skip
     from shipmate.agent.model import AppliedState
 
+    cpu = time.process_time()
     agent, thread, env_id = start_agent(service, folder, label, plugin, concurrency)
     loader = subprocess.Popen(
         [sys.executable, __file__, "--load", service.url, service.token, env_id, package_id, str(n)],
@@ -219,6 +222,7 @@ def scenario(service: Service, folder: Path, package_id: str, label: str, plugin
             break
         time.sleep(0.02)
     all_ready = time.time()
+    cpu = time.process_time() - cpu
     page = service.admin.list_deployments(environment_id=env_id, limit=1000)
     ready = sum(1 for d in page.items if d.observed.state.value == "ready")
     lags = list(agent.metrics.change_to_action.samples)
@@ -234,6 +238,7 @@ def scenario(service: Service, folder: Path, package_id: str, label: str, plugin
         "all_ready_seconds": round(total, 3),
         "after_last_create_seconds": round(all_ready - created["finished"], 3),
         "deployments_per_second": round(n / total, 1),
+        "agent_cpu_ms_per_deployment": round(cpu * 1000 / n, 2),
         "change_to_action_under_load_ms": {
             "p50": round(pct(lags, 50) * 1000, 1),
             "p99": round(pct(lags, 99) * 1000, 1),
@@ -255,6 +260,7 @@ def backlog(service: Service, folder: Path, package_id: str, n: int, concurrency
     loader.communicate(timeout=1800)
     plugin = {"name": "filesystem", "privateConfig": str(fs_private(folder, "backlog"))}
     started = time.time()
+    cpu = time.process_time()
     agent, thread, env_id = start_agent(service, folder, "backlog", plugin, concurrency, environment)
     up = time.time()
     deadline = time.monotonic() + 600
@@ -264,6 +270,7 @@ def backlog(service: Service, folder: Path, package_id: str, n: int, concurrency
             break
         time.sleep(0.02)
     done = time.time()
+    cpu = time.process_time() - cpu
     page = service.admin.list_deployments(environment_id=env_id, limit=1000)
     ready = sum(1 for d in page.items if d.observed.state.value == "ready")
     agent.stop()
@@ -275,6 +282,7 @@ def backlog(service: Service, folder: Path, package_id: str, n: int, concurrency
         "agent_start_seconds": round(up - started, 3),
         "all_ready_seconds": round(done - started, 3),
         "deployments_per_second": round(n / (done - up), 1),
+        "agent_cpu_ms_per_deployment": round(cpu * 1000 / n, 2),
     }
     print(json.dumps(result), flush=True)
     return result
@@ -289,6 +297,7 @@ def latency(service: Service, folder: Path, packages: tuple[str, str], changes: 
         time.sleep(0.01)
     agent.metrics.change_to_action.samples.clear()
     agent.metrics.feed_lag.samples.clear()
+    cpu = time.process_time()
     for i in range(changes):
         target = packages[(i + 1) % 2]
         service.admin.replace_model(dep.id, target)
@@ -299,6 +308,7 @@ def latency(service: Service, folder: Path, packages: tuple[str, str], changes: 
                 break
             time.sleep(0.005)
         time.sleep(0.02)
+    cpu = time.process_time() - cpu
     lags = [x * 1000 for x in agent.metrics.change_to_action.samples]
     feed = [x * 1000 for x in agent.metrics.feed_lag.samples]
     agent.stop()
@@ -311,6 +321,7 @@ def latency(service: Service, folder: Path, packages: tuple[str, str], changes: 
         "max_ms": round(max(lags), 2) if lags else None,
         "of_which_event_to_agent_read_p50_ms": round(pct(feed, 50), 2),
         "of_which_event_to_agent_read_p99_ms": round(pct(feed, 99), 2),
+        "cpu_ms_per_change": round(cpu * 1000 / max(1, changes), 2),
     }
     print(json.dumps(result), flush=True)
     return result
