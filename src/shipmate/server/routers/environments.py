@@ -122,6 +122,13 @@ def post_agent_event(
     """An agent-originated event that is not an action report (e.g. an unknown deployment found)."""
     check_environment_access(caller, environment_id)
     with runtime.db.write() as session:
+        if body.deployment_id is not None:
+            deployments.check_event_subject(
+                session,
+                environment_id=environment_id,
+                deployment_id=body.deployment_id,
+                unknown_allowed=body.type is schemas.AgentEventType.UNKNOWN_DEPLOYMENT,
+            )
         environments.touch(session, environment_id=environment_id)
         event = events.append(
             session,
