@@ -116,7 +116,13 @@ def test_hostile_text_is_refused_at_every_write_route_and_reads_keep_working(
             assert response.status_code == 422, (method, url, field, response.status_code, response.text)
             top = named.split(".")[0]
             assert top in response.json()["detail"], (field, response.text)
-    for url in (f"{V1}/environments", f"{V1}/deployments", f"{V1}/events", f"{V1}/model-packages", f"{V1}/tokens"):
+    for url in (
+        f"{V1}/environments",
+        f"{V1}/deployments",
+        f"{V1}/events",
+        f"{V1}/model-packages",
+        f"{V1}/tokens",
+    ):
         assert api.get(url).status_code == 200, url
     agent = {"Authorization": f"Bearer {world['agent_token']}"}
     desired = api.get(f"{V1}/environments/{world['env']['id']}/desired-state", headers=agent)
