@@ -66,6 +66,7 @@ __all__ = [
     "FeatureType",
     "Framework",
     "InputKind",
+    "InputRejected",
     "LoadedModel",
     "Manifest",
     "ModelError",
