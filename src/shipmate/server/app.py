@@ -20,6 +20,7 @@ from shipmate.server.db import Database
 from shipmate.server.deps import Runtime
 from shipmate.server.feed import ChangeFeed
 from shipmate.server.models import TokenKind
+from shipmate.server.openapi import document_errors
 from shipmate.server.routers import deployments, environments, events, health, packages, tokens, ui
 from shipmate.server.services import tokens as token_service
 from shipmate.server.settings import ServerSettings
@@ -151,4 +152,5 @@ def create_app(settings: ServerSettings) -> FastAPI:
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(ui.router)
+    app.openapi = lambda: document_errors(app)  # type: ignore[method-assign]
     return app

@@ -52,9 +52,11 @@ def storable_json(value: Any, path: str = "", depth: int = 0) -> Any:
     elif isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError(f"{where}: must be a finite number")
+        if abs(value) >= 2**63:  # PostgreSQL's jsonb gives it back as an integer of that size
+            raise ValueError(f"{where}: number out of range (at most ±9.2e18)")
     elif isinstance(value, int) and not isinstance(value, bool):
         if abs(value) >= 2**63:
-            raise ValueError(f"{where}: integer out of range")
+            raise ValueError(f"{where}: integer out of range (at most ±9.2e18)")
     elif isinstance(value, dict | list):
         if depth >= MAX_JSON_DEPTH:
             raise ValueError(f"{where}: nested more than {MAX_JSON_DEPTH} levels deep")
@@ -331,7 +333,16 @@ class TokenList(ApiModel):
     items: list[TokenOut]
 
 
+class FieldProblem(ApiModel):
+    field: str
+    in_: str = Field(alias="in")
+    reason: str
+
+
 class ErrorBody(ApiModel):
+    """Every error the service answers (4xx and 503): one sentence, and the input at fault."""
+
     detail: str
     field: str | None = None
-    errors: list[dict[str, Any]] | None = None
+    errors: list[FieldProblem] | None = None
+    """For 422s on request validation: every field at fault, the first of which ``detail`` names."""
