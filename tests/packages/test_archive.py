@@ -173,3 +173,34 @@ def test_extract_writes_files_and_manifest(iris_package: Path, tmp_path: Path) -
     manifest = extract_package(iris_package, out)
     assert (out / "model.joblib").is_file()
     assert json.loads((out / "manifest.json").read_text())["name"] == manifest.name == "iris"
+
+
+def test_many_small_members_cannot_add_up_to_a_bomb(iris_package: Path, tmp_path: Path, rewrite: Any) -> None:
+    """The ratio and size limits hold for the whole package, not only for each large member."""
+    zeros = {f"part-{i:03d}.bin": b"\0" * (512 << 10) for i in range(400)}
+    bomb = rewrite(iris_package, tmp_path / "bomb.mlpkg", extra=zeros, fix_checksums=False)
+    assert bomb.stat().st_size < 1 << 20  # 200 MiB inside, under 1 MiB on disk
+    with pytest.raises(PackageError, match=r"whole package .* compression ratio .* \(zip bomb\?\)"):
+        read_manifest(bomb)
+    with pytest.raises(PackageError, match="more than the limit of 1000 bytes uncompressed in all"):
+        read_manifest(iris_package, ReadLimits(max_total_bytes=1000))
+
+
+@pytest.mark.parametrize(
+    ("members", "named"),
+    [
+        ({"a": b"x", "a/b": b"y"}, "'a/b' refused: 'a' is a file"),
+        ({"manifest.json/x": b"y"}, "'manifest.json/x' refused: 'manifest.json' is a file"),
+        ({"d/" + "n" * 300: b"y"}, "longer than 255 bytes"),
+        ({"/".join(["d" * 200] * 30): b"y"}, "longer than 4000 bytes"),
+    ],
+)
+def test_members_that_cannot_be_extracted_are_refused_when_read(
+    iris_package: Path, tmp_path: Path, rewrite: Any, members: dict[str, bytes], named: str
+) -> None:
+    bad = rewrite(iris_package, tmp_path / "bad.mlpkg", replace=members, fix_checksums=True)
+    with pytest.raises(PackageError, match=named):
+        read_manifest(bad)
+    with pytest.raises(PackageError, match=named):
+        extract_package(bad, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -128,3 +128,30 @@ def test_invalid_packages_get_422_naming_the_problem(api: httpx.Client, tmp_path
 def test_unknown_package_is_404(api: httpx.Client):
     assert api.get(f"{V1}/model-packages/m-nope").status_code == 404
     assert api.get(f"{V1}/model-packages/m-nope/download").status_code == 404
+
+
+def test_a_bomb_of_many_small_members_is_refused_like_everywhere_else(
+    api: httpx.Client, make_package: Any, tmp_path: Path
+) -> None:
+    """The service applies the same whole-package limits as `shipmate serve` (shipmate.packages)."""
+    import json
+
+    source = make_package()
+    with zipfile.ZipFile(source) as zin:
+        contents = {name: zin.read(name) for name in zin.namelist()}
+    manifest = json.loads(contents.pop("manifest.json"))
+    contents.update({f"z{i}.bin": b"\0" * (256 << 10) for i in range(40)})
+    manifest["files"] = {name: hashlib.sha256(data).hexdigest() for name, data in contents.items()}
+    bomb = tmp_path / "bomb.mlpkg"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as zout:
+        zout.writestr("manifest.json", json.dumps(manifest))
+        for name, data in contents.items():
+            zout.writestr(name, data)
+    response = api.post(
+        f"{V1}/model-packages",
+        params={"filename": "bomb.mlpkg"},
+        content=bomb.read_bytes(),
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    assert response.status_code == 422, response.text
+    assert "zip bomb" in response.json()["detail"] and str(tmp_path) not in response.text

@@ -100,3 +100,71 @@ def test_placeholder_admin_tokens_stop_start_up():
 
     with pytest.raises(ValidationError, match="placeholder"):
         ServerSettings(admin_token="changeme")  # type: ignore[arg-type]
+
+
+def test_the_last_admin_token_cannot_be_revoked(api: httpx.Client, server: Any):
+    admins = [t for t in api.get(f"{V1}/tokens").json()["items"] if t["kind"] == "admin"]
+    for token in admins[1:]:  # leave one
+        assert api.delete(f"{V1}/tokens/{token['id']}").status_code == 200
+    last = admins[0]
+    response = api.delete(f"{V1}/tokens/{last['id']}")
+    assert response.status_code == 409, response.text
+    assert "last admin token" in response.json()["detail"]
+    assert api.get(f"{V1}/tokens").status_code == 200
+    other = api.post(f"{V1}/tokens", json={"name": "second", "kind": "admin"}).json()
+    assert api.delete(f"{V1}/tokens/{last['id']}").status_code == 200
+    with httpx.Client(
+        base_url=server.base_url, headers={"Authorization": f"Bearer {other['secret']}"}
+    ) as second:
+        assert second.delete(f"{V1}/tokens/{other['token']['id']}").status_code == 409
+
+
+def test_the_configured_admin_token_is_ensured_at_start_even_after_a_revocation(tmp_path: Path):
+    from pydantic import SecretStr
+
+    settings = ServerSettings(data_dir=tmp_path / "data", admin_token=SecretStr(TEST_ADMIN_TOKEN))
+    with (
+        live_server(settings) as running,
+        httpx.Client(
+            base_url=running.base_url, headers={"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
+        ) as api,
+    ):
+        other = api.post(f"{V1}/tokens", json={"name": "other", "kind": "admin"}).json()
+        configured = next(
+            t for t in api.get(f"{V1}/tokens").json()["items"] if t["name"] == "admin (configured)"
+        )
+        assert api.delete(f"{V1}/tokens/{configured['id']}").status_code == 200
+        assert api.get(f"{V1}/tokens").status_code == 401
+        assert other["secret"]
+    with (
+        live_server(settings) as running,
+        httpx.Client(
+            base_url=running.base_url, headers={"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
+        ) as api,
+    ):
+        assert api.get(f"{V1}/tokens").status_code == 200
+
+
+def test_reset_admin_token_recovers_a_lost_admin(tmp_path: Path):
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    command = [sys.executable, "-c", "from shipmate.cli.main import main; main()", "reset-admin-token"]
+    missing = subprocess.run([*command, "--data-dir", str(data)], capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and "no Shipmate store" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    settings = ServerSettings(data_dir=data)
+    settings = settings.model_copy(update={"admin_token": None})
+    with live_server(settings):
+        pass  # creates the store; its admin token is "lost"
+    (data / "admin-token").unlink(missing_ok=True)
+    result = subprocess.run([*command, "--data-dir", str(data)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    secret = (data / "admin-token").read_text().strip()
+    assert secret not in result.stdout and stat.S_IMODE(os.stat(data / "admin-token").st_mode) == 0o600
+    with (
+        live_server(settings) as running,
+        httpx.Client(base_url=running.base_url, headers={"Authorization": f"Bearer {secret}"}) as api,
+    ):
+        assert api.get(f"{V1}/tokens").status_code == 200

@@ -294,3 +294,28 @@ def test_pipeline_with_categorical_and_boolean_features(
     bad_number = client.post("/predictions", json=[*rows, {"plan": "pro", "tenure": "ten", "promo": True}])
     assert bad_number.status_code == 422
     assert bad_number.json()["message"] == "row 2, column 'tenure': expected a number, got 'ten'"
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "text/csv"])
+def test_an_onnx_model_refuses_what_its_float32_input_cannot_take(
+    make_client: Callable[..., TestClient], onnx_package: Path, content_type: str
+) -> None:
+    """A missing value, or one finite as a double but infinite as float32, gets the 422 that the
+    same model as scikit-learn gets, never a 200 with null probabilities."""
+    client = make_client(model=onnx_package)
+    fine = dict.fromkeys(IRIS_COLUMNS, 1.0)
+    for bad, expected in ((None, "missing value"), (1e39, "out of range")):
+        rows = [fine, fine | {"petal length (cm)": bad}]
+        if content_type == "text/csv":
+            lines = [",".join(IRIS_COLUMNS)] + [
+                ",".join("" if r[c] is None else repr(r[c]) for c in IRIS_COLUMNS) for r in rows
+            ]
+            reply = client.post(
+                "/predictions", content="\n".join(lines).encode(), headers={"content-type": content_type}
+            )
+        else:
+            reply = client.post("/predictions", json=rows)
+        assert reply.status_code == 422, reply.text
+        message = reply.json()["message"]
+        assert message.startswith("row 1, column 'petal length (cm)'") and expected in message, message
+    assert client.post("/predictions", json=[fine]).status_code == 200

@@ -10,23 +10,28 @@ import typer
 
 def register(app: typer.Typer) -> None:
     app.command("server")(server)
+    app.command("reset-admin-token")(reset_admin_token)
+
+
+DataDir = Annotated[
+    Path,
+    typer.Option("--data-dir", envvar="SHIPMATE_DATA_DIR", help="SQLite file, artifacts, admin token"),
+]
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="SHIPMATE_DATABASE_URL",
+        help="e.g. postgresql+psycopg://user@host:5432/db (default: SQLite in the data directory)",
+    ),
+]
 
 
 def server(
-    data_dir: Annotated[
-        Path,
-        typer.Option("--data-dir", envvar="SHIPMATE_DATA_DIR", help="SQLite file, artifacts, admin token"),
-    ] = Path("./shipmate-data"),
+    data_dir: DataDir = Path("./shipmate-data"),
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
-    database_url: Annotated[
-        str | None,
-        typer.Option(
-            "--database-url",
-            envvar="SHIPMATE_DATABASE_URL",
-            help="e.g. postgresql+psycopg://user@host:5432/db (default: SQLite in the data directory)",
-        ),
-    ] = None,
+    database_url: DatabaseUrl = None,
     max_upload_bytes: Annotated[
         int | None, typer.Option("--max-upload-bytes", help="largest model package accepted")
     ] = None,
@@ -65,3 +70,34 @@ def server(
         proxy_headers=True,
         timeout_graceful_shutdown=3,
     )
+
+
+def reset_admin_token(data_dir: DataDir = Path("./shipmate-data"), database_url: DatabaseUrl = None) -> None:
+    """Recover from a lost admin token: write a new one to <data-dir>/admin-token (mode 0600).
+
+    Works on the service's store directly (whoever can read the data directory or the
+    database already holds everything), with the service running or stopped; other
+    tokens are left as they are. Revoke the lost ones afterwards.
+    """
+    from shipmate.server.app import write_admin_token
+    from shipmate.server.db import Database
+    from shipmate.server.services import tokens
+    from shipmate.server.settings import ServerSettings
+
+    settings = ServerSettings(data_dir=data_dir, database_url=database_url)
+    if database_url is None and not (data_dir / "shipmate.db").exists():
+        typer.echo(
+            f"error: no Shipmate store in {data_dir} (no shipmate.db): give --data-dir or --database-url",
+            err=True,
+        )
+        raise typer.Exit(2)
+    db = Database(settings.resolved_database_url())
+    try:
+        db.migrate()
+        with db.write() as session:
+            secret = tokens.reset_admin(session)
+    finally:
+        db.dispose()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = write_admin_token(data_dir, secret)
+    typer.echo(f"a new admin token is in {path} (readable only by this user)")

@@ -19,7 +19,7 @@ from shipmate.packages.archive import (
     read_manifest,
     verify_package,
 )
-from shipmate.packages.errors import ModelError, PackageError
+from shipmate.packages.errors import InputRejected, ModelError, PackageError
 from shipmate.packages.manifest import (
     FORMAT_VERSION,
     MANIFEST_NAME,
@@ -66,6 +66,7 @@ __all__ = [
     "FeatureType",
     "Framework",
     "InputKind",
+    "InputRejected",
     "LoadedModel",
     "Manifest",
     "ModelError",

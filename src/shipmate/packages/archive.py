@@ -32,21 +32,29 @@ _DRIVE = re.compile(r"^[A-Za-z]:")
 
 @dataclass(frozen=True)
 class ReadLimits:
-    """Bounds on what a package may contain; the defaults suit models up to a few GB."""
+    """Bounds on what a package may contain, on each member and on the whole package; the
+    defaults suit models up to a few GB. Every reader (the service, `shipmate serve` uploads
+    and ``--model``) applies the same limits, here."""
 
     max_members: int = 10_000
     max_member_bytes: int = 4 << 30  # uncompressed, per member
     max_total_bytes: int = 8 << 30  # uncompressed, all members
     max_manifest_bytes: int = 8 << 20
-    max_compression_ratio: float = 200.0  # only checked on members above ratio_floor_bytes
+    max_compression_ratio: float = 200.0
+    """Uncompressed ÷ compressed, for each member and for the whole package, once past
+    ``ratio_floor_bytes`` uncompressed (small files of any ratio are harmless)."""
     ratio_floor_bytes: int = 1 << 20
 
 
 DEFAULT_LIMITS = ReadLimits()
 
 
+_MAX_NAME_BYTES = 255  # one path component, as Linux file systems allow
+_MAX_PATH_BYTES = 4000  # a whole member path, below PATH_MAX with room for the destination
+
+
 def check_member_name(name: str) -> str | None:
-    """Why a member name is unsafe, or None when it stays inside the package."""
+    """Why a member name is unsafe or cannot be extracted, or None when it stays inside the package."""
     if not name or "\x00" in name:
         return "empty name or NUL byte"
     if "\\" in name:
@@ -56,6 +64,10 @@ def check_member_name(name: str) -> str | None:
     parts = name.rstrip("/").split("/")
     if any(p in ("", ".", "..") for p in parts):
         return "path escapes the package ('..', '.' or empty component)"
+    if len(name.encode("utf-8", "surrogateescape")) > _MAX_PATH_BYTES:
+        return f"path longer than {_MAX_PATH_BYTES} bytes"
+    if any(len(p.encode("utf-8", "surrogateescape")) > _MAX_NAME_BYTES for p in parts):
+        return f"a path component longer than {_MAX_NAME_BYTES} bytes"
     return None
 
 
@@ -80,7 +92,7 @@ def _checked_members(zf: zipfile.ZipFile, where: str, limits: ReadLimits) -> dic
         raise PackageError(f"{where}: {len(infos)} members, more than the limit of {limits.max_members}")
     files: dict[str, zipfile.ZipInfo] = {}
     seen: set[str] = set()
-    total = 0
+    total = compressed = 0
     for info in infos:
         name = info.filename
         problem = check_member_name(name)
@@ -108,12 +120,30 @@ def _checked_members(zf: zipfile.ZipFile, where: str, limits: ReadLimits) -> dic
                     f"exceeds {limits.max_compression_ratio:.0f}:1 (zip bomb?)"
                 )
         total += info.file_size
+        compressed += info.compress_size
         if total > limits.max_total_bytes:
             raise PackageError(
-                f"{where}: members total more than {limits.max_total_bytes} bytes uncompressed"
+                f"{where}: members total more than the limit of {limits.max_total_bytes} bytes"
+                " uncompressed in all"
             )
         files[name] = info
+    if total > limits.ratio_floor_bytes and total / max(compressed, 1) > limits.max_compression_ratio:
+        raise PackageError(
+            f"{where}: whole package refused: compression ratio {total / max(compressed, 1):.0f}:1 over "
+            f"{len(files)} members exceeds {limits.max_compression_ratio:.0f}:1 (zip bomb?)"
+        )
+    _check_tree(files, where)
     return files
+
+
+def _check_tree(files: dict[str, zipfile.ZipInfo], where: str) -> None:
+    """Refuse a member that would need another member's file as its directory (``a`` and ``a/b``)."""
+    for name in files:
+        parts = name.split("/")
+        for depth in range(1, len(parts)):
+            parent = "/".join(parts[:depth])
+            if parent in files:
+                raise PackageError(f"{where}: member {name!r} refused: {parent!r} is a file")
 
 
 def _load_manifest(
@@ -173,18 +203,21 @@ def _walk_members(path: Path, limits: ReadLimits, dest: Path | None) -> Manifest
         manifest = _load_manifest(zf, files, where, limits)
         for name, expected in sorted(manifest.files.items()):
             target = None
-            if dest is not None:
-                target = dest / name
-                target.parent.mkdir(parents=True, exist_ok=True)
             try:
+                if dest is not None:
+                    target = dest / name
+                    target.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(files[name]) as src:
                     if target is None:
                         actual = _copy_hashing(src, None)
                     else:
                         with open(target, "xb") as out:
                             actual = _copy_hashing(src, out)
-            except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            except (zipfile.BadZipFile, EOFError) as exc:
                 raise PackageError(f"{where}: member {name!r} cannot be read: {exc}") from None
+            except OSError as exc:  # the message names the member, never this machine's paths
+                reason = exc.strerror or type(exc).__name__
+                raise PackageError(f"{where}: member {name!r} cannot be extracted: {reason}") from None
             if actual != expected:
                 raise PackageError(
                     f"{where}: checksum mismatch for {name!r}: the package was altered or corrupted"

@@ -16,3 +16,16 @@ class ModelError(RuntimeError):
 
     Distinct from `PackageError`: the package was fine, the code inside it was not.
     """
+
+
+class InputRejected(ValueError):
+    """Well-formed rows that this model cannot take (e.g. a value beyond its float32 input).
+
+    Carries the row and column at fault, so the prediction server answers a 422 naming them.
+    """
+
+    def __init__(self, message: str, *, row: int, column: str | None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.row = row
+        self.column = column

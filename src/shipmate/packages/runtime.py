@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from shipmate.packages.errors import ModelError, PackageError
+from shipmate.packages.errors import InputRejected, ModelError, PackageError
 from shipmate.packages.manifest import FeatureType, Framework, Manifest, TargetType
 from shipmate.packages.schema import probe_frame
 from shipmate.packages.sklearn_direct import DirectScorer, direct_scorer
@@ -325,18 +325,55 @@ class OnnxModel(LoadedModel):
         return arr.reshape(-1, 1)
 
     def predict(self, rows: np.ndarray | pd.DataFrame) -> Scores:
+        names = self.manifest.feature_names
         if self._single:
             matrix = rows if isinstance(rows, np.ndarray) else rows.to_numpy()
+            if self._dtype is np.float32:
+                _check_float32_range(matrix, names)
             feed = {self.inputs[0].name: np.ascontiguousarray(matrix, dtype=self._dtype)}
         else:
-            frame = (
-                rows
-                if isinstance(rows, pd.DataFrame)
-                else pd.DataFrame(rows, columns=self.manifest.feature_names)
-            )
+            frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows, columns=names)
             feed = {i.name: self._column(frame[i.name].to_numpy(), i.type) for i in self.inputs}
+            for i in self.inputs:
+                if feed[i.name].dtype == np.float32:
+                    _check_float32_range(frame[[i.name]].to_numpy(), [i.name])
         (raw,) = self.session.run([self._pick], feed)
-        return normalize_output(raw, self.manifest, len(rows))
+        scores = normalize_output(raw, self.manifest, len(rows))
+        _refuse_unscored_rows(scores, rows, names)
+        return scores
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_float32_range(matrix: np.ndarray, names: Sequence[str]) -> None:
+    """A value finite as a double may be infinite once cast to float32: name the first one."""
+    if matrix.dtype.kind != "f" or matrix.dtype == np.float32:
+        return
+    beyond = np.abs(matrix) > _FLOAT32_MAX
+    if beyond.any():
+        row, col = (int(v) for v in np.argwhere(beyond)[0])
+        raise InputRejected(
+            f"{matrix[row, col]} is out of range for this model (float32 input)", row=row, column=names[col]
+        )
+
+
+def _refuse_unscored_rows(scores: Scores, rows: np.ndarray | pd.DataFrame, names: Sequence[str]) -> None:
+    """A graph that cannot take a missing value scores its row as NaN: say which value, not null."""
+    out = scores.probabilities if scores.probabilities is not None else scores.values
+    if out is None or out.dtype.kind != "f":
+        return
+    bad = ~np.isfinite(out if out.ndim == 1 else out.reshape(len(out), -1)).all(axis=-1)
+    if not bad.any():
+        return
+    row = int(np.argmax(bad))
+    values = rows[row] if isinstance(rows, np.ndarray) else rows.iloc[row].to_numpy()
+    missing = [i for i, v in enumerate(values) if v is None or (isinstance(v, float) and np.isnan(v))]
+    if missing:
+        raise InputRejected(
+            "missing value; this model does not accept missing values", row=row, column=names[missing[0]]
+        )
+    raise ModelError(f"the model returned a non-finite score for row {row}")
 
 
 class PyfuncModel(LoadedModel):

@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -19,6 +20,7 @@ from shipmate.server.db import Database
 from shipmate.server.deps import Runtime
 from shipmate.server.feed import ChangeFeed
 from shipmate.server.models import TokenKind
+from shipmate.server.openapi import document_errors
 from shipmate.server.routers import deployments, environments, events, health, packages, tokens, ui
 from shipmate.server.services import tokens as token_service
 from shipmate.server.settings import ServerSettings
@@ -88,6 +90,16 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
 
 
+def write_admin_token(data_dir: Path, secret: str) -> Path:
+    """Write an admin token's secret to <data-dir>/admin-token, readable only by this user."""
+    path = data_dir / "admin-token"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret + "\n")
+    os.chmod(path, 0o600)
+    return path
+
+
 def _ensure_admin_token(settings: ServerSettings, db: Database) -> None:
     """A configured admin token is made valid; with none configured and none stored, one is generated."""
     with db.write() as session:
@@ -99,11 +111,7 @@ def _ensure_admin_token(settings: ServerSettings, db: Database) -> None:
         _, secret = token_service.create(
             session, name="admin (generated)", kind=TokenKind.ADMIN, environment_id=None, actor="system"
         )
-        path = settings.data_dir / "admin-token"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secret + "\n")
-        os.chmod(path, 0o600)
+        path = write_admin_token(settings.data_dir, secret)
     log.warning("generated an admin token; it is in %s (readable only by this user)", path)
 
 
@@ -144,4 +152,5 @@ def create_app(settings: ServerSettings) -> FastAPI:
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(ui.router)
+    app.openapi = lambda: document_errors(app)  # type: ignore[method-assign]
     return app

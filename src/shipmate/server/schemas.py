@@ -20,39 +20,62 @@ from shipmate.server.models import Platform, TokenKind
 MAX_INT = 2**31 - 1
 
 
-def _no_nul(value: str) -> str:
+MAX_JSON_DEPTH = 32
+
+
+def storable_text(value: str, where: str = "value") -> str:
+    """Refuse what some supported store cannot keep: NUL characters (PostgreSQL) and unpaired
+    surrogates (no UTF-8 encoding, so SQLite keeps them but nothing can read them back)."""
     if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
+        raise ValueError(f"{where}: must not contain NUL characters")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(
+                f"{where}: is not valid Unicode (an unpaired surrogate at character {exc.start})"
+            ) from None
     return value
 
 
-def _plain_json(value: Any, path: str = "") -> Any:
-    """Reject what no store can keep: NUL characters and non-finite numbers, anywhere in a document."""
+def _storable(value: str) -> str:
+    return storable_text(value)
+
+
+def storable_json(value: Any, path: str = "", depth: int = 0) -> Any:
+    """Refuse what some supported store cannot keep, anywhere in a document: text that
+    `storable_text` refuses (in keys too), non-finite numbers, integers beyond 64 bits,
+    and nesting deeper than ``MAX_JSON_DEPTH``."""
+    where = path or "value"
     if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError(f"{path or 'value'}: must not contain NUL characters")
+        storable_text(value, where)
     elif isinstance(value, float):
         if not math.isfinite(value):
-            raise ValueError(f"{path or 'value'}: must be a finite number")
+            raise ValueError(f"{where}: must be a finite number")
+        if abs(value) >= 2**63:  # PostgreSQL's jsonb gives it back as an integer of that size
+            raise ValueError(f"{where}: number out of range (at most ±9.2e18)")
     elif isinstance(value, int) and not isinstance(value, bool):
         if abs(value) >= 2**63:
-            raise ValueError(f"{path or 'value'}: integer out of range")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _no_nul(key)
-            _plain_json(item, f"{path}.{key}" if path else key)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _plain_json(item, f"{path}[{index}]")
+            raise ValueError(f"{where}: integer out of range (at most ±9.2e18)")
+    elif isinstance(value, dict | list):
+        if depth >= MAX_JSON_DEPTH:
+            raise ValueError(f"{where}: nested more than {MAX_JSON_DEPTH} levels deep")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                storable_text(key, f"{where} (a key)")
+                storable_json(item, f"{path}.{key}" if path else key, depth + 1)
+        else:
+            for index, item in enumerate(value):
+                storable_json(item, f"{path}[{index}]", depth + 1)
     return value
 
 
-Text = Annotated[str, StringConstraints(max_length=10_000), AfterValidator(_no_nul)]
+Text = Annotated[str, StringConstraints(max_length=10_000), AfterValidator(_storable)]
 Name = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(_no_nul)
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(_storable)
 ]
-Identifier = Annotated[str, StringConstraints(min_length=1, max_length=40), AfterValidator(_no_nul)]
-JsonObject = Annotated[dict[str, Any], AfterValidator(_plain_json)]
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=40), AfterValidator(_storable)]
+JsonObject = Annotated[dict[str, Any], AfterValidator(storable_json)]
 Generation = Annotated[int, Field(ge=1, le=MAX_INT)]
 
 
@@ -227,7 +250,7 @@ class EventPage(ApiModel):
 class Report(RequestModel):
     deployment_id: Identifier
     generation: Generation
-    action: Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_no_nul)]
+    action: Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(_storable)]
     phase: ReportPhase
     status: ActionStatus | None = None
     """Absent (null) while an action is only started: the observed status is then left as it was."""
@@ -253,7 +276,7 @@ class HealthReport(RequestModel):
     status: ActionStatus
     message: Text | None = None
     data: JsonObject | None = None
-    agent_version: Annotated[str, StringConstraints(max_length=100), AfterValidator(_no_nul)] | None = None
+    agent_version: Annotated[str, StringConstraints(max_length=100), AfterValidator(_storable)] | None = None
 
 
 def _agent_may_post(value: EventType) -> EventType:
@@ -299,3 +322,18 @@ class TokenCreated(ApiModel):
 
 class TokenList(ApiModel):
     items: list[TokenOut]
+
+
+class FieldProblem(ApiModel):
+    field: str
+    in_: str = Field(alias="in")
+    reason: str
+
+
+class ErrorBody(ApiModel):
+    """Every error the service answers (4xx and 503): one sentence, and the input at fault."""
+
+    detail: str
+    field: str | None = None
+    errors: list[FieldProblem] | None = None
+    """For 422s on request validation: every field at fault, the first of which ``detail`` names."""

@@ -46,8 +46,8 @@ class Principal:
 
     @property
     def actor(self) -> str:
-        """What the event log records as the author of a change."""
-        return f"{self.kind.value}:{self.name}"
+        """What the event log records as the author of a change (cut to the column's 100 characters)."""
+        return f"{self.kind.value}:{self.name}"[:100]
 
     def may_access_environment(self, environment_id: str) -> bool:
         return self.is_admin or self.environment_id == environment_id

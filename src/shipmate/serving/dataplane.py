@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from shipmate.packages import ModelError, Scores
+from shipmate.packages import InputRejected, ModelError, Scores
 from shipmate.serving.deployments import Deployment, Registry
 from shipmate.serving.errors import DeploymentNotFound, DeploymentNotReady, PredictionFailed
 from shipmate.serving.inputs import check_finite, check_no_missing, model_input
@@ -76,6 +76,8 @@ class DataPlane:
             return rows, model.predict_checked(rows) if checked else model.predict(rows)
         except InputError:
             raise
+        except InputRejected as exc:
+            raise InputError(exc.message, row=exc.row, column=exc.column) from None
         except ModelError as exc:
             log.error("deployment %s: %s", deployment.id, exc)
             raise PredictionFailed(f"the model failed: {exc}") from exc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
+from shipmate.common.vocabulary import EventType
 from shipmate.server import schemas
 from shipmate.server.deps import AdminDep, CallerDep, RuntimeDep, check_environment_access
 from shipmate.server.services import deployments, environments, events
@@ -122,6 +123,13 @@ def post_agent_event(
     """An agent-originated event that is not an action report (e.g. an unknown deployment found)."""
     check_environment_access(caller, environment_id)
     with runtime.db.write() as session:
+        if body.deployment_id is not None:
+            deployments.check_event_subject(
+                session,
+                environment_id=environment_id,
+                deployment_id=body.deployment_id,
+                unknown_allowed=body.type is EventType.AGENT_UNKNOWN_DEPLOYMENT,
+            )
         environments.touch(session, environment_id=environment_id)
         event = events.append(
             session,

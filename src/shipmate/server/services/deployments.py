@@ -3,6 +3,7 @@ agents' reports change the observed state."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,11 +17,13 @@ from shipmate.plugin.status import ActionStatus, DeploymentState
 from shipmate.server import lifecycle
 from shipmate.server.errors import Conflict, NotFound
 from shipmate.server.lifecycle import Command, Verdict
-from shipmate.server.models import Deployment, utcnow
+from shipmate.server.models import Deployment, Event, utcnow
 from shipmate.server.schemas import Report
 from shipmate.server.services import environments, events, packages
 from shipmate.server.services.ids import new_id
 from shipmate.server.views import deployment_document
+
+log = logging.getLogger(__name__)
 
 
 def _desired(deployment: Deployment) -> lifecycle.Desired:
@@ -102,6 +105,19 @@ def get(session: Session, deployment_id: str, *, include_force_deleted: bool = F
     if deployment is None or (deployment.force and not include_force_deleted):
         raise NotFound(f"deployment {deployment_id} not found", field="deploymentId")
     return deployment
+
+
+def check_event_subject(
+    session: Session, *, environment_id: str, deployment_id: str, unknown_allowed: bool
+) -> None:
+    """An agent's event may name only its own environment's deployments (or, for an
+    ``agent.unknown_deployment`` event, one the service does not know at all)."""
+    owner = session.scalar(select(Deployment.environment_id).where(Deployment.id == deployment_id))
+    if owner == environment_id or (owner is None and unknown_allowed):
+        return
+    raise NotFound(
+        f"deployment {deployment_id} not found in environment {environment_id}", field="deploymentId"
+    )
 
 
 def get_for_update(session: Session, deployment_id: str) -> Deployment:
@@ -261,6 +277,7 @@ _SNAPSHOT = (
     Deployment.observed_generation,
     Deployment.observed_status,
     Deployment.observed_state,
+    Deployment.observed_model_package_id,
 )
 
 
@@ -278,6 +295,13 @@ def apply_reports(
         select(*_SNAPSHOT).where(Deployment.id.in_(ids), Deployment.environment_id == environment_id)
     )
     current: dict[str, dict[str, Any]] = {row.id: dict(row._mapping) for row in rows}
+    # ids that belong to another environment: the report is treated as for an unknown
+    # deployment, and its event does not name the other environment's deployment
+    foreign = set(
+        session.scalars(select(Deployment.id).where(Deployment.id.in_(ids - current.keys())))
+        if ids - current.keys()
+        else ()
+    )
     changes: dict[str, dict[str, Any]] = {}
     removed: list[str] = []
     event_rows: list[dict[str, Any]] = []
@@ -307,7 +331,11 @@ def apply_reports(
         }
         if snapshot is None:
             outcome.unknown.append(report.deployment_id)
-            event_rows.append(events.row(**common, data={**details, "unknownDeployment": True}))
+            unknown = {**details, "unknownDeployment": True}
+            if report.deployment_id in foreign:
+                common["deployment_id"] = None
+                unknown["reportedDeploymentId"] = report.deployment_id
+            event_rows.append(events.row(**common, data=unknown))
             continue
         desired = lifecycle.Desired(
             generation=snapshot["generation"],
@@ -350,7 +378,16 @@ def apply_reports(
             del current[report.deployment_id]
             changes.pop(report.deployment_id, None)
         else:
-            update_values = _observation(snapshot, report, now)
+            claimed = (report.data or {}).get("currentModelId")
+            recognised = not isinstance(claimed, str) or _assigned(session, snapshot, claimed)
+            if not recognised:
+                log.warning(
+                    "deployment %s: the agent reports model %r, which the service never assigned to it;"
+                    " ignored",
+                    report.deployment_id,
+                    claimed,
+                )
+            update_values = _observation(snapshot, report, now, model_recognised=recognised)
             snapshot.update(update_values)
             changes.setdefault(report.deployment_id, {}).update(update_values)
     events.append_many(session, event_rows)
@@ -361,8 +398,31 @@ def apply_reports(
     return outcome
 
 
-def _observation(snapshot: dict[str, Any], report: Report, now: Any) -> dict[str, Any]:
-    """The observed-state columns a report sets (pure: the snapshot is not touched)."""
+def _assigned(session: Session, snapshot: dict[str, Any], package_id: str) -> bool:
+    """Whether the service ever asked this deployment to run the package.
+
+    What an agent may download follows from the observed model (``used_by_environment``),
+    so an agent's claim of what runs is believed only for packages the service itself
+    recorded for the deployment: desired now, observed before, or in its desired history.
+    """
+    if package_id in (snapshot["model_package_id"], snapshot["observed_model_package_id"]):
+        return True
+    history = session.scalars(
+        select(Event.data).where(
+            Event.deployment_id == snapshot["id"], Event.type == EventType.DESIRED_CHANGED
+        )
+    )
+    return any(((doc or {}).get("desired") or {}).get("modelPackageId") == package_id for doc in history)
+
+
+def _observation(
+    snapshot: dict[str, Any], report: Report, now: Any, *, model_recognised: bool = True
+) -> dict[str, Any]:
+    """The observed-state columns a report sets (pure: the snapshot is not touched).
+
+    ``model_recognised`` is false when the report names a current model the service never
+    assigned to the deployment: the claim is then ignored.
+    """
     values: dict[str, Any] = {
         "observed_generation": report.generation,
         "observed_message": report.message,
@@ -381,7 +441,8 @@ def _observation(snapshot: dict[str, Any], report: Report, now: Any) -> dict[str
         values["prediction_url"] = url
     current_model = data.get("currentModelId")
     if isinstance(current_model, str):
-        values["observed_model_package_id"] = current_model
+        if model_recognised:
+            values["observed_model_package_id"] = current_model
     elif (
         report.phase is ReportPhase.FINISHED
         and report.status is ActionStatus.OK

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from shipmate.server.artifacts import StagedUpload
 from shipmate.server.errors import Conflict, InvalidPackage, NotFound
 from shipmate.server.models import Deployment, ModelPackage
+from shipmate.server.schemas import storable_json
 from shipmate.server.services import events
 from shipmate.server.services.ids import new_id
 
@@ -38,12 +39,20 @@ def describe_package(path: Path, *, filename: str) -> PackageMetadata:
     except PackageError as exc:
         reason = str(exc).replace(str(path), filename)  # never show the server's own paths
         raise InvalidPackage(f"{filename} is not a valid model package: {reason}", field="body") from None
+    document = manifest.to_json_dict()
+    try:
+        storable_json(document, "manifest")
+        for field_name, value, width in (("name", manifest.name, 200), ("version", manifest.version, 100)):
+            if len(value) > width:
+                raise ValueError(f"manifest.{field_name}: longer than {width} characters")
+    except ValueError as exc:
+        raise InvalidPackage(f"{filename} cannot be stored: {exc}", field="body") from None
     return PackageMetadata(
         name=manifest.name,
         version=manifest.version,
         framework=manifest.framework.value,
         target_type=manifest.target_type.value,
-        manifest=manifest.to_json_dict(),
+        manifest=document,
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shipmate.server import security
@@ -65,6 +65,12 @@ def revoke(session: Session, *, token_id: str, actor: str) -> ApiToken:
         raise NotFound(f"token {token_id} not found", field="tokenId")
     if token.revoked_at is not None:
         raise Conflict(f"token {token_id} is already revoked", field="tokenId")
+    if token.kind is TokenKind.ADMIN and _other_admins(session, token.id) == 0:
+        raise Conflict(
+            f"token {token_id} is the last admin token: create another admin token first"
+            " (lost every admin token? `shipmate reset-admin-token --data-dir DIR` makes a new one)",
+            field="tokenId",
+        )
     token.revoked_at = utcnow()
     events.append(
         session,
@@ -93,11 +99,32 @@ def has_admin(session: Session) -> bool:
     return session.scalar(statement.limit(1)) is not None
 
 
+def _other_admins(session: Session, token_id: str) -> int:
+    statement = select(func.count(ApiToken.id)).where(
+        ApiToken.kind == TokenKind.ADMIN, ApiToken.revoked_at.is_(None), ApiToken.id != token_id
+    )
+    return session.scalar(statement) or 0
+
+
 def ensure_admin(session: Session, *, secret: str) -> bool:
-    """Make sure ``secret`` is a valid admin token (used for a configured admin token). True if created."""
+    """Make sure ``secret`` is a valid admin token (used for a configured admin token): created
+    if unknown, enabled again if it was revoked. True if anything changed."""
     digest = security.hash_secret(secret)
-    if session.scalar(select(ApiToken.id).where(ApiToken.secret_hash == digest)) is not None:
-        return False
+    existing = session.scalar(select(ApiToken).where(ApiToken.secret_hash == digest))
+    if existing is not None:
+        if existing.kind is not TokenKind.ADMIN:
+            raise InvalidInput("the configured admin token is stored as an agent token", field="adminToken")
+        if existing.revoked_at is None:
+            return False
+        existing.revoked_at = None
+        events.append(
+            session,
+            type=events.EventType.TOKEN_CREATED,
+            actor="system",
+            message=f"admin token {existing.name} ({existing.prefix}*******) enabled again: it is configured",
+            data={"tokenId": existing.id},
+        )
+        return True
     create(
         session,
         name="admin (configured)",
@@ -107,3 +134,11 @@ def ensure_admin(session: Session, *, secret: str) -> bool:
         secret=secret,
     )
     return True
+
+
+def reset_admin(session: Session) -> str:
+    """Recovery when every admin token is lost: a new admin token; returns its secret."""
+    _, secret = create(
+        session, name="admin (recovered)", kind=TokenKind.ADMIN, environment_id=None, actor="system"
+    )
+    return secret
