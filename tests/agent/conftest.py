@@ -288,6 +288,8 @@ class Environment:
         self.calls: list[tuple[str, str | None]] = []
         self.fail: dict[str, int] = {}
         """action name -> how many more calls of it fail"""
+        self.retry_after: dict[str, float | bool] = {}
+        """action name -> the retry intent its failures state (``ActionStatusInfo.retry_after``)"""
         self.hang: set[str] = set()
         self.artifacts: dict[str, str] = {}
 
@@ -311,7 +313,12 @@ class MemoryPlugin(PluginBase):
             remaining = env.fail.get(action, 0)
             if remaining:
                 env.fail[action] = remaining - 1
-                return ActionStatusInfo(ActionStatus.ERROR, msg=f"{action} broke on purpose", state="errored")
+                return ActionStatusInfo(
+                    ActionStatus.ERROR,
+                    msg=f"{action} broke on purpose",
+                    state="errored",
+                    retry_after=env.retry_after.get(action),
+                )
         if action in env.hang:
             time.sleep(3600)
         return None

@@ -68,6 +68,28 @@ def test_failing_action_is_retried_with_backoff_and_visible(harness, service, en
     assert environment.count("deployment_start") == 3
 
 
+def test_a_plugin_that_asks_for_no_retry_is_not_retried(harness, service, environment):
+    environment.fail["deployment_start"] = 100
+    environment.retry_after["deployment_start"] = False
+    h = harness().start()
+    service.create("d-1", "m-1")
+    assert service.wait_for(lambda s: s.deployments["d-1"].observed.get("status") == "failing")
+    assert h.agent.wait_idle(10)
+    assert environment.count("deployment_start") == 1
+    assert service.reports_for("d-1", "retrying") == []
+
+
+def test_a_plugins_retry_delay_replaces_the_backoff(harness, service, environment):
+    environment.fail["deployment_start"] = 1
+    environment.retry_after["deployment_start"] = 0.3
+    harness().start()
+    service.create("d-1", "m-1")
+    assert service.wait_for(ready(service, "d-1"))
+    [retrying] = service.reports_for("d-1", "retrying")
+    assert retrying.message.endswith("the plugin asked to retry in 0.3s")
+    assert environment.count("deployment_start") == 2
+
+
 def test_exhausted_retries_report_failing_and_stop_trying(harness, service, environment):
     environment.fail["deployment_start"] = 100
     h = harness().start()
