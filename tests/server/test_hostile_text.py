@@ -145,7 +145,7 @@ def test_numbers_no_store_gives_back_unchanged_are_refused(
 ) -> None:
     """PostgreSQL's jsonb keeps 1e20 as the integer 100000000000000000000, which no JSON
     encoder here can write back: such numbers are refused at the edge, on both stores."""
-    body = ('{"config": {"big": %s}}' % number).encode()
+    body = b'{"config": {"big": ' + number.encode() + b"}}"
     url = f"{V1}/environments/{world['env']['id']}"
     response = api.patch(url, content=body, headers={"Content-Type": "application/json"})
     assert response.status_code == 422 and "config" in response.json()["detail"], response.text

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from shipmate.common.vocabulary import DesiredState
+from shipmate.plugin.status import DeploymentState
 from shipmate.server import schemas
 from shipmate.server.deps import NO_NUL, AdminDep, CallerDep, RuntimeDep, check_environment_access
 from shipmate.server.lifecycle import Command
@@ -40,9 +41,7 @@ def list_deployments(
     runtime: RuntimeDep,
     caller: CallerDep,
     environment_id: Annotated[str | None, Query(alias="environmentId", max_length=40, pattern=NO_NUL)] = None,
-    state: Annotated[
-        str | None, Query(max_length=32, pattern=NO_NUL, description="observed state, e.g. ready")
-    ] = None,
+    state: Annotated[DeploymentState | None, Query(description="observed state, e.g. ready")] = None,
     desired_state: Annotated[DesiredState | None, Query(alias="desiredState")] = None,
     name: Annotated[str | None, Query(max_length=200, pattern=NO_NUL)] = None,
     model_package_id: Annotated[
@@ -58,7 +57,7 @@ def list_deployments(
         environment_id = caller.environment_id
     where = DeploymentFilter(
         environment_id=environment_id,
-        state=state,
+        state=state.value if state is not None else None,
         desired_state=desired_state,
         name=name,
         model_package_id=model_package_id,

@@ -65,13 +65,28 @@ def overview(
     return templates.TemplateResponse(request, "overview.html", context)
 
 
+def _cross_site(request: Request) -> bool:
+    """A sign-in posted from another site's page (login CSRF): the browser says so."""
+    if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+        return True
+    origin = request.headers.get("origin")
+    if origin is None or origin == "null":
+        return origin == "null"
+    host = request.headers.get("host", "")
+    return origin.split("://", 1)[-1] != host
+
+
 @router.post("/login", response_class=HTMLResponse)
 def login(request: Request, runtime: RuntimeDep, token: Annotated[str, Form(max_length=200)]) -> Response:
+    if _cross_site(request):
+        context = {"base": UI_PREFIX, "error": "sign in from this site's own page"}
+        return templates.TemplateResponse(request, "login.html", context, status_code=403)
     if _principal(runtime, token) is None:
         context = {"base": UI_PREFIX, "error": "unknown or revoked token"}
         return templates.TemplateResponse(request, "login.html", context, status_code=401)
     response = RedirectResponse(UI_PREFIX, status_code=303)
-    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path=UI_PREFIX)
+    secure = request.url.scheme == "https"  # behind TLS (directly, or a proxy's X-Forwarded-Proto)
+    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=secure, path=UI_PREFIX)
     return response
 
 
