@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shipmate.packages import Scores
-from shipmate.serving.batching import (
+from shipmate.serving.fanout.batching import (
     Cutter,
     balanced_share,
     cut,

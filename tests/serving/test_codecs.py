@@ -18,7 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shipmate.packages import InputKind, Manifest, Scores, TargetType
-from shipmate.serving import codecs
+from shipmate.serving.codecs import csv as csv_codec
+from shipmate.serving.codecs import json as json_codec
+from shipmate.serving.dataplane import predicted_indices, respond
 from shipmate.serving.inputs import model_input
 from shipmate.serving.protocol import InferenceResponse, InputError
 
@@ -38,6 +40,10 @@ def manifest(target: TargetType, labels: list[Any] | None, threshold: float | No
     )
 
 
+def predicted_labels(scores: Scores, m: Manifest) -> list[Any]:
+    return list(np.array(m.class_labels, dtype=object)[predicted_indices(scores, m)].tolist())
+
+
 def reference_datarobot(response: InferenceResponse) -> Any:
     """The DataRobot shape built the obvious way: one dict per row."""
     m, scores = response.manifest, response.scores
@@ -51,7 +57,7 @@ def reference_datarobot(response: InferenceResponse) -> Any:
             ]
         }
     labels = list(m.class_labels or [])
-    predicted = codecs.predicted_labels(scores, m)
+    predicted = predicted_labels(scores, m)
     rows = []
     for i, (p, r) in enumerate(zip(predicted, scores.probabilities.tolist(), strict=True)):
         row: dict[str, Any] = {"rowId": i, "prediction": p}
@@ -85,15 +91,15 @@ def test_classification_response_matches_one_dict_per_row(labels: list[Any], row
             )
         )
     )
-    response = InferenceResponse("d", manifest(target, labels, threshold), Scores(probabilities=probs))
-    same_json(codecs.encode_datarobot(response), reference_datarobot(response))
+    response = respond("d", manifest(target, labels, threshold), Scores(probabilities=probs))
+    same_json(json_codec.encode_datarobot(response), reference_datarobot(response))
 
 
 @settings(max_examples=100, deadline=None)
 @given(values=st.lists(floats, min_size=1, max_size=60))
 def test_regression_response_matches_one_dict_per_row(values: list[float]) -> None:
-    response = InferenceResponse("d", manifest(TargetType.REGRESSION, None), Scores(values=np.array(values)))
-    same_json(codecs.encode_datarobot(response), reference_datarobot(response))
+    response = respond("d", manifest(TargetType.REGRESSION, None), Scores(values=np.array(values)))
+    same_json(json_codec.encode_datarobot(response), reference_datarobot(response))
 
 
 @settings(max_examples=100, deadline=None)
@@ -107,25 +113,30 @@ def test_chunks_encoded_apart_join_into_the_whole_response(labels: list[Any], ro
     cuts = sorted(data.draw(st.lists(st.integers(0, rows), max_size=3)))
     bounds = [0, *cuts, rows]
     parts = [Scores(probabilities=probs[a:b]) for a, b in itertools.pairwise(bounds)]
-    whole = InferenceResponse("d", m, Scores(probabilities=probs))
-    json_parts = [codecs.datarobot_rows(m, part, first) for part, first in zip(parts, bounds, strict=False)]
-    assert codecs.datarobot_body(json_parts) == codecs.encode_datarobot(whole)
-    csv_parts = b"".join(codecs.csv_rows(m, part) for part in parts)
-    assert codecs.csv_header(m, whole.scores) + csv_parts == codecs.encode_csv(whole)
+    whole = respond("d", m, Scores(probabilities=probs))
+    json_parts = [
+        json_codec.datarobot_rows(respond("d", m, part), first)
+        for part, first in zip(parts, bounds, strict=False)
+    ]
+    assert json_codec.datarobot_body(json_parts) == json_codec.encode_datarobot(whole)
+    csv_parts = b"".join(csv_codec.csv_rows(respond("d", m, part)) for part in parts)
+    assert csv_codec.csv_header(whole) + csv_parts == csv_codec.encode_csv(whole)
 
 
 @pytest.mark.parametrize("first_row", [0, 99_990, 250_000])
 def test_row_ids_past_the_cached_ones(first_row: int) -> None:
     values = np.arange(20, dtype=np.float64)
-    text = codecs.datarobot_rows(manifest(TargetType.REGRESSION, None), Scores(values=values), first_row)
+    text = json_codec.datarobot_rows(
+        respond("d", manifest(TargetType.REGRESSION, None), Scores(values=values)), first_row
+    )
     assert text.startswith(b",")
     ids = [row["rowId"] for row in orjson.loads(b"[" + text[1:] + b"]")]
     assert ids == list(range(first_row, first_row + 20))
 
 
 def test_empty_response_is_an_empty_list() -> None:
-    response = InferenceResponse("d", manifest(TargetType.REGRESSION, None), Scores(values=np.array([])))
-    assert orjson.loads(codecs.encode_datarobot(response)) == {"data": []}
+    response = respond("d", manifest(TargetType.REGRESSION, None), Scores(values=np.array([])))
+    assert orjson.loads(json_codec.encode_datarobot(response)) == {"data": []}
 
 
 # ------------------------------------------------------------------ JSON records to a matrix
@@ -138,7 +149,7 @@ record = st.fixed_dictionaries(
 
 
 def general_path(body: bytes) -> np.ndarray:
-    matrix = model_input(codecs.decode_json(body, FEATURES), None, InputKind.MATRIX, FEATURES)  # type: ignore[arg-type]
+    matrix = model_input(json_codec.decode_json(body, FEATURES), None, InputKind.MATRIX, FEATURES)  # type: ignore[arg-type]
     assert isinstance(matrix, np.ndarray)
     return matrix
 
@@ -147,7 +158,7 @@ def general_path(body: bytes) -> np.ndarray:
 @given(records=st.lists(record, min_size=1, max_size=30))
 def test_records_fast_path_gives_the_general_paths_matrix(records: list[dict[str, Any]]) -> None:
     body = orjson.dumps(records)
-    fast = codecs.decode_json_matrix(body, FEATURES)
+    fast = json_codec.decode_json_matrix(body, FEATURES)
     assert isinstance(fast.rows, np.ndarray)  # numbers and nulls only: the fast path took it
     np.testing.assert_array_equal(fast.rows, general_path(body))
     assert fast.columns == FEATURES
@@ -167,7 +178,7 @@ def test_records_fast_path_gives_the_general_paths_matrix(records: list[dict[str
 )
 def test_records_the_fast_path_refuses_get_the_general_paths_error(body: bytes, message: str) -> None:
     def fast_path() -> Any:
-        return model_input(codecs.decode_json_matrix(body, FEATURES), None, InputKind.MATRIX, FEATURES)  # type: ignore[arg-type]
+        return model_input(json_codec.decode_json_matrix(body, FEATURES), None, InputKind.MATRIX, FEATURES)  # type: ignore[arg-type]
 
     for path in (lambda: general_path(body), fast_path):
         with pytest.raises(InputError, match=message.replace("[", r"\[")):
@@ -178,12 +189,12 @@ def test_records_columns_the_model_does_not_use_may_vary_by_row() -> None:
     body = b'[{"age": "1", "income band": 2, "x": 3, "note": "a"}, {"x": 1, "age": 2, "income band": 3}]'
     np.testing.assert_array_equal(general_path(body), [[1.0, 2.0, 3.0], [2.0, 3.0, 1.0]])
     with pytest.raises(InputError, match="row 1, column 'note': missing"):
-        codecs.decode_json(body)  # a model that takes a frame gets every column: each row needs them all
+        json_codec.decode_json(body)  # a model that takes a frame gets every column: each row needs them all
 
 
 def test_records_numeric_strings_and_booleans_still_convert() -> None:
     body = b'[{"age": "41", "income band": true, "x": 2.5}]'
-    request = codecs.decode_json_matrix(body, FEATURES)
+    request = json_codec.decode_json_matrix(body, FEATURES)
     matrix = model_input(request, None, InputKind.MATRIX, FEATURES)  # type: ignore[arg-type]
     np.testing.assert_array_equal(matrix, [[41.0, 1.0, 2.5]])
 
@@ -192,7 +203,7 @@ def test_records_numeric_strings_and_booleans_still_convert() -> None:
 
 
 def csv_general_path(body: bytes) -> np.ndarray:
-    matrix = model_input(codecs.decode_csv(body), None, InputKind.MATRIX, FEATURES)  # type: ignore[arg-type]
+    matrix = model_input(csv_codec.decode_csv(body), None, InputKind.MATRIX, FEATURES)  # type: ignore[arg-type]
     assert isinstance(matrix, np.ndarray)
     return matrix
 
@@ -226,7 +237,7 @@ def test_numeric_csv_fast_path_gives_the_general_paths_matrix(
     body = (
         ",".join(columns) + newline + newline.join(lines) + data.draw(st.sampled_from(["", newline]))
     ).encode()
-    fast = codecs.numeric_csv(body, FEATURES)
+    fast = csv_codec.numeric_csv(body, FEATURES)
     assert fast is not None  # numbers only: the fast path took it
     np.testing.assert_array_equal(fast, csv_oracle(body))
     np.testing.assert_array_equal(fast, csv_general_path(body))
@@ -235,7 +246,7 @@ def test_numeric_csv_fast_path_gives_the_general_paths_matrix(
 def test_numeric_csv_of_a_thousand_rows_matches_pandas() -> None:
     values = np.random.default_rng(3).normal(size=(1000, 3)) * 10.0 ** np.arange(-3, 6, 3)
     body = ("age,income band,x\n" + "\n".join(",".join(map(repr, row)) for row in values.tolist())).encode()
-    fast = codecs.numeric_csv(body, FEATURES)
+    fast = csv_codec.numeric_csv(body, FEATURES)
     assert fast is not None
     np.testing.assert_array_equal(fast, values)
     np.testing.assert_array_equal(fast, csv_general_path(body))
@@ -262,13 +273,13 @@ def test_numeric_csv_of_a_thousand_rows_matches_pandas() -> None:
     ],
 )
 def test_numeric_csv_leaves_anything_else_to_pandas(body: bytes) -> None:
-    assert codecs.numeric_csv(body, FEATURES) is None
+    assert csv_codec.numeric_csv(body, FEATURES) is None
     try:
         expected: Any = csv_general_path(body)
     except InputError as exc:
         expected = exc
     try:
-        got: Any = model_input(codecs.decode_csv_matrix(body, FEATURES), None, InputKind.MATRIX, FEATURES)  # type: ignore[arg-type]
+        got: Any = model_input(csv_codec.decode_csv_matrix(body, FEATURES), None, InputKind.MATRIX, FEATURES)  # type: ignore[arg-type]
     except InputError as exc:
         got = exc
     if isinstance(expected, InputError):
@@ -294,7 +305,7 @@ def reference_csv(response: InferenceResponse) -> list[list[str]]:
         return [["PREDICTION"], *[[cell(v)] for v in scores.values.tolist()]]
     labels = list(m.class_labels or [])
     header = [f"{label}_PREDICTION" for label in labels] + ["PREDICTION"]
-    predicted = codecs.predicted_labels(scores, m)
+    predicted = predicted_labels(scores, m)
     rows = []
     for p, r in zip(predicted, scores.probabilities.tolist(), strict=True):
         row = [cell(v) for v in r] + [cell(p)]
@@ -334,12 +345,12 @@ def test_csv_response_matches_a_row_at_a_time(labels: list[Any], rows: int, data
             )
         )
     ).reshape(rows, len(labels))
-    response = InferenceResponse("d", manifest(target, labels, 0.3), Scores(probabilities=probs))
-    same_cells(codecs.encode_csv(response), reference_csv(response))
+    response = respond("d", manifest(target, labels, 0.3), Scores(probabilities=probs))
+    same_cells(csv_codec.encode_csv(response), reference_csv(response))
 
 
 @settings(max_examples=60, deadline=None)
 @given(values=st.lists(floats, max_size=40))
 def test_csv_regression_response_matches_a_row_at_a_time(values: list[float]) -> None:
-    response = InferenceResponse("d", manifest(TargetType.REGRESSION, None), Scores(values=np.array(values)))
-    same_cells(codecs.encode_csv(response), reference_csv(response))
+    response = respond("d", manifest(TargetType.REGRESSION, None), Scores(values=np.array(values)))
+    same_cells(csv_codec.encode_csv(response), reference_csv(response))

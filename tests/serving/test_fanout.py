@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import orjson
 import pandas as pd
@@ -25,9 +26,12 @@ from sklearn.linear_model import LogisticRegression
 from shipmate.packages import build_sklearn_package
 from shipmate.serving.app import create_app
 from shipmate.serving.deployments import Deployment
+from shipmate.serving.fanout import FanOutDeclined
+from shipmate.serving.fanout.frames import ChunkHeader
+from shipmate.serving.fanout.load import QUIET_S, is_quiet
+from shipmate.serving.fanout.scorer import ChunkScorer, identity
 from shipmate.serving.protocol import InferenceRequest
 from shipmate.serving.settings import ServeSettings
-from shipmate.serving.siblings import QUIET_S, ChunkScorer, identity, is_quiet
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -76,7 +80,7 @@ def iris_workers(
 
 
 def chunks_scored(client: TestClient) -> int:
-    scorer: ChunkScorer | None = client.app.state.server._chunk_scorer  # type: ignore[attr-defined]
+    scorer: ChunkScorer | None = client.app.state.worker.membership.scorer  # type: ignore[attr-defined]
     assert scorer is not None
     return scorer.scored
 
@@ -206,7 +210,7 @@ def test_a_sibling_that_stops_while_the_body_arrives_leaves_its_chunk_here(
     reference, receiver, sibling = iris_workers
     body = orjson.dumps(iris_batch.to_dict("records"))
     expected = post(reference, body).content
-    server = receiver.app.state.server  # type: ignore[attr-defined]
+    server = receiver.app.state.worker  # type: ignore[attr-defined]
     deployment = server.registry.get_key("default")
 
     async def pieces() -> AsyncIterator[bytes]:
@@ -215,11 +219,10 @@ def test_a_sibling_that_stops_while_the_body_arrives_leaves_its_chunk_here(
         await asyncio.sleep(0.2)  # the receiver sees the sibling's socket close
         yield body[len(body) // 10 :]
 
-    async def infer() -> tuple[bytes | None, bytes]:
-        return await server.fanout.infer(deployment, pieces(), len(body), "json", "json")  # type: ignore[no-any-return]
+    async def infer() -> bytes:
+        return await server.membership.fanout.infer(deployment, pieces(), len(body), "json", "json")  # type: ignore[no-any-return]
 
-    encoded, rest = receiver.portal.call(infer)  # type: ignore[union-attr]
-    assert encoded is not None and rest == b""
+    encoded = receiver.portal.call(infer)  # type: ignore[union-attr]
     assert orjson.loads(encoded) == orjson.loads(expected)
     assert encoded == expected
 
@@ -228,7 +231,7 @@ def test_small_batches_are_not_shared(
     start: Callable[..., TestClient], packages: dict[str, Path], tmp_path: Path, iris_batch: pd.DataFrame
 ) -> None:
     receiver, sibling = start(packages["iris"]), start(packages["iris"])
-    receiver.app.state.server.settings.fanout_min_bytes = 10_000  # type: ignore[attr-defined]
+    receiver.app.state.worker.settings.fanout_min_bytes = 10_000  # type: ignore[attr-defined]
     small = orjson.dumps(iris_batch.head(20).to_dict("records"))
     assert post(receiver, small).status_code == 200
     assert chunks_scored(sibling) == 0
@@ -265,7 +268,7 @@ def test_a_busy_sibling_is_not_handed_a_chunk(
 ) -> None:
     receiver, sibling = start(packages["iris"]), start(packages["iris"])
     body = orjson.dumps(iris_batch.to_dict("records"))
-    busy = sibling.app.state.server.inflight  # type: ignore[attr-defined]
+    busy = sibling.app.state.worker.inflight  # type: ignore[attr-defined]
     with busy:  # the sibling is scoring a request of its own, as its siblings read in its load file
         assert post(receiver, body).status_code == 200
     assert chunks_scored(sibling) == 0
@@ -280,7 +283,7 @@ def test_a_busy_receiver_still_shares_with_a_quiet_sibling(
     """Two clients on one worker's connections: the second batch goes to the idle sibling too."""
     receiver, sibling = start(packages["iris"]), start(packages["iris"])
     body = orjson.dumps(iris_batch.to_dict("records"))
-    with receiver.app.state.server.inflight:  # type: ignore[attr-defined]
+    with receiver.app.state.worker.inflight:  # type: ignore[attr-defined]
         assert post(receiver, body).content == post(sibling, body).content
     assert chunks_scored(sibling) == 1
 
@@ -295,23 +298,39 @@ def test_a_sibling_refuses_a_chunk_of_another_version(
     start: Callable[..., TestClient], packages: dict[str, Path]
 ) -> None:
     sibling = start(packages["iris"])
-    scorer: ChunkScorer = sibling.app.state.server._chunk_scorer  # type: ignore[attr-defined]
-    deployment = sibling.app.state.server.registry.get_key("default")  # type: ignore[attr-defined]
-    header = {
-        "id": 1,
-        "route": "default",
-        "identity": identity(deployment),
-        "format": "json",
-        "out": "json",
-        "firstRow": 7,
-    }
+    scorer: ChunkScorer = sibling.app.state.worker.membership.scorer  # type: ignore[attr-defined]
+    deployment = sibling.app.state.worker.registry.get_key("default")  # type: ignore[attr-defined]
+    header = ChunkHeader(
+        id=1, route="default", identity=identity(deployment), format="json", out="json", first_row=7
+    )
     body = (
         b'[{"sepal length (cm)": 5, "sepal width (cm)": 3, "petal length (cm)": 1, "petal width (cm)": 0.2}]'
     )
-    reply, payload = scorer.score({**header, "identity": "another:version"}, body)
-    assert (reply["ok"], reply["reason"], payload) == (False, "version", [])
-    reply, payload = scorer.score({**header, "wantRows": True}, body)
-    assert reply["ok"] and reply["shape"] == [1, 3] and reply["rowsShape"] == [1, 4]
+    reply, payload = scorer.score(msgspec.structs.replace(header, identity="another:version"), body)
+    assert (reply.ok, reply.reason, payload) == (False, "version", [])
+    reply, payload = scorer.score(msgspec.structs.replace(header, want_rows=True), body)
+    assert reply.ok and reply.shape == (1, 3) and reply.rows_shape == (1, 4)
     assert len(payload[0]) == 3 * 8 and np.frombuffer(payload[1]).tolist() == [5, 3, 1, 0.2]
     assert payload[2][:1] == b","  # its rows come encoded, each after a comma, numbered as asked
     assert orjson.loads(payload[2][1:])["rowId"] == 7
+
+
+def test_a_body_that_cannot_be_cut_is_handed_back_whole(
+    iris_batch: pd.DataFrame, iris_workers: tuple[TestClient, TestClient, TestClient]
+) -> None:
+    """Fan-out declines by raising, with every byte it read, for the ordinary path to score."""
+    _, receiver, _ = iris_workers
+    body = orjson.dumps({"dataframe_split": iris_batch.to_dict("split")})
+    worker = receiver.app.state.worker  # type: ignore[attr-defined]
+    deployment = worker.registry.get_key("default")
+
+    async def pieces() -> AsyncIterator[bytes]:
+        yield body[:100]
+        yield body[100:]
+
+    async def infer() -> bytes:
+        with pytest.raises(FanOutDeclined) as declined:
+            await worker.membership.fanout.infer(deployment, pieces(), len(body), "json", "json")
+        return declined.value.body
+
+    assert receiver.portal.call(infer) == body  # type: ignore[union-attr]

@@ -9,12 +9,14 @@ refused unless the operator allowed them (see the trust model in docs/packages.m
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import yaml
@@ -45,6 +47,20 @@ class Manager:
 
     def _directory(self, deployment_id: str) -> Path:
         return self.watcher.root / f"{self.watcher.prefix}{deployment_id}"
+
+    async def receive(
+        self, deployment_id: str, pieces: AsyncIterator[bytes], filename: str
+    ) -> tuple[Deployment, bool]:
+        """`upload` a package arriving as ``pieces``, streamed to disk first (packages can be large)."""
+        fd, tmp = tempfile.mkstemp(suffix=".mlpkg", dir=self.watcher.root)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                async for piece in pieces:
+                    out.write(piece)
+            return await self.upload(deployment_id, Path(tmp), filename)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
 
     async def upload(self, deployment_id: str, package_file: Path, filename: str) -> tuple[Deployment, bool]:
         """Serve the package under ``deployment_id``; returns the deployment and whether it replaced one."""

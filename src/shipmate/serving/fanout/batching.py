@@ -1,7 +1,7 @@
 """Cutting a request body into chunks of whole rows without parsing it, and joining the scores.
 
 Pure code (no I/O), used to score one large batch on several worker processes at once
-(`shipmate.serving.siblings`). A cut is made only where the format puts a row
+(`shipmate.serving.fanout`). A cut is made only where the format puts a row
 boundary; when there is no such place, the body is not cut.
 
 JSON records are cut after a ``}`` that is followed by ``,`` and ``{``, and each
