@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 import zlib
@@ -57,7 +58,8 @@ def test_start_lays_out_one_directory_per_deployment(base, model_artifact) -> No
     assert (directory / "model_A.mlpkg").read_bytes() == model_artifact.read_bytes()
     record = yaml.safe_load((directory / "config.yml").read_text())
     assert record["deployment_id"] == "d1" and record["model_id"] == "m1"
-    assert record["model_crc32"] == f"{zlib.crc32(model_artifact.read_bytes()):08x}"
+    assert record["package_sha256"] == hashlib.sha256(model_artifact.read_bytes()).hexdigest()
+    assert "model_crc32" not in record  # one checksum
     assert [p.name for p in base.iterdir()] == ["deployment_d1"]  # nothing left aside
 
 
@@ -152,6 +154,24 @@ def test_status_detects_missing_and_corrupted_deployments(base, model_artifact) 
     assert invoke(plugin, "deployment_stop", info).ok
     result = invoke(plugin, "deployment_status", info)
     assert result.status.value == "failing" and "directory" in str(result.msg)
+
+
+@pytest.mark.parametrize("corrupt", [False, True])
+def test_status_still_verifies_a_directory_of_the_crc32_era(base, model_artifact, corrupt: bool) -> None:
+    """Directories written before the one checksum recorded ``model_crc32``: still checked."""
+    plugin = make_plugin(base)
+    info = deployment(model_artifact)
+    assert invoke(plugin, "deployment_start", info).ok
+    directory = base / "deployment_d1"
+    record = yaml.safe_load((directory / "config.yml").read_text())
+    del record["package_sha256"]
+    record["model_crc32"] = f"{zlib.crc32(model_artifact.read_bytes()):08x}"
+    (directory / "config.yml").write_text(yaml.safe_dump(record))
+    if corrupt:
+        (directory / "model_A.mlpkg").write_bytes(b"tampered")
+    result = invoke(plugin, "deployment_status", info)
+    assert result.ok is not corrupt
+    assert ("corrupted (checksum differs)" in str(result.msg)) is corrupt
 
 
 def test_status_warns_when_another_model_serves(base, model_artifact) -> None:
@@ -260,12 +280,12 @@ def test_a_reader_never_sees_a_half_written_deployment(base, tmp_path) -> None:
                     with open(os.open("config.yml", os.O_RDONLY, dir_fd=fd)) as handle:
                         record = yaml.safe_load(handle)
                     with open(os.open(record["model_file"], os.O_RDONLY, dir_fd=fd), "rb") as handle:
-                        digest = f"{zlib.crc32(handle.read()):08x}"
+                        digest = hashlib.sha256(handle.read()).hexdigest()
                 except FileNotFoundError:
                     continue  # the deployment was swapped out under us: retry, as a reader should
                 finally:
                     os.close(fd)
-                if digest != record["model_crc32"]:
+                if digest != record["package_sha256"]:
                     problems.append(f"{name}: artifact does not match its config")
                 complete_reads += 1
 
