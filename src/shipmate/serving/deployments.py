@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 
 
 class DeploymentState(StrEnum):
-    LOADING = "loading"
+    """A deployment's ``state`` in ``GET /deployments``: served, or failed to load."""
+
     READY = "ready"
     FAILED = "failed"
 

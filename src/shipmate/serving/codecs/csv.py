@@ -33,10 +33,8 @@ def numeric_csv(body: bytes, features: Sequence[str]) -> np.ndarray | None:
 
     The fast path for all-numeric models. Each data line becomes a JSON array of the
     same numbers (``1.5,2`` reads as ``[1.5,2]``), which orjson parses with no
-    DataFrame on the way (orjson parses floats faster than msgspec). pandas costs about
-    0.5 ms per call before the first row, so this takes a tenth less time than pandas
-    for 1,000 rows of 20 numbers, a third less for 500 (a chunk of a fanned-out batch)
-    and 60 % less for 250. Only what the general path reads as the very same
+    DataFrame on the way: pandas' fixed cost per call matters most for the chunks of a
+    fanned-out batch (measured in docs/serving.md). Only what the general path reads as the very same
     numbers gets through: a plain, unquoted header; no quote, bracket or word in the
     data (``true``, ``null``, ``NaN``); every line as wide as the header; every cell a
     JSON number. Anything else is left to pandas (``None``).

@@ -118,8 +118,8 @@ class RecordsDecoder:
     """JSON records straight to a float matrix in the model's feature order.
 
     The fast path for all-numeric models: msgspec decodes each record into a
-    fixed struct (no dict per row, unknown keys skipped), so a 1,000-row batch
-    costs about half of ``orjson.loads`` plus the conversion. It accepts only
+    fixed struct (no dict per row, unknown keys skipped), which costs less than
+    ``orjson.loads`` plus the conversion (measured in docs/serving.md). It accepts only
     what the general path would turn into the very same matrix (numbers and
     nulls under every feature); for anything else ``decode`` returns ``None`` and
     the general path runs, which also names the bad row and column.

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from shipmate.serving.deployments import DeploymentState
 from shipmate.serving.edge import guard, json_response
 from shipmate.serving.errors import ManagementDisabled, PayloadTooLarge
 from shipmate.serving.management import Manager
@@ -28,7 +29,7 @@ class ManagementEndpoints:
         failed = [
             {
                 "deploymentId": f.deployment_id or f.key,
-                "state": "failed",
+                "state": DeploymentState.FAILED,
                 "error": f.error,
                 "directory": f.key,
             }
