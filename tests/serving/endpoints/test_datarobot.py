@@ -1,4 +1,4 @@
-"""Single-model mode: the PPS endpoints, wire formats and errors, against the real app in-process."""
+"""The DataRobot-compatible endpoints (PPS): wire formats and errors, against the real app in-process."""
 
 from __future__ import annotations
 
@@ -14,11 +14,6 @@ if TYPE_CHECKING:
     from starlette.testclient import TestClient
 
 IRIS_COLUMNS = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
-
-
-@pytest.fixture
-def iris(make_client: Callable[..., TestClient], packages: dict[str, Path]) -> TestClient:
-    return make_client(model=packages["iris"], deployment_id="dep-iris", model_id="model-7")
 
 
 def test_ping_and_info(iris: TestClient) -> None:
@@ -198,45 +193,6 @@ def test_not_ready_until_loaded_and_broken_package_never_ready(
     assert ping.status_code == 503
     assert "not a valid model package" in str(ping.json()["failed"])
     assert client.post("/predictions", json=[{"x": 1}]).status_code == 503
-
-
-def test_open_inference_protocol_v2(iris: TestClient, iris_rows: list[dict[str, float]]) -> None:
-    assert iris.get("/v2/health/live").json() == {"live": True}
-    assert iris.get("/v2/health/ready").status_code == 200
-    meta = iris.get("/v2/models/dep-iris").json()
-    assert [i["name"] for i in meta["inputs"]] == IRIS_COLUMNS
-    assert iris.get("/v2/models/iris/ready").json()["ready"] is True
-    matrix = [[r[c] for c in IRIS_COLUMNS] for r in iris_rows]
-    body = {
-        "id": "r1",
-        "inputs": [
-            {
-                "name": "input-0",
-                "shape": [3, 4],
-                "datatype": "FP64",
-                "data": [v for row in matrix for v in row],
-            }
-        ],
-    }
-    reply = iris.post("/v2/models/dep-iris/infer", json=body).json()
-    assert reply["id"] == "r1" and reply["model_name"] == "dep-iris"
-    outputs = {o["name"]: o for o in reply["outputs"]}
-    assert outputs["predict"]["data"] == [0, 1, 2]
-    assert outputs["predict_proba"]["shape"] == [3, 3]
-    per_column = {
-        "inputs": [
-            {"name": c, "shape": [3], "datatype": "FP64", "data": [r[c] for r in iris_rows]}
-            for c in IRIS_COLUMNS
-        ]
-    }
-    reply2 = iris.post("/v2/models/iris/infer", json=per_column).json()
-    assert reply2["outputs"][0]["data"] == [0, 1, 2]
-    assert iris.get("/v2/models/nope").status_code == 404
-    bad = iris.post(
-        "/v2/models/iris/infer",
-        json={"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}]},
-    )
-    assert bad.status_code == 422 and "3 columns" in bad.json()["message"]
 
 
 def test_body_without_content_type_is_sniffed(iris: TestClient, iris_rows: list[dict[str, float]]) -> None:
