@@ -20,7 +20,7 @@ from shipmate.plugins.kubernetes.cluster import REQUIRED_PERMISSIONS
 from shipmate.plugins.kubernetes.settings import IngressType, parse_settings
 
 HERE = Path(__file__).parent
-CHART = HERE.parent.parent / "charts" / "shipmate"
+CHART = HERE.parents[2] / "charts" / "shipmate"
 EXAMPLES = sorted((CHART / "examples").glob("*.yaml"))
 
 

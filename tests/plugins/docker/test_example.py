@@ -13,7 +13,7 @@ import yaml
 # The first engine test builds the images: minutes on a cold cache (see docs/docker.md).
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(900)]
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "docker"
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "docker"
 
 
 def test_the_docker_example_runs(

@@ -74,7 +74,7 @@ def test_the_documented_runner_command_drives_the_plugin(
     assert fake_api.state.names("deployments") == []
 
 
-EXAMPLES = Path(__file__).parent.parent.parent / "examples" / "kubernetes"
+EXAMPLES = Path(__file__).parents[3] / "examples" / "kubernetes"
 
 
 def test_the_example_configs_run_against_the_fake(

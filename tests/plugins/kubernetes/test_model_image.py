@@ -27,7 +27,7 @@ from shipmate.plugins.kubernetes.settings import parse_settings
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
-IMAGES = Path(__file__).parent.parent.parent / "images"
+IMAGES = Path(__file__).parents[3] / "images"
 
 
 @pytest.fixture(scope="module")
