@@ -13,21 +13,19 @@ import pytest
 
 from shipmate.plugin.errors import ConfigError
 from shipmate.plugin.info import DeploymentInfo
-from shipmate.plugins.kubernetes.manifests import (
-    CONTEXT_CHUNK_BYTES,
+from shipmate.plugins.kubernetes.build import CONTEXT_CHUNK_BYTES, render_build
+from shipmate.plugins.kubernetes.manifests import render_deployment_objects
+from shipmate.plugins.kubernetes.naming import (
     LABEL_MODEL,
     build_job_name,
     dns_label,
     image_tag,
     label_value,
-    parse_quantity,
-    parse_workload,
-    render_build,
-    render_deployment_objects,
     resource_name,
 )
 from shipmate.plugins.kubernetes.rollout import Phase, assess_build, assess_rollout, pod_problem
 from shipmate.plugins.kubernetes.settings import KubernetesSettings, parse_settings
+from shipmate.plugins.kubernetes.workload import parse_quantity, parse_workload
 
 
 def _schema_versions() -> tuple[str, str]:

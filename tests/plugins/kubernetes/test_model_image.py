@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from shipmate.plugins.kubernetes.manifests import BuildPlan, render_build
+from shipmate.plugins.kubernetes.build import BuildPlan, render_build
 from shipmate.plugins.kubernetes.settings import parse_settings
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

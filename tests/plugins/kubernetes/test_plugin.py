@@ -17,7 +17,7 @@ from shipmate.plugin.actions import invoke
 from shipmate.plugin.errors import ConfigError
 from shipmate.plugin.status import ActionStatus, DataKey, DeploymentState
 from shipmate.plugins.kubernetes.cluster import REQUIRED_PERMISSIONS
-from shipmate.plugins.kubernetes.manifests import (
+from shipmate.plugins.kubernetes.naming import (
     ANNOTATION_DEPLOYMENT_ID,
     ANNOTATION_MODEL_ID,
     LABEL_MANAGED_BY,
