@@ -112,7 +112,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 # ---------------------------------------------------------------- formats
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Wire:
     """A prediction request's formats and size, as its headers state them."""
 
