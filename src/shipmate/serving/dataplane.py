@@ -68,7 +68,7 @@ class DataPlane:
             (f for f in self.registry.failures.values() if route in (f.key, f.deployment_id)), None
         )
         if failure is not None:
-            raise DeploymentNotReady(f"deployment {route!r} failed to load: {failure.error}")
+            raise DeploymentNotReady(f"deployment {route!r} failed to load: {failure.public_error}")
         raise DeploymentNotFound(route)
 
     def infer(self, deployment: Deployment, request: InferenceRequest) -> InferenceResponse:

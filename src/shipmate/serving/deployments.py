@@ -9,6 +9,7 @@ finishes the requests it already had.
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -91,9 +92,18 @@ class Deployment:
 class Failure:
     key: str
     error: str
+    """As logged, for the operator: may name paths of this machine."""
     fingerprint: str
     at: datetime = field(default_factory=lambda: datetime.now(UTC))
     deployment_id: str | None = None
+
+    @property
+    def public_error(self) -> str:
+        """The error as health checks show it: every absolute path cut to its last component."""
+        return _ABSOLUTE_PATH.sub(lambda match: match.group(1), self.error)
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.])(?:/[^/\s'\":,]+)+/([^/\s'\":,]+)")
 
 
 def load_deployment(

@@ -178,6 +178,11 @@ def test_prediction_key_required_when_configured(
         == 200
     )
     assert client.get("/ping").status_code == 200  # health stays open
+    assert client.get("/v2/health/ready").status_code == 200
+    # a model's readiness or metadata would tell a stranger which names exist
+    for url in ("/v2/models/iris/ready", "/v2/models/nosuch/ready", "/v2/models/iris", "/info"):
+        assert client.get(url).status_code == 401, url
+    assert client.get("/v2/models/iris/ready", headers={"x-api-key": key}).status_code == 200
 
 
 def test_not_ready_until_loaded_and_broken_package_never_ready(
@@ -192,6 +197,8 @@ def test_not_ready_until_loaded_and_broken_package_never_ready(
     ping = client.get("/ping")
     assert ping.status_code == 503
     assert "not a valid model package" in str(ping.json()["failed"])
+    assert str(tmp_path) not in ping.text  # the health check shows no path of this machine
+    assert "broken.mlpkg" in ping.text
     assert client.post("/predictions", json=[{"x": 1}]).status_code == 503
 
 

@@ -20,7 +20,7 @@ class DataRobotEndpoints:
         registry = self.worker.registry
         if registry.ready:
             return json_response({"message": "OK", "ready": True})
-        failures = {f.deployment_id or f.key: f.error for f in registry.failures.values()}
+        failures = {f.deployment_id or f.key: f.public_error for f in registry.failures.values()}
         return json_response(
             {
                 "message": "not ready",

@@ -30,7 +30,7 @@ class ManagementEndpoints:
             {
                 "deploymentId": f.deployment_id or f.key,
                 "state": DeploymentState.FAILED,
-                "error": f.error,
+                "error": f.public_error,
                 "directory": f.key,
             }
             for f in registry.failures.values()

@@ -42,6 +42,8 @@ class V2Endpoints:
         return json_response(v2.metadata(name, self._deployment(name).manifest))
 
     async def model_ready(self, request: Request) -> Response:
+        # keyed like predictions: an open answer would tell a stranger which names exist
+        self.worker.access.check(request, management=False)
         name = request.path_params["name"]
         try:
             self._deployment(name)
