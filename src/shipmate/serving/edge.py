@@ -134,8 +134,14 @@ class Wire:
 def negotiate(request: Request, limit: int) -> Wire:
     """The request's `Wire`, decided once; refuses a declared body over ``limit`` or an unknown type."""
     length = declared_length(request, limit)
-    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    raw = request.headers.get("content-type", "")
+    ctype = raw.split(";", 1)[0].strip().lower()
     declared: str | None = None
+    kind, _, subtype = ctype.partition("/")
+    if raw.strip() and not (kind and subtype):
+        raise UnsupportedMediaType(
+            f"unparseable Content-Type {raw!r}: send application/json or text/csv"
+        )
     if ctype:
         if ctype == JSON or ctype.endswith("+json"):
             declared = "json"

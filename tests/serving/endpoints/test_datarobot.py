@@ -282,3 +282,25 @@ def test_an_onnx_model_refuses_what_its_float32_input_cannot_take(
         message = reply.json()["message"]
         assert message.startswith("row 1, column 'petal length (cm)'") and expected in message, message
     assert client.post("/predictions", json=[fine]).status_code == 200
+
+
+def test_a_csv_header_naming_a_column_twice_is_refused(
+    iris: TestClient, iris_rows: list[dict[str, float]]
+) -> None:
+    columns = ["sepal length (cm)", "sepal width (cm)", "petal length (cm)", "petal width (cm)"]
+    header = ",".join([*columns, columns[0]])
+    for rows in (3, 2000):  # the small-body reader and pandas
+        body = header + "\n" + "\n".join("1,2,3,4,5" for _ in range(rows)) + "\n"
+        reply = iris.post("/predictions", content=body.encode(), headers={"content-type": "text/csv"})
+        assert reply.status_code == 400, reply.text
+        assert "'sepal length (cm)' appears twice" in reply.json()["message"]
+
+
+def test_an_unparseable_content_type_is_refused(iris: TestClient, iris_rows: list[dict[str, float]]) -> None:
+    import json
+
+    for ctype in (";charset=utf-8", "json", "/"):
+        reply = iris.post(
+            "/predictions", content=json.dumps(iris_rows).encode(), headers={"content-type": ctype}
+        )
+        assert reply.status_code == 415, (ctype, reply.text)

@@ -47,3 +47,14 @@ def test_open_inference_protocol_v2(iris: TestClient, iris_rows: list[dict[str, 
         json={"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}]},
     )
     assert bad.status_code == 422 and "3 columns" in bad.json()["message"]
+
+
+def test_integers_beyond_the_declared_datatype_are_refused(iris: TestClient) -> None:
+    """An INT64 tensor with 1e30 (or 2**70) must not be cast silently to a wrong integer."""
+    for value in (1e30, 2**70, 1.5):
+        body = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "INT64", "data": [1, 2, 3, value]}]}
+        reply = iris.post("/v2/models/iris/infer", json=body)
+        assert reply.status_code == 400, (value, reply.text)
+        assert "INT64" in reply.json()["message"], reply.text
+    fine = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "INT64", "data": [1, 2, 3, 4]}]}
+    assert iris.post("/v2/models/iris/infer", json=fine).status_code == 200

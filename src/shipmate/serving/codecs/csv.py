@@ -101,10 +101,27 @@ def _decode_small_csv(body: bytes) -> InferenceRequest:
     return InferenceRequest(columns=header, rows=rows)
 
 
+def _refuse_repeated_columns(columns: Sequence[str]) -> None:
+    """A column named twice would be scored from one of its copies, silently: refuse it."""
+    seen: set[str] = set()
+    for name in columns:
+        if name in seen:
+            raise InputError(f"column {name!r} appears twice in the header", status=400)
+        seen.add(name)
+
+
 def decode_csv(body: bytes) -> InferenceRequest:
     """Comma-separated values with a header row (cells stay text until the model's types are known)."""
     if len(body) < _SMALL_CSV:
-        return _decode_small_csv(body)
+        request = _decode_small_csv(body)
+        _refuse_repeated_columns(request.columns)
+        return request
+    first_line = body[: body.find(b"\n")] if b"\n" in body else body
+    try:
+        header = next(csv.reader([first_line.decode("utf-8-sig")], skipinitialspace=True), [])
+    except (UnicodeDecodeError, csv.Error):
+        header = []  # pandas names what is wrong with it
+    _refuse_repeated_columns([c.strip() for c in header])
     try:
         frame = pd.read_csv(io.BytesIO(body), skipinitialspace=True)
     except pd.errors.EmptyDataError:

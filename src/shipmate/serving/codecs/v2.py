@@ -61,8 +61,11 @@ def decode(body: bytes, manifest: Manifest) -> InferenceRequest:
         if dtype is None:
             raise InputError(f"inputs[{k}]: unsupported datatype {tensor['datatype']!r}", status=400)
         try:
+            if str(tensor["datatype"])[:1] in "IU":
+                declared = _integer_type(str(tensor["datatype"]), f"inputs[{k}]")
+                _check_integers(tensor["data"], declared, f"inputs[{k}]", str(tensor["datatype"]))
             arr = np.asarray(tensor["data"], dtype=dtype).reshape(tensor["shape"])
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, OverflowError) as exc:
             raise InputError(
                 f"inputs[{k}] ({tensor['name']!r}): data does not fit shape {tensor['shape']}: {exc}",
                 status=400,
@@ -100,6 +103,33 @@ def decode(body: bytes, manifest: Manifest) -> InferenceRequest:
     return InferenceRequest(
         columns=tuple(names), frame=frame, parameters=obj.get("parameters") or {}, request_id=obj.get("id")
     )
+
+
+def _integer_type(datatype: str, where: str) -> np.dtype[Any]:
+    try:
+        declared = np.dtype(datatype.lower())
+    except TypeError:
+        declared = np.dtype(object)
+    if declared.kind not in "iu":
+        raise InputError(f"{where}: unsupported datatype {datatype!r}", status=400)
+    return declared
+
+
+def _check_integers(data: Any, dtype: np.dtype[Any], where: str, datatype: str) -> None:
+    """Integers must fit the declared datatype: numpy would otherwise wrap or truncate them."""
+    values = np.asarray(data)
+    if values.dtype.kind in "iub":
+        return
+    limits = np.iinfo(dtype)
+    if values.dtype.kind == "f":
+        bad = (values != np.trunc(values)) | (values < limits.min) | (values > limits.max)
+        if bad.any():
+            value = values.ravel()[int(np.argmax(bad.ravel()))]
+            raise InputError(f"{where}: {value} is not a whole number within {datatype}", status=400)
+        return
+    for value in values.ravel().tolist():  # e.g. an integer beyond 64 bits (object array)
+        if not isinstance(value, int) or not limits.min <= value <= limits.max:
+            raise InputError(f"{where}: {value!r} is not a whole number within {datatype}", status=400)
 
 
 def _output_datatype(values: list[Any]) -> str:
