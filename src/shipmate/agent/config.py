@@ -34,7 +34,7 @@ from pydantic_settings import (
 )
 
 ENV_PREFIX = "SHIPMATE_AGENT_"
-PLACEHOLDER_MARKS = ("<", "changeme", "CHANGEME", "FILL-IN")
+PLACEHOLDER_MARKS = ("<", "changeme", "CHANGEME", "FILL-IN", "REPLACE-ME", "REPLACE_ME")
 
 
 class AgentConfigError(Exception):
@@ -197,8 +197,13 @@ class AgentSettings(BaseSettings):
     @field_validator("environment_id")
     @classmethod
     def _env_id(cls, value: str) -> str:
-        if not value.strip() or any(mark in value for mark in PLACEHOLDER_MARKS):
-            raise ValueError("must be the id of a prediction environment")
+        if not value.strip():
+            raise ValueError("is empty: set it to an id from shipmate env list")
+        if any(mark in value for mark in PLACEHOLDER_MARKS):
+            raise ValueError(
+                f"{value!r} is a placeholder, not the id of a prediction environment: set it to an id from "
+                "shipmate env list (shipmate init writes a config with the right one)"
+            )
         return value
 
     @classmethod

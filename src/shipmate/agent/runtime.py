@@ -51,6 +51,8 @@ from shipmate.agent.reconciler import (
     observations_from_list,
     plan_status_checks,
 )
+from shipmate.agent.refusals import explain as explain_refusal
+from shipmate.agent.refusals import give_up as give_up_after
 from shipmate.agent.reporter import Reporter
 from shipmate.agent.store import AppliedStore
 from shipmate.agent.workqueue import KeyedWorkQueue
@@ -123,6 +125,8 @@ class Agent:
         self._stop = threading.Event()
         self.started = threading.Event()
         self.connected = False
+        self.failure: str | None = None
+        """Why start-up gave up (the service kept refusing), for the exit message."""
         self._queue = KeyedWorkQueue(self._sync, settings.concurrency, name="action")
         self.reporter = Reporter(
             service,
@@ -223,6 +227,7 @@ class Agent:
 
     def _until_available(self, what: str, call: Any) -> Any:
         delay = 0.2
+        refusals = 0
         while not self._stop.is_set():
             try:
                 value = call()
@@ -230,9 +235,16 @@ class Agent:
                 return value
             except ControlPlaneUnavailable as exc:
                 self._set_connected(False)
+                refusals = 0
                 log.warning("cannot %s: %s; retrying in %.1fs", what, exc, delay)
             except ControlPlaneRejected as exc:
-                log.error("the service refused to %s: %s; retrying in %.1fs", what, exc, delay)
+                refusals += 1
+                reason = explain_refusal(str(exc), self.environment_id)
+                if give_up_after(refusals):
+                    log.error("stopping: the service refused %d times to %s: %s", refusals, what, reason)
+                    self.failure = reason
+                    return None
+                log.error("the service refused to %s: %s; retrying in %.1fs", what, reason, delay)
             self._stop.wait(delay)
             delay = min(delay * 2, self.settings.intervals.reconnect_max)
         return None

@@ -60,13 +60,58 @@ def agent(
         )
         raise typer.Exit(2)
     if check:
+        problem = contact_problem(settings.service_url, settings.token_text(), settings.environment_id)
+        if problem:
+            typer.echo(f"error: {problem}", err=True)
+            raise typer.Exit(1)
         plugin = settings.plugin.command or settings.plugin.name
-        typer.echo(f"ok: environment {settings.environment_id} at {settings.service_url}, plugin {plugin}")
+        typer.echo(
+            f"ok: environment {settings.environment_id} at {settings.service_url} accepts the token; "
+            f"plugin {plugin}"
+        )
         return
+    if settings.metrics.enabled:
+        from shipmate.cli._ports import port_problem
+
+        busy = port_problem(settings.metrics.host, settings.metrics.port)
+        if busy:
+            typer.echo(
+                f"error: metrics.port {settings.metrics.port}: {busy} (another agent on this host? "
+                "set metrics.port in the agent config, or SHIPMATE_AGENT_METRICS__PORT; 0 picks a free port)",
+                err=True,
+            )
+            raise typer.Exit(2)
     logging.getLogger(__name__).info(
         "starting agent for environment %s at %s", settings.environment_id, settings.service_url
     )
     raise typer.Exit(run_agent(settings))
+
+
+def contact_problem(service_url: str, token: str, environment_id: str) -> str | None:
+    """Ask the service what an agent with this token will meet; None when all is well."""
+    from shipmate.cli._common import service_problem
+    from shipmate.client import Forbidden, NotFound, ServiceUnavailable, ShipmateClient, Unauthorized
+
+    try:
+        with ShipmateClient(service_url, token, timeout=10) as client:
+            client.get_environment(environment_id)
+    except ServiceUnavailable as exc:
+        return f"serviceUrl {service_url}: cannot reach the service ({exc.message})"
+    except Unauthorized:
+        return (
+            f"the service at {service_url} refused the token (unknown or revoked): set MLOPS_API_TOKEN to an "
+            f"agent token for {environment_id} (shipmate token create --env {environment_id})"
+        )
+    except Forbidden:
+        return (
+            f"the token is not allowed to read environment {environment_id}: it belongs to another "
+            "environment; create one with shipmate token create --env " + environment_id
+        )
+    except NotFound:
+        return service_problem(service_url) or (
+            f"environmentId {environment_id}: no such environment at {service_url} (shipmate env list)"
+        )
+    return None
 
 
 def _configure_logging(level: str, fmt: str) -> None:

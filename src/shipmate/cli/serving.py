@@ -7,6 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
+from shipmate.cli._ports import port_problem
+
 
 def serve(
     model: Annotated[
@@ -15,8 +17,10 @@ def serve(
     deployments_dir: Annotated[
         Path | None, typer.Option("--deployments-dir", help="Deployments directory (multi-model mode).")
     ] = None,
-    host: Annotated[str | None, typer.Option(help="Address to listen on [default: 127.0.0.1].")] = None,
-    port: Annotated[int | None, typer.Option(help="Port [default: 8080].")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on [default: 127.0.0.1; env SHIPMATE_SERVE_HOST].")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default: 8080; env SHIPMATE_SERVE_PORT].")] = None,
     workers: Annotated[
         int | None, typer.Option(help="Worker processes [default: one per CPU; env PREDICTION_API_WORKERS].")
     ] = None,
@@ -47,7 +51,9 @@ def serve(
     poll_interval: Annotated[
         float | None, typer.Option(help="Deployments-dir scan interval, s [default: 1].")
     ] = None,
-    work_dir: Annotated[Path | None, typer.Option(help="Where packages are unpacked.")] = None,
+    work_dir: Annotated[
+        Path | None, typer.Option(help="Where packages are unpacked [default: a temporary directory].")
+    ] = None,
     log_level: Annotated[str | None, typer.Option(help="Log level [default: info].")] = None,
 ) -> None:
     """Serve model packages over HTTP (DataRobot PPS-compatible, plus Open Inference Protocol v2)."""
@@ -80,6 +86,13 @@ def serve(
         raise typer.Exit(2) from None
     if settings.model is not None and not settings.model.is_file():
         typer.echo(f"error: --model {settings.model}: no such file", err=True)
+        raise typer.Exit(2)
+    problem = port_problem(settings.host, settings.port)
+    if problem:
+        typer.echo(
+            f"error: --port {settings.port}: {problem}; choose another with --port or SHIPMATE_SERVE_PORT",
+            err=True,
+        )
         raise typer.Exit(2)
     run(settings)
 

@@ -1,0 +1,29 @@
+"""When to stop asking a service that keeps refusing the agent at start-up (a pure decision).
+
+A refusal (401 unknown token, 403 token of another environment, 404 no such
+environment) does not heal by waiting, unlike an unreachable service: after a
+few tries the agent stops with the reason instead of looping forever. A few
+tries, not one, so a token or environment created a moment ago still counts.
+"""
+
+from __future__ import annotations
+
+MAX_REFUSALS = 4
+
+
+def give_up(refusals: int, limit: int = MAX_REFUSALS) -> bool:
+    """True once ``refusals`` consecutive refusals reach ``limit``."""
+    return refusals >= limit
+
+
+def explain(message: str, environment_id: str) -> str:
+    """The refusal as a person can act on it (the service's status code picks the advice)."""
+    if "401" in message:
+        advice = "the token is unknown or revoked: set MLOPS_API_TOKEN to an agent token for this environment"
+    elif "403" in message:
+        advice = f"the token belongs to another environment than {environment_id}"
+    elif "404" in message:
+        advice = f"environment {environment_id} does not exist (shipmate env list shows the ids)"
+    else:
+        advice = "the request was refused"
+    return f"{message}: {advice}"
