@@ -43,7 +43,11 @@ def agent(
     _configure_logging(log_level, log_format)
     try:
         settings = load_settings(
-            config, service_url=service_url, environment_id=environment_id, work_dir=work_dir
+            config,
+            service_url=service_url,
+            environment_id=environment_id,
+            work_dir=work_dir,
+            token=_file_token_over_shell_token(config),
         )
         check_plugin(settings)
     except AgentConfigError as exc:
@@ -85,6 +89,28 @@ def agent(
         "starting agent for environment %s at %s", settings.environment_id, settings.service_url
     )
     raise typer.Exit(run_agent(settings))
+
+
+def _file_token_over_shell_token(config: Path | None) -> str | None:
+    """The config file's own token when the only other one is the shell's SHIPMATE_TOKEN.
+
+    SHIPMATE_TOKEN is also what the resource commands use, usually an admin token; a
+    file written for this agent (``shipmate init``) names its own, narrower token.
+    """
+    import os
+
+    import yaml
+
+    if config is None or not config.is_file():
+        return None
+    if any(os.environ.get(name) for name in ("SHIPMATE_AGENT_TOKEN", "MLOPS_API_TOKEN")):
+        return None
+    try:
+        raw = yaml.safe_load(config.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, OSError, UnicodeDecodeError):
+        return None  # load_settings reports it with the line and column
+    token = raw.get("token") if isinstance(raw, dict) else None
+    return token if isinstance(token, str) and token.strip() else None
 
 
 def contact_problem(service_url: str, token: str, environment_id: str) -> str | None:
