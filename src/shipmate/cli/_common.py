@@ -107,6 +107,7 @@ def details(title: str, model: BaseModel) -> None:
 
 @contextmanager
 def progress(description: str) -> Iterator[Callable[[int, int | None], None]]:
+    from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
     with Progress(
@@ -114,6 +115,7 @@ def progress(description: str) -> Iterator[Callable[[int, int | None], None]]:
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
+        console=Console(stderr=True),  # stdout stays clean for --json and --quiet
         transient=True,
     ) as bar:
         task = bar.add_task(description, total=None)

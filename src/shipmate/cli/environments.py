@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -18,8 +19,12 @@ from shipmate.cli._common import (
     environment,
     fail,
     key_values,
+    pending,
     table,
 )
+
+if TYPE_CHECKING:
+    from shipmate.client import Deployment
 
 env_app = typer.Typer(
     help="Prediction environments: create, list, show, update, delete.", no_args_is_help=True
@@ -74,30 +79,45 @@ def env_create(
     emit_json(created) if as_json else details(f"environment {created.id}", created)
 
 
+def health_summary(agent_status: str, deployments: Sequence[Deployment]) -> tuple[str, str]:
+    """Pure: an environment's health and a one-line summary, from the rows ``deployments list`` shows.
+
+    The agent's own check (``agent_status``) says whether the environment works; the
+    deployments' latest reports say how they fare. The worse of the two is the health,
+    so the environment never reads "passing" beside a failing deployment, nor the reverse.
+    """
+    counts: dict[str, int] = {}
+    worst = agent_status
+    order = {"passing": 0, "unknown": 1, "warning": 2, "failing": 3}
+    for d in deployments:
+        if d.desired.state == "deleted":
+            continue
+        key = "pending" if pending(d) else d.observed.state.value
+        counts[key] = counts.get(key, 0) + 1
+        status = d.observed.status.value
+        if not pending(d) and d.desired.state == "running" and order.get(status, 1) > order.get(worst, 1):
+            worst = status
+    total = sum(counts.values())
+    parts = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+    return worst, f"{total} deployment{'s' if total != 1 else ''}" + (f": {parts}" if parts else "")
+
+
 @env_app.command("list")
 def env_list(url: Url = DEFAULT_URL, token: Token = "", as_json: Json = False) -> None:
-    """List prediction environments with their health."""
+    """List prediction environments; health joins the agent's check with its deployments' reports."""
     with client(url, token) as made:
         environments = made.list_environments()
+        deployments = made.list_deployments(limit=1000).items if environments and not as_json else []
     if as_json:
         emit_json(environments)
         return
-    table(
-        "environments",
-        ["id", "name", "platform", "health", "message", "last seen", "agent"],
-        [
-            (
-                e.id,
-                e.name,
-                e.platform,
-                e.health.status.value,
-                e.health.message,
-                e.last_seen_at,
-                e.agent_version,
-            )
-            for e in environments
-        ],
-    )
+    rows = []
+    for e in environments:
+        health, summary = health_summary(
+            e.health.status.value, [d for d in deployments if d.environment_id == e.id]
+        )
+        rows.append((e.id, e.name, e.platform, health, summary, e.last_seen_at, e.agent_version))
+    table("environments", ["id", "name", "platform", "health", "deployments", "last seen", "agent"], rows)
 
 
 @env_app.command("show")
