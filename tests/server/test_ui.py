@@ -78,3 +78,26 @@ def test_an_agent_token_sees_only_its_environment(
     environments = page.inner_text("#environments")
     assert "dev" in environments and "elsewhere" not in environments
     page.close()
+
+
+def test_the_api_docs_render_offline_and_the_root_leads_to_the_ui(browser: Any, server: LiveServer):
+    """Every request the docs page makes stays on the service: no CDN, so it works without internet."""
+    page = browser.new_page()
+    elsewhere: list[str] = []
+
+    def only_loopback(route: Any) -> None:
+        if route.request.url.startswith(server.base_url):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_loopback)
+    page.goto(f"{server.base_url}/api/v1/docs")
+    page.wait_for_selector(".opblock-summary-path", timeout=30_000)
+    assert "/api/v1/deployments" in page.inner_text("#swagger-ui")
+    assert elsewhere == []
+    page.goto(server.base_url + "/")
+    assert page.url.rstrip("/").endswith("/ui")
+    page.wait_for_selector("input[name=token]")
+    page.close()

@@ -17,6 +17,7 @@ from shipmate.server import errors
 from shipmate.server.artifacts import ArtifactStore
 from shipmate.server.db import Database
 from shipmate.server.deps import Runtime
+from shipmate.server.docs import install_docs
 from shipmate.server.feed import ChangeFeed
 from shipmate.server.models import TokenKind
 from shipmate.server.routers import deployments, environments, events, health, packages, tokens, ui
@@ -134,7 +135,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         summary="Control plane: model packages, prediction environments, deployments, events, tokens.",
         lifespan=lifespan,
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url=f"{API_PREFIX}/docs",
+        docs_url=None,  # served offline by install_docs
         redoc_url=None,
     )
     app.state.runtime = runtime
@@ -144,4 +145,5 @@ def create_app(settings: ServerSettings) -> FastAPI:
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(ui.router)
+    install_docs(app, API_PREFIX, ui.UI_PREFIX)
     return app
