@@ -109,3 +109,18 @@ def test_pull_speaks_json(shipmate: Any, make_package: Any, tmp_path: Any):
         shipmate("model", "pull", package["id"], str(tmp_path / "copy.mlpkg"), "--json").output
     )
     assert pulled["sha256"] == package["sha256"] and (tmp_path / "copy.mlpkg").is_file()
+
+
+@pytest.mark.parametrize(
+    ("command", "defaults"),
+    [
+        (["serve"], ["8080", "127.0.0.1", "one per CPU", "50"]),
+        (["server"], ["8000", "4 GiB", "shipmate-data"]),
+        (["demo"], ["8000", "8080", "shipmate-demo"]),
+        (["init"], ["agent.yaml", "filesystem", "9464"]),
+    ],
+)
+def test_help_shows_the_defaults(command: list[str], defaults: list[str]):
+    shown = CliRunner().invoke(build_app(), [*command, "--help"], env={"COLUMNS": "200"}).output
+    for default in defaults:
+        assert f"default: {default}" in shown or f"default: ({default}" in shown, (default, shown)

@@ -90,6 +90,7 @@ def test_the_readme_tour_reaches_predictions(tmp_path: Path):
     assert oct((workdir / "agent.yaml").stat().st_mode & 0o777) == "0o600"
     assert stopped, "the service, agent or prediction server outlived the tour's kill line"
     assert "plugin_stop: passing" in (workdir / "agent.log").read_text()
+    assert "alembic" not in (workdir / "server.log").read_text()  # no migration chatter at start
 
 
 def _group_ends(pgid: int, timeout: float) -> bool:

@@ -31,7 +31,8 @@ def server(
         ),
     ] = None,
     max_upload_bytes: Annotated[
-        int | None, typer.Option("--max-upload-bytes", help="largest model package accepted [default: 4 GiB]")
+        int | None,
+        typer.Option("--max-upload-bytes", help="largest model package accepted", show_default="4 GiB"),
     ] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning, error")] = "info",
 ) -> None:

@@ -18,11 +18,15 @@ def serve(
         Path | None, typer.Option("--deployments-dir", help="Deployments directory (multi-model mode).")
     ] = None,
     host: Annotated[
-        str | None, typer.Option(help="Address to listen on [default: 127.0.0.1; env SHIPMATE_SERVE_HOST].")
+        str | None,
+        typer.Option(help="Address to listen on (env SHIPMATE_SERVE_HOST).", show_default="127.0.0.1"),
     ] = None,
-    port: Annotated[int | None, typer.Option(help="Port [default: 8080; env SHIPMATE_SERVE_PORT].")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port (env SHIPMATE_SERVE_PORT).", show_default="8080")
+    ] = None,
     workers: Annotated[
-        int | None, typer.Option(help="Worker processes [default: one per CPU; env PREDICTION_API_WORKERS].")
+        int | None,
+        typer.Option(help="Worker processes (env PREDICTION_API_WORKERS).", show_default="one per CPU"),
     ] = None,
     api_key: Annotated[
         str | None,
@@ -40,21 +44,24 @@ def serve(
         bool | None,
         typer.Option("--allow-pickled-uploads", help="Accept uploads of non-ONNX packages (they run code)."),
     ] = None,
-    max_body_mb: Annotated[float | None, typer.Option(help="Largest request body, MB [default: 50].")] = None,
+    max_body_mb: Annotated[
+        float | None, typer.Option(help="Largest request body, MB.", show_default="50")
+    ] = None,
     fanout: Annotated[
         bool | None,
         typer.Option(
             "--fanout/--no-fanout",
-            help="Score large batches on idle sibling workers too [default: on; needs --workers > 1].",
+            help="Score large batches on idle sibling workers too (needs --workers > 1).",
+            show_default="on",
         ),
     ] = None,
     poll_interval: Annotated[
-        float | None, typer.Option(help="Deployments-dir scan interval, s [default: 1].")
+        float | None, typer.Option(help="Deployments-dir scan interval, s.", show_default="1")
     ] = None,
     work_dir: Annotated[
-        Path | None, typer.Option(help="Where packages are unpacked [default: a temporary directory].")
+        Path | None, typer.Option(help="Where packages are unpacked.", show_default="a temporary directory")
     ] = None,
-    log_level: Annotated[str | None, typer.Option(help="Log level [default: info].")] = None,
+    log_level: Annotated[str | None, typer.Option(help="Log level.", show_default="info")] = None,
 ) -> None:
     """Serve model packages over HTTP (DataRobot PPS-compatible, plus Open Inference Protocol v2)."""
     from pydantic import ValidationError
