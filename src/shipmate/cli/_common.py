@@ -193,7 +193,10 @@ def deployment_row(d: Deployment) -> tuple[Any, ...]:
     )
 
 
-def show_deployment(d: Deployment, as_json: bool, quiet: bool = False) -> None:
+def show_deployment(d: Deployment | None, as_json: bool, quiet: bool = False, ref: str = "") -> None:
+    if d is None:  # waited for a deletion
+        emit_json({"id": ref, "deleted": True}) if as_json else typer.echo(f"deleted deployment {ref}")
+        return
     if quiet:
         typer.echo(d.id)
     elif as_json:
@@ -232,8 +235,10 @@ def answers(url: str) -> bool:
     return status not in (404, 502, 503)
 
 
-def wait_for(made: ShipmateClient, deployment_id: str, timeout: float) -> Deployment:
-    """Poll until the deployment's latest generation is carried out (and its URL answers); fail clearly."""
+def wait_for(made: ShipmateClient, deployment_id: str, timeout: float) -> Deployment | None:
+    """Poll until the deployment's latest generation is carried out (and its URL answers); fail clearly.
+
+    None once a deployment being deleted is gone."""
     from shipmate.client import NotFound
 
     deadline = time.monotonic() + timeout
@@ -242,14 +247,16 @@ def wait_for(made: ShipmateClient, deployment_id: str, timeout: float) -> Deploy
         try:
             last = made.get_deployment(deployment_id)
         except NotFound:
-            if last is not None and last.desired.state == "deleted":
-                return last
+            if last is None or last.desired.state == "deleted":
+                return None  # removed: a deletion is done
             raise
         outcome = settled(last)
         if outcome is not None and outcome != "done":
             fail(f"deployment {deployment_id}: generation {last.generation} failed: {outcome}")
         url = last.observed.prediction_url
-        if outcome == "done" and (last.desired.state != "running" or not url or answers(url)):
+        if last.desired.state == "deleted":
+            pass  # done only once the record is gone (the agent confirmed the stop)
+        elif outcome == "done" and (last.desired.state != "running" or not url or answers(url)):
             return last
         time.sleep(0.25)
     where = f"; last report: {deployment_row(last)[5]} {last.observed.message or ''}" if last else ""

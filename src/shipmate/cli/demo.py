@@ -297,6 +297,7 @@ class _Demo:
                     "deploymentDirPrefix": "deployment_",
                     "deploymentInfoFile": "config.yml",
                     "deploymentPredictionBaseUrl": predict_url,
+                    "waitForPredictionServer": 30,
                 }
             )
         )

@@ -92,7 +92,7 @@ def deploy(
             active=not inactive,
         )
         if wait:
-            deployment = wait_for(made, deployment.id, timeout)
+            deployment = wait_for(made, deployment.id, timeout) or deployment
     show_deployment(deployment, as_json, quiet)
 
 
@@ -141,10 +141,10 @@ def _change(
     timeout: float = 120.0,
 ) -> None:
     with client(url, token) as made:
-        deployment = call(made)
+        deployment: Deployment | None = call(made)
         if wait:
             deployment = wait_for(made, deployment_id, timeout)
-    show_deployment(deployment, as_json)
+    show_deployment(deployment, as_json, ref=deployment_id)
 
 
 @deployments_app.command("update")
@@ -239,9 +239,11 @@ def deployments_delete(
     force: Annotated[
         bool, typer.Option("--force", help="remove it even if the environment cannot stop it")
     ] = False,
+    wait: Wait = False,
+    timeout: WaitTimeout = 120.0,
     url: Url = DEFAULT_URL,
     token: Token = "",
     as_json: Json = False,
 ) -> None:
     """Stop and remove the deployment (the record goes once the agent confirms, at once with --force)."""
-    _change(deployment_id, url, token, as_json, lambda c: c.delete(deployment_id, force=force))
+    _change(deployment_id, url, token, as_json, lambda c: c.delete(deployment_id, force=force), wait, timeout)

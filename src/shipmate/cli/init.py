@@ -98,6 +98,8 @@ def init(
                     "deploymentDirPrefix": "deployment_",
                     "deploymentInfoFile": "config.yml",
                     "deploymentPredictionBaseUrl": prediction_url.rstrip("/"),
+                    # ready only once the prediction server there serves the model
+                    "waitForPredictionServer": 30,
                 },
                 sort_keys=False,
             ),

@@ -107,6 +107,38 @@ class FilesystemSettings:
         return f"{self.prediction_base_url}/{deployment_id}/predict"
 
 
+def _seconds(value: object, key: str, source: str) -> float:
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ConfigError(f"{key} in {source}: expected a number of seconds >= 0, got {value!r}")
+    return float(value)
+
+
+def wait_until_served(base_url: str, deployment_id: str, model_id: str, seconds: float) -> str | None:
+    """Ask ``<base>/deployments/<id>`` until it serves ``model_id``; None then, else what it said last."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    last = "does not answer"
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base_url}/deployments/{deployment_id}", timeout=2) as response:
+                served = json.loads(response.read()).get("modelId")
+            if served == model_id:
+                return None
+            last = f"still serves model {served}"
+        except urllib.error.HTTPError as exc:
+            last = "does not serve it" if exc.code == 404 else f"answers {exc.code}"
+        except (OSError, ValueError, AttributeError):
+            last = "does not answer"
+        if time.monotonic() >= deadline:
+            return last
+        time.sleep(0.2)
+
+
 def _is_plain_name(name: str) -> bool:
     return bool(name) and name not in (".", "..") and "/" not in name and "\0" not in name
 
@@ -209,6 +241,8 @@ class FilesystemPlugin(PluginBase):
         merged = merge_private_config(self.plugin_config, private_config_file)
         source = f"private config {private_config_file}" if private_config_file else "pluginConfig"
         self.settings = FilesystemSettings.from_config(merged, source)
+        self.serve_wait = _seconds(merged.get("waitForPredictionServer"), "waitForPredictionServer", source)
+        """Seconds a start or replace waits for the prediction server to serve the new model (0: not)."""
 
     # -- environment ----------------------------------------------------------------
 
@@ -255,6 +289,9 @@ class FilesystemPlugin(PluginBase):
         if refusal is not None:
             return refusal
         self._write_deployment(deployment_info)
+        unserved = self._unserved(deployment_info)
+        if unserved:
+            return ActionStatusInfo(ActionStatus.ERROR, msg=unserved, state=DeploymentState.ERRORED)
         data: dict[str, Any] = {DataKey.CURRENT_MODEL_ID: deployment_info.current_model_id}
         url = self.settings.prediction_url(deployment_info.id)
         if url:
@@ -283,11 +320,30 @@ class FilesystemPlugin(PluginBase):
                 state=DeploymentState.ERRORED,
             )
         self._write_deployment(deployment_info)
+        unserved = self._unserved(deployment_info)
+        if unserved:
+            return ActionStatusInfo(ActionStatus.ERROR, msg=unserved, state=DeploymentState.ERRORED)
         return ActionStatusInfo(
             ActionStatus.OK,
             msg=f"model of deployment {deployment_info.id} replaced by {deployment_info.current_model_id}",
             state=DeploymentState.READY,
             data={DataKey.CURRENT_MODEL_ID: deployment_info.current_model_id},
+        )
+
+    def _unserved(self, deployment_info: DeploymentInfo) -> str | None:
+        """With ``waitForPredictionServer`` set, why the prediction server does not serve the model yet."""
+        base = self.settings.prediction_base_url
+        if not self.serve_wait or not base:
+            return None
+        model_id = deployment_info.current_model_id
+        served = wait_until_served(base, deployment_info.id, model_id, self.serve_wait)
+        if served is None:
+            return None
+        where = self.settings.deployment_dir(deployment_info.id)
+        return (
+            f"deployment {deployment_info.id} is written to {where}, "
+            f"but the prediction server at {base} {served} after {self.serve_wait:g} s "
+            f"(is shipmate serve --deployments-dir {self.settings.base_dir} running?)"
         )
 
     def deployment_stop(self, deployment_info: DeploymentInfo) -> ActionStatusInfo:
