@@ -215,10 +215,20 @@ class AgentSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls))
+        return (init_settings, env_settings, _YamlByFieldName(settings_cls))
 
     def token_text(self) -> str:
         return self.token.get_secret_value() if self.token is not None else ""
+
+
+class _YamlByFieldName(YamlConfigSettingsSource):
+    """The YAML file's top-level camelCase keys under their field names, as the environment source
+    gives them: otherwise ``SHIPMATE_AGENT_SERVICE_URL`` beside ``serviceUrl`` in the file reads as
+    two settings, one of them "unknown", instead of the variable overriding the file."""
+
+    def __call__(self) -> dict[str, Any]:
+        by_alias = {to_camel(name): name for name in AgentSettings.model_fields}
+        return {by_alias.get(key, key): value for key, value in super().__call__().items()}
 
 
 def load_settings(path: Path | str | None = None, **overrides: Any) -> AgentSettings:
