@@ -323,3 +323,11 @@ def test_anything_unexpected_is_one_line_and_debug_shows_the_traceback():
     assert "second line" not in line
     debug = runner.invoke(app, ["--debug", "boom"], env={"SHIPMATE_DEBUG": ""})
     assert isinstance(debug.exception, LookupError)
+
+
+def test_the_example_config_outside_the_repository(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    example = Path(__file__).resolve().parents[2] / "examples" / "agent" / "agent.filesystem.yaml"
+    monkeypatch.chdir(tmp_path)
+    result = cli("agent", "--config", str(example), "--environment-id", "e-0123456789", "--check",
+                 env={"MLOPS_API_TOKEN": "smt_x"})  # fmt: skip
+    one_error_line(result, "plugin.privateConfig", "does not exist", f"relative to {tmp_path}")
