@@ -57,6 +57,7 @@ def demo(
     runner = _Demo(data_dir.resolve(), console)
     code = 0
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    previous[signal.SIGINT] = signal.getsignal(signal.SIGINT)
     try:
         runner.lock()
         port = _choose_port(port, any_port, "--port", "service")
@@ -79,9 +80,12 @@ def demo(
     finally:
         for sig in previous:  # a second signal must not cut the clean-up short
             signal.signal(sig, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        runner.stop_all()
-        runner.unlock()
+        try:
+            runner.stop_all()
+            runner.unlock()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     raise typer.Exit(code)
 
 
