@@ -134,6 +134,13 @@ def test_the_target_is_recorded_as_the_target_name(
     assert verified["ok"] is True and verified["name"] == "m"
 
 
+def test_an_output_directory_that_does_not_exist(
+    cli: Any, classifier_files: tuple[Path, Path], tmp_path: Path
+):
+    model, sample = classifier_files
+    one_error_line(build(cli, model, sample, tmp_path / "nodir" / "m.mlpkg"), "--out", "does not exist")
+
+
 # ---- servers on busy ports ---------------------------------------------------------------------
 
 

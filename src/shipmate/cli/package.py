@@ -132,6 +132,8 @@ def build(
         build_sklearn_package,
     )
 
+    if not out.parent.is_dir():
+        _fail(f"--out {out}: the directory {out.parent} does not exist")
     frame = _read_sample(sample)
     if target:
         if target not in frame.columns:
