@@ -338,3 +338,34 @@ def test_the_example_config_outside_the_repository(cli: Any, tmp_path: Path, mon
     result = cli("agent", "--config", str(example), "--environment-id", "e-0123456789", "--check",
                  env={"MLOPS_API_TOKEN": "smt_x"})  # fmt: skip
     one_error_line(result, "plugin.privateConfig", "does not exist", f"relative to {tmp_path}")
+
+
+def test_an_agent_whose_token_is_revoked_stops(server: LiveServer, tmp_path: Path):
+    """Revoked while it runs: the change feed is refused, and after a few tries the agent stops."""
+    from shipmate.client import ShipmateClient
+
+    with ShipmateClient(server.base_url, server.admin_token) as admin:
+        env_id = admin.create_environment("revoked", "filesystem").id
+        info, secret = admin.create_token("agent", env_id, name="soon revoked")
+        config = _agent_config(tmp_path, serviceUrl=server.base_url, environmentId=env_id,
+                               metrics={"port": 0}, intervals={"feedWait": 1})  # fmt: skip
+        agent = subprocess.Popen(
+            [*SHIPMATE, "agent", "--config", str(config)],
+            env={**os.environ, "MLOPS_API_TOKEN": secret},
+            stderr=subprocess.PIPE, text=True, start_new_session=True,
+        )  # fmt: skip
+        try:
+            assert agent.stderr is not None
+            for line in agent.stderr:
+                if "agent running for environment" in line:
+                    break
+            admin.revoke_token(info.id)
+            code = agent.wait(90)
+            rest = agent.stderr.read()
+        finally:
+            if agent.poll() is None:
+                agent.kill()
+                agent.wait(10)
+    assert code == 1
+    assert "stopping: the service refused the change feed" in rest and "revoked" in rest
+    assert "plugin_stop" in rest  # it still stopped cleanly

@@ -147,7 +147,7 @@ class Agent:
             self._stop.wait()
         finally:
             self.shutdown()
-        return 0
+        return 1 if self.failure else 0
 
     def start(self) -> bool:
         """Everything up to the first reconcile; False if stopped before it was ready."""
@@ -297,6 +297,7 @@ class Agent:
     def _follow(self) -> None:
         delay = 0.2
         lost = False
+        refusals = 0
         while not self._stop.is_set():
             try:
                 page = self.service.changes(
@@ -311,11 +312,19 @@ class Agent:
                 delay = min(delay * 2, self.settings.intervals.reconnect_max)
                 continue
             except ControlPlaneRejected as exc:
-                log.error("the service refused the change feed: %s", exc)
+                refusals += 1
+                reason = explain_refusal(str(exc), self.environment_id)
+                if give_up_after(refusals):  # e.g. the token was revoked: waiting will not mend it
+                    log.error("stopping: the service refused the change feed %d times: %s", refusals, reason)
+                    self.failure = reason
+                    self._stop.set()
+                    return
+                log.error("the service refused the change feed: %s", reason)
                 self._stop.wait(delay)
                 delay = min(delay * 2, self.settings.intervals.reconnect_max)
                 continue
             delay = 0.2
+            refusals = 0
             self._set_connected(True)
             for change in page.changes:
                 self._apply_change(change)
