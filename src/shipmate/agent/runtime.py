@@ -53,6 +53,7 @@ from shipmate.agent.reconciler import (
 )
 from shipmate.agent.refusals import explain as explain_refusal
 from shipmate.agent.refusals import give_up as give_up_after
+from shipmate.agent.refusals import is_final as refusal_is_final
 from shipmate.agent.reporter import Reporter
 from shipmate.agent.store import AppliedStore
 from shipmate.agent.workqueue import KeyedWorkQueue
@@ -238,7 +239,7 @@ class Agent:
                 refusals = 0
                 log.warning("cannot %s: %s; retrying in %.1fs", what, exc, delay)
             except ControlPlaneRejected as exc:
-                refusals += 1
+                refusals = refusals + 1 if refusal_is_final(str(exc)) else 0
                 reason = explain_refusal(str(exc), self.environment_id)
                 if give_up_after(refusals):
                     log.error("stopping: the service refused %d times to %s: %s", refusals, what, reason)
@@ -312,7 +313,7 @@ class Agent:
                 delay = min(delay * 2, self.settings.intervals.reconnect_max)
                 continue
             except ControlPlaneRejected as exc:
-                refusals += 1
+                refusals = refusals + 1 if refusal_is_final(str(exc)) else 0
                 reason = explain_refusal(str(exc), self.environment_id)
                 if give_up_after(refusals):  # e.g. the token was revoked: waiting will not mend it
                     log.error("stopping: the service refused the change feed %d times: %s", refusals, reason)
