@@ -43,6 +43,18 @@ def one_error_line(result: Any, *needles: str) -> str:
     return errors[0]
 
 
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """``shipmate agent`` configures the root logger, as a process should; in-process, put it back."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
 @pytest.fixture
 def cli() -> Any:
     runner = CliRunner()
