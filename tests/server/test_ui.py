@@ -101,3 +101,28 @@ def test_the_api_docs_render_offline_and_the_root_leads_to_the_ui(browser: Any, 
     assert page.url.rstrip("/").endswith("/ui")
     page.wait_for_selector("input[name=token]")
     page.close()
+
+
+def test_environment_health_agrees_with_the_deployments_shown(
+    browser: Any, server: LiveServer, api: httpx.Client, world: dict[str, Any]
+):
+    """The agent's stale message said one of them failed; the health shown follows the deployments."""
+    env_id, dep_id = world["env"]["id"], world["deployment"]["id"]
+    headers = {"Authorization": f"Bearer {world['agent_token']}"}
+    report = {"deploymentId": dep_id, "generation": 1, "action": "deployment_start", "phase": "finished",
+              "status": "passing", "state": "ready"}  # fmt: skip
+    assert api.post(f"/api/v1/environments/{env_id}/reports", json={"reports": [report]},
+                    headers=headers).status_code == 200  # fmt: skip
+    health = {"status": "passing", "message": "1 of 1 deployments failing"}
+    assert api.post(f"/api/v1/environments/{env_id}/health", json=health, headers=headers).status_code == 200
+    page = browser.new_page()
+    page.goto(f"{server.base_url}/ui")
+    page.fill("input[name=token]", TEST_ADMIN_TOKEN)
+    page.click("button[type=submit]")
+    page.wait_for_selector("#environments")
+    row = page.inner_text("#environments tr:has-text('dev')")
+    assert "passing — 1 deployment: 1 ready" in row
+    api.post(f"/api/v1/deployments/{dep_id}/deactivate")  # generation 2, not carried out yet
+    page.reload()
+    assert "1 deployment: 1 pending" in page.inner_text("#environments tr:has-text('dev')")
+    page.close()

@@ -172,7 +172,9 @@ DEPLOYMENT_COLUMNS = (
 
 def pending(d: Deployment) -> bool:
     """The environment has not yet reported on the deployment's latest generation."""
-    return d.observed.generation < d.generation or d.observed.phase not in (None, "finished", "observed")
+    from shipmate.common.health import is_pending
+
+    return is_pending(d.generation, d.observed.generation, d.observed.phase)
 
 
 def deployment_row(d: Deployment) -> tuple[Any, ...]:

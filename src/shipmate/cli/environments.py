@@ -80,26 +80,14 @@ def env_create(
 
 
 def health_summary(agent_status: str, deployments: Sequence[Deployment]) -> tuple[str, str]:
-    """Pure: an environment's health and a one-line summary, from the rows ``deployments list`` shows.
+    """The environment's health beside the rows ``deployments list`` shows (the rule the UI uses too)."""
+    from shipmate.common.health import DeploymentView, environment_health
 
-    The agent's own check (``agent_status``) says whether the environment works; the
-    deployments' latest reports say how they fare. The worse of the two is the health,
-    so the environment never reads "passing" beside a failing deployment, nor the reverse.
-    """
-    counts: dict[str, int] = {}
-    worst = agent_status
-    order = {"passing": 0, "unknown": 1, "warning": 2, "failing": 3}
-    for d in deployments:
-        if d.desired.state == "deleted":
-            continue
-        key = "pending" if pending(d) else d.observed.state.value
-        counts[key] = counts.get(key, 0) + 1
-        status = d.observed.status.value
-        if not pending(d) and d.desired.state == "running" and order.get(status, 1) > order.get(worst, 1):
-            worst = status
-    total = sum(counts.values())
-    parts = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
-    return worst, f"{total} deployment{'s' if total != 1 else ''}" + (f": {parts}" if parts else "")
+    views = [
+        DeploymentView(d.desired.state, d.observed.state.value, d.observed.status.value, pending(d))
+        for d in deployments
+    ]
+    return environment_health(agent_status, views)
 
 
 @env_app.command("list")
