@@ -249,7 +249,7 @@ class FilesystemPlugin(PluginBase):
     def _environment_problem(self) -> str | None:
         base = self.settings.base_dir
         if not os.path.exists(base):
-            return f"base directory {base} does not exist"
+            return f"base directory {base} does not exist (create it, or set baseDir to an existing one)"
         if not os.path.isdir(base):
             return f"base directory {base} is not a directory"
         if not os.access(base, os.W_OK | os.X_OK):
