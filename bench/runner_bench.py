@@ -4,7 +4,7 @@
 Three figures, all measured in the same run on the same machine:
 
 1. **Per-process action cost** (how the agent drives an external plugin): the shared
-   harness ``/work/shared/bench/peer_runner.py`` runs deployment_start -> status ->
+   harness (``peer_runner.py``, its path in ``SHIPMATE_PEER_HARNESS``) runs deployment_start -> status ->
    replace_model -> stop for N deployments, one runner process per action, for
    Shipmate's runner and, when its virtualenv exists, DataRobot's. Each is compared
    with bare interpreter start-up (``python -c pass``) of *its own* interpreter,
@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-HARNESS = Path(os.environ.get("SHIPMATE_PEER_HARNESS", "/work/shared/bench/peer_runner.py"))
+HARNESS = Path(os.environ.get("SHIPMATE_PEER_HARNESS", "peer_runner.py"))
 PEER_VENV = REPO / ".cache" / "venv-bosun"
 OUR_RUNNER = Path(sys.executable).parent / "bosun-plugin-runner"
 GOAL_RATIO = 2.5

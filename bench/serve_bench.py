@@ -2,7 +2,7 @@
 """Benchmark `shipmate serve` against MLflow's and DRUM's scoring servers, in one run.
 
 Same model for everyone (the shared harness's 100-tree GradientBoostingClassifier on
-20 numeric features), same load generator (/work/shared/bench/serve_bench.py, wrk),
+20 numeric features), same load generator (the harness's serve_bench.py over wrk; harness in SHARED_BENCH),
 same machine and minutes. Measures single-row requests/s and p50/p99 latency at
 concurrency 1, 8 and 32, rows/s for 1,000-row batches (JSON records and CSV), and the
 in-process predict() floor taken just before, then prints one comparison table.
@@ -32,7 +32,8 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("SHARED_BENCH", "/work/shared/bench"))
+SHARED = Path(os.environ.get("SHARED_BENCH", "peer-bench"))
+"""The peer harness (models, load generator, peer servers): not part of this repository."""
 CACHE = REPO / ".cache" / "bench"
 
 
@@ -345,6 +346,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--conc", default="1,8,32")
     args = ap.parse_args()
+    if not (SHARED / "serve_bench.py").is_file():
+        raise SystemExit(f"peer harness not found in {SHARED} (set SHARED_BENCH to its directory)")
     args.out.mkdir(parents=True, exist_ok=True)
     CACHE.mkdir(parents=True, exist_ok=True)
 

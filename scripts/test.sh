@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: set-up, lint, types, import contracts, tests.
 # Extra arguments go to pytest (e.g. scripts/test.sh tests/plugin -x).
+# SHIPMATE_TEST_WORKERS=N runs the tests in N pytest-xdist workers (tests that share
+# the Docker engine or DataRobot's runner stay on one worker; see tests/conftest.py).
+# Serial by default: on the 2-core machine under other load it was slower (docs/architecture.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +20,12 @@ echo "== import contracts"
 lint-imports
 echo "== pytest"
 set +e
-python -m pytest "$@"
+workers=${SHIPMATE_TEST_WORKERS:-1}
+parallel=()
+if [[ $workers != 1 ]]; then
+    parallel=(-n "$workers" --dist loadgroup)
+fi
+python -m pytest "${parallel[@]}" "$@"
 code=$?
 set -e
 if [[ $code == 5 ]]; then

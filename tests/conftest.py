@@ -1,5 +1,17 @@
-"""Fixtures shared by the tests of the plugin SDK (tests/plugin) and of the built-in plugins
-(tests/plugins): a model artifact to deploy, and the test plugin's private config."""
+"""Suite-wide fixtures and rules.
+
+Fixtures shared by the tests of the plugin SDK (tests/plugin) and of the built-in plugins
+(tests/plugins): a model artifact to deploy, and the test plugin's private config.
+
+Which tests must share one pytest-xdist worker when the suite runs in parallel
+(``SHIPMATE_TEST_WORKERS=2 scripts/test.sh`` runs ``pytest -n 2 --dist loadgroup``): tests
+that use one machine-wide thing that a test session builds or starts share a worker, so
+they never race each other: the Docker engine and its image builds (``make -C images``),
+and the virtualenv with DataRobot's published runner (built once into ``.cache/venv-bosun``).
+Everything else picks free ports, temporary directories and fresh PostgreSQL databases of
+its own.
+"""
+
 
 from __future__ import annotations
 
@@ -42,3 +54,15 @@ def test_plugin_config(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+BOSUN_MODULES = ("test_datarobot_compat.py", "test_drivers.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        if item.get_closest_marker("docker") is not None:
+            item.add_marker(pytest.mark.xdist_group("docker-engine"))
+        elif item.path.name in BOSUN_MODULES:
+            item.add_marker(pytest.mark.xdist_group("bosun-venv"))

@@ -2,7 +2,9 @@
 # Makes sure a Docker engine answers: does nothing when `docker info` works, else
 # starts dockerd in the background (log under $CACHE_DIR) and waits for it.
 # Exit 0 when the engine answers; 1 with the reason on stderr otherwise.
-# Env: CACHE_DIR (default <repo>/.cache), DOCKERD_WAIT (seconds, default 60).
+# Env: CACHE_DIR (default <repo>/.cache), DOCKERD_WAIT (seconds, default 60),
+# DOCKERD_PIDFILE (when set and dockerd is started here, its pid is written there, so
+# whoever asked, e.g. a test session, can stop what it started).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -37,4 +39,7 @@ until docker info >/dev/null 2>&1; do
     fi
     sleep 0.5
 done
+if [[ -n ${DOCKERD_PIDFILE:-} ]]; then
+    echo $! >"$DOCKERD_PIDFILE"
+fi
 log "started dockerd (pid $!), log $logfile"

@@ -78,3 +78,51 @@ def test_an_agent_token_sees_only_its_environment(
     environments = page.inner_text("#environments")
     assert "dev" in environments and "elsewhere" not in environments
     page.close()
+
+
+def test_the_api_docs_render_offline_and_the_root_leads_to_the_ui(browser: Any, server: LiveServer):
+    """Every request the docs page makes stays on the service: no CDN, so it works without internet."""
+    page = browser.new_page()
+    elsewhere: list[str] = []
+
+    def only_loopback(route: Any) -> None:
+        if route.request.url.startswith(server.base_url):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_loopback)
+    page.goto(f"{server.base_url}/api/v1/docs")
+    page.wait_for_selector(".opblock-summary-path", timeout=30_000)
+    assert "/api/v1/deployments" in page.inner_text("#swagger-ui")
+    assert elsewhere == []
+    page.goto(server.base_url + "/")
+    assert page.url.rstrip("/").endswith("/ui")
+    page.wait_for_selector("input[name=token]")
+    page.close()
+
+
+def test_environment_health_agrees_with_the_deployments_shown(
+    browser: Any, server: LiveServer, api: httpx.Client, world: dict[str, Any]
+):
+    """The agent's stale message said one of them failed; the health shown follows the deployments."""
+    env_id, dep_id = world["env"]["id"], world["deployment"]["id"]
+    headers = {"Authorization": f"Bearer {world['agent_token']}"}
+    report = {"deploymentId": dep_id, "generation": 1, "action": "deployment_start", "phase": "finished",
+              "status": "passing", "state": "ready"}  # fmt: skip
+    assert api.post(f"/api/v1/environments/{env_id}/reports", json={"reports": [report]},
+                    headers=headers).status_code == 200  # fmt: skip
+    health = {"status": "passing", "message": "1 of 1 deployments failing"}
+    assert api.post(f"/api/v1/environments/{env_id}/health", json=health, headers=headers).status_code == 200
+    page = browser.new_page()
+    page.goto(f"{server.base_url}/ui")
+    page.fill("input[name=token]", TEST_ADMIN_TOKEN)
+    page.click("button[type=submit]")
+    page.wait_for_selector("#environments")
+    row = page.inner_text("#environments tr:has-text('dev')")
+    assert "passing — 1 deployment: 1 ready" in row
+    api.post(f"/api/v1/deployments/{dep_id}/deactivate")  # generation 2, not carried out yet
+    page.reload()
+    assert "1 deployment: 1 pending" in page.inner_text("#environments tr:has-text('dev')")
+    page.close()

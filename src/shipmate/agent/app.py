@@ -61,7 +61,8 @@ def check_plugin(settings: AgentSettings) -> None:
             raise FileNotFoundError(f"plugin.command: {program!r} is not an executable on PATH or a file")
         return
     if plugin.private_config is not None and not Path(plugin.private_config).is_file():
-        raise FileNotFoundError(f"plugin.privateConfig: {plugin.private_config} does not exist")
+        where = "" if Path(plugin.private_config).is_absolute() else f" (relative to {Path.cwd()})"
+        raise FileNotFoundError(f"plugin.privateConfig: {plugin.private_config} does not exist{where}")
     from shipmate.plugin.loader import load_plugin_class
 
     assert plugin.name is not None

@@ -37,7 +37,7 @@ from shipmate.common.backoff import Backoff
 from shipmate.plugin.actions import Action
 
 ENV_PREFIX = "SHIPMATE_AGENT_"
-PLACEHOLDER_MARKS = ("<", "changeme", "CHANGEME", "FILL-IN")
+PLACEHOLDER_MARKS = ("<", "changeme", "CHANGEME", "FILL-IN", "REPLACE-ME", "REPLACE_ME")
 RECONNECT_FIRST_DELAY = 0.2
 """Seconds before the first reconnection attempt to an unreachable service."""
 
@@ -216,8 +216,13 @@ class AgentSettings(BaseSettings):
     @field_validator("environment_id")
     @classmethod
     def _env_id(cls, value: str) -> str:
-        if not value.strip() or any(mark in value for mark in PLACEHOLDER_MARKS):
-            raise ValueError("must be the id of a prediction environment")
+        if not value.strip():
+            raise ValueError("is empty: set it to an id from shipmate env list")
+        if any(mark in value for mark in PLACEHOLDER_MARKS):
+            raise ValueError(
+                f"{value!r} is a placeholder, not the id of a prediction environment: set it to an id from "
+                "shipmate env list (shipmate init writes a config with the right one)"
+            )
         return value
 
     @classmethod
@@ -229,10 +234,20 @@ class AgentSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls))
+        return (init_settings, env_settings, _YamlByFieldName(settings_cls))
 
     def token_text(self) -> str:
         return self.token.get_secret_value() if self.token is not None else ""
+
+
+class _YamlByFieldName(YamlConfigSettingsSource):
+    """The YAML file's top-level camelCase keys under their field names, as the environment source
+    gives them: otherwise ``SHIPMATE_AGENT_SERVICE_URL`` beside ``serviceUrl`` in the file reads as
+    two settings, one of them "unknown", instead of the variable overriding the file."""
+
+    def __call__(self) -> dict[str, Any]:
+        by_alias = {to_camel(name): name for name in AgentSettings.model_fields}
+        return {by_alias.get(key, key): value for key, value in super().__call__().items()}
 
 
 def load_settings(path: Path | str | None = None, **overrides: Any) -> AgentSettings:

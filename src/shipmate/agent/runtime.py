@@ -42,6 +42,9 @@ from shipmate.agent.reconciler import (
     observations_from_list,
     plan_status_checks,
 )
+from shipmate.agent.refusals import explain as explain_refusal
+from shipmate.agent.refusals import give_up as give_up_after
+from shipmate.agent.refusals import is_final as refusal_is_final
 from shipmate.agent.reporter import Reporter
 from shipmate.agent.store import AppliedStore
 from shipmate.agent.workqueue import KeyedWorkQueue
@@ -87,6 +90,8 @@ class Agent:
         self._stop = threading.Event()
         self.started = threading.Event()
         self.connected = False
+        self.failure: str | None = None
+        """Why start-up gave up (the service kept refusing), for the exit message."""
         self._queue = KeyedWorkQueue(self._sync, settings.concurrency, name="action")
         self.reporter = Reporter(
             service,
@@ -122,7 +127,7 @@ class Agent:
             self._stop.wait()
         finally:
             self.shutdown()
-        return 0
+        return 1 if self.failure else 0
 
     def start(self) -> bool:
         """Everything up to the first reconcile; False if stopped before it was ready."""
@@ -202,6 +207,7 @@ class Agent:
     def _until_available(self, what: str, call: Any) -> Any:
         backoff = self.settings.intervals.reconnect_backoff
         failures = 0
+        refusals = 0
         while not self._stop.is_set():
             try:
                 value = call()
@@ -211,11 +217,18 @@ class Agent:
                 failures += 1
                 delay = backoff.delay(failures)
                 self._set_connected(False)
+                refusals = 0
                 log.warning("cannot %s: %s; retrying in %.1fs", what, exc, delay)
             except ControlPlaneRejected as exc:
                 failures += 1
                 delay = backoff.delay(failures)
-                log.error("the service refused to %s: %s; retrying in %.1fs", what, exc, delay)
+                refusals = refusals + 1 if refusal_is_final(str(exc)) else 0
+                reason = explain_refusal(str(exc), self.environment_id)
+                if give_up_after(refusals):
+                    log.error("stopping: the service refused %d times to %s: %s", refusals, what, reason)
+                    self.failure = reason
+                    return None
+                log.error("the service refused to %s: %s; retrying in %.1fs", what, reason, delay)
             self._stop.wait(delay)
         return None
 
@@ -261,6 +274,7 @@ class Agent:
         backoff = self.settings.intervals.reconnect_backoff
         failures = 0
         lost = False
+        refusals = 0
         while not self._stop.is_set():
             try:
                 page = self.service.changes(
@@ -275,11 +289,19 @@ class Agent:
                 self._stop.wait(backoff.delay(failures))
                 continue
             except ControlPlaneRejected as exc:
-                log.error("the service refused the change feed: %s", exc)
+                refusals = refusals + 1 if refusal_is_final(str(exc)) else 0
+                reason = explain_refusal(str(exc), self.environment_id)
+                if give_up_after(refusals):  # e.g. the token was revoked: waiting will not mend it
+                    log.error("stopping: the service refused the change feed %d times: %s", refusals, reason)
+                    self.failure = reason
+                    self._stop.set()
+                    return
+                log.error("the service refused the change feed: %s", reason)
                 failures += 1
                 self._stop.wait(backoff.delay(failures))
                 continue
             failures = 0
+            refusals = 0
             self._set_connected(True)
             for change in page.changes:
                 self._apply_change(change)

@@ -39,17 +39,29 @@ def demo(
     predict_port: Annotated[
         int, typer.Option("--predict-port", help="prediction server port (0 = any)")
     ] = 8080,
+    any_port: Annotated[
+        bool, typer.Option("--any-port", help="if a port is busy, use a free one instead of stopping")
+    ] = False,
     once: Annotated[bool, typer.Option("--once", help="stop everything after the demonstration")] = False,
     rows: Annotated[int, typer.Option("--rows", min=1, max=50, help="how many predictions to send")] = 3,
     json_output: Annotated[bool, typer.Option("--json", help="print a JSON summary at the end")] = False,
 ) -> None:
-    """Run service + agent + prediction server locally, deploy a sample model and query it."""
+    """Run service + agent + prediction server locally, deploy a sample model and query it.
+
+    Ctrl-C, SIGTERM or SIGHUP stop everything it started. A second run reuses the
+    environment, model and deployment of the first (same data directory).
+    """
     from rich.console import Console
 
     console = Console(stderr=json_output)
     runner = _Demo(data_dir.resolve(), console)
     code = 0
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    previous[signal.SIGINT] = signal.getsignal(signal.SIGINT)
     try:
+        runner.lock()
+        port = _choose_port(port, any_port, "--port", "service")
+        predict_port = _choose_port(predict_port, any_port, "--predict-port", "prediction server")
         summary = runner.run(port, predict_port, rows)
         if json_output:
             import json
@@ -60,13 +72,40 @@ def demo(
             runner.wait_forever()
     except _DemoFailed as exc:
         console.print(f"[red]demo failed:[/red] {exc}")
-        console.print(f"logs: {runner.logs}")
+        if runner.logs.is_dir():
+            console.print(f"logs: {runner.logs}")
         code = 1
     except KeyboardInterrupt:
-        console.print("\ninterrupted")
+        console.print("\ninterrupted: stopping what the demo started")
     finally:
-        runner.stop_all()
+        for sig in previous:  # a second signal must not cut the clean-up short
+            signal.signal(sig, signal.SIG_IGN)
+        try:
+            runner.stop_all()
+            runner.unlock()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     raise typer.Exit(code)
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    """SIGTERM/SIGHUP take the same path as Ctrl-C, so everything started is stopped."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _choose_port(port: int, any_port: bool, option: str, what: str) -> int:
+    """The port to use: as given; a free one for 0 or, with --any-port, when the given one is busy."""
+    if port == 0:
+        return _free_port()
+    if not _busy(port):
+        return port
+    if any_port:
+        return _free_port()
+    raise _DemoFailed(
+        f"{option} {port}: the port is in use, so the {what} cannot start there (is another demo "
+        f"running? stop it first, or pass --any-port to use free ports, or {option} N)"
+    )
 
 
 class _DemoFailed(Exception):
@@ -79,6 +118,34 @@ class _Demo:
         self.console = console
         self.logs = data_dir / "logs"
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._lock: Any = None
+
+    def lock(self) -> None:
+        """One demo per data directory: two would share one SQLite file and one deployments directory."""
+        import fcntl
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        handle = open(self.dir / "demo.lock", "a+")  # noqa: SIM115 - held for the demo's lifetime
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            handle.close()
+            raise _DemoFailed(
+                f"another demo (pid {holder}) is running from {self.dir}: stop it first, "
+                "or pass --data-dir DIR for a separate one"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._lock = handle
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     # -- the steps ----------------------------------------------------------------------
 
@@ -87,8 +154,6 @@ class _Demo:
 
         self.dir.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(exist_ok=True)
-        port = _free_port() if port == 0 or _busy(port) else port
-        predict_port = _free_port() if predict_port == 0 or _busy(predict_port) else predict_port
         admin_token = self._admin_token()
         service_url = f"http://127.0.0.1:{port}"
         predict_url = f"http://127.0.0.1:{predict_port}"
@@ -119,15 +184,22 @@ class _Demo:
             env = admin.create_environment(
                 "demo-filesystem", "filesystem", description="shipmate demo: deployments as directories"
             )
-        _, agent_token = admin.create_token(kind="agent", environment_id=env.id, name="demo agent")
+        agent_token = self._agent_token(admin, env.id)
         console.print(f"[green]✓[/green] prediction environment {env.id} (filesystem)")
 
-        with console.status("Building a sample model (scikit-learn, iris data shipped with it)…"):
-            package_path, sample = self._build_model()
-            package = admin.upload_model_package(package_path)
-        console.print(
-            f"[green]✓[/green] model package {package.id} ({package.name} {package.version}) registered"
-        )
+        sample = _sample()
+        existing = admin.list_model_packages(name="iris-demo", limit=1)
+        if existing:
+            package = admin.get_model_package(existing[0].id)
+            console.print(
+                f"[green]✓[/green] model package {package.id} ({package.name} {package.version}) reused"
+            )
+        else:
+            with console.status("Building a sample model (scikit-learn, iris data shipped with it)…"):
+                package = admin.upload_model_package(self._build_model())
+            console.print(
+                f"[green]✓[/green] model package {package.id} ({package.name} {package.version}) registered"
+            )
 
         deployments_dir = self.dir / "deployments"
         deployments_dir.mkdir(exist_ok=True)
@@ -143,9 +215,7 @@ class _Demo:
             self._wait_http(f"{predict_url}/ping", "prediction server", 90)
         console.print(f"[green]✓[/green] agent and prediction server running (logs in {self.logs})")
 
-        deployment = admin.create_deployment(
-            env.id, package.id, name="iris-demo", description="shipmate demo"
-        )
+        deployment = self._deployment(admin, env.id, package.id, predict_url)
         ready = self._follow(admin, deployment.id)
         console.print(f"[green]✓[/green] deployment {deployment.id} is [bold]ready[/bold]")
 
@@ -180,7 +250,33 @@ class _Demo:
             handle.write(token + "\n")
         return token
 
-    def _build_model(self) -> tuple[Path, list[dict[str, Any]]]:
+    def _agent_token(self, admin: Any, env_id: str) -> str:
+        """The demo agent's token, kept in the data directory so runs do not pile tokens up."""
+        path = self.dir / "agent-token"
+        if path.exists():
+            return path.read_text().strip()
+        _, token = admin.create_token(kind="agent", environment_id=env_id, name="demo agent")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(token + "\n")
+        return str(token)
+
+    def _deployment(self, admin: Any, env_id: str, package_id: str, predict_url: str) -> Any:
+        """The demo's deployment: an earlier run's (relaunched if its URL is stale), or a new one."""
+        page = admin.list_deployments(environment_id=env_id, name="iris-demo", limit=10)
+        mine = [d for d in page.items if d.desired.state != "deleted"]
+        if not mine:
+            return admin.create_deployment(env_id, package_id, name="iris-demo", description="shipmate demo")
+        found = mine[0]
+        self.console.print(f"[green]✓[/green] deployment {found.id} reused")
+        if found.desired.state == "stopped":
+            return admin.activate(found.id)
+        url = found.observed.prediction_url or ""
+        if not url.startswith(predict_url + "/") or found.observed.state.value != "ready":
+            return admin.relaunch(found.id)  # the prediction server moved, or it was not serving
+        return found
+
+    def _build_model(self) -> Path:
         from sklearn.datasets import load_iris
         from sklearn.linear_model import LogisticRegression
 
@@ -192,8 +288,7 @@ class _Demo:
         path = self.dir / "iris-demo.mlpkg"
         version = time.strftime("%Y%m%d-%H%M%S")
         build_sklearn_package(model, X.head(30), path, name="iris-demo", version=version)
-        sample = X.sample(n=min(50, len(X)), random_state=7).to_dict(orient="records")
-        return path, [{str(k): float(v) for k, v in row.items()} for row in sample]
+        return path
 
     def _agent_config(self, service_url: str, env_id: str, deployments_dir: Path, predict_url: str) -> Path:
         import yaml
@@ -206,6 +301,7 @@ class _Demo:
                     "deploymentDirPrefix": "deployment_",
                     "deploymentInfoFile": "config.yml",
                     "deploymentPredictionBaseUrl": predict_url,
+                    "waitForPredictionServer": 30,
                 }
             )
         )
@@ -316,6 +412,15 @@ class _Demo:
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait(10)
         self.processes.clear()
+
+
+def _sample() -> list[dict[str, Any]]:
+    """Rows to send for predictions (iris, shipped with scikit-learn: no download)."""
+    from sklearn.datasets import load_iris
+
+    X = load_iris(as_frame=True).data
+    sample = X.sample(n=min(50, len(X)), random_state=7).to_dict(orient="records")
+    return [{str(k): float(v) for k, v in row.items()} for row in sample]
 
 
 def _free_port() -> int:

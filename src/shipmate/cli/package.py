@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -19,7 +19,7 @@ class Kind(StrEnum):
     custom = "custom"
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(1)
 
@@ -66,7 +66,10 @@ def inspect(
 
 
 @package_app.command("verify")
-def verify(path: Annotated[Path, typer.Argument(help="The .mlpkg file.")]) -> None:
+def verify(
+    path: Annotated[Path, typer.Argument(help="The .mlpkg file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
     """Check a package's structure and the SHA-256 of every file (exit 1 if anything is wrong)."""
     from shipmate.packages import PackageError, file_sha256, verify_package
 
@@ -75,10 +78,20 @@ def verify(path: Annotated[Path, typer.Argument(help="The .mlpkg file.")]) -> No
     except PackageError as exc:
         _fail(str(exc))
         return
+    if as_json:
+        result = {"ok": True, "name": manifest.name, "version": manifest.version}
+        typer.echo(json.dumps({**result, "files": len(manifest.files), "sha256": file_sha256(path)}))
+        return
     typer.echo(
         f"ok: {manifest.name} {manifest.version}, {len(manifest.files)} file(s) verified; "
         f"package sha256 {file_sha256(path)}"
     )
+
+
+class TargetKind(StrEnum):
+    regression = "regression"
+    binary = "binary"
+    multiclass = "multiclass"
 
 
 @package_app.command("build")
@@ -97,17 +110,20 @@ def build(
     out: Annotated[Path, typer.Option("--out", "-o", help="The .mlpkg to write.")],
     name: Annotated[str, typer.Option(help="Package name.")],
     version: Annotated[str, typer.Option(help="Package version.")] = "1",
-    target: Annotated[str | None, typer.Option(help="Target column in the sample (dropped).")] = None,
-    target_type: Annotated[str | None, typer.Option(help="regression, binary or multiclass.")] = None,
+    target: Annotated[
+        str | None, typer.Option(help="Target column in the sample (dropped; recorded as the target name).")
+    ] = None,
+    target_type: Annotated[
+        TargetKind | None, typer.Option(help="Read from a scikit-learn/MLflow model when left out.")
+    ] = None,
     class_labels: Annotated[str | None, typer.Option(help="Comma-separated class labels, in order.")] = None,
     description: Annotated[str, typer.Option(help="Free text.")] = "",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
 ) -> None:
     """Build a package; the model is validated by scoring the sample first.
 
     Loading a pickled sklearn model runs code from that file: build only from files you trust.
     """
-    import pandas as pd
-
     from shipmate.packages import (
         PackageError,
         build_custom_package,
@@ -116,10 +132,12 @@ def build(
         build_sklearn_package,
     )
 
-    frame = pd.read_csv(sample)
+    if not out.parent.is_dir():
+        _fail(f"--out {out}: the directory {out.parent} does not exist")
+    frame = _read_sample(sample)
     if target:
         if target not in frame.columns:
-            _fail(f"{sample}: no column {target!r}")
+            _fail(f"--sample {sample}: no column {target!r} (the --target); columns: {list(frame.columns)}")
         frame = frame.drop(columns=target)
     labels: list[Any] | None = None
     if class_labels:
@@ -129,29 +147,67 @@ def build(
         "version": version,
         "class_labels": labels,
         "description": description,
+        "target_name": target,
     }
+    kind_type = target_type.value if target_type is not None else None
+    if kind in (Kind.onnx, Kind.custom) and kind_type is None:
+        _fail(f"--target-type is required for {kind} models (regression, binary or multiclass)")
+    if kind in (Kind.mlflow, Kind.custom):
+        if not model.is_dir():
+            _fail(f"model {model}: a {kind} model is a directory; no such directory")
+    elif not model.is_file():
+        _fail(f"model {model}: no such file")
     try:
         if kind is Kind.sklearn:
-            import joblib
-
             manifest = build_sklearn_package(
-                joblib.load(model), frame, out, target_type=target_type, **common
+                _load_sklearn(model), frame, out, target_type=kind_type, **common
             )
         elif kind is Kind.mlflow:
-            manifest = build_mlflow_package(model, frame, out, target_type=target_type, **common)
+            manifest = build_mlflow_package(model, frame, out, target_type=kind_type, **common)
         else:
-            if target_type is None:
-                _fail(f"--target-type is required for {kind} models")
-                return
             builder = build_onnx_package if kind is Kind.onnx else build_custom_package
-            manifest = builder(model, frame, out, target_type=target_type, **common)
+            manifest = builder(model, frame, out, target_type=kind_type or "", **common)
     except PackageError as exc:
         _fail(str(exc))
+        return
+    if as_json:
+        typer.echo(json.dumps(manifest.to_json_dict(), indent=2))
         return
     typer.echo(
         f"wrote {out}: {manifest.name} {manifest.version} ({manifest.framework}, {manifest.target_type}, "
         f"{len(manifest.features)} features)"
     )
+
+
+def _read_sample(sample: Path) -> Any:
+    """The sample as a DataFrame; a missing or unreadable file is one line naming --sample."""
+    import pandas as pd
+
+    if not sample.is_file():
+        _fail(f"--sample {sample}: no such file")
+    try:
+        frame = pd.read_csv(sample)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        _fail(f"--sample {sample}: not a readable CSV file: {str(exc).splitlines()[0]}")
+    if frame.empty or len(frame.columns) == 0:
+        _fail(f"--sample {sample}: the CSV has no rows")
+    return frame
+
+
+def _load_sklearn(model: Path) -> Any:
+    """Unpickle the estimator; a file that is not a joblib/pickle dump is one line naming it."""
+    import joblib
+
+    try:
+        loaded = joblib.load(model)
+    except Exception as exc:  # unpickling a foreign file raises nearly anything (KeyError, EOFError ...)
+        _fail(
+            f"model {model}: not a scikit-learn model saved with joblib.dump or pickle "
+            f"({type(exc).__name__}: {str(exc)[:120]})"
+        )
+    if not hasattr(loaded, "predict"):
+        _fail(f"model {model}: holds a {type(loaded).__name__}, not a fitted estimator (no predict method)")
+    return loaded
 
 
 def _label(text: str) -> Any:

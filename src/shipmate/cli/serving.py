@@ -7,6 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
+from shipmate.cli._ports import port_problem
+
 
 def serve(
     model: Annotated[
@@ -15,10 +17,16 @@ def serve(
     deployments_dir: Annotated[
         Path | None, typer.Option("--deployments-dir", help="Deployments directory (multi-model mode).")
     ] = None,
-    host: Annotated[str | None, typer.Option(help="Address to listen on [default: 127.0.0.1].")] = None,
-    port: Annotated[int | None, typer.Option(help="Port [default: 8080].")] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(help="Address to listen on (env SHIPMATE_SERVE_HOST).", show_default="127.0.0.1"),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port (env SHIPMATE_SERVE_PORT).", show_default="8080")
+    ] = None,
     workers: Annotated[
-        int | None, typer.Option(help="Worker processes [default: one per CPU; env PREDICTION_API_WORKERS].")
+        int | None,
+        typer.Option(help="Worker processes (env PREDICTION_API_WORKERS).", show_default="one per CPU"),
     ] = None,
     api_key: Annotated[
         str | None,
@@ -36,19 +44,24 @@ def serve(
         bool | None,
         typer.Option("--allow-pickled-uploads", help="Accept uploads of non-ONNX packages (they run code)."),
     ] = None,
-    max_body_mb: Annotated[float | None, typer.Option(help="Largest request body, MB [default: 50].")] = None,
+    max_body_mb: Annotated[
+        float | None, typer.Option(help="Largest request body, MB.", show_default="50")
+    ] = None,
     fanout: Annotated[
         bool | None,
         typer.Option(
             "--fanout/--no-fanout",
-            help="Score large batches on idle sibling workers too [default: on; needs --workers > 1].",
+            help="Score large batches on idle sibling workers too (needs --workers > 1).",
+            show_default="on",
         ),
     ] = None,
     poll_interval: Annotated[
-        float | None, typer.Option(help="Deployments-dir scan interval, s [default: 1].")
+        float | None, typer.Option(help="Deployments-dir scan interval, s.", show_default="1")
     ] = None,
-    work_dir: Annotated[Path | None, typer.Option(help="Where packages are unpacked.")] = None,
-    log_level: Annotated[str | None, typer.Option(help="Log level [default: info].")] = None,
+    work_dir: Annotated[
+        Path | None, typer.Option(help="Where packages are unpacked.", show_default="a temporary directory")
+    ] = None,
+    log_level: Annotated[str | None, typer.Option(help="Log level.", show_default="info")] = None,
 ) -> None:
     """Serve model packages over HTTP (DataRobot PPS-compatible, plus Open Inference Protocol v2)."""
     from pydantic import ValidationError
@@ -80,6 +93,13 @@ def serve(
         raise typer.Exit(2) from None
     if settings.model is not None and not settings.model.is_file():
         typer.echo(f"error: --model {settings.model}: no such file", err=True)
+        raise typer.Exit(2)
+    problem = port_problem(settings.host, settings.port)
+    if problem:
+        typer.echo(
+            f"error: --port {settings.port}: {problem}; choose another with --port or SHIPMATE_SERVE_PORT",
+            err=True,
+        )
         raise typer.Exit(2)
     run(settings)
 

@@ -164,6 +164,12 @@ def _classifier_target(
         else:
             target_type = TargetType.BINARY if len(classes) == 2 else TargetType.MULTICLASS
     target_type = TargetType(target_type)
+    if classes is not None and not target_type.is_classification:
+        raise PackageError(
+            f"target type {target_type.value}: the model is a classifier "
+            f"(classes {', '.join(str(c) for c in list(classes)[:5])}); "
+            "give binary or multiclass, or leave the target type out to read it from the model"
+        )
     if target_type.is_classification and class_labels is None and classes is not None:
         class_labels = list(classes)
     return target_type, list(class_labels) if class_labels is not None else None

@@ -18,6 +18,7 @@ from shipmate.server import errors
 from shipmate.server.artifacts import ArtifactStore
 from shipmate.server.db import Database
 from shipmate.server.deps import Runtime
+from shipmate.server.docs import install_docs
 from shipmate.server.feed import ChangeFeed
 from shipmate.server.models import TokenKind
 from shipmate.server.openapi import document_errors
@@ -142,7 +143,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         summary="Control plane: model packages, prediction environments, deployments, events, tokens.",
         lifespan=lifespan,
         openapi_url=f"{API_PREFIX}/openapi.json",
-        docs_url=f"{API_PREFIX}/docs",
+        docs_url=None,  # served offline by install_docs
         redoc_url=None,
     )
     app.state.runtime = runtime
@@ -152,5 +153,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(ui.router)
+    install_docs(app, API_PREFIX, ui.UI_PREFIX)
     app.openapi = lambda: document_errors(app)  # type: ignore[method-assign]
     return app

@@ -1,7 +1,8 @@
 """Fixtures for the Docker plugin's tests: a real engine, locally built images, real packages.
 
-The engine fixture starts ``dockerd`` when none answers (images/scripts/ensure-dockerd.sh)
-and skips the engine tests, saying why, when it cannot. The images fixture runs
+The engine fixture starts ``dockerd`` when none answers (images/scripts/ensure-dockerd.sh),
+stops it again when the session ends, and skips the engine tests, saying why, when it
+cannot start one. The images fixture runs
 ``make -C images`` (debootstrap base OS, wheelhouse, runtime, prediction server,
 agent, proxy): every step is cached, so a warm run costs seconds; a cold one a few
 minutes. Everything a session creates carries a unique environment id, container
@@ -63,14 +64,40 @@ def _run(command: list[str], timeout: float) -> subprocess.CompletedProcess[str]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=REPO, check=False)
 
 
+def _stop_dockerd(pid: int, timeout: float = 60.0) -> None:
+    """SIGTERM the dockerd this session started and wait for it (it stops its containerd too)."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        time.sleep(0.2)
+    if Path(f"/proc/{pid}").exists():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 @pytest.fixture(scope="session")
-def docker_client() -> Iterator[Any]:
-    """A client of a running engine; starts dockerd if needed, skips (with the reason) if it cannot."""
+def docker_client(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A client of a running engine; starts dockerd if needed (and then stops it when the session
+    ends), skips (with the reason) if it cannot."""
     if shutil.which("docker") is None and shutil.which("dockerd") is None:
         pytest.skip(
             "Docker engine tests skipped: neither docker nor dockerd is installed (apt-get install docker.io)"
         )
-    started = _run(["bash", str(IMAGES / "scripts" / "ensure-dockerd.sh")], timeout=120)
+    pidfile = Path(tmp_path_factory.mktemp("dockerd")) / "dockerd.pid"
+    started = subprocess.run(
+        ["bash", str(IMAGES / "scripts" / "ensure-dockerd.sh")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        check=False,
+        env={**os.environ, "DOCKERD_PIDFILE": str(pidfile)},
+    )
+    if pidfile.exists():  # this session started the engine: it stops it when the session ends
+        request.addfinalizer(lambda: _stop_dockerd(int(pidfile.read_text())))
     if started.returncode != 0:
         pytest.skip(
             f"Docker engine tests skipped: the engine cannot start here: {started.stderr.strip()[-600:]}"

@@ -21,6 +21,7 @@ from shipmate.plugin.info import DeploymentInfo, PEInfo
 from shipmate.plugin.status import ActionStatus, ActionStatusInfo, DataKey, DeploymentState
 from shipmate.plugin.yamlio import import_yaml, safe_dump, safe_load
 from shipmate.plugins.filesystem.reaper import REAPER
+from shipmate.plugins.filesystem.served import seconds_setting, wait_until_served
 from shipmate.plugins.filesystem.settings import FilesystemSettings
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs the runner ms
@@ -42,13 +43,17 @@ class FilesystemPlugin(PluginBase):
         merged = merge_private_config(self.plugin_config, private_config_file)
         source = f"private config {private_config_file}" if private_config_file else "pluginConfig"
         self.settings = FilesystemSettings.from_config(merged, source)
+        self.serve_wait = seconds_setting(
+            merged.get("waitForPredictionServer"), "waitForPredictionServer", source
+        )
+        """Seconds a start or replace waits for the prediction server to serve the new model (0: not)."""
 
     # -- environment ----------------------------------------------------------------
 
     def _environment_problem(self) -> str | None:
         base = self.settings.base_dir
         if not os.path.exists(base):
-            return f"base directory {base} does not exist"
+            return f"base directory {base} does not exist (create it, or set baseDir to an existing one)"
         if not os.path.isdir(base):
             return f"base directory {base} is not a directory"
         if not os.access(base, os.W_OK | os.X_OK):
@@ -88,6 +93,9 @@ class FilesystemPlugin(PluginBase):
         if refusal is not None:
             return refusal
         self._write_deployment(deployment_info)
+        unserved = self._unserved(deployment_info)
+        if unserved:
+            return ActionStatusInfo(ActionStatus.ERROR, msg=unserved, state=DeploymentState.ERRORED)
         data: dict[str, Any] = {DataKey.CURRENT_MODEL_ID: deployment_info.current_model_id}
         url = self.settings.prediction_url(deployment_info.id)
         if url:
@@ -116,11 +124,30 @@ class FilesystemPlugin(PluginBase):
                 state=DeploymentState.ERRORED,
             )
         self._write_deployment(deployment_info)
+        unserved = self._unserved(deployment_info)
+        if unserved:
+            return ActionStatusInfo(ActionStatus.ERROR, msg=unserved, state=DeploymentState.ERRORED)
         return ActionStatusInfo(
             ActionStatus.OK,
             msg=f"model of deployment {deployment_info.id} replaced by {deployment_info.current_model_id}",
             state=DeploymentState.READY,
             data={DataKey.CURRENT_MODEL_ID: deployment_info.current_model_id},
+        )
+
+    def _unserved(self, deployment_info: DeploymentInfo) -> str | None:
+        """With ``waitForPredictionServer`` set, why the prediction server does not serve the model yet."""
+        base = self.settings.prediction_base_url
+        if not self.serve_wait or not base:
+            return None
+        model_id = deployment_info.current_model_id
+        served = wait_until_served(base, deployment_info.id, model_id, self.serve_wait)
+        if served is None:
+            return None
+        where = self.settings.deployment_dir(deployment_info.id)
+        return (
+            f"deployment {deployment_info.id} is written to {where}, "
+            f"but the prediction server at {base} {served} after {self.serve_wait:g} s "
+            f"(is shipmate serve --deployments-dir {self.settings.base_dir} running?)"
         )
 
     def deployment_stop(self, deployment_info: DeploymentInfo) -> ActionStatusInfo:

@@ -10,8 +10,10 @@ from fastapi import APIRouter, Cookie, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from shipmate.common.health import DeploymentView, environment_health, is_pending
 from shipmate.server.deps import NO_NUL, RuntimeDep
 from shipmate.server.errors import Unauthenticated
+from shipmate.server.schemas import DeploymentOut, EnvironmentOut
 from shipmate.server.security import Principal
 from shipmate.server.services import deployments, environments, events, tokens
 from shipmate.server.services.deployments import DeploymentFilter
@@ -53,6 +55,13 @@ def overview(
             session, where=DeploymentFilter(environment_id=environment_id), limit=100, offset=0
         )
         recent = events.recent(session, limit=50, environment_id=environment_id)
+        every, _ = deployments.list_page(
+            session,
+            where=DeploymentFilter(environment_id=None if principal.is_admin else principal.environment_id),
+            limit=1000,
+            offset=0,
+        )
+        health = _health([environment_out(e) for e in envs], [deployment_out(d) for d in every])
         context = {
             "base": UI_PREFIX,
             "actor": principal.actor,
@@ -61,6 +70,7 @@ def overview(
             "deployments": [deployment_out(d) for d in rows],
             "total": total,
             "events": [event_out(e) for e in recent],
+            "health": health,
         }
     return templates.TemplateResponse(request, "overview.html", context)
 
@@ -74,6 +84,17 @@ def _cross_site(request: Request) -> bool:
         return origin == "null"
     host = request.headers.get("host", "")
     return origin.split("://", 1)[-1] != host
+
+
+def _health(envs: list[EnvironmentOut], rows: list[DeploymentOut]) -> dict[str, tuple[str, str]]:
+    """Each environment's health from the same deployment records the table shows (as the CLI does)."""
+    views: dict[str, list[DeploymentView]] = {e.id: [] for e in envs}
+    for d in rows:
+        pending = is_pending(d.generation, d.observed.generation, d.observed.phase)
+        views.setdefault(d.environment_id, []).append(
+            DeploymentView(str(d.desired.state), d.observed.state, d.observed.status, pending)
+        )
+    return {e.id: environment_health(str(e.health.status), views[e.id]) for e in envs}
 
 
 @router.post("/login", response_class=HTMLResponse)
