@@ -77,6 +77,8 @@ class Recorder:
         self._thread: threading.Thread | None = None
         self._reported_drops = 0
         self.unbinned_rows = 0
+        self._unbinned_reported = 0
+        self.on_flushed: Callable[[Recorder], None] | None = None  # after every flush (metrics)
         self.flushes = 0
         self.records_written = 0
         self.flush_errors = 0
@@ -158,8 +160,22 @@ class Recorder:
         while not self._stop.is_set():
             self._wake.wait(self.settings.flush_seconds)
             self._wake.clear()
-            self.flush()
+            self._flush_and_tell()
+        self._flush_and_tell()
+
+    def _flush_and_tell(self) -> None:
         self.flush()
+        if self.on_flushed is not None:
+            try:
+                self.on_flushed(self)
+            except Exception:
+                log.exception("monitoring: the after-flush callback failed")
+
+    def take_unbinned(self) -> int:
+        """Rows left unbinned since the previous call."""
+        with self._lock:
+            count, self._unbinned_reported = self.unbinned_rows - self._unbinned_reported, self.unbinned_rows
+        return count
 
     def flush(self) -> list[MinuteAggregate]:
         """Bin and spool everything accumulated; the records written (never raises)."""

@@ -20,6 +20,7 @@ accepted with a warning (``MonitorSettings.warnings``).
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -359,4 +360,30 @@ def _checked(settings: MonitorSettings, set_by: Mapping[str, str]) -> MonitorSet
             "monitoring settings: sampling raw rows (auto_sampling_percentage) needs "
             "MLOPS_ASSOCIATION_ID_COLUMN_NAME"
         )
+    return settings
+
+
+def monitor_settings(
+    env: Mapping[str, str], given: str | None = None, *, multi_model: bool = False, log: bool = False
+) -> MonitorSettings:
+    """`parse` for the prediction server. In multi-model mode every deployment reports its own
+    id, so ``MLOPS_DEPLOYMENT_ID``/``MLOPS_MODEL_ID`` are ignored (with a warning). With ``log``,
+    the warnings and a description are logged (once, by the parent process)."""
+    settings = parse(env, given)
+    if multi_model and (settings.deployment_id or settings.model_id):
+        settings = replace(
+            settings,
+            deployment_id=None,
+            model_id=None,
+            warnings=(
+                *settings.warnings,
+                "monitoring settings: deployment and model ids are ignored in multi-model mode "
+                "(each deployment reports its own)",
+            ),
+        )
+    if log:
+        logger = logging.getLogger(__name__)
+        for warning in settings.warnings:
+            logger.warning("%s", warning)
+        logger.info("%s", settings.describe())
     return settings

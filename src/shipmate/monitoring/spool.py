@@ -17,6 +17,7 @@ import sys
 import threading
 from abc import ABC, abstractmethod
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -36,6 +37,7 @@ class Spool(ABC):
 
     def __init__(self) -> None:
         self.dropped: Counter[str] = Counter()  # by "<kind>:<reason>", reasons "full" and "error"
+        self.on_drop: Callable[[str, str], None] | None = None  # told of every drop (Prometheus)
         self._lock = threading.Lock()
 
     @abstractmethod
@@ -45,6 +47,8 @@ class Spool(ABC):
     def drop(self, kind: str, reason: str) -> bool:
         with self._lock:
             self.dropped[f"{kind}:{reason}"] += 1
+        if self.on_drop is not None:
+            self.on_drop(kind, reason)
         return False
 
     def dropped_total(self) -> int:
