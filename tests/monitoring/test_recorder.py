@@ -243,3 +243,40 @@ def test_regression_outputs() -> None:
     (record,) = recorder.flush()
     assert set(record.predictions) == {"value"}
     assert record.predictions["value"].total == 6.0
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(min_value=0, max_value=1e6, allow_nan=False), max_size=50))
+def test_latencies_bucketed_at_once_equal_one_by_one(values: list[float]) -> None:
+    from shipmate.monitoring.recorder import latency_histogram
+    from shipmate.monitoring.records import LatencyHistogram
+
+    one_by_one = LatencyHistogram()
+    for v in values:
+        one_by_one.observe(v)
+    at_once = latency_histogram(np.array(values, dtype=np.float64))
+    assert at_once.buckets == one_by_one.buckets
+    assert at_once.max_ms == one_by_one.max_ms
+    assert math.isclose(at_once.total_ms, one_by_one.total_ms, rel_tol=1e-9, abs_tol=1e-9)
+
+
+def test_prometheus_histograms_observed_in_bulk_equal_one_by_one() -> None:
+    from prometheus_client import CollectorRegistry, Histogram
+    from prometheus_client.exposition import generate_latest
+
+    from shipmate.monitoring.asgi import LATENCY_BUCKETS, observe_all
+
+    values = np.array([0.0, 0.001, 0.0011, 0.3, 0.25, 7.0, 100.0])
+    text = []
+    for bulk in (True, False):
+        registry = CollectorRegistry()
+        histogram = Histogram("h", "h", buckets=LATENCY_BUCKETS, registry=registry)
+        if bulk:
+            observe_all(histogram, values)
+        else:
+            for v in values:
+                histogram.observe(v)
+        text.append(
+            b"\n".join(line for line in generate_latest(registry).splitlines() if b"created" not in line)
+        )
+    assert text[0] == text[1]

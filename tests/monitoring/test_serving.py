@@ -103,8 +103,13 @@ def test_single_model_predictions_reach_the_spool_and_metrics(
             ).status_code
             == 400
         )
-        metrics = client.get("/metrics").text
-        assert 'shipmate_requests_total{deployment="dep-iris"} 3.0' in metrics
+        metrics = wait_for(  # the flusher updates the metrics, every flush_seconds
+            lambda c=client: (
+                (text := c.get("/metrics").text)
+                and 'shipmate_requests_total{deployment="dep-iris"} 3.0' in text
+                and text
+            )
+        )
         assert 'shipmate_predictions_total{deployment="dep-iris"} 3.0' in metrics
         assert 'shipmate_request_errors_total{deployment="dep-iris",kind="user"} 2.0' in metrics
         assert 'shipmate_request_duration_seconds_bucket{deployment="dep-iris",le="+Inf"} 3.0' in metrics
@@ -234,9 +239,13 @@ def test_two_workers_each_spool_their_own_files_and_share_metrics(
         wait_for(up, timeout=90, interval=0.2)
         for _ in range(20):  # a new connection each time: the kernel spreads them over the workers
             assert httpx.post(url + "/predictions", json=IRIS_ROWS[:2], timeout=10).status_code == 200
-        metrics = httpx.get(url + "/metrics", timeout=10).text
-        total = re.search(r'shipmate_requests_total\{deployment="iris"\} (\S+)', metrics)
-        assert total is not None and float(total.group(1)) == 20.0  # whichever worker answered
+
+        def total() -> float:
+            metrics = httpx.get(url + "/metrics", timeout=10).text
+            found = re.search(r'shipmate_requests_total\{deployment="iris"\} (\S+)', metrics)
+            return float(found.group(1)) if found else 0.0
+
+        wait_for(lambda: total() == 20.0, timeout=10)  # whichever worker answers, all are counted
     finally:
         with_suppress_kill(proc)
         log.close()

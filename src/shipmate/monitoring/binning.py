@@ -49,6 +49,8 @@ class Output(Protocol):
     probabilities: np.ndarray | None
     values: np.ndarray | None
 
+    def __len__(self) -> int: ...
+
 
 @dataclass(frozen=True, slots=True)
 class ColumnBins:

@@ -14,17 +14,19 @@ figures but not binned (``unbinned_rows``).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
 import orjson
 
 from shipmate.monitoring.binning import ModelBins, Output, Rows
-from shipmate.monitoring.records import MinuteAggregate
+from shipmate.monitoring.records import LATENCY_SCALE, LatencyHistogram, MinuteAggregate
 from shipmate.monitoring.settings import MonitorSettings
 from shipmate.monitoring.spool import AGGREGATE, Spool
 from shipmate.packages import Manifest
@@ -32,6 +34,39 @@ from shipmate.packages import Manifest
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str | None, int]
+_Note = tuple[Any, int, int, float, "float | None", int, "str | None", Any, Any]
+"""A finished request: deployment, minute, rows, response ms, execution ms, status, consumer,
+ASGI headers, ASGI client."""
+RequestsListener = Callable[[str, np.ndarray, np.ndarray, np.ndarray], None]
+"""Told per deployment and flush: the requests' statuses, response times in seconds and rows."""
+
+
+def latency_histogram(milliseconds: np.ndarray) -> LatencyHistogram:
+    """`LatencyHistogram` of many latencies at once (the same buckets as its ``observe``)."""
+    histogram = LatencyHistogram()
+    if len(milliseconds) == 0:
+        return histogram
+    index = np.full(len(milliseconds), -(2**15), dtype=np.int64)
+    positive = milliseconds > 0
+    index[positive] = np.ceil(np.log2(milliseconds[positive]) * (1 << LATENCY_SCALE))
+    keys, counts = np.unique(index, return_counts=True)
+    histogram.buckets = dict(zip(keys.tolist(), counts.tolist(), strict=True))
+    histogram.total_ms = float(milliseconds.sum())
+    histogram.max_ms = max(0.0, float(milliseconds.max()))
+    return histogram
+
+
+def consumer_of(headers: Sequence[tuple[bytes, bytes]] | None, client: Sequence[Any] | None) -> str | None:
+    """Who sent a request: its ``X-Consumer-Id`` header, else a digest of its API key, else its address."""
+    key = None
+    for name, value in headers or ():
+        if name == b"x-consumer-id":
+            return value.decode("latin-1")[:100]
+        if name in (b"authorization", b"x-api-key"):
+            key = value
+    if key is not None:
+        return "key:" + hashlib.sha256(key).hexdigest()[:12]
+    return str(client[0]) if client else None
 
 
 class Served(Protocol):
@@ -68,8 +103,10 @@ class Recorder:
         self.spool = spool
         self.clock = clock
         self._lock = threading.Lock()
-        self._pending: dict[Key, _Pending] = {}
-        self._stats: dict[Key, MinuteAggregate] = {}
+        self._scored: list[tuple[Any, int, Rows, Output]] = []
+        self._max_pending = settings.max_pending_rows
+        self._flush_rows = settings.flush_rows
+        self._requests: list[_Note] = []
         self._pending_rows = 0
         self._bins: dict[tuple[str, str], ModelBins] = {}
         self._wake = threading.Event()
@@ -79,6 +116,7 @@ class Recorder:
         self.unbinned_rows = 0
         self._unbinned_reported = 0
         self.on_flushed: Callable[[Recorder], None] | None = None  # after every flush (metrics)
+        self.on_requests: RequestsListener | None = None  # per deployment and flush (metrics)
         self.flushes = 0
         self.records_written = 0
         self.flush_errors = 0
@@ -86,25 +124,17 @@ class Recorder:
 
     # ---- the request path (O(1))
 
-    def key(self, deployment: Served) -> Key:
-        deployment_id = self.settings.deployment_id or deployment.id
-        model_id = self.settings.model_id or deployment.model_id
-        return (deployment_id, model_id, int(self.clock()) // 60)
-
     def on_scored(self, deployment: Served, request: Rows, scores: Output) -> None:
-        """The prediction server's score hook: keep the scored rows for the next flush."""
-        rows = len(scores.probabilities if scores.probabilities is not None else scores.values)  # type: ignore[arg-type]
-        key = self.key(deployment)
+        """The prediction server's score hook: keep the scored rows for the next flush (one append)."""
+        rows = len(scores)
+        minute = int(self.clock()) // 60
         with self._lock:
-            if self._pending_rows >= self.settings.max_pending_rows:
+            if self._pending_rows >= self._max_pending:
                 self.unbinned_rows += rows
                 return
-            pending = self._pending.get(key)
-            if pending is None:
-                pending = self._pending[key] = _Pending(deployment)
-            pending.batch.append((request, scores))
+            self._scored.append((deployment, minute, request, scores))
             self._pending_rows += rows
-            full = self._pending_rows >= self.settings.flush_rows
+            full = self._pending_rows >= self._flush_rows
         if full:
             self._wake.set()
 
@@ -116,27 +146,27 @@ class Recorder:
         response_ms: float,
         execution_ms: float | None,
         status: int,
-        consumer: str | None,
+        consumer: str | None = None,
+        headers: Sequence[tuple[bytes, bytes]] | None = None,
+        client: Sequence[Any] | None = None,
     ) -> None:
-        """One finished prediction request (any status) of a known deployment."""
-        key = self.key(deployment)
+        """One finished prediction request (any status) of a known deployment: one append.
+
+        The consumer is ``consumer``, or worked out at the flush from the request's ASGI
+        ``headers`` and ``client`` (`consumer_of`)."""
+        note = (
+            deployment,
+            int(self.clock()) // 60,
+            rows,
+            response_ms,
+            execution_ms,
+            status,
+            consumer,
+            headers,
+            client,
+        )
         with self._lock:
-            stats = self._stats.get(key)
-            if stats is None:
-                stats = self._stats[key] = MinuteAggregate(
-                    deployment_id=key[0], model_id=key[1], minute=key[2]
-                )
-            stats.requests += 1
-            stats.rows += rows
-            if 400 <= status < 500:
-                stats.user_errors += 1
-            elif status >= 500:
-                stats.server_errors += 1
-            stats.response_ms.observe(response_ms)
-            if execution_ms is not None:
-                stats.execution_ms.observe(execution_ms)
-            if consumer is not None:
-                stats.add_consumer(consumer)
+            self._requests.append(note)
 
     # ---- the flusher
 
@@ -180,14 +210,14 @@ class Recorder:
     def flush(self) -> list[MinuteAggregate]:
         """Bin and spool everything accumulated; the records written (never raises)."""
         with self._lock:
-            pending, self._pending = self._pending, {}
-            stats, self._stats = self._stats, {}
+            scored, self._scored = self._scored, []
+            requests, self._requests = self._requests, []
             self._pending_rows = 0
-        if not pending and not stats:
+        if not scored and not requests:
             self.spool.flush()
             return []
         try:
-            records = self.aggregate(pending, stats)
+            records = self.aggregate(self.group_scored(scored), self.request_figures(requests))
         except Exception:  # a bug here must not stop monitoring for good
             self.flush_errors += 1
             log.exception("monitoring: aggregating a flush failed; its records are lost")
@@ -220,6 +250,62 @@ class Recorder:
             record.flushed_at = now
             records[key] = record
         return list(records.values())
+
+    def group_scored(self, scored: list[tuple[Any, int, Rows, Output]]) -> dict[Key, _Pending]:
+        """Scored requests by deployment, model and minute, in arrival order."""
+        groups: dict[Key, _Pending] = {}
+        for deployment, minute, request, scores in scored:
+            key = (
+                self.settings.deployment_id or deployment.id,
+                self.settings.model_id or deployment.model_id,
+                minute,
+            )
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = _Pending(deployment)
+            group.batch.append((request, scores))
+        return groups
+
+    def request_figures(self, requests: list[_Note]) -> dict[Key, MinuteAggregate]:
+        """The request figures of one flush per deployment, model and minute (vectorised per group);
+        the metrics listener hears of each deployment's requests too."""
+        groups: dict[Key, list[_Note]] = {}
+        for note in requests:
+            deployment = note[0]
+            key = (
+                self.settings.deployment_id or deployment.id,
+                self.settings.model_id or deployment.model_id,
+                note[1],
+            )
+            group = groups.get(key)
+            if group is None:
+                groups[key] = [note]
+            else:
+                group.append(note)
+        figures: dict[Key, MinuteAggregate] = {}
+        for key, notes in groups.items():
+            statuses = np.fromiter((n[5] for n in notes), np.int64, len(notes))
+            response = np.fromiter((n[3] for n in notes), np.float64, len(notes))
+            execution = np.array([n[4] for n in notes if n[4] is not None], dtype=np.float64)
+            rows = np.fromiter((n[2] for n in notes), np.int64, len(notes))
+            record = MinuteAggregate(deployment_id=key[0], model_id=key[1], minute=key[2])
+            record.requests = len(notes)
+            record.rows = int(rows.sum())
+            record.user_errors = int(np.count_nonzero((statuses >= 400) & (statuses < 500)))
+            record.server_errors = int(np.count_nonzero(statuses >= 500))
+            record.response_ms = latency_histogram(response)
+            record.execution_ms = latency_histogram(execution)
+            for n in notes:
+                consumer = n[6] if n[6] is not None else consumer_of(n[7], n[8])
+                if consumer is not None:
+                    record.add_consumer(consumer)
+            figures[key] = record
+            if self.on_requests is not None:
+                try:
+                    self.on_requests(key[0], statuses, response / 1000.0, rows)
+                except Exception:
+                    log.exception("monitoring: the requests listener failed")
+        return figures
 
     def bins(self, deployment: Served) -> ModelBins:
         """The compiled bins of a deployment's model (once per package)."""
