@@ -54,6 +54,17 @@ def test_records_round_trip_and_acknowledged_ones_never_come_back(tmp_path: Path
     spool.close()
 
 
+def test_large_records_are_stored_compressed(tmp_path: Path) -> None:
+    spool = FilesystemSpool(tmp_path)
+    big = json.dumps({"id": "big", "counts": list(range(2000))}).encode()
+    assert spool.write(big)
+    spool.close()
+    assert sum(p.stat().st_size for _, p in spool_files(tmp_path)) < len(big) / 2
+    with FilesystemSpoolReader(tmp_path) as reader:
+        (record,) = reader.read(10).records
+    assert record.doc == json.loads(big)
+
+
 def test_rewind_reads_again_from_the_last_acknowledgement(tmp_path: Path) -> None:
     spool = FilesystemSpool(tmp_path)
     for i in range(3):

@@ -108,8 +108,8 @@ def _ids(reader: RabbitSpoolReader, expected: int, timeout: float = 5.0) -> list
 
 def test_published_records_are_read_and_acknowledged_once(queue: str) -> None:
     spool = RabbitSpool(_url(), queue)
-    for i in range(5):
-        assert spool.write(json.dumps({"id": f"r{i}"}).encode())
+    for i in range(5):  # the last ones large enough to travel compressed
+        assert spool.write(json.dumps({"id": f"r{i}", "pad": "x" * (300 * i)}).encode())
     assert spool.buffered == 0 and spool.published == 5
     spool.close()
     reader = RabbitSpoolReader(_url(), queue)

@@ -280,3 +280,42 @@ def test_prometheus_histograms_observed_in_bulk_equal_one_by_one() -> None:
             b"\n".join(line for line in generate_latest(registry).splitlines() if b"created" not in line)
         )
     assert text[0] == text[1]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.lists(
+            st.one_of(
+                st.floats(allow_nan=True, allow_infinity=True, width=32), st.integers(-3, 3).map(float)
+            ),
+            min_size=4,
+            max_size=4,
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_numeric_columns_binned_together_equal_one_by_one(rows: list[list[float]]) -> None:
+    from shipmate.monitoring.binning import ColumnBins, NumericBlock
+
+    specs = [
+        {"type": "numeric", "edges": [-1.0, 0.0, 1.0, 2.0]},
+        {"type": "numeric", "edges": [0.5, 0.5]},
+        {"type": "numeric", "edges": []},
+        {"type": "numeric", "edges": [-1e30, 1e30]},
+    ]
+    columns = [ColumnBins.compile(spec) for spec in specs]
+    matrix = np.array(rows, dtype=np.float64)
+    together = NumericBlock.of(columns).count(matrix)
+    for j, column in enumerate(columns):
+        alone = column.count(matrix[:, j].copy())
+        got = together[j]
+        assert (got.counts, got.count, got.missing, got.minimum, got.maximum) == (
+            alone.counts,
+            alone.count,
+            alone.missing,
+            alone.minimum,
+            alone.maximum,
+        )
+        assert math.isclose(got.total, alone.total, rel_tol=1e-9, abs_tol=1e-6)

@@ -13,6 +13,8 @@ import the prediction server, so the service and the monitoring agent can import
 from __future__ import annotations
 
 import logging
+import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -93,9 +95,14 @@ class ColumnBins:
         if len(present):
             bins.minimum = float(present.min())
             bins.maximum = float(present.max())
-            bins.total = float(present.sum())
-            bins.total_sq = float(np.dot(present, present))
+            bins.total = _bounded(float(present.sum()))
+            bins.total_sq = _bounded(float(np.dot(present, present)))
         return bins
+
+
+def _bounded(value: float) -> float:
+    """A sum that overflowed (values beyond 1e154, squared) as the largest float: records hold finite ones."""
+    return value if math.isfinite(value) else math.copysign(sys.float_info.max, value)
 
 
 def as_numbers(values: np.ndarray | pd.Series) -> np.ndarray:
@@ -103,6 +110,56 @@ def as_numbers(values: np.ndarray | pd.Series) -> np.ndarray:
         return values.astype("float64", copy=False)
     coerced = pd.to_numeric(pd.Series(values), errors="coerce")
     return np.asarray(coerced, dtype="float64")
+
+
+@dataclass(frozen=True, slots=True)
+class NumericBlock:
+    """Many numeric columns binned together, by sorting: the fast path of a flush.
+
+    Looking 1,000 values up among 11 edges one by one (``searchsorted``) costs about 35 ns a
+    value; sorting each column (one ``np.sort`` call for all of them) and looking the edges up
+    in the sorted values costs a tenth of that, and gives the minimum and maximum for free.
+    Per column the result is exactly `ColumnBins.count`'s (the sums may differ in the last
+    bits, as any float sum taken in another order).
+    """
+
+    queries: list[np.ndarray]  # per column: its edges but the last, then the one just above the last
+    sizes: list[int]
+
+    @classmethod
+    def of(cls, columns: Sequence[ColumnBins]) -> NumericBlock:
+        queries = []
+        for c in columns:
+            if len(c.edges):  # x <= last edge is x < the next float above it
+                queries.append(np.append(c.edges[:-1], np.nextafter(c.edges[-1], np.inf)))
+            else:
+                queries.append(np.empty(0))
+        return cls(queries, [c.size for c in columns])
+
+    def count(self, matrix: np.ndarray) -> list[BinCounts]:
+        n = matrix.shape[0]
+        columns = np.ascontiguousarray(matrix.T, dtype=np.float64)  # one row per column
+        bad = ~np.isfinite(columns)  # missing, or infinite (counted as missing)
+        any_bad = bool(bad.any())
+        ordered = np.sort(np.where(bad, np.nan, columns) if any_bad else columns, axis=1)  # NaN last
+        missing = bad.sum(axis=1).tolist() if any_bad else [0] * len(self.sizes)
+        zeroed = np.where(bad, 0.0, columns) if any_bad else columns
+        sums = zeroed.sum(axis=1).tolist()
+        squares = np.einsum("ij,ij->i", zeroed, zeroed).tolist()
+        out = []
+        for j, query in enumerate(self.queries):
+            present = n - missing[j]
+            values = ordered[j, :present]
+            below = np.searchsorted(values, query, side="left").tolist()  # values under each query
+            counts = [b - a for a, b in zip([0, *below], [*below, present], strict=True)]
+            if not below:  # no edges: everything present is in the first bin, none over
+                counts.append(0)
+            bins = BinCounts(counts=[*counts, missing[j]], count=n, missing=missing[j])
+            if present:
+                bins.minimum, bins.maximum = float(values[0]), float(values[-1])
+                bins.total, bins.total_sq = _bounded(sums[j]), _bounded(squares[j])
+            out.append(bins)
+        return out
 
 
 class ModelBins:
@@ -115,21 +172,53 @@ class ModelBins:
         self.features = {name: ColumnBins.compile(spec) for name, spec in baseline.features.items()}
         self.outputs = {name: ColumnBins.compile(spec) for name, spec in baseline.outputs.items()}
         self.labels = [str(label) for label in manifest.class_labels or []]
+        self.numeric = [name for name, bins in self.features.items() if bins.kind == "numeric"]
+        self.numeric_block = NumericBlock.of([self.features[name] for name in self.numeric])
+        probability = [f"p:{label}" for label in self.labels]
+        self.probability_block = (
+            NumericBlock.of([self.outputs[name] for name in probability])
+            if probability and all(self.outputs.get(name) is not None for name in probability)
+            else None
+        )
 
     def count(
         self, batch: Sequence[tuple[Rows, Output]]
     ) -> tuple[dict[str, BinCounts], dict[str, BinCounts]]:
         """Bin counts of every feature and every output column over many scored requests."""
-        columns = self.columns([rows for rows, _ in batch])
-        features = {name: bins.count(columns[name]) for name, bins in self.features.items()}
-        return features, self.count_outputs([scores for _, scores in batch])
+        requests = [rows for rows, _ in batch]
+        names = tuple(self.features)
+        numeric: np.ndarray | None
+        if self.numeric and all(_is_matrix(r, names) for r in requests):  # the server's fast path
+            matrix = np.concatenate([r.rows for r in requests]) if len(requests) > 1 else requests[0].rows
+            assert isinstance(matrix, np.ndarray)
+            positions = [names.index(name) for name in self.numeric]
+            numeric = matrix if len(positions) == len(names) else matrix[:, positions]
+            columns: dict[str, Any] = {}
+        else:
+            columns = self.columns(requests)
+            numeric = (
+                np.column_stack([as_numbers(columns[name]) for name in self.numeric])
+                if self.numeric
+                else None
+            )
+        features: dict[str, BinCounts] = {}
+        if numeric is not None and self.numeric:
+            features.update(zip(self.numeric, self.numeric_block.count(numeric), strict=True))
+        for name, bins in self.features.items():
+            if name not in features:
+                features[name] = bins.count(columns[name])
+        return {name: features[name] for name in names}, self.count_outputs([scores for _, scores in batch])
 
     def count_outputs(self, outputs: Sequence[Output]) -> dict[str, BinCounts]:
         probabilities = [o.probabilities for o in outputs if o.probabilities is not None]
         counts: dict[str, BinCounts] = {}
         if probabilities:
             matrix = np.concatenate(probabilities) if len(probabilities) > 1 else probabilities[0]
-            for i, label in enumerate(self.labels):
+            by_block = self.probability_block is not None and matrix.shape[1] == len(self.labels)
+            if self.probability_block is not None and by_block:
+                names = [f"p:{label}" for label in self.labels]
+                counts.update(zip(names, self.probability_block.count(matrix), strict=True))
+            for i, label in enumerate([] if by_block else self.labels):
                 bins = self.outputs.get(f"p:{label}")
                 if bins is not None and i < matrix.shape[1]:
                     counts[f"p:{label}"] = bins.count(matrix[:, i])
@@ -178,6 +267,17 @@ class ModelBins:
                     parts[name].append(np.full(len(frame), np.nan))
         flush_matrices()
         return {name: _join(pieces) for name, pieces in parts.items()}
+
+
+def _is_matrix(request: Rows, names: tuple[str, ...]) -> bool:
+    rows = request.rows
+    return (
+        isinstance(rows, np.ndarray)
+        and rows.ndim == 2
+        and rows.shape[1] == len(names)
+        and rows.dtype.kind == "f"
+        and tuple(request.columns) == names
+    )
 
 
 def _frame(request: Rows) -> pd.DataFrame:

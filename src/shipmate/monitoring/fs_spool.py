@@ -3,9 +3,11 @@
 Layout (documented in docs/monitoring.md):
 
 - ``fs_spool.<N>``: records, each framed as a 12-byte header (``b"SM"``, a kind byte ``A``
-  aggregate or ``S`` sample, a zero byte, the payload length and the payload's CRC-32, both
-  4-byte big-endian) and the payload (UTF-8 JSON). A frame is written with one ``write``, so
-  after a SIGKILL a file ends with whole frames and at most one torn frame, which the
+  aggregate or ``S`` sample, a flags byte, the stored payload's length and its CRC-32, both
+  4-byte big-endian) and the payload: UTF-8 JSON, zlib-compressed when flag bit 0 is set
+  (payloads over 512 bytes; a 1,000-row record of 20 features shrinks from 4.4 to 1.8 KB).
+  A frame is written with one ``write``, so after a SIGKILL a file ends with whole frames
+  and at most one torn frame, which the
   reader recognises (short, or a wrong CRC) and skips: a record is whole or absent.
 - Every producer (each worker process of ``shipmate serve``) writes only files it created
   itself, holding an exclusive ``flock`` on the file it is writing. A file is created under
@@ -58,8 +60,27 @@ MAX_RECORD_BYTES = 64 << 20
 RETRY_OPEN_S = 5.0
 
 
+COMPRESS_ABOVE = 512
+FLAG_ZLIB = 1
+
+
 def encode_frame(payload: bytes, kind: str = AGGREGATE) -> bytes:
-    return HEADER.pack(MAGIC, _KIND_BYTES[kind], 0, len(payload), zlib.crc32(payload)) + payload
+    """One framed record; payloads above 512 bytes are stored zlib-compressed (flag bit 0)."""
+    flags = 0
+    if len(payload) > COMPRESS_ABOVE:
+        payload, flags = zlib.compress(payload, 1), FLAG_ZLIB
+    return HEADER.pack(MAGIC, _KIND_BYTES[kind], flags, len(payload), zlib.crc32(payload)) + payload
+
+
+def decode_payload(stored: bytes, flags: int) -> bytes:
+    """The record's JSON bytes from a frame's payload (refusing to inflate past the record limit)."""
+    if not flags & FLAG_ZLIB:
+        return stored
+    inflater = zlib.decompressobj()
+    data = inflater.decompress(stored, MAX_RECORD_BYTES)
+    if inflater.unconsumed_tail or not inflater.eof:
+        raise ValueError("compressed record is damaged or larger than the limit")
+    return data
 
 
 def spool_files(directory: Path) -> list[tuple[int, Path]]:
@@ -284,7 +305,7 @@ class FilesystemSpoolReader(SpoolReader):
         finished: bool | None = None
         while position < len(data) and len(records) < limit:
             header = data[position : position + HEADER.size]
-            magic, kind_byte, _, length, crc = (
+            magic, kind_byte, flags, length, crc = (
                 HEADER.unpack(header) if len(header) == HEADER.size else (b"", 0, 0, 0, 0)
             )
             end = position + HEADER.size + length
@@ -311,7 +332,7 @@ class FilesystemSpoolReader(SpoolReader):
                 details.append(f"{where}: checksum mismatch; record skipped")
                 continue
             try:
-                doc = json.loads(payload)
+                doc = json.loads(decode_payload(payload, flags))
                 if not isinstance(doc, dict):
                     raise ValueError("not a JSON object")
             except ValueError as exc:

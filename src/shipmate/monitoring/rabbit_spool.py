@@ -1,6 +1,7 @@
 """The RABBITMQ spool: one durable queue, persistent messages, publisher confirms (pika).
 
-Producer (`RabbitSpool`): a record is a message whose body is the record's JSON, with
+Producer (`RabbitSpool`): a record is a message whose body is the record's JSON (zlib-
+compressed with ``content_encoding`` ``deflate`` when over 512 bytes), with
 ``type`` = its kind, ``content_type`` ``application/json`` and ``delivery_mode`` 2
 (persistent), published to the default exchange with routing key = the queue (declared
 durable). With publisher confirms on, ``basic_publish`` returns only once the broker has
@@ -21,12 +22,14 @@ import contextlib
 import json
 import logging
 import time
+import zlib
 from collections import deque
 from typing import Any
 
 import pika
 import pika.exceptions
 
+from shipmate.monitoring.fs_spool import COMPRESS_ABOVE, FLAG_ZLIB, decode_payload
 from shipmate.monitoring.settings import mask_url
 from shipmate.monitoring.spool import AGGREGATE, SAMPLE, Spool, SpoolBatch, SpooledRecord, SpoolReader
 
@@ -79,12 +82,18 @@ class RabbitSpool(Spool):
         try:
             while self._pending:
                 payload, kind = self._pending[0]
+                encoding = None
+                if len(payload) > COMPRESS_ABOVE:
+                    payload, encoding = zlib.compress(payload, 1), "deflate"
                 self._channel.basic_publish(
                     exchange="",
                     routing_key=self.queue,
                     body=payload,
                     properties=pika.BasicProperties(
-                        content_type="application/json", delivery_mode=2, type=kind
+                        content_type="application/json",
+                        content_encoding=encoding,
+                        delivery_mode=2,
+                        type=kind,
                     ),
                     mandatory=True,
                 )
@@ -195,6 +204,8 @@ class RabbitSpoolReader(SpoolReader):
                 last_tag = method.delivery_tag
                 where = f"{self.queue}#{method.delivery_tag}"
                 try:
+                    if properties.content_encoding == "deflate":
+                        body = decode_payload(body, FLAG_ZLIB)
                     doc = json.loads(body)
                     if not isinstance(doc, dict):
                         raise ValueError("not a JSON object")
