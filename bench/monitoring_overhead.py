@@ -160,8 +160,9 @@ def _synthetic_manifest(features: int, rows: int = 2000) -> Any:
     )
 
 
-def flush_figures(manifest: Any, rows: int, requests: int, repeats: int = 20) -> tuple[float, int]:
-    """Median flush time (ms) and aggregate size (bytes) for ``rows`` rows in ``requests`` requests."""
+def flush_figures(manifest: Any, rows: int, requests: int, repeats: int = 20) -> tuple[float, int, int]:
+    """Median flush time (ms), aggregate size as JSON and as spooled (compressed frame), in bytes,
+    for ``rows`` rows in ``requests`` requests."""
     import numpy as np
     import orjson
 
@@ -181,7 +182,7 @@ def flush_figures(manifest: Any, rows: int, requests: int, repeats: int = 20) ->
     recorder = Recorder(
         MonitorSettings(enabled=True, spooler_type=SpoolerType.NONE), NoSpool(), clock=lambda: 6000.0
     )
-    times, size = [], 0
+    times = []
     for _ in range(repeats):
         for request, scores in batches:
             recorder.on_scored(dep, request, scores)
@@ -189,25 +190,30 @@ def flush_figures(manifest: Any, rows: int, requests: int, repeats: int = 20) ->
         started = time.perf_counter()
         (record,) = recorder.flush()
         times.append(time.perf_counter() - started)
-        size = len(orjson.dumps(record.to_json()))
-    return 1000 * statistics.median(times), size
+        payload = orjson.dumps(record.to_json())
+    from shipmate.monitoring.fs_spool import encode_frame
+
+    return 1000 * statistics.median(times), len(payload), len(encode_frame(payload))
 
 
 def in_process(package: Path) -> None:
     from shipmate.packages import read_manifest
 
     gbc = read_manifest(package)
-    ms, size = flush_figures(gbc, 1000, 1)
-    print(f"aggregate for 1,000 rows x {len(gbc.features)} features (one 1,000-row request): {size:,} bytes; "
-          f"flush {ms:.2f} ms")  # fmt: skip
-    ms, size = flush_figures(gbc, 1000, 1000, repeats=5)
+    ms, size, spooled = flush_figures(gbc, 1000, 1)
     print(
-        f"aggregate for 1,000 single-row requests x {len(gbc.features)} features: {size:,} bytes; "
-        f"flush {ms:.2f} ms"
+        f"aggregate for 1,000 rows x {len(gbc.features)} features (one 1,000-row request): {size:,} bytes "
+        f"of JSON, {spooled:,} bytes spooled; flush {ms:.2f} ms"
+    )
+    ms, size, spooled = flush_figures(gbc, 1000, 1000, repeats=5)
+    print(
+        f"aggregate for 1,000 single-row requests x {len(gbc.features)} features: {size:,} bytes of JSON, "
+        f"{spooled:,} spooled; flush {ms:.2f} ms"
     )
     wide = _synthetic_manifest(1000)
-    ms, size = flush_figures(wide, 1000, 1, repeats=5)
-    print(f"1,000 features, 1,000 rows in one request: flush {ms:.1f} ms, aggregate {size:,} bytes")
+    ms, size, spooled = flush_figures(wide, 1000, 1, repeats=5)
+    print(f"1,000 features, 1,000 rows in one request: flush {ms:.1f} ms, aggregate {size:,} bytes of JSON, "
+          f"{spooled:,} spooled")  # fmt: skip
 
 
 def main() -> None:

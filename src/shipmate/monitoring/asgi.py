@@ -49,6 +49,7 @@ PREDICTION_SUFFIXES = ("/predictions", "/predict", "/infer")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 ROWS_BUCKETS = (1, 2, 5, 10, 50, 100, 500, 1000, 5000, 10000, 50000)
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+BACKLOG_EVERY_S = 5.0
 
 
 @dataclass(slots=True)
@@ -163,7 +164,7 @@ def observe_all(histogram: Any, values: np.ndarray) -> None:
     bounds = getattr(histogram, "_upper_bounds", None)
     buckets = getattr(histogram, "_buckets", None)
     total = getattr(histogram, "_sum", None)
-    if bounds is None or buckets is None or total is None or len(buckets) != len(bounds):
+    if len(values) < 32 or bounds is None or buckets is None or total is None or len(buckets) != len(bounds):
         for value in values.tolist():
             histogram.observe(value)
         return
@@ -185,6 +186,7 @@ class MonitoringMiddleware:
         recorder.spool.on_drop = lambda kind, reason: metrics.dropped.labels(kind, reason).inc()
         recorder.on_flushed = self._after_flush
         recorder.on_requests = metrics.observe_many
+        self._backlog_at = 0.0
 
     def score_hook(self, deployment: Served, request: Any, scores: Any) -> None:
         """The `ScoreHook` given to the data plane: tells the request's slot, then the recorder."""
@@ -293,7 +295,10 @@ class MonitoringMiddleware:
         return relay
 
     def _after_flush(self, recorder: Recorder) -> None:
-        self.metrics.backlog.set(recorder.spool.backlog_bytes())
+        now = time.monotonic()
+        if now - self._backlog_at >= BACKLOG_EVERY_S:  # a directory scan: not at every flush
+            self._backlog_at = now
+            self.metrics.backlog.set(recorder.spool.backlog_bytes())
         unbinned = recorder.take_unbinned()
         if unbinned:
             self.metrics.unbinned.inc(unbinned)

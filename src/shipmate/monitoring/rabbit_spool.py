@@ -22,14 +22,13 @@ import contextlib
 import json
 import logging
 import time
-import zlib
 from collections import deque
 from typing import Any
 
 import pika
 import pika.exceptions
 
-from shipmate.monitoring.fs_spool import COMPRESS_ABOVE, FLAG_ZLIB, decode_payload
+from shipmate.monitoring.fs_spool import COMPRESS_ABOVE, FLAG_ZLIB, compress, decode_payload
 from shipmate.monitoring.settings import mask_url
 from shipmate.monitoring.spool import AGGREGATE, SAMPLE, Spool, SpoolBatch, SpooledRecord, SpoolReader
 
@@ -84,7 +83,7 @@ class RabbitSpool(Spool):
                 payload, kind = self._pending[0]
                 encoding = None
                 if len(payload) > COMPRESS_ABOVE:
-                    payload, encoding = zlib.compress(payload, 1), "deflate"
+                    payload, encoding = compress(payload), "deflate"
                 self._channel.basic_publish(
                     exchange="",
                     routing_key=self.queue,

@@ -37,6 +37,7 @@ Key = tuple[str, str | None, int]
 _Note = tuple[Any, int, int, float, "float | None", int, "str | None", Any, Any]
 """A finished request: deployment, minute, rows, response ms, execution ms, status, consumer,
 ASGI headers, ASGI client."""
+SMALL = 32
 RequestsListener = Callable[[str, np.ndarray, np.ndarray, np.ndarray], None]
 """Told per deployment and flush: the requests' statuses, response times in seconds and rows."""
 
@@ -44,7 +45,9 @@ RequestsListener = Callable[[str, np.ndarray, np.ndarray, np.ndarray], None]
 def latency_histogram(milliseconds: np.ndarray) -> LatencyHistogram:
     """`LatencyHistogram` of many latencies at once (the same buckets as its ``observe``)."""
     histogram = LatencyHistogram()
-    if len(milliseconds) == 0:
+    if len(milliseconds) < SMALL:  # numpy's fixed cost is larger than a few observations
+        for value in milliseconds.tolist():
+            histogram.observe(value)
         return histogram
     index = np.full(len(milliseconds), -(2**15), dtype=np.int64)
     positive = milliseconds > 0

@@ -70,7 +70,7 @@ class MonitorSettings:
     model_id: str | None = None
     association_id_column: str | None = None
     sample_percentage: float = 0.0
-    flush_rows: int = 2_000
+    flush_rows: int = 5_000
     flush_seconds: float = 2.0
     max_pending_rows: int = 200_000
     max_buffered_records: int = 10_000
