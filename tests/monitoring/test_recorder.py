@@ -319,3 +319,21 @@ def test_numeric_columns_binned_together_equal_one_by_one(rows: list[list[float]
             alone.maximum,
         )
         assert math.isclose(got.total, alone.total, rel_tol=1e-9, abs_tol=1e-6)
+
+
+def test_batches_binned_at_once_count_the_same_as_at_the_flush(numeric: FakeDeployment) -> None:
+    requests = _numeric_requests(numeric, [150, 3, 200, 1, 120], seed=5)
+    by_flush, mixed = _recorder(), _recorder()
+    for request, scores in requests:
+        by_flush.on_scored(numeric, request, scores)
+        if len(scores) >= 100:
+            mixed.bin_now(numeric, request, scores)
+        else:
+            mixed.on_scored(numeric, request, scores)
+    (a,), (b,) = by_flush.flush(), mixed.flush()
+    for column in ("features", "predictions"):
+        left, right = getattr(a, column), getattr(b, column)
+        assert {k: (v.counts, v.count, v.missing, v.minimum, v.maximum) for k, v in left.items()} == {
+            k: (v.counts, v.count, v.missing, v.minimum, v.maximum) for k, v in right.items()
+        }
+    assert a.features["x0"].count == 474

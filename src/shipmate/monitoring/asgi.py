@@ -9,6 +9,9 @@
   decoding, checking and scoring the rows);
 - learns its deployment and row count from the score hook (through a context variable set
   for the request), or, when the request failed before scoring, from its route;
+- bins a batch of 100 rows or more as soon as its response is out (holding large batches
+  until the flush costs every request more, as their memory cannot be reused), and leaves
+  smaller ones to the flusher;
 - hands it to the recorder (one append; status 4xx: user error, 5xx: server error), whose
   flusher also updates the Prometheus metrics, in bulk, every flush (so /metrics lags by up
   to ``flush_seconds``).
@@ -50,6 +53,7 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 ROWS_BUCKETS = (1, 2, 5, 10, 50, 100, 500, 1000, 5000, 10000, 50000)
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 BACKLOG_EVERY_S = 5.0
+BIN_AFTER_RESPONSE_ROWS = 100
 
 
 @dataclass(slots=True)
@@ -59,6 +63,7 @@ class _Slot:
     deployment: Any = None
     rows: int = 0
     scored_at: float = 0.0
+    scored: tuple[Any, Any] | None = None  # a large batch's rows and scores, binned after the response
 
 
 _SLOT: contextvars.ContextVar[_Slot | None] = contextvars.ContextVar("shipmate_monitoring_slot", default=None)
@@ -195,6 +200,9 @@ class MonitoringMiddleware:
             slot.deployment = deployment
             slot.rows = len(scores)
             slot.scored_at = time.perf_counter()
+            if slot.rows >= BIN_AFTER_RESPONSE_ROWS:  # binned once the response is out
+                slot.scored = (request, scores)
+                return
         self.recorder.on_scored(deployment, request, scores)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -229,6 +237,11 @@ class MonitoringMiddleware:
         finally:
             _SLOT.reset(token)
             self._observe(scope, slot, status, started)
+        if slot.scored is not None:  # the client has its response: bin the batch and let it go
+            try:
+                self.recorder.bin_now(slot.deployment, *slot.scored)
+            except Exception:
+                log.exception("monitoring: binning a batch failed")
 
     def _observe(self, scope: Scope, slot: _Slot, status: int, started: float) -> None:
         try:

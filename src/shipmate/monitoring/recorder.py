@@ -26,7 +26,7 @@ import numpy as np
 import orjson
 
 from shipmate.monitoring.binning import ModelBins, Output, Rows
-from shipmate.monitoring.records import LATENCY_SCALE, LatencyHistogram, MinuteAggregate
+from shipmate.monitoring.records import LATENCY_SCALE, BinCounts, LatencyHistogram, MinuteAggregate
 from shipmate.monitoring.settings import MonitorSettings
 from shipmate.monitoring.spool import AGGREGATE, Spool
 from shipmate.packages import Manifest
@@ -57,6 +57,15 @@ def latency_histogram(milliseconds: np.ndarray) -> LatencyHistogram:
     histogram.total_ms = float(milliseconds.sum())
     histogram.max_ms = max(0.0, float(milliseconds.max()))
     return histogram
+
+
+def _add_columns(into: dict[str, BinCounts], other: dict[str, BinCounts]) -> None:
+    for name, bins in other.items():
+        mine = into.get(name)
+        if mine is None:
+            into[name] = bins
+        else:
+            mine.merge(bins, name)
 
 
 def consumer_of(headers: Sequence[tuple[bytes, bytes]] | None, client: Sequence[Any] | None) -> str | None:
@@ -107,6 +116,7 @@ class Recorder:
         self.clock = clock
         self._lock = threading.Lock()
         self._scored: list[tuple[Any, int, Rows, Output]] = []
+        self._binned: dict[Key, tuple[dict[str, BinCounts], dict[str, BinCounts]]] = {}
         self._max_pending = settings.max_pending_rows
         self._flush_rows = settings.flush_rows
         self._requests: list[_Note] = []
@@ -136,6 +146,26 @@ class Recorder:
                 self.unbinned_rows += rows
                 return
             self._scored.append((deployment, minute, request, scores))
+            self._pending_rows += rows
+            full = self._pending_rows >= self._flush_rows
+        if full:
+            self._wake.set()
+
+    def bin_now(self, deployment: Served, request: Rows, scores: Output) -> None:
+        """Bin one large scored request at once, keeping only its counts (called by the prediction
+        server once the response is out). Holding on to large batches until the flush costs
+        more than binning them: their memory cannot be reused, which shows in every request."""
+        rows = len(scores)
+        key = (self.settings.deployment_id or deployment.id, self.settings.model_id or deployment.model_id)
+        minute = int(self.clock()) // 60
+        features, predictions = self.bins(deployment).count([(request, scores)])
+        with self._lock:
+            partial = self._binned.get((*key, minute))
+            if partial is None:
+                self._binned[(*key, minute)] = (features, predictions)
+            else:
+                _add_columns(partial[0], features)
+                _add_columns(partial[1], predictions)
             self._pending_rows += rows
             full = self._pending_rows >= self._flush_rows
         if full:
@@ -214,13 +244,14 @@ class Recorder:
         """Bin and spool everything accumulated; the records written (never raises)."""
         with self._lock:
             scored, self._scored = self._scored, []
+            binned, self._binned = self._binned, {}
             requests, self._requests = self._requests, []
             self._pending_rows = 0
-        if not scored and not requests:
+        if not scored and not requests and not binned:
             self.spool.flush()
             return []
         try:
-            records = self.aggregate(self.group_scored(scored), self.request_figures(requests))
+            records = self.aggregate(self.group_scored(scored), self.request_figures(requests), binned)
         except Exception:  # a bug here must not stop monitoring for good
             self.flush_errors += 1
             log.exception("monitoring: aggregating a flush failed; its records are lost")
@@ -239,17 +270,25 @@ class Recorder:
         return records
 
     def aggregate(
-        self, pending: dict[Key, _Pending], stats: dict[Key, MinuteAggregate]
+        self,
+        pending: dict[Key, _Pending],
+        stats: dict[Key, MinuteAggregate],
+        binned: dict[Key, tuple[dict[str, BinCounts], dict[str, BinCounts]]] | None = None,
     ) -> list[MinuteAggregate]:
-        """One record per deployment, model and minute from scored rows and request figures (pure)."""
+        """One record per deployment, model and minute from scored rows, counts binned already
+        and request figures (pure)."""
         now = self.clock()
+        binned = binned or {}
         records: dict[Key, MinuteAggregate] = {}
-        for key in sorted(set(pending) | set(stats), key=lambda k: (k[0], k[1] or "", k[2])):
+        for key in sorted(set(pending) | set(stats) | set(binned), key=lambda k: (k[0], k[1] or "", k[2])):
             record = stats.get(key) or MinuteAggregate(deployment_id=key[0], model_id=key[1], minute=key[2])
             waiting = pending.get(key)
             if waiting is not None and waiting.batch:
                 bins = self.bins(waiting.deployment)
                 record.features, record.predictions = bins.count(waiting.batch)
+            if key in binned:
+                _add_columns(record.features, binned[key][0])
+                _add_columns(record.predictions, binned[key][1])
             record.flushed_at = now
             records[key] = record
         return list(records.values())
