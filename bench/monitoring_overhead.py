@@ -14,6 +14,7 @@ flush cost, and a 1,000-feature model (flush time and record size for 1,000 rows
     python3 bench/monitoring_overhead.py                      # 3 pairs of 3 s per load
     python3 bench/monitoring_overhead.py --pairs 5 --duration 4 --workers 2
     python3 bench/monitoring_overhead.py --skip-servers        # only the in-process figures
+    python3 bench/monitoring_overhead.py --skip-servers --sequential   # one client, CPU per request
 
 Needs the model package `serve_bench.py` prepares (built here if missing).
 """
@@ -114,6 +115,47 @@ def servers(args: argparse.Namespace, package: Path) -> None:
             )
     spooled = sum(p.stat().st_size for p in spool.glob("fs_spool.*"))
     print(f"spool written during the run: {spooled:,} bytes in {len(list(spool.glob('fs_spool.*')))} files")
+
+
+def sequential(args: argparse.Namespace, package: Path) -> None:
+    """One client posting back to back (no load generator): CPU per request of each server."""
+    import httpx
+
+    logs = Path(tempfile.mkdtemp(prefix="monitoring-sequential-"))
+    bodies = {
+        "batch": ((args.models / "records_1000.json").read_bytes(), 200, 1000),
+        "single": ((args.models / "records_1.json").read_bytes(), 2000, 1),
+    }
+    cpu: dict[tuple[str, str], list[float]] = {}
+    with contextlib.ExitStack() as both:
+        sides = {
+            "off": both.enter_context(serving(package, args.workers, None, logs / "off.log")),
+            "on": both.enter_context(
+                serving(
+                    package,
+                    args.workers,
+                    f"spooler_type=FILESYSTEM;directory={logs / 'spool'}",
+                    logs / "on.log",
+                )
+            ),
+        }
+        headers = {"content-type": "application/json"}
+        for r in range(args.pairs):
+            for side in ["off", "on"] if r % 2 == 0 else ["on", "off"]:
+                url, pgid = sides[side]
+                with httpx.Client() as client:
+                    for load, (body, count, _) in bodies.items():
+                        for _ in range(count // 10):
+                            client.post(url, content=body, headers=headers)
+                        before = cpu_seconds(pgid)
+                        for _ in range(count):
+                            client.post(url, content=body, headers=headers).raise_for_status()
+                        cpu.setdefault((side, load), []).append((cpu_seconds(pgid) - before) / count * 1000)
+    for load, (_, count, per) in bodies.items():
+        off, on = statistics.median(cpu[("off", load)]), statistics.median(cpu[("on", load)])
+        what = "1,000-row batch" if per == 1000 else "single-row request"
+        print(f"sequential {what} ({count} per side and round, {args.pairs} rounds): server CPU "
+              f"off {off:.3f} ms, on {on:.3f} ms per request (on/off {on / off:.3f})")  # fmt: skip
 
 
 # ---- in-process figures ----------------------------------------------------------------------
@@ -223,6 +265,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--models", type=Path, default=CACHE / "models")
     ap.add_argument("--skip-servers", action="store_true")
+    ap.add_argument(
+        "--sequential", action="store_true", help="also one client posting back to back: CPU per request"
+    )
     args = ap.parse_args()
     package = args.models / "gbc.mlpkg"
     if not package.exists():
@@ -230,6 +275,8 @@ def main() -> None:
         package = prepare(args.models, Path(sys.executable))
     if not args.skip_servers:
         servers(args, package)
+    if args.sequential:
+        sequential(args, package)
     in_process(package)
     subprocess.run(["uptime"], check=False)
 
