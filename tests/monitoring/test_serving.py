@@ -207,7 +207,7 @@ def test_wrong_monitoring_settings_stop_start_up(
     assert message in done.stderr and "Traceback" not in done.stderr
 
 
-def test_two_workers_each_spool_their_own_files_and_share_metrics(
+def test_two_workers_each_spool_their_own_files_and_share_metrics(  # with fan-out of large batches
     tmp_path: Path, iris_package: Path, clean_env: None
 ) -> None:
     import socket
@@ -220,7 +220,7 @@ def test_two_workers_each_spool_their_own_files_and_share_metrics(
     proc = subprocess.Popen(
         [
             sys.executable, "-c", "from shipmate.cli.main import main; main()", "serve",
-            "--model", str(iris_package), "--workers", "2", "--port", str(port), "--no-fanout",
+            "--model", str(iris_package), "--workers", "2", "--port", str(port),
             "--work-dir", str(tmp_path / "work"),
             "--monitor-settings", f"spooler_type=FILESYSTEM;directory={spool};flush_seconds=0.2",
         ],
@@ -239,16 +239,21 @@ def test_two_workers_each_spool_their_own_files_and_share_metrics(
         wait_for(up, timeout=90, interval=0.2)
         for _ in range(20):  # a new connection each time: the kernel spreads them over the workers
             assert httpx.post(url + "/predictions", json=IRIS_ROWS[:2], timeout=10).status_code == 200
+        big = IRIS_ROWS[:2] * 1500  # about 300 KB: cut into chunks scored by both workers
+        for _ in range(3):
+            reply = httpx.post(url + "/predictions", json=big, timeout=30)
+            assert reply.status_code == 200 and len(reply.json()["data"]) == 3000
 
         def total() -> float:
             metrics = httpx.get(url + "/metrics", timeout=10).text
             found = re.search(r'shipmate_requests_total\{deployment="iris"\} (\S+)', metrics)
             return float(found.group(1)) if found else 0.0
 
-        wait_for(lambda: total() == 20.0, timeout=10)  # whichever worker answers, all are counted
+        wait_for(lambda: total() == 23.0, timeout=10)  # whichever worker answers, all are counted
     finally:
         with_suppress_kill(proc)
         log.close()
     records = _records(spool) if spool_files(spool) else []
-    assert sum(r.requests for r in records) == 20 and sum(r.rows for r in records) == 40
-    assert sum(r.features["sepal width (cm)"].count for r in records) == 40
+    assert sum(r.requests for r in records) == 23 and sum(r.rows for r in records) == 9040
+    assert sum(r.features["sepal width (cm)"].count for r in records) == 9040  # each row once
+    assert sum(sum(r.predictions["label"].counts) for r in records) == 9040
