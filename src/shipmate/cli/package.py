@@ -101,6 +101,16 @@ def build(
     target_type: Annotated[str | None, typer.Option(help="regression, binary or multiclass.")] = None,
     class_labels: Annotated[str | None, typer.Option(help="Comma-separated class labels, in order.")] = None,
     description: Annotated[str, typer.Option(help="Free text.")] = "",
+    monitoring_bins: Annotated[
+        int, typer.Option(help="Monitoring bins per numeric feature, 5-20 (docs/monitoring.md).")
+    ] = 10,
+    importance: Annotated[
+        bool | None,
+        typer.Option(
+            "--importance/--no-importance",
+            help="Permutation importance per feature [default: when it takes under 10 s].",
+        ),
+    ] = None,
 ) -> None:
     """Build a package; the model is validated by scoring the sample first.
 
@@ -129,6 +139,8 @@ def build(
         "version": version,
         "class_labels": labels,
         "description": description,
+        "monitoring_bins": monitoring_bins,
+        "importance": importance,
     }
     try:
         if kind is Kind.sklearn:
