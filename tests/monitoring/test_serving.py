@@ -257,3 +257,22 @@ def test_two_workers_each_spool_their_own_files_and_share_metrics(  # with fan-o
     assert sum(r.requests for r in records) == 23 and sum(r.rows for r in records) == 9040
     assert sum(r.features["sepal width (cm)"].count for r in records) == 9040  # each row once
     assert sum(sum(r.predictions["label"].counts) for r in records) == 9040
+
+
+def test_samples_carry_the_association_ids_sent(tmp_path: Path, churn_package: Path, clean_env: None) -> None:
+    spool = tmp_path / "spool"
+    settings = ServeSettings(
+        model=churn_package,
+        work_dir=tmp_path / "work",
+        monitor_settings=f"spooler_type=FILESYSTEM;directory={spool};"
+        "association_id_column_name=rid;auto_sampling_percentage=100",
+    )
+    rows = [{"rid": "a-1", "plan": "pro", "tenure": 3}, {"rid": "a-2", "plan": "basic", "tenure": 40}]
+    for client in _client(settings):
+        assert client.post("/predictions", json=rows).status_code == 200
+    with FilesystemSpoolReader(spool) as reader:
+        batch = reader.read(100)
+    samples = [r.doc for r in batch.records if r.kind == "sample"]
+    assert len(samples) == 1 and samples[0]["associationIds"] == ["a-1", "a-2"]
+    assert samples[0]["rows"] == [["pro", 3], ["basic", 40]]
+    assert [r.kind for r in batch.records] == ["aggregate", "sample"]

@@ -27,8 +27,9 @@ import orjson
 
 from shipmate.monitoring.binning import ModelBins, Output, Rows
 from shipmate.monitoring.records import LATENCY_SCALE, BinCounts, LatencyHistogram, MinuteAggregate
+from shipmate.monitoring.samples import SampleBatch, association_ids, keep_ids, keep_numbers
 from shipmate.monitoring.settings import MonitorSettings
-from shipmate.monitoring.spool import AGGREGATE, Spool
+from shipmate.monitoring.spool import AGGREGATE, SAMPLE, Spool
 from shipmate.packages import Manifest
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,9 @@ class Recorder:
         self._lock = threading.Lock()
         self._scored: list[tuple[Any, int, Rows, Output]] = []
         self._binned: dict[Key, tuple[dict[str, BinCounts], dict[str, BinCounts]]] = {}
+        self._samples: dict[Key, SampleBatch] = {}
+        self._row_number = 0  # rows seen, for sampling rows that carry no association id
+        self.samples_written = 0
         self._max_pending = settings.max_pending_rows
         self._flush_rows = settings.flush_rows
         self._requests: list[_Note] = []
@@ -159,6 +163,7 @@ class Recorder:
         key = (self.settings.deployment_id or deployment.id, self.settings.model_id or deployment.model_id)
         minute = int(self.clock()) // 60
         features, predictions = self.bins(deployment).count([(request, scores)])
+        self.sample((*key, minute), deployment, request, scores)
         with self._lock:
             partial = self._binned.get((*key, minute))
             if partial is None:
@@ -170,6 +175,30 @@ class Recorder:
             full = self._pending_rows >= self._flush_rows
         if full:
             self._wake.set()
+
+    def sample(self, key: Key, deployment: Served, request: Rows, scores: Output) -> None:
+        """Keep this request's sampled rows for the next flush (nothing when sampling is off)."""
+        percentage = self.settings.sample_percentage
+        if percentage <= 0:
+            return
+        rows = len(scores)
+        column = self.settings.association_id_column
+        ids = association_ids(request, column) if column else None
+        with self._lock:
+            first, self._row_number = self._row_number, self._row_number + rows
+        keep = keep_ids(ids, percentage) if ids is not None else keep_numbers(first, rows, percentage)
+        part = SampleBatch(key[0], key[1], key[2], list(deployment.manifest.feature_names))
+        part.add(request, scores, keep, ids)
+        if not part.rows:
+            return
+        with self._lock:
+            batch = self._samples.get(key)
+            if batch is None:
+                self._samples[key] = part
+            else:
+                batch.rows.extend(part.rows)
+                batch.predictions.extend(part.predictions)
+                batch.association_ids.extend(part.association_ids)
 
     def on_request(
         self,
@@ -248,10 +277,15 @@ class Recorder:
             requests, self._requests = self._requests, []
             self._pending_rows = 0
         if not scored and not requests and not binned:
+            self._write_samples()
             self.spool.flush()
             return []
         try:
-            records = self.aggregate(self.group_scored(scored), self.request_figures(requests), binned)
+            pending = self.group_scored(scored)
+            for key, group in pending.items():
+                for request, scores in group.batch:
+                    self.sample(key, group.deployment, request, scores)
+            records = self.aggregate(pending, self.request_figures(requests), binned)
         except Exception:  # a bug here must not stop monitoring for good
             self.flush_errors += 1
             log.exception("monitoring: aggregating a flush failed; its records are lost")
@@ -267,7 +301,20 @@ class Recorder:
                     self._reported_drops = drops
             else:
                 self._log_drop()
+        self._write_samples()
         return records
+
+    def _write_samples(self) -> None:
+        """Sample records go after the aggregates (a full spool drops them first)."""
+        with self._lock:
+            samples, self._samples = self._samples, {}
+        now = self.clock()
+        for batch in samples.values():
+            for doc in batch.records(now):
+                if self.spool.write(orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY), SAMPLE):
+                    self.samples_written += 1
+                else:
+                    self._log_drop()
 
     def aggregate(
         self,
