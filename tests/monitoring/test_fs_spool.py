@@ -91,6 +91,13 @@ def test_files_rotate_and_consumed_closed_files_are_deleted(tmp_path: Path) -> N
     assert spool_files(tmp_path) == []
 
 
+def test_an_empty_file_left_by_a_dead_producer_is_deleted(tmp_path: Path) -> None:
+    (tmp_path / "fs_spool.7").write_bytes(b"")
+    with FilesystemSpoolReader(tmp_path) as reader:
+        reader.ack(reader.read(10))
+    assert spool_files(tmp_path) == []
+
+
 def test_a_full_spool_drops_samples_first_and_counts_every_drop(tmp_path: Path) -> None:
     spool = FilesystemSpool(tmp_path, max_files=4, file_max_size=300)
     written = [spool.write(_record(i, pad=100)) for i in range(4)]  # two frames per file: 2 files

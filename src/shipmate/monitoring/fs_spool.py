@@ -295,7 +295,7 @@ class FilesystemSpoolReader(SpoolReader):
 
     def _read_file(self, path: Path, limit: int) -> tuple[list[SpooledRecord], int, list[str]]:
         name = path.name
-        offset = self._cursor.get(name, 0)
+        offset = self._cursor.setdefault(name, 0)  # known, so an empty abandoned file is deleted too
         try:
             size = path.stat().st_size
         except FileNotFoundError:
