@@ -295,7 +295,9 @@ class MinuteAggregate:
             user_errors=_count(doc.get("userErrors", 0), "userErrors"),
             server_errors=_count(doc.get("serverErrors", 0), "serverErrors"),
             response_ms=LatencyHistogram.from_json(doc.get("responseMs", _EMPTY_HISTOGRAM), "responseMs"),
-            execution_ms=LatencyHistogram.from_json(doc.get("executionMs", _EMPTY_HISTOGRAM), "executionMs"),
+            execution_ms=LatencyHistogram.from_json(
+                doc.get("executionMs", _EMPTY_HISTOGRAM), "executionMs"
+            ),
             consumers={_text(k, "consumers"): _count(v, f"consumers[{k}]") for k, v in consumers.items()},
             consumers_overflow=_count(doc.get("consumersOverflow", 0), "consumersOverflow"),
             features=_columns(doc.get("features", {}), "features"),
