@@ -155,6 +155,23 @@ def test_multi_model_records_each_deployment_under_its_own_id(
     assert records["d-churn"].features["tenure"].total == 48.0
 
 
+def test_metrics_need_the_key_when_predictions_do(
+    tmp_path: Path, iris_package: Path, clean_env: None
+) -> None:
+    key = "k" * 20
+    settings = ServeSettings(
+        model=iris_package,
+        work_dir=tmp_path / "work",
+        api_key=key,
+        require_key_for_predictions=True,
+        monitor_settings="spooler_type=NONE",
+    )
+    for client in _client(settings):
+        refused = client.get("/metrics")
+        assert refused.status_code == 401 and "API key" in refused.json()["message"]
+        assert client.get("/metrics", headers={"Authorization": f"Bearer {key}"}).status_code == 200
+
+
 def test_monitoring_is_off_unless_configured(tmp_path: Path, iris_package: Path, clean_env: None) -> None:
     for client in _client(ServeSettings(model=iris_package, work_dir=tmp_path / "work")):
         assert client.post("/predictions", json=IRIS_ROWS[:1]).status_code == 200

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
@@ -213,7 +214,7 @@ class MonitoringMiddleware:
                 await self._prediction(scope, receive, send)
                 return
             if path == "/metrics" and scope["method"] in ("GET", "HEAD"):
-                await self._metrics(send)
+                await self._metrics(scope, send)
                 return
         elif kind == "lifespan":
             await self.app(scope, receive, self._lifespan_send(send))
@@ -279,16 +280,27 @@ class MonitoringMiddleware:
             return only
         return found
 
-    async def _metrics(self, send: Send) -> None:
-        body = self.metrics.exposition()
+    async def _metrics(self, scope: Scope, send: Send) -> None:
+        """The metrics, under the same key as predictions (``require_key_for_predictions``)."""
+        status, content_type = 200, CONTENT_TYPE_LATEST.encode()
+        try:
+            check = getattr(self.server, "check_key", None)
+            if check is not None:
+                from starlette.requests import Request
+
+                check(Request(scope), management=False)
+            body = self.metrics.exposition()
+        except Exception as exc:  # the server's Unauthorized, or a metrics failure
+            status = int(getattr(exc, "status", 500))
+            body = orjson.dumps({"message": str(exc) if status == 401 else "metrics unavailable"})
+            content_type = b"application/json"
+            if status != 401:
+                log.exception("monitoring: /metrics failed")
         await send(
             {
                 "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", CONTENT_TYPE_LATEST.encode()),
-                    (b"content-length", str(len(body)).encode()),
-                ],
+                "status": status,
+                "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode())],
             }
         )
         await send({"type": "http.response.body", "body": body})
