@@ -71,3 +71,23 @@ def test_build_needs_target_type_for_onnx(tmp_path: Path) -> None:
         ],
     )
     assert result.exit_code == 1 and "--target-type is required" in result.output
+
+
+def test_build_sets_monitoring_bins_and_importance(iris: Any, iris_model: Any, tmp_path: Path) -> None:
+    sample = tmp_path / "train.csv"
+    iris[0].to_csv(sample, index=False)
+    model_file = tmp_path / "model.joblib"
+    joblib.dump(iris_model, model_file)
+    runner, app = CliRunner(), build_app()
+    args = ["package", "build", "sklearn", str(model_file), "--sample", str(sample), "--name", "iris"]
+    built = runner.invoke(
+        app, [*args, "-o", str(tmp_path / "a.mlpkg"), "--monitoring-bins", "5", "--no-importance"]
+    )
+    assert built.exit_code == 0, built.output
+    manifest = json.loads(
+        runner.invoke(app, ["package", "inspect", str(tmp_path / "a.mlpkg"), "--json"]).output
+    )
+    assert manifest["featureImportance"] is None
+    assert len(manifest["baseline"]["sepal length (cm)"]["bins"]["edges"]) <= 6
+    refused = runner.invoke(app, [*args, "-o", str(tmp_path / "b.mlpkg"), "--monitoring-bins", "99"])
+    assert refused.exit_code == 1 and "between 5 and 20" in refused.output

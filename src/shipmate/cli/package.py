@@ -119,6 +119,16 @@ def build(
     class_labels: Annotated[str | None, typer.Option(help="Comma-separated class labels, in order.")] = None,
     description: Annotated[str, typer.Option(help="Free text.")] = "",
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+    monitoring_bins: Annotated[
+        int, typer.Option(help="Monitoring bins per numeric feature, 5-20 (docs/monitoring.md).")
+    ] = 10,
+    importance: Annotated[
+        bool | None,
+        typer.Option(
+            "--importance/--no-importance",
+            help="Permutation importance per feature [default: when it takes under 10 s].",
+        ),
+    ] = None,
 ) -> None:
     """Build a package; the model is validated by scoring the sample first.
 
@@ -148,6 +158,8 @@ def build(
         "class_labels": labels,
         "description": description,
         "target_name": target,
+        "monitoring_bins": monitoring_bins,
+        "importance": importance,
     }
     kind_type = target_type.value if target_type is not None else None
     if kind in (Kind.onnx, Kind.custom) and kind_type is None:

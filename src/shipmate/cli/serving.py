@@ -62,6 +62,14 @@ def serve(
         Path | None, typer.Option(help="Where packages are unpacked.", show_default="a temporary directory")
     ] = None,
     log_level: Annotated[str | None, typer.Option(help="Log level.", show_default="info")] = None,
+    monitor_settings: Annotated[
+        str | None,
+        typer.Option(
+            "--monitor-settings",
+            help="Record predictions for monitoring, e.g. 'spooler_type=FILESYSTEM;directory=/tmp/ta' (also "
+            "PREDICTION_API_MONITORING_SETTINGS, MONITOR_SETTINGS, MLOPS_* variables; docs/monitoring.md).",
+        ),
+    ] = None,
 ) -> None:
     """Serve model packages over HTTP (DataRobot PPS-compatible, plus Open Inference Protocol v2)."""
     from pydantic import ValidationError
@@ -83,6 +91,7 @@ def serve(
         "poll_interval_s": poll_interval,
         "work_dir": work_dir,
         "log_level": log_level,
+        "monitor_settings": monitor_settings,
     }
     try:
         settings = ServeSettings(**{k: v for k, v in given.items() if v is not None})
@@ -94,6 +103,16 @@ def serve(
     if settings.model is not None and not settings.model.is_file():
         typer.echo(f"error: --model {settings.model}: no such file", err=True)
         raise typer.Exit(2)
+    import os
+
+    from shipmate.monitoring.settings import SettingsError
+    from shipmate.monitoring.settings import monitor_settings as check_monitoring
+
+    try:
+        check_monitoring(os.environ, settings.monitor_settings, multi_model=settings.multi_model)
+    except SettingsError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     problem = port_problem(settings.host, settings.port)
     if problem:
         typer.echo(

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
+from shipmate.packages import baseline
 from shipmate.packages.errors import ModelError, PackageError
 from shipmate.packages.manifest import MANIFEST_NAME, Feature, Framework, Manifest, TargetType
 from shipmate.packages.runtime import CUSTOM_HOOKS_FILE, InputKind, Scores, load_model
@@ -66,7 +67,12 @@ def score_sample(model: Any, frame: pd.DataFrame) -> Scores:
     return model.predict(rows)  # type: ignore[no-any-return]
 
 
-def _validate(staging: Path, manifest: Manifest, frame: pd.DataFrame) -> None:
+def _validate(
+    staging: Path, manifest: Manifest, frame: pd.DataFrame, bins: int, importance: bool | None
+) -> Manifest:
+    """Load the staged model and score the sample: a model that does not score is refused. The
+    scores on the sample become the output baseline (and, when asked or cheap enough, the
+    permutation importance); the manifest is returned with them."""
     sample = frame.head(_VALIDATION_ROWS)
     try:
         model = load_model(staging, manifest)
@@ -77,12 +83,51 @@ def _validate(staging: Path, manifest: Manifest, frame: pd.DataFrame) -> None:
         raise PackageError(
             f"validation failed: scoring {len(sample)} sample rows raised {type(exc).__name__}: {exc}"
         ) from exc
+    _check_scores(scores, len(sample))
+    try:
+        return _with_output_baseline(model, manifest, frame, bins, importance)
+    except PackageError:
+        raise
+    except Exception as exc:
+        raise PackageError(
+            f"validation failed: scoring the sample for the output baseline: {type(exc).__name__}: {exc}"
+        ) from exc
+    finally:
+        model.close()
+
+
+def _check_scores(scores: Scores, rows: int) -> None:
     arr = scores.probabilities if scores.probabilities is not None else scores.values
-    if arr is None or len(scores) != len(sample):
-        raise PackageError(f"validation failed: {len(scores)} predictions for {len(sample)} sample rows")
+    if arr is None or len(scores) != rows:
+        raise PackageError(f"validation failed: {len(scores)} predictions for {rows} sample rows")
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         raise PackageError("validation failed: the model returned NaN or infinite predictions on the sample")
-    model.close()
+
+
+def _with_output_baseline(
+    model: Any, manifest: Manifest, frame: pd.DataFrame, bins: int, importance: bool | None
+) -> Manifest:
+    """``importance``: True computes it, False skips it, None computes it when it fits its budget."""
+    sample = frame.head(baseline.OUTPUT_SAMPLE_ROWS)
+    scores, seconds = baseline.timed(lambda: score_sample(model, sample))
+    _check_scores(scores, len(sample))
+    update: dict[str, Any] = {
+        "prediction_baseline": baseline.output_bins(manifest, scores.probabilities, scores.values, bins)
+    }
+    rows = frame.head(baseline.IMPORTANCE_ROWS)
+    per_score = seconds * len(rows) / max(len(sample), 1)
+    if importance or (
+        importance is None and baseline.importance_affordable(per_score, len(manifest.features))
+    ):
+
+        def output(rows: pd.DataFrame) -> np.ndarray:
+            got = score_sample(model, rows)
+            arr = got.probabilities if got.probabilities is not None else got.values
+            assert arr is not None
+            return arr
+
+        update["feature_importance"] = baseline.permutation_importance(output, rows)
+    return manifest.model_copy(update=update)
 
 
 def _build(
@@ -102,13 +147,21 @@ def _build(
     prediction_threshold: float | None,
     target_name: str | None,
     runtime: dict[str, str],
+    monitoring_bins: int = baseline.DEFAULT_NUMERIC_BINS,
+    importance: bool | None = None,
 ) -> Manifest:
+    try:
+        bins = baseline.check_bin_count(monitoring_bins)
+    except ValueError as exc:
+        raise PackageError(str(exc)) from None
     frame = as_frame(X_sample, list(feature_names) if feature_names else None)
     feats = list(features) if features else infer_features(frame)
     missing = [f.name for f in feats if f.name not in frame.columns]
     if missing:
         raise PackageError(f"the sample has no column for features {missing}")
-    baseline = compute_baseline(frame, feats)
+    summaries = compute_baseline(frame, feats)
+    for f in feats:
+        summaries[f.name]["bins"] = baseline.feature_bins(frame[f.name], f.type, bins)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".mlpkg-", dir=out.parent) as tmp:
@@ -131,7 +184,7 @@ def _build(
                 class_labels=_plain(class_labels) if class_labels is not None else None,
                 prediction_threshold=prediction_threshold,
                 features=feats,
-                baseline=baseline,
+                baseline=summaries,
                 created_at=datetime.now(UTC),
                 model_path=model_path,
                 runtime=runtime,
@@ -144,7 +197,7 @@ def _build(
             raise PackageError(f"invalid package metadata: {problems}") from None
         except ValueError as exc:
             raise PackageError(f"invalid package metadata: {exc}") from None
-        _validate(staging, manifest, frame)
+        manifest = _validate(staging, manifest, frame, bins, importance)
         partial = Path(tmp) / "package.mlpkg"
         with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             zf.writestr(MANIFEST_NAME, manifest.model_dump_json(by_alias=True, indent=2))
@@ -189,11 +242,16 @@ def build_sklearn_package(
     description: str = "",
     prediction_threshold: float | None = None,
     target_name: str | None = None,
+    monitoring_bins: int = baseline.DEFAULT_NUMERIC_BINS,
+    importance: bool | None = None,
 ) -> Manifest:
     """Package a fitted scikit-learn estimator or pipeline (stored with joblib).
 
     The target type and class labels are read from the estimator (``classes_``)
-    unless given; features and the baseline come from ``X_sample``.
+    unless given; features and the baseline come from ``X_sample``. Every builder also
+    fixes the monitoring bins (``monitoring_bins`` per numeric feature, 5-20) and the output
+    baseline on the sample, and with ``importance`` (default: when it takes under 10 s)
+    the permutation importance of each feature (see docs/monitoring.md).
     """
     import joblib
 
@@ -224,6 +282,8 @@ def build_sklearn_package(
         description=description,
         prediction_threshold=prediction_threshold,
         target_name=target_name,
+        monitoring_bins=monitoring_bins,
+        importance=importance,
         runtime=_versions("scikit-learn", "numpy", "pandas", "joblib"),
     )
 
@@ -242,6 +302,8 @@ def build_onnx_package(
     description: str = "",
     prediction_threshold: float | None = None,
     target_name: str | None = None,
+    monitoring_bins: int = baseline.DEFAULT_NUMERIC_BINS,
+    importance: bool | None = None,
 ) -> Manifest:
     """Package an ONNX model (a ``ModelProto``, its bytes, or a ``.onnx`` file path).
 
@@ -272,6 +334,8 @@ def build_onnx_package(
         description=description,
         prediction_threshold=prediction_threshold,
         target_name=target_name,
+        monitoring_bins=monitoring_bins,
+        importance=importance,
         runtime=_versions("onnxruntime", "onnx"),
     )
 
@@ -290,6 +354,8 @@ def build_mlflow_package(
     description: str = "",
     prediction_threshold: float | None = None,
     target_name: str | None = None,
+    monitoring_bins: int = baseline.DEFAULT_NUMERIC_BINS,
+    importance: bool | None = None,
 ) -> Manifest:
     """Package an MLflow model directory (pyfunc flavour) unchanged, under ``model/``.
 
@@ -329,6 +395,8 @@ def build_mlflow_package(
         description=description,
         prediction_threshold=prediction_threshold,
         target_name=target_name,
+        monitoring_bins=monitoring_bins,
+        importance=importance,
         runtime=_versions("mlflow-skinny", "mlflow", "scikit-learn"),
     )
 
@@ -347,6 +415,8 @@ def build_custom_package(
     description: str = "",
     prediction_threshold: float | None = None,
     target_name: str | None = None,
+    monitoring_bins: int = baseline.DEFAULT_NUMERIC_BINS,
+    importance: bool | None = None,
 ) -> Manifest:
     """Package a directory holding ``custom.py`` (hooks ``load_model(model_dir)`` and
     ``score(model, data) -> predictions``) and any files it needs, for any other framework.
@@ -378,5 +448,7 @@ def build_custom_package(
         description=description,
         prediction_threshold=prediction_threshold,
         target_name=target_name,
+        monitoring_bins=monitoring_bins,
+        importance=importance,
         runtime=_versions(),
     )

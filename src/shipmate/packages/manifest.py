@@ -78,6 +78,13 @@ class Manifest(_Camel):
     prediction_threshold: float | None = None
     features: list[Feature]
     baseline: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    prediction_baseline: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Bin specs of the model's output on the sample (packages/baseline.py)",
+    )
+    feature_importance: dict[str, float] | None = Field(
+        default=None, description="Permutation importance per feature on the sample, largest 1.0"
+    )
     created_at: datetime
     model_path: str = Field(min_length=1, description="The model's file or directory inside the zip")
     runtime: dict[str, str] = Field(default_factory=dict, description="Library versions it was built with")

@@ -30,14 +30,25 @@ def _settings_json(settings: ServeSettings) -> str:
     return json.dumps(data)
 
 
-def app_from_environment() -> Starlette:
+def app_from_environment() -> Starlette | Any:
     """uvicorn factory for worker processes: the settings the parent put in the environment."""
-    from shipmate.serving.app import create_app
-
     raw = os.environ.get(SETTINGS_ENV)
     settings = ServeSettings.model_validate_json(raw) if raw else ServeSettings()
     configure_logging(settings.log_level)  # a spawned worker starts with logging unconfigured
-    return create_app(settings)
+    return build_app(settings)
+
+
+def build_app(settings: ServeSettings) -> Starlette | Any:
+    """The app of one worker: with monitoring around it when it is configured (shipmate.monitoring)."""
+    from shipmate.monitoring.settings import monitor_settings
+    from shipmate.serving.app import create_app
+
+    monitor = monitor_settings(os.environ, settings.monitor_settings, multi_model=settings.multi_model)
+    if not monitor.enabled:
+        return create_app(settings)
+    from shipmate.monitoring.asgi import monitored_app
+
+    return monitored_app(create_app, settings, monitor)
 
 
 def configure_logging(level: str) -> None:
@@ -52,6 +63,11 @@ def run(settings: ServeSettings) -> None:
 
     configure_logging(settings.log_level)
     workers = settings.effective_workers()
+    from shipmate.monitoring.settings import monitor_settings
+
+    monitor = monitor_settings(
+        os.environ, settings.monitor_settings, multi_model=settings.multi_model, log=True
+    )
     common: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
@@ -71,17 +87,20 @@ def run(settings: ServeSettings) -> None:
         workers,
     )
     if workers == 1:
-        from shipmate.serving.app import create_app
-
-        uvicorn.run(create_app(settings), **common)
+        uvicorn.run(build_app(settings), **common)
     else:
         # 0700; short, as a Unix socket's path must fit in 107 bytes (a long TMPDIR turns fan-out off)
         peer_dir = tempfile.mkdtemp(prefix="shipmate-w-") if settings.fanout else None
+        metrics_dir = None  # workers' metrics in files, so any worker answers /metrics for all
+        if monitor.enabled and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            metrics_dir = tempfile.mkdtemp(prefix="shipmate-metrics-")
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         try:
             os.environ[SETTINGS_ENV] = _settings_json(settings.model_copy(update={"peer_dir": peer_dir}))
             uvicorn.run(
                 "shipmate.serving.server:app_from_environment", factory=True, workers=workers, **common
             )
         finally:
-            if peer_dir is not None:
-                shutil.rmtree(peer_dir, ignore_errors=True)
+            for made in (peer_dir, metrics_dir):
+                if made is not None:
+                    shutil.rmtree(made, ignore_errors=True)

@@ -101,6 +101,12 @@ class ServeSettings(BaseSettings):
     )
     log_level: str = "info"
 
+    # -- monitoring (shipmate.monitoring.settings reads the MLOPS_* variables and the PPS names)
+    monitor_settings: str | None = Field(
+        default=None,
+        description="Monitoring settings string, e.g. 'spooler_type=FILESYSTEM;directory=/tmp/ta'.",
+    )
+
     @model_validator(mode="after")
     def _one_source(self) -> ServeSettings:
         if self.model is None and self.deployments_dir is None and self.model_repository is not None:

@@ -1,0 +1,299 @@
+"""Counting a batch of values into a model's fixed baseline bins, vectorised (numpy).
+
+`ModelBins` is compiled once per served model from its manifest (`bins_for`): one
+`ColumnBins` per feature and per output column. `ModelBins.count` takes many scored
+requests at once (a flush) and returns `BinCounts` per column, so the per-value cost is a
+``searchsorted``/``get_indexer`` and a ``bincount`` over whole arrays, never Python per value.
+
+The requests are duck-typed (``columns``, ``rows`` or ``frame``): this module does not
+import the prediction server, so the service and the monitoring agent can import the rest of
+``shipmate.monitoring`` without it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from shipmate.monitoring.records import BinCounts
+from shipmate.packages import Manifest
+from shipmate.packages.baseline import (
+    bins_for,
+    boolean_strings,
+    categorical_index,
+    numeric_index,
+    numeric_layout_size,
+    predicted_labels,
+    text_lengths,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Rows(Protocol):
+    """What the recorder reads of a scored request (`shipmate.serving.protocol.InferenceRequest`)."""
+
+    columns: tuple[str, ...]
+    rows: Sequence[Sequence[Any]] | np.ndarray | None
+    frame: pd.DataFrame | None
+
+
+class Output(Protocol):
+    """What the recorder reads of a model's scores (`shipmate.packages.Scores`)."""
+
+    probabilities: np.ndarray | None
+    values: np.ndarray | None
+
+    def __len__(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnBins:
+    """One column's bin spec, compiled: numeric edges, or the categories as an index."""
+
+    kind: str  # numeric | text | categorical | boolean
+    edges: np.ndarray
+    categories: pd.Index
+    size: int
+
+    @classmethod
+    def compile(cls, spec: dict[str, Any]) -> ColumnBins:
+        kind = str(spec.get("type", "numeric"))
+        if kind in ("numeric", "text"):
+            edges = np.asarray(spec.get("edges") or [], dtype="float64")
+            return cls(kind, edges, pd.Index([]), numeric_layout_size(edges))
+        values = [str(v) for v in spec.get("values") or []]
+        return cls(kind, np.empty(0), pd.Index(values), len(values) + 2)
+
+    @property
+    def numeric(self) -> bool:
+        return self.kind in ("numeric", "text")
+
+    def count(self, values: np.ndarray | pd.Series) -> BinCounts:
+        """The values counted into the bins; numeric columns also get count, min, max, sum, sum of squares."""
+        n = len(values)
+        if not self.numeric:
+            if self.kind == "boolean":
+                values = boolean_strings(values)
+            index = categorical_index(values, self.categories)
+            counts = np.bincount(index, minlength=self.size)
+            return BinCounts(counts=counts.tolist(), count=n, missing=int(counts[-1]))
+        numbers = text_lengths(values) if self.kind == "text" else as_numbers(values)
+        finite = np.isfinite(numbers)
+        present = numbers[finite]
+        if not finite.all():
+            numbers = np.where(finite, numbers, np.nan)  # an infinite value counts as missing
+        counts = np.bincount(numeric_index(numbers, self.edges), minlength=self.size)
+        bins = BinCounts(counts=counts.tolist(), count=n, missing=n - len(present))
+        if len(present):
+            bins.minimum = float(present.min())
+            bins.maximum = float(present.max())
+            bins.total = _bounded(float(present.sum()))
+            bins.total_sq = _bounded(float(np.dot(present, present)))
+        return bins
+
+
+def _bounded(value: float) -> float:
+    """A sum that overflowed (values beyond 1e154, squared) as the largest float: records hold finite ones."""
+    return value if math.isfinite(value) else math.copysign(sys.float_info.max, value)
+
+
+def as_numbers(values: np.ndarray | pd.Series) -> np.ndarray:
+    if isinstance(values, np.ndarray) and values.dtype.kind == "f":
+        return values.astype("float64", copy=False)
+    coerced = pd.to_numeric(pd.Series(values), errors="coerce")
+    return np.asarray(coerced, dtype="float64")
+
+
+@dataclass(frozen=True, slots=True)
+class NumericBlock:
+    """Many numeric columns binned together, by sorting: the fast path of a flush.
+
+    Looking 1,000 values up among 11 edges one by one (``searchsorted``) costs about 35 ns a
+    value; sorting each column (one ``np.sort`` call for all of them) and looking the edges up
+    in the sorted values costs a tenth of that, and gives the minimum and maximum for free.
+    Per column the result is exactly `ColumnBins.count`'s (the sums may differ in the last
+    bits, as any float sum taken in another order).
+    """
+
+    queries: list[np.ndarray]  # per column: its edges but the last, then the one just above the last
+    sizes: list[int]
+
+    @classmethod
+    def of(cls, columns: Sequence[ColumnBins]) -> NumericBlock:
+        queries = []
+        for c in columns:
+            if len(c.edges):  # x <= last edge is x < the next float above it
+                queries.append(np.append(c.edges[:-1], np.nextafter(c.edges[-1], np.inf)))
+            else:
+                queries.append(np.empty(0))
+        return cls(queries, [c.size for c in columns])
+
+    def count(self, matrix: np.ndarray) -> list[BinCounts]:
+        n = matrix.shape[0]
+        columns = np.ascontiguousarray(matrix.T, dtype=np.float64)  # one row per column
+        bad = ~np.isfinite(columns)  # missing, or infinite (counted as missing)
+        any_bad = bool(bad.any())
+        ordered = np.sort(np.where(bad, np.nan, columns) if any_bad else columns, axis=1)  # NaN last
+        missing = bad.sum(axis=1).tolist() if any_bad else [0] * len(self.sizes)
+        zeroed = np.where(bad, 0.0, columns) if any_bad else columns
+        sums = zeroed.sum(axis=1).tolist()
+        squares = np.einsum("ij,ij->i", zeroed, zeroed).tolist()
+        out = []
+        for j, query in enumerate(self.queries):
+            present = n - missing[j]
+            values = ordered[j, :present]
+            below = np.searchsorted(values, query, side="left").tolist()  # values under each query
+            counts = [b - a for a, b in zip([0, *below], [*below, present], strict=True)]
+            if not below:  # no edges: everything present is in the first bin, none over
+                counts.append(0)
+            bins = BinCounts(counts=[*counts, missing[j]], count=n, missing=missing[j])
+            if present:
+                bins.minimum, bins.maximum = float(values[0]), float(values[-1])
+                bins.total, bins.total_sq = _bounded(sums[j]), _bounded(squares[j])
+            out.append(bins)
+        return out
+
+
+class ModelBins:
+    """A served model's compiled bins: features in manifest order, then output columns."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        baseline = bins_for(manifest)
+        self.manifest = manifest
+        self.derived = baseline.derived
+        self.features = {name: ColumnBins.compile(spec) for name, spec in baseline.features.items()}
+        self.outputs = {name: ColumnBins.compile(spec) for name, spec in baseline.outputs.items()}
+        self.labels = [str(label) for label in manifest.class_labels or []]
+        self.numeric = [name for name, bins in self.features.items() if bins.kind == "numeric"]
+        self.numeric_block = NumericBlock.of([self.features[name] for name in self.numeric])
+        probability = [f"p:{label}" for label in self.labels]
+        self.probability_block = (
+            NumericBlock.of([self.outputs[name] for name in probability])
+            if probability and all(self.outputs.get(name) is not None for name in probability)
+            else None
+        )
+
+    def count(
+        self, batch: Sequence[tuple[Rows, Output]]
+    ) -> tuple[dict[str, BinCounts], dict[str, BinCounts]]:
+        """Bin counts of every feature and every output column over many scored requests."""
+        requests = [rows for rows, _ in batch]
+        names = tuple(self.features)
+        numeric: np.ndarray | None
+        if self.numeric and all(_is_matrix(r, names) for r in requests):  # the server's fast path
+            matrix = np.concatenate([r.rows for r in requests]) if len(requests) > 1 else requests[0].rows
+            assert isinstance(matrix, np.ndarray)
+            positions = [names.index(name) for name in self.numeric]
+            numeric = matrix if len(positions) == len(names) else matrix[:, positions]
+            columns: dict[str, Any] = {}
+        else:
+            columns = self.columns(requests)
+            numeric = (
+                np.column_stack([as_numbers(columns[name]) for name in self.numeric])
+                if self.numeric
+                else None
+            )
+        features: dict[str, BinCounts] = {}
+        if numeric is not None and self.numeric:
+            features.update(zip(self.numeric, self.numeric_block.count(numeric), strict=True))
+        for name, bins in self.features.items():
+            if name not in features:
+                features[name] = bins.count(columns[name])
+        return {name: features[name] for name in names}, self.count_outputs([scores for _, scores in batch])
+
+    def count_outputs(self, outputs: Sequence[Output]) -> dict[str, BinCounts]:
+        probabilities = [o.probabilities for o in outputs if o.probabilities is not None]
+        counts: dict[str, BinCounts] = {}
+        if probabilities:
+            matrix = np.concatenate(probabilities) if len(probabilities) > 1 else probabilities[0]
+            by_block = self.probability_block is not None and matrix.shape[1] == len(self.labels)
+            if self.probability_block is not None and by_block:
+                names = [f"p:{label}" for label in self.labels]
+                counts.update(zip(names, self.probability_block.count(matrix), strict=True))
+            for i, label in enumerate([] if by_block else self.labels):
+                bins = self.outputs.get(f"p:{label}")
+                if bins is not None and i < matrix.shape[1]:
+                    counts[f"p:{label}"] = bins.count(matrix[:, i])
+            label_bins = self.outputs.get("label")
+            if label_bins is not None:
+                index = predicted_labels(matrix, self.manifest)
+                tally = np.bincount(index, minlength=label_bins.size)
+                counts["label"] = BinCounts(counts=tally.tolist(), count=len(index))
+            return counts
+        values = [o.values for o in outputs if o.values is not None]
+        value_bins = self.outputs.get("value")
+        if values and value_bins is not None:
+            counts["value"] = value_bins.count(np.concatenate(values) if len(values) > 1 else values[0])
+        return counts
+
+    def columns(self, requests: Sequence[Rows]) -> dict[str, np.ndarray | pd.Series]:
+        """Each feature's values over all the requests, in request order (vectorised where the
+        rows are already a float matrix in feature order, the prediction server's fast path)."""
+        names = tuple(self.features)
+        parts: dict[str, list[Any]] = {name: [] for name in names}
+        matrices: list[np.ndarray] = []
+
+        def flush_matrices() -> None:
+            if matrices:
+                matrix = np.concatenate(matrices) if len(matrices) > 1 else matrices[0]
+                for i, name in enumerate(names):
+                    parts[name].append(matrix[:, i])
+                matrices.clear()
+
+        for request in requests:
+            rows = request.rows
+            if (
+                isinstance(rows, np.ndarray)
+                and rows.ndim == 2
+                and rows.shape[1] == len(names)
+                and tuple(request.columns) == names
+            ):
+                matrices.append(rows)
+                continue
+            flush_matrices()
+            frame = request.frame if request.frame is not None else _frame(request)
+            for name in names:
+                if name in frame.columns:
+                    parts[name].append(frame[name].to_numpy())
+                else:
+                    parts[name].append(np.full(len(frame), np.nan))
+        flush_matrices()
+        return {name: _join(pieces) for name, pieces in parts.items()}
+
+
+def _is_matrix(request: Rows, names: tuple[str, ...]) -> bool:
+    rows = request.rows
+    return (
+        isinstance(rows, np.ndarray)
+        and rows.ndim == 2
+        and rows.shape[1] == len(names)
+        and rows.dtype.kind == "f"
+        and tuple(request.columns) == names
+    )
+
+
+def _frame(request: Rows) -> pd.DataFrame:
+    rows = request.rows
+    if rows is None or len(rows) == 0:
+        return pd.DataFrame(columns=list(request.columns))
+    return pd.DataFrame(
+        list(rows) if not isinstance(rows, np.ndarray) else rows, columns=list(request.columns)
+    )
+
+
+def _join(pieces: list[Any]) -> np.ndarray:
+    if not pieces:
+        return np.empty(0)
+    if len(pieces) == 1:
+        return np.asarray(pieces[0])
+    if all(p.dtype.kind == "f" for p in pieces):
+        return np.concatenate(pieces)
+    return np.concatenate([np.asarray(p, dtype=object) for p in pieces])

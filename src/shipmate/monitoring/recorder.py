@@ -1,0 +1,430 @@
+"""Recording predictions: an O(1) append per request, binning and spooling per flush, off the request path.
+
+Per request the prediction server calls `Recorder.on_scored` (its `ScoreHook`: the scored
+rows and scores are kept by reference) and `Recorder.on_request` (status, response time,
+execution time, consumer), each a few dictionary and list operations under an uncontended
+lock. A flusher thread wakes every ``flush_seconds`` or once ``flush_rows`` rows wait,
+takes what has accumulated, counts it into the models' fixed bins (`ModelBins`, numpy over
+whole columns), builds one `MinuteAggregate` per deployment, model and minute, and writes
+them to the spool. A prediction never waits for that and never fails because of it: a full
+or broken spool is counted (``dropped``, carried in the next record and in /metrics) and
+logged; rows arriving while more than ``max_pending_rows`` wait are counted in the request
+figures but not binned (``unbinned_rows``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import orjson
+
+from shipmate.monitoring.binning import ModelBins, Output, Rows
+from shipmate.monitoring.records import LATENCY_SCALE, BinCounts, LatencyHistogram, MinuteAggregate
+from shipmate.monitoring.samples import SampleBatch, association_ids, keep_ids, keep_numbers
+from shipmate.monitoring.settings import MonitorSettings
+from shipmate.monitoring.spool import AGGREGATE, SAMPLE, Spool
+from shipmate.packages import Manifest
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str | None, int]
+_Note = tuple[Any, int, int, float, "float | None", int, "str | None", Any, Any]
+"""A finished request: deployment, minute, rows, response ms, execution ms, status, consumer,
+ASGI headers, ASGI client."""
+SMALL = 32
+RequestsListener = Callable[[str, np.ndarray, np.ndarray, np.ndarray], None]
+"""Told per deployment and flush: the requests' statuses, response times in seconds and rows."""
+
+
+def latency_histogram(milliseconds: np.ndarray) -> LatencyHistogram:
+    """`LatencyHistogram` of many latencies at once (the same buckets as its ``observe``)."""
+    histogram = LatencyHistogram()
+    if len(milliseconds) < SMALL:  # numpy's fixed cost is larger than a few observations
+        for value in milliseconds.tolist():
+            histogram.observe(value)
+        return histogram
+    index = np.full(len(milliseconds), -(2**15), dtype=np.int64)
+    positive = milliseconds > 0
+    index[positive] = np.ceil(np.log2(milliseconds[positive]) * (1 << LATENCY_SCALE))
+    keys, counts = np.unique(index, return_counts=True)
+    histogram.buckets = dict(zip(keys.tolist(), counts.tolist(), strict=True))
+    histogram.total_ms = float(milliseconds.sum())
+    histogram.max_ms = max(0.0, float(milliseconds.max()))
+    return histogram
+
+
+def _add_columns(into: dict[str, BinCounts], other: dict[str, BinCounts]) -> None:
+    for name, bins in other.items():
+        mine = into.get(name)
+        if mine is None:
+            into[name] = bins
+        else:
+            mine.merge(bins, name)
+
+
+def consumer_of(headers: Sequence[tuple[bytes, bytes]] | None, client: Sequence[Any] | None) -> str | None:
+    """Who sent a request: its ``X-Consumer-Id`` header, else a digest of its API key, else its address."""
+    key = None
+    for name, value in headers or ():
+        if name == b"x-consumer-id":
+            return value.decode("latin-1")[:100]
+        if name in (b"authorization", b"x-api-key"):
+            key = value
+    if key is not None:
+        return "key:" + hashlib.sha256(key).hexdigest()[:12]
+    return str(client[0]) if client else None
+
+
+class Served(Protocol):
+    """What the recorder reads of a served deployment (`shipmate.serving.deployments.Deployment`)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def model_id(self) -> str | None: ...
+    @property
+    def manifest(self) -> Manifest: ...
+    @property
+    def package_sha256(self) -> str: ...
+
+
+@dataclass(slots=True)
+class _Pending:
+    """Scored requests of one deployment and minute, waiting for the next flush."""
+
+    deployment: Any
+    batch: list[tuple[Rows, Output]] = field(default_factory=list)
+
+
+class Recorder:
+    """One per worker process. ``clock`` is the wall clock (epoch seconds), replaceable in tests."""
+
+    def __init__(
+        self,
+        settings: MonitorSettings,
+        spool: Spool,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.spool = spool
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._scored: list[tuple[Any, int, Rows, Output]] = []
+        self._binned: dict[Key, tuple[dict[str, BinCounts], dict[str, BinCounts]]] = {}
+        self._samples: dict[Key, SampleBatch] = {}
+        self._row_number = 0  # rows seen, for sampling rows that carry no association id
+        self.samples_written = 0
+        self._max_pending = settings.max_pending_rows
+        self._flush_rows = settings.flush_rows
+        self._requests: list[_Note] = []
+        self._pending_rows = 0
+        self._bins: dict[tuple[str, str], ModelBins] = {}
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._reported_drops = 0
+        self.unbinned_rows = 0
+        self._unbinned_reported = 0
+        self.on_flushed: Callable[[Recorder], None] | None = None  # after every flush (metrics)
+        self.on_requests: RequestsListener | None = None  # per deployment and flush (metrics)
+        self.flushes = 0
+        self.records_written = 0
+        self.flush_errors = 0
+        self._last_error_log = 0.0
+
+    # ---- the request path (O(1))
+
+    def on_scored(self, deployment: Served, request: Rows, scores: Output) -> None:
+        """The prediction server's score hook: keep the scored rows for the next flush (one append)."""
+        rows = len(scores)
+        minute = int(self.clock()) // 60
+        with self._lock:
+            if self._pending_rows >= self._max_pending:
+                self.unbinned_rows += rows
+                return
+            self._scored.append((deployment, minute, request, scores))
+            self._pending_rows += rows
+            full = self._pending_rows >= self._flush_rows
+        if full:
+            self._wake.set()
+
+    def bin_now(self, deployment: Served, request: Rows, scores: Output) -> None:
+        """Bin one large scored request at once, keeping only its counts (called by the prediction
+        server once the response is out). Holding on to large batches until the flush costs
+        more than binning them: their memory cannot be reused, which shows in every request."""
+        rows = len(scores)
+        key = (self.settings.deployment_id or deployment.id, self.settings.model_id or deployment.model_id)
+        minute = int(self.clock()) // 60
+        features, predictions = self.bins(deployment).count([(request, scores)])
+        self.sample((*key, minute), deployment, request, scores)
+        with self._lock:
+            partial = self._binned.get((*key, minute))
+            if partial is None:
+                self._binned[(*key, minute)] = (features, predictions)
+            else:
+                _add_columns(partial[0], features)
+                _add_columns(partial[1], predictions)
+            self._pending_rows += rows
+            full = self._pending_rows >= self._flush_rows
+        if full:
+            self._wake.set()
+
+    def sample(self, key: Key, deployment: Served, request: Rows, scores: Output) -> None:
+        """Keep this request's sampled rows for the next flush (nothing when sampling is off)."""
+        percentage = self.settings.sample_percentage
+        if percentage <= 0:
+            return
+        rows = len(scores)
+        column = self.settings.association_id_column
+        ids = association_ids(request, column) if column else None
+        with self._lock:
+            first, self._row_number = self._row_number, self._row_number + rows
+        keep = keep_ids(ids, percentage) if ids is not None else keep_numbers(first, rows, percentage)
+        part = SampleBatch(key[0], key[1], key[2], list(deployment.manifest.feature_names))
+        part.add(request, scores, keep, ids)
+        if not part.rows:
+            return
+        with self._lock:
+            batch = self._samples.get(key)
+            if batch is None:
+                self._samples[key] = part
+            else:
+                batch.rows.extend(part.rows)
+                batch.predictions.extend(part.predictions)
+                batch.association_ids.extend(part.association_ids)
+
+    def on_request(
+        self,
+        deployment: Served,
+        *,
+        rows: int,
+        response_ms: float,
+        execution_ms: float | None,
+        status: int,
+        consumer: str | None = None,
+        headers: Sequence[tuple[bytes, bytes]] | None = None,
+        client: Sequence[Any] | None = None,
+    ) -> None:
+        """One finished prediction request (any status) of a known deployment: one append.
+
+        The consumer is ``consumer``, or worked out at the flush from the request's ASGI
+        ``headers`` and ``client`` (`consumer_of`)."""
+        note = (
+            deployment,
+            int(self.clock()) // 60,
+            rows,
+            response_ms,
+            execution_ms,
+            status,
+            consumer,
+            headers,
+            client,
+        )
+        with self._lock:
+            self._requests.append(note)
+
+    # ---- the flusher
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="shipmate-monitoring-flush", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Flush what is left and close the spool (at shutdown)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        else:
+            self.flush()
+        self.spool.close()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.settings.flush_seconds)
+            self._wake.clear()
+            self._flush_and_tell()
+        self._flush_and_tell()
+
+    def _flush_and_tell(self) -> None:
+        self.flush()
+        if self.on_flushed is not None:
+            try:
+                self.on_flushed(self)
+            except Exception:
+                log.exception("monitoring: the after-flush callback failed")
+
+    def take_unbinned(self) -> int:
+        """Rows left unbinned since the previous call."""
+        with self._lock:
+            count, self._unbinned_reported = self.unbinned_rows - self._unbinned_reported, self.unbinned_rows
+        return count
+
+    def flush(self) -> list[MinuteAggregate]:
+        """Bin and spool everything accumulated; the records written (never raises)."""
+        with self._lock:
+            scored, self._scored = self._scored, []
+            binned, self._binned = self._binned, {}
+            requests, self._requests = self._requests, []
+            self._pending_rows = 0
+        if not scored and not requests and not binned:
+            self._write_samples()
+            self.spool.flush()
+            return []
+        try:
+            pending = self.group_scored(scored)
+            for key, group in pending.items():
+                for request, scores in group.batch:
+                    self.sample(key, group.deployment, request, scores)
+            records = self.aggregate(pending, self.request_figures(requests), binned)
+        except Exception:  # a bug here must not stop monitoring for good
+            self.flush_errors += 1
+            log.exception("monitoring: aggregating a flush failed; its records are lost")
+            return []
+        self.flushes += 1
+        drops = self.spool.dropped_total()
+        if records:  # drops so far ride on the first record; counted again if that one is dropped too
+            records[0].dropped = drops - self._reported_drops
+        for i, record in enumerate(records):
+            if self.spool.write(orjson.dumps(record.to_json()), AGGREGATE):
+                self.records_written += 1
+                if i == 0:
+                    self._reported_drops = drops
+            else:
+                self._log_drop()
+        self._write_samples()
+        return records
+
+    def _write_samples(self) -> None:
+        """Sample records go after the aggregates (a full spool drops them first)."""
+        with self._lock:
+            samples, self._samples = self._samples, {}
+        now = self.clock()
+        for batch in samples.values():
+            for doc in batch.records(now):
+                if self.spool.write(orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY), SAMPLE):
+                    self.samples_written += 1
+                else:
+                    self._log_drop()
+
+    def aggregate(
+        self,
+        pending: dict[Key, _Pending],
+        stats: dict[Key, MinuteAggregate],
+        binned: dict[Key, tuple[dict[str, BinCounts], dict[str, BinCounts]]] | None = None,
+    ) -> list[MinuteAggregate]:
+        """One record per deployment, model and minute from scored rows, counts binned already
+        and request figures (pure)."""
+        now = self.clock()
+        binned = binned or {}
+        records: dict[Key, MinuteAggregate] = {}
+        for key in sorted(set(pending) | set(stats) | set(binned), key=lambda k: (k[0], k[1] or "", k[2])):
+            record = stats.get(key) or MinuteAggregate(deployment_id=key[0], model_id=key[1], minute=key[2])
+            waiting = pending.get(key)
+            if waiting is not None and waiting.batch:
+                bins = self.bins(waiting.deployment)
+                record.features, record.predictions = bins.count(waiting.batch)
+            if key in binned:
+                _add_columns(record.features, binned[key][0])
+                _add_columns(record.predictions, binned[key][1])
+            record.flushed_at = now
+            records[key] = record
+        return list(records.values())
+
+    def group_scored(self, scored: list[tuple[Any, int, Rows, Output]]) -> dict[Key, _Pending]:
+        """Scored requests by deployment, model and minute, in arrival order."""
+        groups: dict[Key, _Pending] = {}
+        for deployment, minute, request, scores in scored:
+            key = (
+                self.settings.deployment_id or deployment.id,
+                self.settings.model_id or deployment.model_id,
+                minute,
+            )
+            group = groups.get(key)
+            if group is None:
+                group = groups[key] = _Pending(deployment)
+            group.batch.append((request, scores))
+        return groups
+
+    def request_figures(self, requests: list[_Note]) -> dict[Key, MinuteAggregate]:
+        """The request figures of one flush per deployment, model and minute (vectorised per group);
+        the metrics listener hears of each deployment's requests too."""
+        groups: dict[Key, list[_Note]] = {}
+        for note in requests:
+            deployment = note[0]
+            key = (
+                self.settings.deployment_id or deployment.id,
+                self.settings.model_id or deployment.model_id,
+                note[1],
+            )
+            group = groups.get(key)
+            if group is None:
+                groups[key] = [note]
+            else:
+                group.append(note)
+        figures: dict[Key, MinuteAggregate] = {}
+        for key, notes in groups.items():
+            statuses = np.fromiter((n[5] for n in notes), np.int64, len(notes))
+            response = np.fromiter((n[3] for n in notes), np.float64, len(notes))
+            execution = np.array([n[4] for n in notes if n[4] is not None], dtype=np.float64)
+            rows = np.fromiter((n[2] for n in notes), np.int64, len(notes))
+            record = MinuteAggregate(deployment_id=key[0], model_id=key[1], minute=key[2])
+            record.requests = len(notes)
+            record.rows = int(rows.sum())
+            record.user_errors = int(np.count_nonzero((statuses >= 400) & (statuses < 500)))
+            record.server_errors = int(np.count_nonzero(statuses >= 500))
+            record.response_ms = latency_histogram(response)
+            record.execution_ms = latency_histogram(execution)
+            for n in notes:
+                consumer = n[6] if n[6] is not None else consumer_of(n[7], n[8])
+                if consumer is not None:
+                    record.add_consumer(consumer)
+            figures[key] = record
+            if self.on_requests is not None:
+                try:
+                    self.on_requests(key[0], statuses, response / 1000.0, rows)
+                except Exception:
+                    log.exception("monitoring: the requests listener failed")
+        return figures
+
+    def bins(self, deployment: Served) -> ModelBins:
+        """The compiled bins of a deployment's model (once per package)."""
+        cache_key = (deployment.id, deployment.package_sha256)
+        bins = self._bins.get(cache_key)
+        if bins is None:
+            bins = self._bins[cache_key] = ModelBins(deployment.manifest)
+            if bins.derived:
+                log.warning(
+                    "deployment %s: package %s %s predates monitoring bins; they are derived from "
+                    "its stored quantiles and frequencies (approximate baseline counts; probability "
+                    "bins are fixed tenths and regression values get moments only)",
+                    deployment.id,
+                    deployment.manifest.name,
+                    deployment.manifest.version,
+                )
+        return bins
+
+    def forget(self, live: Iterable[tuple[str, str]]) -> None:
+        """Drop compiled bins of packages no longer served."""
+        keep = set(live)
+        for key in [k for k in self._bins if k not in keep]:
+            del self._bins[key]
+
+    def _log_drop(self) -> None:
+        now = time.monotonic()
+        if now - self._last_error_log >= 60:
+            self._last_error_log = now
+            log.error(
+                "monitoring: records dropped by the %s spool (%s so far)",
+                type(self.spool).__name__,
+                dict(self.spool.dropped),
+            )
