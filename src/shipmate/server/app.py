@@ -19,7 +19,16 @@ from shipmate.server.db import Database
 from shipmate.server.deps import Runtime
 from shipmate.server.feed import ChangeFeed
 from shipmate.server.models import TokenKind
-from shipmate.server.routers import deployments, environments, events, health, packages, tokens, ui
+from shipmate.server.routers import (
+    deployments,
+    environments,
+    events,
+    health,
+    monitoring,
+    packages,
+    tokens,
+    ui,
+)
 from shipmate.server.services import tokens as token_service
 from shipmate.server.settings import ServerSettings
 
@@ -140,7 +149,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.state.runtime = runtime
     _install_error_handlers(app)
     api = APIRouter(prefix=API_PREFIX)
-    for module in (health, packages, environments, deployments, events, tokens):
+    for module in (health, packages, environments, deployments, events, tokens, monitoring):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(ui.router)

@@ -1,0 +1,459 @@
+"""Monitoring storage: ingest of minute aggregates, roll-up and retention, and bucket queries.
+
+Records arrive from the monitoring agent in the JSON form of ``shipmate.monitoring.records``.
+Each one is judged on its own (a bad or foreign record is refused with a reason, the rest are
+stored) and added into one bucket per deployment, model and minute. Writes run in the
+serialised write transaction of ``Database.write``, so the read-add-write of a bucket never
+races another replica. Record ids are stored in the same transaction as the counts they
+added: a record is either counted and remembered, or neither.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import delete, insert, select, tuple_
+from sqlalchemy.orm import Session
+
+from shipmate.monitoring.records import (
+    MAX_CONSUMERS,
+    BinCounts,
+    LatencyHistogram,
+    MinuteAggregate,
+    RecordError,
+)
+from shipmate.monitoring.service_health import Bucket
+from shipmate.server.models import Deployment, MonitoringBucket, MonitoringRecordId, utcnow
+
+log = logging.getLogger(__name__)
+
+HOUR = 60
+CHUNK = 500
+"""Ids per ``IN (...)`` query, well below every backend's parameter limit."""
+ROLLUP_BATCH = 5000
+"""Minute buckets rolled up per maintenance pass, so one pass stays short."""
+
+
+class Outcome(StrEnum):
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+    PARTIAL = "partial"
+    """Some, not all, of the ids a merged record stands for are stored already: the record is
+    not stored; the sender re-sends the original records whose ids are not in ``seen_ids``."""
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    index: int
+    record_id: str | None
+    outcome: Outcome
+    reason: str | None = None
+    seen_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class IngestResult:
+    stored: int = 0
+    duplicate: int = 0
+    rejected: int = 0
+    partial: int = 0
+    problems: list[RecordResult] = field(default_factory=list)
+    """Every record that was not stored as sent (duplicates included)."""
+
+    def add(self, result: RecordResult) -> None:
+        if result.outcome is Outcome.STORED:
+            self.stored += 1
+            return
+        setattr(self, result.outcome.value, getattr(self, result.outcome.value) + 1)
+        self.problems.append(result)
+
+
+@dataclass(frozen=True)
+class Retention:
+    minute_hours: float
+    hour_days: float
+    dedup_hours: float
+    max_future_minutes: int
+
+
+def _minute(now: float) -> int:
+    return int(now // 60)
+
+
+def ingest(
+    session: Session,
+    documents: Sequence[Any],
+    *,
+    environment_id: str | None,
+    retention: Retention,
+    now: float | None = None,
+) -> IngestResult:
+    """Store a batch of records for the caller (``environment_id`` None = admin, any deployment)."""
+    now = time.time() if now is None else now
+    now_minute = _minute(now)
+    oldest = now_minute - int(retention.dedup_hours * 60)
+    newest = now_minute + retention.max_future_minutes
+    rollup_before = _rollup_cutoff(now_minute, retention)
+    result = IngestResult()
+    parsed: list[tuple[int, MinuteAggregate]] = []
+    for index, document in enumerate(documents):
+        try:
+            record = MinuteAggregate.from_json(document)
+        except RecordError as exc:
+            result.add(RecordResult(index, _id_of(document), Outcome.REJECTED, f"malformed record: {exc}"))
+            continue
+        if record.minute < oldest:
+            reason = (
+                f"minute {record.minute} is older than the {retention.dedup_hours:g} h de-duplication window"
+            )
+            result.add(RecordResult(index, record.record_id, Outcome.REJECTED, reason))
+        elif record.minute > newest:
+            reason = (
+                f"minute {record.minute} is more than {retention.max_future_minutes} minutes ahead of the "
+                "service's clock (check the producer's clock)"
+            )
+            result.add(RecordResult(index, record.record_id, Outcome.REJECTED, reason))
+        else:
+            parsed.append((index, record))
+
+    owners = _deployment_environments(session, {r.deployment_id for _, r in parsed})
+    allowed: list[tuple[int, MinuteAggregate]] = []
+    for index, record in parsed:
+        owner = owners.get(record.deployment_id)
+        if owner is None or (environment_id is not None and owner != environment_id):
+            reason = (
+                f"deployment {record.deployment_id} is unknown"
+                if environment_id is None
+                else f"deployment {record.deployment_id} is not a deployment of this token's environment"
+            )
+            result.add(RecordResult(index, record.record_id, Outcome.REJECTED, reason))
+        else:
+            allowed.append((index, record))
+
+    seen = _stored_ids(session, {i for _, r in allowed for i in r.source_ids()})
+    buckets = _load_buckets(session, {_bucket_key(r, rollup_before) for _, r in allowed})
+    new_ids: list[dict[str, Any]] = []
+    for index, record in allowed:
+        ids = record.source_ids()
+        known = [i for i in ids if i in seen]
+        if len(set(ids)) != len(ids):
+            result.add(RecordResult(index, record.record_id, Outcome.REJECTED, "mergedIds repeats an id"))
+            continue
+        if len(known) == len(ids):
+            result.add(RecordResult(index, record.record_id, Outcome.DUPLICATE))
+            continue
+        if known:
+            result.add(RecordResult(index, record.record_id, Outcome.PARTIAL, None, known))
+            continue
+        key = _bucket_key(record, rollup_before)
+        bucket = buckets.get(key)
+        if bucket is None:
+            bucket = _new_bucket(key)
+            session.add(bucket)
+            buckets[key] = bucket
+        problem = _incompatible(bucket, record)
+        if problem:
+            result.add(RecordResult(index, record.record_id, Outcome.REJECTED, problem))
+            continue
+        _add(bucket, record, now)
+        seen.update(ids)
+        new_ids.extend({"record_id": i, "minute": record.minute} for i in ids)
+        result.add(RecordResult(index, record.record_id, Outcome.STORED))
+    for start in range(0, len(new_ids), CHUNK):
+        session.execute(insert(MonitoringRecordId), new_ids[start : start + CHUNK])
+    # buckets that received nothing (every record for them refused) are not kept
+    for bucket in buckets.values():
+        if bucket.records == 0 and bucket in session.new:
+            session.expunge(bucket)
+    return result
+
+
+@dataclass
+class MaintenanceResult:
+    rolled_up: int = 0
+    expired_buckets: int = 0
+    expired_ids: int = 0
+
+
+def maintain(session: Session, *, retention: Retention, now: float | None = None) -> MaintenanceResult:
+    """Roll minute buckets older than the retention up into hours; delete what is past retention."""
+    now = time.time() if now is None else now
+    now_minute = _minute(now)
+    outcome = MaintenanceResult()
+    cutoff = _rollup_cutoff(now_minute, retention)
+    old = list(
+        session.scalars(
+            select(MonitoringBucket)
+            .where(MonitoringBucket.width == 1, MonitoringBucket.minute < cutoff)
+            .order_by(MonitoringBucket.minute)
+            .limit(ROLLUP_BATCH)
+        )
+    )
+    if old:
+        keys = {(b.deployment_id, b.model_id, HOUR, b.minute - b.minute % HOUR) for b in old}
+        hours = _load_buckets(session, keys)
+        for minute_bucket in old:
+            key = (
+                minute_bucket.deployment_id,
+                minute_bucket.model_id,
+                HOUR,
+                minute_bucket.minute - minute_bucket.minute % HOUR,
+            )
+            hour = hours.get(key)
+            if hour is None:
+                hour = hours[key] = _new_bucket(key)
+                session.add(hour)
+            _add_bucket(hour, minute_bucket)
+            session.delete(minute_bucket)
+        outcome.rolled_up = len(old)
+    expire_before = now_minute - int(retention.hour_days * 24 * 60)
+    outcome.expired_buckets = _deleted(
+        session.execute(delete(MonitoringBucket).where(MonitoringBucket.minute < expire_before))
+    )
+    ids_before = now_minute - int(retention.dedup_hours * 60)
+    outcome.expired_ids = _deleted(
+        session.execute(delete(MonitoringRecordId).where(MonitoringRecordId.minute < ids_before))
+    )
+    return outcome
+
+
+def buckets_between(
+    session: Session,
+    deployment_id: str,
+    *,
+    since_minute: int,
+    until_minute: int,
+    model_id: str | None = None,
+) -> list[Bucket]:
+    """The deployment's stored buckets that start in [since, until), for ``service_health``."""
+    query = select(MonitoringBucket).where(
+        MonitoringBucket.deployment_id == deployment_id,
+        MonitoringBucket.minute >= since_minute - HOUR,
+        MonitoringBucket.minute < until_minute,
+    )
+    if model_id is not None:
+        query = query.where(MonitoringBucket.model_id == model_id)
+    return [
+        Bucket(
+            minute=row.minute,
+            width=row.width,
+            model_id=row.model_id,
+            records=row.records,
+            requests=row.requests,
+            rows=row.rows,
+            user_errors=row.user_errors,
+            server_errors=row.server_errors,
+            dropped=row.dropped,
+            response_ms=LatencyHistogram.from_json(row.response_ms or _EMPTY, "responseMs"),
+            execution_ms=LatencyHistogram.from_json(row.execution_ms or _EMPTY, "executionMs"),
+            consumers=list(row.consumers),
+            consumers_overflow=row.consumers_overflow,
+            lag_total=row.lag_total,
+            lag_max=row.lag_max,
+        )
+        for row in session.scalars(query)
+    ]
+
+
+def last_received(session: Session, deployment_id: str) -> dt.datetime | None:
+    """When the newest record for the deployment arrived (None: never)."""
+    return session.scalar(
+        select(MonitoringBucket.received_at)
+        .where(MonitoringBucket.deployment_id == deployment_id)
+        .order_by(MonitoringBucket.received_at.desc())
+        .limit(1)
+    )
+
+
+# ---- helpers -------------------------------------------------------------------------------
+
+_EMPTY = {"scale": 3, "buckets": {}}
+BucketKey = tuple[str, str, int, int]
+
+
+def _id_of(document: Any) -> str | None:
+    value = document.get("id") if isinstance(document, dict) else None
+    return value if isinstance(value, str) and len(value) <= 200 else None
+
+
+def _rollup_cutoff(now_minute: int, retention: Retention) -> int:
+    """Minute buckets before this minute (an hour boundary) belong in hour buckets."""
+    cutoff = now_minute - int(retention.minute_hours * 60)
+    return cutoff - cutoff % HOUR
+
+
+def _bucket_key(record: MinuteAggregate, rollup_before: int) -> BucketKey:
+    model = record.model_id or ""
+    if record.minute < rollup_before:
+        return (record.deployment_id, model, HOUR, record.minute - record.minute % HOUR)
+    return (record.deployment_id, model, 1, record.minute)
+
+
+def _deployment_environments(session: Session, ids: set[str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    ordered = sorted(ids)
+    for start in range(0, len(ordered), CHUNK):
+        rows = session.execute(
+            select(Deployment.id, Deployment.environment_id).where(
+                Deployment.id.in_(ordered[start : start + CHUNK])
+            )
+        )
+        found.update({row[0]: row[1] for row in rows})
+    return found
+
+
+def _stored_ids(session: Session, ids: set[str]) -> set[str]:
+    found: set[str] = set()
+    ordered = sorted(ids)
+    for start in range(0, len(ordered), CHUNK):
+        found.update(
+            session.scalars(
+                select(MonitoringRecordId.record_id).where(
+                    MonitoringRecordId.record_id.in_(ordered[start : start + CHUNK])
+                )
+            )
+        )
+    return found
+
+
+def _load_buckets(session: Session, keys: Iterable[BucketKey]) -> dict[BucketKey, MonitoringBucket]:
+    ordered = sorted(keys)
+    found: dict[BucketKey, MonitoringBucket] = {}
+    columns = tuple_(
+        MonitoringBucket.deployment_id,
+        MonitoringBucket.model_id,
+        MonitoringBucket.width,
+        MonitoringBucket.minute,
+    )
+    for start in range(0, len(ordered), CHUNK // 4):
+        for row in session.scalars(
+            select(MonitoringBucket).where(columns.in_(ordered[start : start + CHUNK // 4]))
+        ):
+            found[(row.deployment_id, row.model_id, row.width, row.minute)] = row
+    return found
+
+
+def _new_bucket(key: BucketKey) -> MonitoringBucket:
+    deployment_id, model_id, width, minute = key
+    return MonitoringBucket(
+        deployment_id=deployment_id,
+        model_id=model_id,
+        width=width,
+        minute=minute,
+        records=0,
+        requests=0,
+        rows=0,
+        user_errors=0,
+        server_errors=0,
+        dropped=0,
+        response_ms=LatencyHistogram().to_json(),
+        execution_ms=LatencyHistogram().to_json(),
+        consumers={},
+        consumers_overflow=0,
+        features={},
+        predictions={},
+        lag_total=0.0,
+        lag_max=0.0,
+        received_at=utcnow(),
+    )
+
+
+def _incompatible(bucket: MonitoringBucket, record: MinuteAggregate) -> str | None:
+    for where, stored, incoming in (
+        ("features", bucket.features, record.features),
+        ("predictions", bucket.predictions, record.predictions),
+    ):
+        for name, bins in incoming.items():
+            mine = stored.get(name)
+            if mine is not None and len(mine.get("counts", [])) != len(bins.counts):
+                return (
+                    f"{where}[{name}] has {len(bins.counts)} bins but the stored ones have "
+                    f"{len(mine.get('counts', []))} (a different baseline under the same model id)"
+                )
+    return None
+
+
+def _merge_histogram(stored: dict[str, Any], incoming: LatencyHistogram) -> dict[str, Any]:
+    histogram = LatencyHistogram.from_json(stored or _EMPTY, "stored histogram")
+    histogram.merge(incoming)
+    return histogram.to_json()
+
+
+def _merge_columns(stored: dict[str, Any], incoming: dict[str, BinCounts]) -> dict[str, Any]:
+    merged = dict(stored)
+    for name, bins in incoming.items():
+        mine = merged.get(name)
+        if mine is None:
+            merged[name] = bins.to_json()
+        else:
+            current = BinCounts.from_json(mine, name)
+            current.merge(bins, name)
+            merged[name] = current.to_json()
+    return merged
+
+
+def _merge_consumers(bucket: MonitoringBucket, consumers: dict[str, int], overflow: int) -> None:
+    merged = dict(bucket.consumers)
+    for consumer, count in consumers.items():
+        if consumer in merged or len(merged) < MAX_CONSUMERS:
+            merged[consumer] = merged.get(consumer, 0) + count
+        else:
+            overflow += count
+    bucket.consumers = merged
+    bucket.consumers_overflow += overflow
+
+
+def _add(bucket: MonitoringBucket, record: MinuteAggregate, now: float) -> None:
+    bucket.records += 1
+    bucket.requests += record.requests
+    bucket.rows += record.rows
+    bucket.user_errors += record.user_errors
+    bucket.server_errors += record.server_errors
+    bucket.dropped += record.dropped
+    bucket.response_ms = _merge_histogram(bucket.response_ms, record.response_ms)
+    bucket.execution_ms = _merge_histogram(bucket.execution_ms, record.execution_ms)
+    _merge_consumers(bucket, record.consumers, record.consumers_overflow)
+    bucket.features = _merge_columns(bucket.features, record.features)
+    bucket.predictions = _merge_columns(bucket.predictions, record.predictions)
+    lag = max(0.0, now - record.flushed_at) if record.flushed_at > 0 else 0.0
+    bucket.lag_total += lag
+    bucket.lag_max = max(bucket.lag_max, lag)
+    bucket.received_at = utcnow()
+
+
+def _add_bucket(into: MonitoringBucket, other: MonitoringBucket) -> None:
+    into.records += other.records
+    into.requests += other.requests
+    into.rows += other.rows
+    into.user_errors += other.user_errors
+    into.server_errors += other.server_errors
+    into.dropped += other.dropped
+    into.response_ms = _merge_histogram(
+        into.response_ms, LatencyHistogram.from_json(other.response_ms or _EMPTY, "responseMs")
+    )
+    into.execution_ms = _merge_histogram(
+        into.execution_ms, LatencyHistogram.from_json(other.execution_ms or _EMPTY, "executionMs")
+    )
+    _merge_consumers(into, dict(other.consumers), other.consumers_overflow)
+    columns = {name: BinCounts.from_json(doc, name) for name, doc in other.features.items()}
+    predictions = {name: BinCounts.from_json(doc, name) for name, doc in other.predictions.items()}
+    try:
+        into.features = _merge_columns(into.features, columns)
+        into.predictions = _merge_columns(into.predictions, predictions)
+    except RecordError as exc:  # two baselines under one model id: the counts above still add up
+        log.warning("roll-up of %s kept the hour's bins, not the minute's: %s", into.deployment_id, exc)
+    into.lag_total += other.lag_total
+    into.lag_max = max(into.lag_max, other.lag_max)
+    into.received_at = max(into.received_at, other.received_at)
+
+
+def _deleted(result: Any) -> int:
+    count = getattr(result, "rowcount", 0)
+    return int(count) if count and count > 0 else 0
