@@ -19,6 +19,7 @@ AREAS = (
     "shipmate.cli.serving",  # shipmate serve
     "shipmate.cli.package",  # shipmate package build|inspect|verify
     "shipmate.cli.demo",  # shipmate demo
+    "shipmate.cli.monitoring",  # shipmate health|monitor
 )
 
 
