@@ -214,8 +214,12 @@ class PrivateBroker:
     """A RabbitMQ node of its own (port, data directory), so a test may SIGKILL it without touching
     the machine's shared broker."""
 
-    def __init__(self, base: Path) -> None:
-        self.base = base
+    def __init__(self) -> None:
+        import tempfile
+
+        # the node runs as the rabbitmq user, which cannot enter pytest's private tmp_path
+        self.base = Path(tempfile.mkdtemp(prefix="shipmate-broker-"))
+        self.base.chmod(0o755)
         self.port = free_port()
         self.dist_port = free_port()
         self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
@@ -246,43 +250,55 @@ class PrivateBroker:
         }  # fmt: skip
         with open(b / "launcher.log", "ab") as log:
             self.process = subprocess.Popen(
-                ["rabbitmq-server"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
+                ["rabbitmq-server"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                cwd=b,
+            )  # fmt: skip
 
         def up() -> bool:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1):
                     return True
             except OSError:
-                return False
+                return self.process is None or self.process.poll() is not None
 
-        if not wait_until(up, 90, 0.25):
+        if not wait_until(up, 90, 0.25) or self.process.poll() is not None:
             self.kill()
             pytest.skip(f"a private RabbitMQ node did not start: {(b / 'launcher.log').read_text()[-500:]}")
         return self
 
     def _beam_pids(self) -> list[int]:
-        """The node's Erlang VM (it runs under ``su``, in a session of its own)."""
+        """The node's Erlang VM: it runs under ``su`` in a session of its own, so it is found by the
+        node name in its environment."""
+        marker = f"RABBITMQ_NODENAME={self.name}".encode()
         pids = []
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
             try:
-                command = (entry / "cmdline").read_bytes().split(b"\0")
+                if not (entry / "cmdline").read_bytes().split(b"\0")[0].endswith(b"beam.smp"):
+                    continue
+                if marker in (entry / "environ").read_bytes().split(b"\0"):
+                    pids.append(int(entry.name))
             except OSError:
                 continue
-            if command and command[0].endswith(b"beam.smp") and self.name.encode() in b" ".join(command):
-                pids.append(int(entry.name))
         return pids
 
     def kill(self) -> None:
-        for pid in self._beam_pids():
+        pids = self._beam_pids()
+        assert pids or self.process is None or self.process.poll() is not None, "the node's VM is not found"
+        for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         if self.process is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(20)
             self.process = None
+
+    def remove(self) -> None:
+        import shutil
+
+        self.kill()
+        shutil.rmtree(self.base, ignore_errors=True)
 
 
 @pytest.fixture
@@ -291,7 +307,7 @@ def processes() -> Iterator[list[Any]]:
     started: list[Any] = []
     yield started
     for process in reversed(started):
-        process.kill()
+        getattr(process, "remove", process.kill)()
 
 
 @pytest.fixture

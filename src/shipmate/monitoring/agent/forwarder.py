@@ -130,6 +130,9 @@ class Forwarder:
         while not self.stop.is_set():
             try:
                 batch = self._fill()
+                if failures:
+                    log.info("%s: the channel is back after %d failed attempts", self.channel, failures)
+                    failures = 0
                 if batch.count == 0:
                     if self.run_once:
                         return
@@ -142,7 +145,8 @@ class Forwarder:
                 failures += 1
                 self.metrics.channel_errors.labels(self.channel).inc()
                 self.metrics.set_channel_error(self.channel, str(exc))
-                log.warning("%s; unacknowledged records will be read again", exc)
+                level = logging.WARNING if failures == 1 or failures % 50 == 0 else logging.DEBUG
+                log.log(level, "%s; unacknowledged records will be read again (attempt %d)", exc, failures)
                 self.stop.wait(self.backoff.delay(failures))
 
     def _fill(self) -> Batch:

@@ -91,7 +91,7 @@ def _configure_logging(level: str) -> logging.Handler:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
-    logging.getLogger("pika").setLevel(logging.WARNING)
+    logging.getLogger("pika").setLevel(logging.CRITICAL)  # the reader reports connection losses
     logging.getLogger("httpx").setLevel(logging.WARNING)
     return handler
 

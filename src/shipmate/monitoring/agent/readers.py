@@ -173,7 +173,7 @@ class RabbitMQReader:
                     break
         except (pika.exceptions.AMQPError, OSError) as exc:
             self._drop()
-            raise ReaderReset(f"{self.name}: lost the broker ({type(exc).__name__}: {exc})") from None
+            raise ReaderReset(f"{self.name}: lost the broker ({exc!r})") from None
         return out
 
     def ack(self, offset: Any) -> None:
@@ -183,7 +183,7 @@ class RabbitMQReader:
             self._connect().basic_ack(delivery_tag=offset, multiple=True)
         except (pika.exceptions.AMQPError, OSError) as exc:
             self._drop()
-            raise ReaderReset(f"{self.name}: acknowledgement lost with the broker ({exc})") from None
+            raise ReaderReset(f"{self.name}: acknowledgement lost with the broker ({exc!r})") from None
 
     def _drop(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None
