@@ -8,9 +8,10 @@ All against one real service (``shipmate server``, SQLite, its own process) and 
 * ``throughput``  a spool of records written beforehand (1,000 rows x 20 features each, the size of a
                   prediction server's flush at 1,000 rows, four deployments, 360 records per
                   deployment-minute as at 6,000 predictions/s) forwarded with ``runOnce`` and the
-                  default settings: rows/s over the agent's wall time, and its CPU seconds.
-                  Peer in the same run: the same agent posting each record alone
-                  (``agentMaxAggregatedRecords: 1``), i.e. forwarding without merging.
+                  default settings: rows/s over the agent's wall time, and its CPU seconds. The same
+                  with every record in a deployment-minute of its own (nothing merges, the service
+                  writes one bucket per record). Peer in the same run: the same agent posting each
+                  record alone (``agentMaxAggregatedRecords: 1``), i.e. forwarding without batching.
 * ``steady``      a writer appends what a prediction server at 6,000 predictions/s flushes (six
                   1,000-row records a second) while the agent runs with its defaults; the agent's
                   CPU (utime + stime from /proc) over the window as a share of one core, and per
@@ -190,17 +191,20 @@ def throughput(args: argparse.Namespace, work: Path, service: Service) -> dict[s
     startup, startup_cpu = run_once(agent_config(work / "empty.yaml", service.url, empty, runOnce=True),
                                     token, work / "agent-empty.log")  # fmt: skip
     results["startupSeconds"] = round(startup, 2)
-    for name, count, extra in (
-        ("merged (defaults)", len(records), {}),
-        (
-            "one record per post (peer)",
-            min(len(records), args.peer_records),
-            {"agentMaxAggregatedRecords": 1},
-        ),
+    # the worst case for merging: every record in a deployment-minute of its own (one bucket each)
+    scattered = [
+        realistic_record(deployments[i % 4], base - 1 - i // 4, args.rows, rng)
+        for i in range(min(len(records), args.peer_records))
+    ]
+    for name, chosen, extra in (
+        ("merged (defaults)", records, {}),
+        ("nothing to merge (defaults)", scattered, {}),
+        ("one record per post (peer)", records[: args.peer_records], {"agentMaxAggregatedRecords": 1}),
     ):
+        count = len(chosen)
         spool = work / f"spool-{len(results)}"
-        write_spool(spool, records[:count])
-        for r in records[:count]:
+        write_spool(spool, chosen)
+        for r in chosen:
             r.record_id = f"{r.record_id[:24]}{len(results):08d}"  # fresh ids for the next scenario
         config = agent_config(work / f"agent-{len(results)}.yaml", service.url, spool, runOnce=True, **extra)
         wall, cpu = run_once(config, token, work / f"agent-{len(results)}.log")
