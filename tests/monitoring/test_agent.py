@@ -10,9 +10,12 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import generate_latest
 
 from shipmate.monitoring.agent.config import ConfigError, load
-from shipmate.monitoring.agent.main import run
+from shipmate.monitoring.agent.forwarder import Backoff, Forwarder
+from shipmate.monitoring.agent.main import HttpSink, run
+from shipmate.monitoring.agent.metrics import AgentMetrics
 from shipmate.monitoring.agent.readers import JsonLinesDirectoryReader, RabbitMQReader
 
 BROKER = "amqp://guest:guest@127.0.0.1:5672/%2F"
@@ -117,7 +120,7 @@ def test_a_spool_is_forwarded_merged_and_acknowledged(tmp_path: Path, world: Any
     assert totals(world) == (sum(r.requests for r in records), 300 * 7)
     # everything complete is acknowledged; the first file is consumed and gone
     assert not (spool / "fs_spool.0001.jsonl").exists()
-    assert JsonLinesDirectoryReader(spool, "fs").read(10, 0) == []
+    assert JsonLinesDirectoryReader(spool, "fs").read(10, 0).records == []
     # a second run finds nothing new and changes nothing
     assert run(config, stop=threading.Event()) == 0
     assert totals(world) == (sum(r.requests for r in records), 300 * 7)
@@ -141,7 +144,7 @@ def test_records_read_again_after_a_crash_count_once(tmp_path: Path, world: Any,
     assert totals(world)[0] == 5 * 3 + 4 * 5
 
 
-def test_malformed_and_foreign_records_are_skipped_without_holding_the_rest(
+def test_malformed_foreign_and_sample_records_are_counted_without_holding_the_rest(
     tmp_path: Path, world: Any, mon: Any
 ):
     spool = tmp_path / "spool"
@@ -151,13 +154,26 @@ def test_malformed_and_foreign_records_are_skipped_without_holding_the_rest(
     with (spool / "a.jsonl").open("ab") as handle:
         handle.write(b"not json at all\n")
         handle.write(b'{"v": 1, "id": "x", "deploymentId": "d", "minute": -5}\n')
+        handle.write(b'{"v": 1, "kind": "sample", "deploymentId": "d", "rows": [[1, 2]]}\n')
     mon.append_records(spool / "a.jsonl", good[1:])
-    config = mon.write_config(
-        tmp_path / "agent.yaml", world.url, [channel], token=world.agent_token, runOnce=True
+    config = load(
+        mon.write_config(tmp_path / "agent.yaml", world.url, [channel], token=world.agent_token), environ={}
     )
-    assert run(config, stop=threading.Event()) == 0
+    metrics = AgentMetrics()
+    sink = HttpSink(config)
+    forwarder = Forwarder(
+        "fs", JsonLinesDirectoryReader(spool, "fs"), sink, metrics, max_records=100, pending_timeout=0.1,
+        http_retry=3, backoff=Backoff(0.1, 0.5), stop=threading.Event(), run_once=True,
+    )  # fmt: skip
+    forwarder.run()
+    sink.close()
     assert totals(world)[0] == 6
-    assert JsonLinesDirectoryReader(spool, "fs").read(10, 0) == []
+    assert JsonLinesDirectoryReader(spool, "fs").read(10, 0).records == []
+    exposed = generate_latest(metrics.registry).decode()
+    for outcome, count in (("stored", 3), ("rejected", 1), ("malformed", 2), ("skipped", 1)):
+        assert f'shipmate_monitor_records_total{{channel="fs",outcome="{outcome}"}} {count}.0' in exposed
+    assert 'shipmate_monitor_records_read_total{channel="fs"} 7.0' in exposed
+    assert 'shipmate_monitor_rows_forwarded_total{channel="fs"} 40.0' in exposed
 
 
 def test_a_service_that_is_down_holds_the_batch_and_health_says_degraded(
@@ -191,7 +207,7 @@ def test_a_service_that_is_down_holds_the_batch_and_health_says_degraded(
         stop.set()
         agent.join(30)
     assert not agent.is_alive()
-    assert len(JsonLinesDirectoryReader(spool, "fs").read(100, 0)) == 10
+    assert len(JsonLinesDirectoryReader(spool, "fs").read(100, 0).records) == 10
 
 
 def test_a_rabbitmq_queue_is_forwarded_and_acknowledged_only_after_storing(
@@ -212,8 +228,11 @@ def test_a_rabbitmq_queue_is_forwarded_and_acknowledged_only_after_storing(
         )
     try:
         # a reader that reads without acknowledging gives everything back when it goes away
-        reader = RabbitMQReader(BROKER, queue, "peek")
-        assert len(reader.read(100, 2)) == 40
+        reader = RabbitMQReader(BROKER, queue)
+        first = reader.read(30, 2)
+        assert len(first.records) == 30 and first.records[0].kind == "aggregate"
+        reader.rewind()  # every unacknowledged message goes back to the queue
+        assert len(reader.read(100, 2).records) == 40
         reader.close()
         config = mon.write_config(
             tmp_path / "agent.yaml", world.url,

@@ -13,6 +13,7 @@ or the queue, which bound themselves.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
@@ -20,8 +21,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-
-import orjson
 
 from shipmate.monitoring.agent.metrics import AgentMetrics
 from shipmate.monitoring.agent.readers import ReaderReset, SpoolReader
@@ -44,9 +43,13 @@ class ServiceDown(Exception):
 
 @dataclass
 class PostResult:
+    """The service's answer, as counts of posted records and the ids of those not stored."""
+
     stored: int = 0
     duplicate: int = 0
     rejected: int = 0
+    duplicate_ids: list[str | None] = field(default_factory=list)
+    rejected_ids: list[str | None] = field(default_factory=list)
     partial: list[tuple[str | None, list[str]]] = field(default_factory=list)
     """(record id, ids already stored) of each merged record the service found partly stored."""
     reasons: list[str] = field(default_factory=list)
@@ -72,9 +75,10 @@ class Backoff:
 class Batch:
     originals: list[dict[str, Any]] = field(default_factory=list)
     records: list[MinuteAggregate] = field(default_factory=list)
-    last_offset: Any = None
+    last: Any = None
+    """The reader's last batch read into this one: acknowledging it acknowledges them all."""
     count: int = 0
-    """Spool records read into the batch, malformed ones included."""
+    """Spool records read into the batch, damaged and skipped ones included."""
     first_read: float = 0.0
 
 
@@ -99,6 +103,7 @@ class Forwarder:
 
     def __init__(
         self,
+        channel: str,
         reader: SpoolReader,
         sink: Sink,
         metrics: AgentMetrics,
@@ -121,7 +126,7 @@ class Forwarder:
         self.stop = stop
         self.run_once = run_once
         self.clock = clock
-        self.channel = reader.name
+        self.channel = channel
 
     # ---- the loop ----------------------------------------------------------------------------
 
@@ -138,16 +143,35 @@ class Forwarder:
                         return
                     continue
                 if self._deliver(batch):
-                    self.reader.ack(batch.last_offset)
+                    self._ack(batch.last)
                     self.metrics.pending.labels(self.channel).set(0)
-                failures = 0
             except ReaderReset as exc:
                 failures += 1
                 self.metrics.channel_errors.labels(self.channel).inc()
                 self.metrics.set_channel_error(self.channel, str(exc))
+                self.metrics.pending.labels(self.channel).set(0)
                 level = logging.WARNING if failures == 1 or failures % 50 == 0 else logging.DEBUG
-                log.log(level, "%s; unacknowledged records will be read again (attempt %d)", exc, failures)
+                log.log(level, "%s: %s; unacknowledged records will be read again (attempt %d)",
+                        self.channel, exc, failures)  # fmt: skip
+                with contextlib.suppress(Exception):
+                    self.reader.rewind()
                 self.stop.wait(self.backoff.delay(failures))
+
+    def _read(self, max_records: int, timeout: float) -> Any:
+        try:
+            return self.reader.read(max_records, timeout)
+        except ReaderReset:
+            raise
+        except Exception as exc:  # the spool's own errors (a broker gone, a file unreadable)
+            raise ReaderReset(f"{type(exc).__name__}: {exc}") from exc
+
+    def _ack(self, batch: Any) -> None:
+        try:
+            self.reader.ack(batch)
+        except ReaderReset:
+            raise
+        except Exception as exc:
+            raise ReaderReset(f"acknowledgement failed: {type(exc).__name__}: {exc}") from exc
 
     def _fill(self) -> Batch:
         batch = Batch()
@@ -156,30 +180,36 @@ class Forwarder:
             wait = 0.5 if deadline is None else max(0.0, deadline - self.clock())
             if self.run_once and deadline is None:
                 wait = 0.2
-            items = self.reader.read(self.max_records - batch.count, wait)
+            read = self._read(self.max_records - batch.count, wait)
             self.metrics.mark_read(self.channel)
-            if not items:
+            got = len(read.records) + read.damaged
+            if got == 0:
                 if deadline is not None or self.run_once:
                     break
                 continue
             if deadline is None:
                 batch.first_read = self.clock()
                 deadline = batch.first_read + self.pending_timeout
-            for offset, raw in items:
-                self._add(batch, raw)
-                batch.last_offset = offset
-            self.metrics.read.labels(self.channel).inc(len(items))
+            batch.last = read
+            batch.count += got
+            if read.damaged:
+                self.metrics.outcomes.labels(self.channel, "malformed").inc(read.damaged)
+            for item in read.records:
+                self._add(batch, item.kind, item.doc)
+            self.metrics.read.labels(self.channel).inc(got)
             self.metrics.pending.labels(self.channel).set(batch.count)
             if self.clock() >= deadline:
                 break
         return batch
 
-    def _add(self, batch: Batch, raw: bytes) -> None:
-        batch.count += 1
+    def _add(self, batch: Batch, kind: str, doc: dict[str, Any]) -> None:
+        if kind != "aggregate":
+            # raw-row samples are for later work (challengers, accuracy); nothing stores them yet
+            self.metrics.outcomes.labels(self.channel, "skipped").inc()
+            return
         try:
-            doc = orjson.loads(raw)
             record = MinuteAggregate.from_json(doc)
-        except (orjson.JSONDecodeError, RecordError) as exc:
+        except RecordError as exc:
             self.metrics.outcomes.labels(self.channel, "malformed").inc()
             log.warning("%s: skipped a malformed spool record: %s", self.channel, exc)
             return
@@ -197,7 +227,7 @@ class Forwarder:
             result = self._post_until_answered(documents)
             if result is None:
                 return False
-            self._count(result)
+            self._count(result, merged)
             documents = resend_after_partial(merged, result.partial, batch.originals)
             if not documents:
                 break
@@ -238,7 +268,7 @@ class Forwarder:
                     self.metrics.posts.labels("refused").inc()
                     log.error("%s: the service refused record %s for good: %s",
                               self.channel, documents[0].get("id"), exc)  # fmt: skip
-                    return PostResult(rejected=1, reasons=[str(exc)])
+                    return PostResult(rejected=1, rejected_ids=[documents[0].get("id")], reasons=[str(exc)])
                 failures += 1
                 self.metrics.posts.labels("refused").inc()
                 log.error("%s: the service refused the agent (%s): %s; check apiToken and the "
@@ -256,10 +286,17 @@ class Forwarder:
             return result
         return None
 
-    def _count(self, result: PostResult) -> None:
-        self.metrics.outcomes.labels(self.channel, "stored").inc(result.stored)
-        self.metrics.outcomes.labels(self.channel, "duplicate").inc(result.duplicate)
-        self.metrics.outcomes.labels(self.channel, "rejected").inc(result.rejected)
+    def _count(self, result: PostResult, posted: Sequence[MinuteAggregate]) -> None:
+        """Count outcomes in spool records: a merged record stands for every record it absorbed."""
+        sizes = {r.record_id: len(r.source_ids()) for r in posted}
+        duplicate = sum(sizes.get(i or "", 1) for i in result.duplicate_ids)
+        duplicate += sum(len(seen) for _, seen in result.partial)
+        rejected = sum(sizes.get(i or "", 1) for i in result.rejected_ids)
+        later = sum(sizes.get(i or "", 1) for i, _ in result.partial)  # re-sent as originals, counted then
+        stored = sum(sizes.values()) - duplicate - rejected - later + sum(len(s) for _, s in result.partial)
+        self.metrics.outcomes.labels(self.channel, "stored").inc(max(0, stored))
+        self.metrics.outcomes.labels(self.channel, "duplicate").inc(duplicate)
+        self.metrics.outcomes.labels(self.channel, "rejected").inc(rejected)
         for reason in result.reasons[:5]:
             log.warning("%s: the service refused a record: %s", self.channel, reason)
         if len(result.reasons) > 5:
@@ -271,6 +308,8 @@ def _combined(a: PostResult, b: PostResult) -> PostResult:
         stored=a.stored + b.stored,
         duplicate=a.duplicate + b.duplicate,
         rejected=a.rejected + b.rejected,
+        duplicate_ids=a.duplicate_ids + b.duplicate_ids,
+        rejected_ids=a.rejected_ids + b.rejected_ids,
         partial=a.partial + b.partial,
         reasons=a.reasons + b.reasons,
     )

@@ -71,6 +71,8 @@ class HttpSink:
             stored=answer.stored,
             duplicate=answer.duplicate,
             rejected=answer.rejected,
+            duplicate_ids=[p.id for p in answer.problems if p.outcome == "duplicate"],
+            rejected_ids=[p.id for p in answer.problems if p.outcome == "rejected"],
             partial=[(p.id, p.seen_ids) for p in answer.problems if p.outcome == "partial"],
             reasons=[f"{p.id}: {p.reason}" for p in answer.problems if p.outcome == "rejected"],
         )
@@ -82,7 +84,7 @@ class HttpSink:
 def reader_for(channel: Any, prefetch: int) -> SpoolReader:
     if isinstance(channel, FilesystemChannel):
         return filesystem_reader(channel.directory, channel.name)
-    return RabbitMQReader(channel.queue_url, channel.queue_name, channel.name, prefetch=prefetch)
+    return RabbitMQReader(channel.queue_url, channel.queue_name, prefetch=prefetch)
 
 
 def _configure_logging(level: str) -> logging.Handler:
@@ -126,7 +128,7 @@ def run(config_path: Path, *, log_level: str = "info", stop: threading.Event | N
             try:
                 reader = reader_for(channel, prefetch=config.max_aggregated_records)
                 Forwarder(
-                    reader, sink, metrics,
+                    channel.name, reader, sink, metrics,
                     max_records=config.max_aggregated_records, pending_timeout=config.pending_timeout_s,
                     http_retry=config.http_retry, backoff=backoff, stop=stop, run_once=config.run_once,
                 ).run()  # fmt: skip

@@ -20,12 +20,12 @@ class AgentMetrics:
         r = self.registry
         self.read = Counter("shipmate_monitor_records_read", "Spool records read", ["channel"], registry=r)
         self.outcomes = Counter(
-            "shipmate_monitor_records", "Records by what became of them: stored, duplicate, rejected, "
-            "malformed (skipped before posting)", ["channel", "outcome"], registry=r,
+            "shipmate_monitor_records", "Spool records by what became of them: stored, duplicate, rejected, "
+            "malformed and skipped (raw samples) before posting", ["channel", "outcome"], registry=r,
         )  # fmt: skip
         self.rows = Counter(
             "shipmate_monitor_rows_forwarded",
-            "Prediction rows in acknowledged records",
+            "Prediction rows in the aggregates acknowledged (whatever the service answered)",
             ["channel"],
             registry=r,
         )

@@ -1,17 +1,27 @@
 """Where the monitoring agent reads records from: the `SpoolReader` protocol and two readers.
 
-A reader hands out records in order, each with an opaque, increasing offset, and forgets
-nothing until the agent acknowledges an offset: ``ack(offset)`` consumes every record up to
-and including it, for good (a restarted reader starts after it). Records read but not
-acknowledged when the agent dies are read again by the next agent; the service ignores the
-ones it stored already (by record id), so nothing is lost and nothing counts twice.
+The protocol is the consumer side of the prediction server's spools (``SpoolReader`` in
+``shipmate.monitoring.spool``), restated here as a structural type so the agent depends
+on its shape only:
 
-* `JsonLinesDirectoryReader`: a directory of ``*.jsonl`` files, one JSON record per line,
-  with the consumer offset in ``.<name>.offset``; the stand-in for the prediction server's
-  filesystem spool until its own reader is plugged in (`filesystem_reader`).
-* `RabbitMQReader`: a durable queue, manual acknowledgement (``multiple=True`` up to the
-  offset, which is the delivery tag); a lost connection raises `ReaderReset` and the broker
-  delivers the unacknowledged records again.
+* ``read(max_records, timeout)`` returns a batch: ``records`` (each with ``kind`` —
+  ``"aggregate"`` or ``"sample"`` — and ``doc``, the decoded JSON object) and ``damaged``
+  (frames skipped as unreadable; the reader logs them). Reading continues after the
+  previous batch whether or not it was acknowledged.
+* ``ack(batch)`` acknowledges that batch and every batch read before it: they are never
+  delivered again, after a restart either.
+* ``rewind()`` goes back to the last acknowledged position.
+* ``read`` and ``ack`` may raise when the channel is lost (a broker going away); the agent
+  then drops what it has not acknowledged, rewinds and reads again later.
+
+Records read but not acknowledged when the agent dies are read again by the next agent;
+the service ignores the ones it stored already (by record id), so nothing is lost and
+nothing counts twice.
+
+Two readers live here: `JsonLinesDirectoryReader`, a directory of ``*.jsonl`` files (a
+stand-in for the prediction server's filesystem spool and handy for tests and imports),
+and `RabbitMQReader`, a durable queue read with manual acknowledgements.
+`filesystem_reader` is the one place that chooses the ``FS_SPOOL`` reader.
 """
 
 from __future__ import annotations
@@ -21,47 +31,87 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
+AGGREGATE = "aggregate"
+
 
 class ReaderReset(Exception):
-    """The channel lost its state: records read but not acknowledged will be delivered again,
-    so the agent drops its pending batch (without posting it) and reads afresh."""
+    """The channel lost its state; unacknowledged records will be delivered again."""
+
+
+class RecordLike(Protocol):
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def doc(self) -> dict[str, Any]: ...
+
+
+class BatchLike(Protocol):
+    @property
+    def records(self) -> Sequence[RecordLike]: ...
+
+    @property
+    def damaged(self) -> int: ...
 
 
 class SpoolReader(Protocol):
-    """What the monitoring agent needs of a channel."""
+    """What the monitoring agent needs of a channel (see the module's docstring)."""
 
-    name: str
+    def read(self, max_records: int = 1000, timeout: float = 0.0) -> Any: ...
 
-    def read(self, max_records: int, timeout: float) -> list[tuple[Any, bytes]]:
-        """Up to ``max_records`` (offset, record bytes) after the last ones returned, waiting at
-        most ``timeout`` seconds for the first; ``[]`` when there is nothing."""
-        ...
+    def ack(self, batch: Any) -> None: ...
 
-    def ack(self, offset: Any) -> None:
-        """Every record up to and including ``offset`` is consumed and never delivered again."""
-        ...
+    def rewind(self) -> None: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ReadRecord:
+    kind: str
+    doc: dict[str, Any]
+    where: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReadBatch:
+    records: list[ReadRecord]
+    position: Any
+    damaged: int = 0
+    details: list[str] = field(default_factory=list)
+
+
+def _decode(raw: bytes, where: str) -> tuple[ReadRecord | None, str | None]:
+    try:
+        doc = json.loads(raw)
+    except ValueError as exc:
+        return None, f"{where}: not JSON ({exc}); record skipped"
+    if not isinstance(doc, dict):
+        return None, f"{where}: not a JSON object; record skipped"
+    return ReadRecord(kind=str(doc.get("kind", AGGREGATE)), doc=doc, where=where), None
 
 
 class JsonLinesDirectoryReader:
     """Records as lines of ``*.jsonl`` files in one directory, files consumed in name order.
 
     Only complete lines (ending in a newline) are read, so a writer killed mid-line leaves a
-    tail that is never delivered. Files wholly before the acknowledged offset are deleted.
+    tail that is never delivered. The acknowledged position is kept in ``.<name>.offset``
+    (written atomically); files wholly before it are deleted.
     """
 
     def __init__(self, directory: Path, name: str = "agent", poll_interval: float = 0.05) -> None:
-        self.name = name
-        self.directory = directory
+        self.directory = Path(directory)
         self.poll_interval = poll_interval
-        self._offset_file = directory / f".{name}.offset"
-        self._file, self._position = self._load_offset()
+        self._offset_file = self.directory / f".{name}.offset"
+        self._acked = self._load_offset()
+        self._cursor = self._acked
 
     def _load_offset(self) -> tuple[str, int]:
         try:
@@ -77,36 +127,44 @@ class JsonLinesDirectoryReader:
     def _files(self) -> list[str]:
         return sorted(p.name for p in self.directory.glob("*.jsonl"))
 
-    def read(self, max_records: int, timeout: float) -> list[tuple[Any, bytes]]:
+    def read(self, max_records: int = 1000, timeout: float = 0.0) -> ReadBatch:
         deadline = time.monotonic() + timeout
         while True:
-            records = self._read_now(max_records)
-            if records or time.monotonic() >= deadline:
-                return records
+            batch = self._read_now(max_records)
+            if batch.records or batch.damaged or time.monotonic() >= deadline:
+                return batch
             time.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
 
-    def _read_now(self, max_records: int) -> list[tuple[Any, bytes]]:
-        out: list[tuple[Any, bytes]] = []
-        for name in self._files():
-            if name < self._file:
+    def _read_now(self, max_records: int) -> ReadBatch:
+        records: list[ReadRecord] = []
+        details: list[str] = []
+        name, position = self._cursor
+        for candidate in self._files():
+            if candidate < name or len(records) + len(details) >= max_records:
                 continue
-            start = self._position if name == self._file else 0
-            with (self.directory / name).open("rb") as handle:
+            start = position if candidate == name else 0
+            with (self.directory / candidate).open("rb") as handle:
                 handle.seek(start)
-                while len(out) < max_records:
+                while len(records) + len(details) < max_records:
                     line = handle.readline()
                     if not line.endswith(b"\n"):
                         break  # end of file, or a line still being written
+                    where = f"{candidate}@{start}"
                     start += len(line)
                     if line.strip():
-                        out.append(((name, start), line))
-            self._file, self._position = name, start
-            if len(out) >= max_records:
-                break
-        return out
+                        record, why = _decode(line, where)
+                        if record is not None:
+                            records.append(record)
+                        else:
+                            details.append(why or where)
+            name, position = candidate, start
+        self._cursor = (name, position)
+        for problem in details:
+            log.warning("spool %s: %s", self.directory, problem)
+        return ReadBatch(records=records, position=self._cursor, damaged=len(details), details=details)
 
-    def ack(self, offset: Any) -> None:
-        name, position = offset
+    def ack(self, batch: Any) -> None:
+        name, position = batch.position
         temporary = self._offset_file.with_suffix(".tmp")
         with temporary.open("w") as handle:
             json.dump({"file": name, "position": position}, handle)
@@ -118,35 +176,45 @@ class JsonLinesDirectoryReader:
             os.fsync(directory)
         finally:
             os.close(directory)
+        self._acked = (name, position)
         for older in self._files():
             if older < name:
                 with contextlib.suppress(FileNotFoundError):
                     (self.directory / older).unlink()
+
+    def rewind(self) -> None:
+        self._cursor = self._acked
 
     def close(self) -> None:
         return None
 
 
 def filesystem_reader(directory: Path, name: str) -> SpoolReader:
-    """The reader for an ``FS_SPOOL`` channel (the one place to plug the spool's own reader in)."""
+    """The reader for an ``FS_SPOOL`` channel: the one place to plug the spool's own reader in."""
     return JsonLinesDirectoryReader(directory, name)
 
 
 class RabbitMQReader:
-    """A durable RabbitMQ queue read with manual acknowledgements (pika, blocking)."""
+    """A durable RabbitMQ queue read with manual acknowledgements (pika, blocking).
 
-    def __init__(self, url: str, queue: str, name: str = "rabbitmq", prefetch: int = 1000) -> None:
-        self.name = name
+    The position of a batch is (connection generation, last delivery tag): after the
+    connection is renewed, an older batch cannot be acknowledged (the broker delivers its
+    records again), so its ``ack`` does nothing.
+    """
+
+    def __init__(self, url: str, queue: str, prefetch: int = 1000) -> None:
         self.url = url
         self.queue = queue
         self.prefetch = prefetch
         self._connection: Any = None
         self._channel: Any = None
+        self._generation = 0
 
     def _connect(self) -> Any:
         import pika
 
-        if self._channel is None:
+        if self._channel is None or not self._channel.is_open:
+            self._drop()
             parameters = pika.URLParameters(self.url)
             parameters.heartbeat = 30
             parameters.blocked_connection_timeout = 30
@@ -157,33 +225,60 @@ class RabbitMQReader:
             channel.queue_declare(queue=self.queue, durable=True)
             channel.basic_qos(prefetch_count=self.prefetch)
             self._channel = channel
+            self._generation += 1
         return self._channel
 
-    def read(self, max_records: int, timeout: float) -> list[tuple[Any, bytes]]:
+    def read(self, max_records: int = 1000, timeout: float = 0.0) -> ReadBatch:
         import pika.exceptions
 
         deadline = time.monotonic() + timeout
-        out: list[tuple[Any, bytes]] = []
+        records: list[ReadRecord] = []
+        details: list[str] = []
+        last_tag = 0
         try:
             channel = self._connect()
-            for method, _properties, body in channel.consume(self.queue, inactivity_timeout=0.05):
+            for method, properties, body in channel.consume(self.queue, inactivity_timeout=0.05):
                 if method is not None:
-                    out.append((method.delivery_tag, body))
-                if len(out) >= max_records or time.monotonic() >= deadline or (method is None and out):
+                    last_tag = method.delivery_tag
+                    record, problem = _decode(body, f"{self.queue}#{last_tag}")
+                    if record is not None:
+                        if properties.type:
+                            record = ReadRecord(properties.type, record.doc, record.where)
+                        records.append(record)
+                    else:
+                        details.append(problem or "")
+                got = len(records) + len(details)
+                if got >= max_records or time.monotonic() >= deadline or (method is None and got):
                     break
         except (pika.exceptions.AMQPError, OSError) as exc:
             self._drop()
-            raise ReaderReset(f"{self.name}: lost the broker ({exc!r})") from None
-        return out
+            raise ReaderReset(f"{self.queue}: lost the broker ({exc!r})") from None
+        for line in details:
+            log.warning("queue %s: %s", self.queue, line)
+        return ReadBatch(records, (self._generation, last_tag), damaged=len(details), details=details)
 
-    def ack(self, offset: Any) -> None:
+    def ack(self, batch: Any) -> None:
         import pika.exceptions
 
+        generation, tag = batch.position
+        if tag == 0 or generation != self._generation or self._channel is None:
+            return  # the connection was renewed: the broker delivers these records again
         try:
-            self._connect().basic_ack(delivery_tag=offset, multiple=True)
+            self._channel.basic_ack(delivery_tag=tag, multiple=True)
         except (pika.exceptions.AMQPError, OSError) as exc:
             self._drop()
-            raise ReaderReset(f"{self.name}: acknowledgement lost with the broker ({exc!r})") from None
+            raise ReaderReset(f"{self.queue}: acknowledgement lost with the broker ({exc!r})") from None
+
+    def rewind(self) -> None:
+        """Give every unacknowledged message back to the queue (or drop the connection, which does)."""
+        import pika.exceptions
+
+        if self._channel is not None and self._channel.is_open:
+            try:
+                self._channel.cancel()
+                self._channel.basic_nack(delivery_tag=0, multiple=True, requeue=True)
+            except (pika.exceptions.AMQPError, OSError):
+                self._drop()
 
     def _drop(self) -> None:
         connection, self._connection, self._channel = self._connection, None, None
