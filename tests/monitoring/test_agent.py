@@ -252,3 +252,19 @@ def record_bytes(record: Any) -> bytes:
     import orjson
 
     return orjson.dumps(record.to_json())
+
+
+def test_shipmate_monitor_says_what_is_wrong_in_one_line_and_exits_2(tmp_path: Path, mon: Any):
+    import subprocess
+    import sys
+
+    config = mon.write_config(
+        tmp_path / "agent.yaml", "http://127.0.0.1:1", [], token="smt_secret-0123456789"
+    )
+    command = [sys.executable, "-c", "from shipmate.cli.main import main; main()", "monitor", "--config"]
+    done = subprocess.run([*command, str(config)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert f"{config}: channelConfigs must list at least one channel" in done.stderr
+    assert "Traceback" not in done.stderr and "smt_secret" not in done.stderr
+    missing = subprocess.run(command[:-1], capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 1 and "no configuration: pass --config" in missing.stderr
