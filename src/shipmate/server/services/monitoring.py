@@ -138,7 +138,8 @@ def ingest(
             allowed.append((index, record))
 
     seen = _stored_ids(session, {i for _, r in allowed for i in r.source_ids()})
-    buckets = _load_buckets(session, {_bucket_key(r, rollup_before) for _, r in allowed})
+    rows = _load_buckets(session, {_bucket_key(r, rollup_before) for _, r in allowed})
+    sums: dict[BucketKey, _Sum] = {}
     new_ids: list[dict[str, Any]] = []
     for index, record in allowed:
         ids = record.source_ids()
@@ -153,25 +154,26 @@ def ingest(
             result.add(RecordResult(index, record.record_id, Outcome.PARTIAL, None, known))
             continue
         key = _bucket_key(record, rollup_before)
-        bucket = buckets.get(key)
-        if bucket is None:
-            bucket = _new_bucket(key)
-            session.add(bucket)
-            buckets[key] = bucket
-        problem = _incompatible(bucket, record)
+        total = sums.get(key)
+        if total is None:
+            total = sums[key] = _Sum.of(rows.get(key))
+        problem = total.incompatible(record.features, record.predictions)
         if problem:
             result.add(RecordResult(index, record.record_id, Outcome.REJECTED, problem))
             continue
-        _add(bucket, record, now)
+        total.add_record(record, now)
         seen.update(ids)
         new_ids.extend({"record_id": i, "minute": record.minute} for i in ids)
         result.add(RecordResult(index, record.record_id, Outcome.STORED))
+    for key, total in sums.items():
+        if total.records:  # a bucket every record of which was refused is not created
+            row = rows.get(key)
+            if row is None:
+                row = _new_bucket(key)
+                session.add(row)
+            total.write(row)
     for start in range(0, len(new_ids), CHUNK):
         session.execute(insert(MonitoringRecordId), new_ids[start : start + CHUNK])
-    # buckets that received nothing (every record for them refused) are not kept
-    for bucket in buckets.values():
-        if bucket.records == 0 and bucket in session.new:
-            session.expunge(bucket)
     return result
 
 
@@ -199,19 +201,21 @@ def maintain(session: Session, *, retention: Retention, now: float | None = None
     if old:
         keys = {(b.deployment_id, b.model_id, HOUR, b.minute - b.minute % HOUR) for b in old}
         hours = _load_buckets(session, keys)
+        sums: dict[BucketKey, _Sum] = {}
         for minute_bucket in old:
-            key = (
-                minute_bucket.deployment_id,
-                minute_bucket.model_id,
-                HOUR,
-                minute_bucket.minute - minute_bucket.minute % HOUR,
-            )
-            hour = hours.get(key)
-            if hour is None:
-                hour = hours[key] = _new_bucket(key)
-                session.add(hour)
-            _add_bucket(hour, minute_bucket)
+            start = minute_bucket.minute - minute_bucket.minute % HOUR
+            key = (minute_bucket.deployment_id, minute_bucket.model_id, HOUR, start)
+            total = sums.get(key)
+            if total is None:
+                total = sums[key] = _Sum.of(hours.get(key))
+            total.add_row(minute_bucket)
             session.delete(minute_bucket)
+        for key, total in sums.items():
+            row = hours.get(key)
+            if row is None:
+                row = _new_bucket(key)
+                session.add(row)
+            total.write(row)
         outcome.rolled_up = len(old)
     expire_before = now_minute - int(retention.hour_days * 24 * 60)
     outcome.expired_buckets = _deleted(
@@ -233,11 +237,14 @@ def buckets_between(
     model_id: str | None = None,
 ) -> list[Bucket]:
     """The deployment's stored buckets that start in [since, until), for ``service_health``."""
-    query = select(MonitoringBucket).where(
-        MonitoringBucket.deployment_id == deployment_id,
-        MonitoringBucket.minute >= since_minute - HOUR,
-        MonitoringBucket.minute < until_minute,
-    )
+    b = MonitoringBucket
+    # the bin counts (the bulk of a row) are not needed for service health: leave them unread
+    query = select(
+        b.minute, b.width, b.model_id, b.records, b.requests, b.rows, b.user_errors, b.server_errors,
+        b.dropped, b.response_ms, b.execution_ms, b.consumers, b.consumers_overflow, b.lag_total, b.lag_max,
+    ).where(
+        b.deployment_id == deployment_id, b.minute >= since_minute - HOUR, b.minute < until_minute
+    )  # fmt: skip
     if model_id is not None:
         query = query.where(MonitoringBucket.model_id == model_id)
     return [
@@ -258,7 +265,7 @@ def buckets_between(
             lag_total=row.lag_total,
             lag_max=row.lag_max,
         )
-        for row in session.scalars(query)
+        for row in session.execute(query)
     ]
 
 
@@ -365,93 +372,121 @@ def _new_bucket(key: BucketKey) -> MonitoringBucket:
     )
 
 
-def _incompatible(bucket: MonitoringBucket, record: MinuteAggregate) -> str | None:
-    for where, stored, incoming in (
-        ("features", bucket.features, record.features),
-        ("predictions", bucket.predictions, record.predictions),
-    ):
-        for name, bins in incoming.items():
-            mine = stored.get(name)
-            if mine is not None and len(mine.get("counts", [])) != len(bins.counts):
-                return (
-                    f"{where}[{name}] has {len(bins.counts)} bins but the stored ones have "
-                    f"{len(mine.get('counts', []))} (a different baseline under the same model id)"
-                )
-    return None
+@dataclass
+class _Sum:
+    """One bucket's figures in memory while records are added: its stored JSON is parsed once,
+    every record of the batch added, and the JSON written back once."""
 
+    records: int = 0
+    requests: int = 0
+    rows: int = 0
+    user_errors: int = 0
+    server_errors: int = 0
+    dropped: int = 0
+    response: LatencyHistogram = field(default_factory=LatencyHistogram)
+    execution: LatencyHistogram = field(default_factory=LatencyHistogram)
+    consumers: dict[str, int] = field(default_factory=dict)
+    consumers_overflow: int = 0
+    features: dict[str, BinCounts] = field(default_factory=dict)
+    predictions: dict[str, BinCounts] = field(default_factory=dict)
+    lag_total: float = 0.0
+    lag_max: float = 0.0
+    received_at: dt.datetime | None = None
 
-def _merge_histogram(stored: dict[str, Any], incoming: LatencyHistogram) -> dict[str, Any]:
-    histogram = LatencyHistogram.from_json(stored or _EMPTY, "stored histogram")
-    histogram.merge(incoming)
-    return histogram.to_json()
+    @classmethod
+    def of(cls, row: MonitoringBucket | None) -> _Sum:
+        total = cls()
+        if row is not None:
+            total.add_row(row)
+        return total
 
+    def incompatible(self, features: dict[str, BinCounts], predictions: dict[str, BinCounts]) -> str | None:
+        for where, mine, incoming in (
+            ("features", self.features, features),
+            ("predictions", self.predictions, predictions),
+        ):
+            for name, bins in incoming.items():
+                stored = mine.get(name)
+                if stored is not None and len(stored.counts) != len(bins.counts):
+                    return (
+                        f"{where}[{name}] has {len(bins.counts)} bins but the stored ones have "
+                        f"{len(stored.counts)} (a different baseline under the same model id)"
+                    )
+        return None
 
-def _merge_columns(stored: dict[str, Any], incoming: dict[str, BinCounts]) -> dict[str, Any]:
-    merged = dict(stored)
-    for name, bins in incoming.items():
-        mine = merged.get(name)
-        if mine is None:
-            merged[name] = bins.to_json()
+    def _add_counts(self, other: Any) -> None:
+        self.records += other.records if isinstance(other, MonitoringBucket) else 1
+        self.requests += other.requests
+        self.rows += other.rows
+        self.user_errors += other.user_errors
+        self.server_errors += other.server_errors
+        self.dropped += other.dropped
+
+    def _add_consumers(self, consumers: dict[str, int], overflow: int) -> None:
+        for consumer, count in consumers.items():
+            if consumer in self.consumers or len(self.consumers) < MAX_CONSUMERS:
+                self.consumers[consumer] = self.consumers.get(consumer, 0) + count
+            else:
+                overflow += count
+        self.consumers_overflow += overflow
+
+    def _add_columns(self, features: dict[str, BinCounts], predictions: dict[str, BinCounts]) -> None:
+        for mine, incoming in ((self.features, features), (self.predictions, predictions)):
+            for name, bins in incoming.items():
+                stored = mine.get(name)
+                if stored is None:
+                    mine[name] = bins  # records and rows are parsed afresh: no copy needed
+                else:
+                    stored.merge(bins, name)
+
+    def add_record(self, record: MinuteAggregate, now: float) -> None:
+        """Add a record (checked with `incompatible` first)."""
+        self._add_counts(record)
+        self.response.merge(record.response_ms)
+        self.execution.merge(record.execution_ms)
+        self._add_consumers(record.consumers, record.consumers_overflow)
+        self._add_columns(record.features, record.predictions)
+        lag = max(0.0, now - record.flushed_at) if record.flushed_at > 0 else 0.0
+        self.lag_total += lag
+        self.lag_max = max(self.lag_max, lag)
+        self.received_at = utcnow()
+
+    def add_row(self, row: MonitoringBucket) -> None:
+        """Add a stored bucket (itself, or a minute bucket rolled up into this hour)."""
+        self._add_counts(row)
+        self.response.merge(LatencyHistogram.from_json(row.response_ms or _EMPTY, "responseMs"))
+        self.execution.merge(LatencyHistogram.from_json(row.execution_ms or _EMPTY, "executionMs"))
+        self._add_consumers(dict(row.consumers), row.consumers_overflow)
+        features = {name: BinCounts.from_json(doc, name) for name, doc in row.features.items()}
+        predictions = {name: BinCounts.from_json(doc, name) for name, doc in row.predictions.items()}
+        problem = self.incompatible(features, predictions)
+        if problem:  # two baselines under one model id: keep the counts above, not these bins
+            log.warning(
+                "roll-up of %s kept the hour's bins, not the minute's: %s", row.deployment_id, problem
+            )
         else:
-            current = BinCounts.from_json(mine, name)
-            current.merge(bins, name)
-            merged[name] = current.to_json()
-    return merged
+            self._add_columns(features, predictions)
+        self.lag_total += row.lag_total
+        self.lag_max = max(self.lag_max, row.lag_max)
+        if row.received_at is not None:
+            self.received_at = max(self.received_at or row.received_at, row.received_at)
 
-
-def _merge_consumers(bucket: MonitoringBucket, consumers: dict[str, int], overflow: int) -> None:
-    merged = dict(bucket.consumers)
-    for consumer, count in consumers.items():
-        if consumer in merged or len(merged) < MAX_CONSUMERS:
-            merged[consumer] = merged.get(consumer, 0) + count
-        else:
-            overflow += count
-    bucket.consumers = merged
-    bucket.consumers_overflow += overflow
-
-
-def _add(bucket: MonitoringBucket, record: MinuteAggregate, now: float) -> None:
-    bucket.records += 1
-    bucket.requests += record.requests
-    bucket.rows += record.rows
-    bucket.user_errors += record.user_errors
-    bucket.server_errors += record.server_errors
-    bucket.dropped += record.dropped
-    bucket.response_ms = _merge_histogram(bucket.response_ms, record.response_ms)
-    bucket.execution_ms = _merge_histogram(bucket.execution_ms, record.execution_ms)
-    _merge_consumers(bucket, record.consumers, record.consumers_overflow)
-    bucket.features = _merge_columns(bucket.features, record.features)
-    bucket.predictions = _merge_columns(bucket.predictions, record.predictions)
-    lag = max(0.0, now - record.flushed_at) if record.flushed_at > 0 else 0.0
-    bucket.lag_total += lag
-    bucket.lag_max = max(bucket.lag_max, lag)
-    bucket.received_at = utcnow()
-
-
-def _add_bucket(into: MonitoringBucket, other: MonitoringBucket) -> None:
-    into.records += other.records
-    into.requests += other.requests
-    into.rows += other.rows
-    into.user_errors += other.user_errors
-    into.server_errors += other.server_errors
-    into.dropped += other.dropped
-    into.response_ms = _merge_histogram(
-        into.response_ms, LatencyHistogram.from_json(other.response_ms or _EMPTY, "responseMs")
-    )
-    into.execution_ms = _merge_histogram(
-        into.execution_ms, LatencyHistogram.from_json(other.execution_ms or _EMPTY, "executionMs")
-    )
-    _merge_consumers(into, dict(other.consumers), other.consumers_overflow)
-    columns = {name: BinCounts.from_json(doc, name) for name, doc in other.features.items()}
-    predictions = {name: BinCounts.from_json(doc, name) for name, doc in other.predictions.items()}
-    try:
-        into.features = _merge_columns(into.features, columns)
-        into.predictions = _merge_columns(into.predictions, predictions)
-    except RecordError as exc:  # two baselines under one model id: the counts above still add up
-        log.warning("roll-up of %s kept the hour's bins, not the minute's: %s", into.deployment_id, exc)
-    into.lag_total += other.lag_total
-    into.lag_max = max(into.lag_max, other.lag_max)
-    into.received_at = max(into.received_at, other.received_at)
+    def write(self, row: MonitoringBucket) -> None:
+        row.records = self.records
+        row.requests = self.requests
+        row.rows = self.rows
+        row.user_errors = self.user_errors
+        row.server_errors = self.server_errors
+        row.dropped = self.dropped
+        row.response_ms = self.response.to_json()
+        row.execution_ms = self.execution.to_json()
+        row.consumers = dict(self.consumers)
+        row.consumers_overflow = self.consumers_overflow
+        row.features = {name: bins.to_json() for name, bins in self.features.items()}
+        row.predictions = {name: bins.to_json() for name, bins in self.predictions.items()}
+        row.lag_total = self.lag_total
+        row.lag_max = self.lag_max
+        row.received_at = self.received_at or utcnow()
 
 
 def _deleted(result: Any) -> int:
