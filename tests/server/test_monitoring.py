@@ -18,13 +18,12 @@ from shipmate.server.models import (
     Environment,
     ModelPackage,
     MonitoringBucket,
-    MonitoringRecordId,
     Platform,
 )
 from shipmate.server.services import monitoring as store
 
 INGEST = "/api/v1/monitoring/aggregates"
-RETENTION = store.Retention(minute_hours=48, hour_days=400, dedup_hours=168, max_future_minutes=10)
+RETENTION = store.Retention(minute_hours=48, hour_days=400, max_future_minutes=10)
 
 
 def record(deployment_id: str, minute: int | None = None, **fields: Any) -> MinuteAggregate:
@@ -126,7 +125,7 @@ def test_refusals_are_per_record_with_a_reason(
         record("d-unknown"),
         bad,
         record(dep, minute=now + 60),  # the producer's clock is an hour ahead
-        record(dep, minute=now - 200 * 60),  # older than the de-duplication window
+        record(dep, minute=now - 50 * 60),  # older than the minute retention: rolled up already
         {"not": "a record"},
         token=world["agent_token"],
     )
@@ -136,7 +135,7 @@ def test_refusals_are_per_record_with_a_reason(
     assert "not a deployment of this token's environment" in reasons[2]
     assert reasons[3].startswith("malformed record: requests:")
     assert "ahead of the service's clock" in reasons[4]
-    assert "older than" in reasons[5]
+    assert "older than the 48 h minute retention" in reasons[5]
     assert reasons[6].startswith("malformed record: v:")
     # the admin may post for any deployment; the foreign one is then stored
     assert post(api, record(foreign["id"]))["stored"] == 1
@@ -187,7 +186,6 @@ def test_old_minutes_roll_up_to_hours_and_expire(tmp_path: Path, database_url: s
     db.migrate()
     now = 1_800_000_000.0
     now_minute = int(now // 60)
-
     with db.write() as session:
         session.add(Environment(id="e-1", name="e", platform=Platform.FILESYSTEM, created_by="t"))
         session.add(
@@ -202,36 +200,35 @@ def test_old_minutes_roll_up_to_hours_and_expire(tmp_path: Path, database_url: s
                 desired_state=DesiredState.RUNNING, created_by="t",
             )
         )  # fmt: skip
-    old = now_minute - 72 * 60  # three days ago: past the 48 h minute retention
-    old = old - old % 60
+    hour = now_minute - now_minute % 60
+    docs = [record("d-1", minute=hour + i % 3).to_json() for i in range(6)]
     with db.write() as session:
-        docs = [record("d-1", minute=old + i).to_json() for i in range(3)]
-        docs.append(record("d-1", minute=now_minute - 5).to_json())
-        outcome = store.ingest(session, docs, environment_id="e-1", retention=RETENTION, now=now)
-        assert outcome.stored == 4
+        assert store.ingest(session, docs, environment_id="e-1", retention=RETENTION, now=now).stored == 6
     with db.read() as session:
-        widths = sorted((b.width, b.minute) for b in session.query(MonitoringBucket))
-    # a record older than the minute retention goes straight into its hour
-    assert widths == [(1, now_minute - 5), (60, old)]
+        buckets = {b.minute: b for b in session.query(MonitoringBucket)}
+        assert sorted(buckets) == [hour, hour + 1, hour + 2]
+        assert len(buckets[hour].record_ids) == 2 and buckets[hour].width == 1
+    # nothing to roll up yet: a maintenance pass changes nothing
     with db.write() as session:
-        late = record("d-1", minute=now_minute - 5).to_json()
-        store.ingest(session, [late], environment_id="e-1", retention=RETENTION, now=now)
+        assert store.maintain(session, retention=RETENTION, now=now + 3600).rolled_up == 0
     later = now + 49 * 3600
     with db.write() as session:
         done = store.maintain(session, retention=RETENTION, now=later)
-    assert done.rolled_up == 1
+    assert done.rolled_up == 3
     with db.read() as session:
-        buckets = {(b.width, b.minute): b for b in session.query(MonitoringBucket)}
-        assert set(buckets) == {(60, old), (60, (now_minute - 5) - (now_minute - 5) % 60)}
-        assert buckets[(60, old)].requests == 9 and buckets[(60, old)].records == 3
-        rolled = buckets[(60, (now_minute - 5) - (now_minute - 5) % 60)]
-        assert rolled.requests == 6 and rolled.features["x"]["counts"] == [2, 4, 6]
+        (rolled,) = session.query(MonitoringBucket).all()
+        assert (rolled.width, rolled.minute, rolled.records, rolled.requests) == (60, hour, 6, 18)
+        assert rolled.features["x"]["counts"] == [6, 12, 18] and rolled.record_ids == []
+    # a record for a rolled-up minute, delivered again, is refused rather than counted twice
+    with db.write() as session:
+        again = store.ingest(session, docs[:1], environment_id="e-1", retention=RETENTION, now=later)
+    assert (again.stored, again.rejected) == (0, 1)
+    assert "rolled up to hours" in (again.problems[0].reason or "")
     with db.write() as session:
         gone = store.maintain(session, retention=RETENTION, now=now + 401 * 86400)
-    assert gone.expired_buckets == 2 and gone.expired_ids == 5
+    assert gone.expired_buckets == 1
     with db.read() as session:
         assert session.query(MonitoringBucket).count() == 0
-        assert session.query(MonitoringRecordId).count() == 0
     db.dispose()
 
 

@@ -231,6 +231,9 @@ class MonitoringBucket(Base):
     consumers_overflow: Mapped[int] = mapped_column(BigInteger, default=0)
     features: Mapped[dict[str, Any]] = mapped_column(default=dict)
     predictions: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    record_ids: Mapped[list[str]] = mapped_column(JsonDoc, default=list)
+    """Ids of the records added into this minute bucket, so a record delivered twice counts once.
+    Dropped when the bucket is rolled up; records for minutes rolled up already are refused."""
     lag_total: Mapped[float] = mapped_column(default=0.0)
     """Sum over the records of (received at the service - flushed by the producer), in seconds."""
     lag_max: Mapped[float] = mapped_column(default=0.0)
@@ -242,15 +245,3 @@ class MonitoringBucket(Base):
         Index("ix_monitoring_buckets_width_minute", "width", "minute"),
     )
 
-
-class MonitoringRecordId(Base):
-    """Ids of the monitoring records already stored, so a record delivered twice counts once.
-
-    Kept for ``monitoring_dedup_retention``; records for minutes older than that are refused,
-    so a forgotten id can never be counted again.
-    """
-
-    __tablename__ = "monitoring_record_ids"
-
-    record_id: Mapped[str] = mapped_column(String(200), primary_key=True)
-    minute: Mapped[int] = mapped_column(BigInteger, index=True)

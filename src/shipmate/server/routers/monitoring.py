@@ -36,9 +36,6 @@ def retention_of(runtime: Runtime) -> store.Retention:
     return store.Retention(
         minute_hours=settings.monitoring_minute_retention_hours,
         hour_days=settings.monitoring_hour_retention_days,
-        dedup_hours=max(
-            settings.monitoring_dedup_retention_hours, settings.monitoring_minute_retention_hours
-        ),
         max_future_minutes=settings.monitoring_max_future_minutes,
     )
 

@@ -4,8 +4,11 @@ Records arrive from the monitoring agent in the JSON form of ``shipmate.monitori
 Each one is judged on its own (a bad or foreign record is refused with a reason, the rest are
 stored) and added into one bucket per deployment, model and minute. Writes run in the
 serialised write transaction of ``Database.write``, so the read-add-write of a bucket never
-races another replica. Record ids are stored in the same transaction as the counts they
-added: a record is either counted and remembered, or neither.
+races another replica. A record's id is kept in its minute bucket, in the same row as the
+counts it added: a record is either counted and remembered, or neither. The ids go when the
+bucket is rolled up to its hour; records for minutes rolled up already are refused, so a
+forgotten id can never count twice. (Ids in the bucket cost about 35 bytes a record and no
+index; the bucket is read for the addition anyway.)
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import delete, insert, select, tuple_
+from sqlalchemy import delete, select, tuple_
 from sqlalchemy.orm import Session
 
 from shipmate.monitoring.records import (
@@ -29,7 +32,7 @@ from shipmate.monitoring.records import (
     RecordError,
 )
 from shipmate.monitoring.service_health import Bucket
-from shipmate.server.models import Deployment, MonitoringBucket, MonitoringRecordId, utcnow
+from shipmate.server.models import Deployment, MonitoringBucket, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +82,6 @@ class IngestResult:
 class Retention:
     minute_hours: float
     hour_days: float
-    dedup_hours: float
     max_future_minutes: int
 
 
@@ -98,7 +100,6 @@ def ingest(
     """Store a batch of records for the caller (``environment_id`` None = admin, any deployment)."""
     now = time.time() if now is None else now
     now_minute = _minute(now)
-    oldest = now_minute - int(retention.dedup_hours * 60)
     newest = now_minute + retention.max_future_minutes
     rollup_before = _rollup_cutoff(now_minute, retention)
     result = IngestResult()
@@ -109,9 +110,10 @@ def ingest(
         except RecordError as exc:
             result.add(RecordResult(index, _id_of(document), Outcome.REJECTED, f"malformed record: {exc}"))
             continue
-        if record.minute < oldest:
+        if record.minute < rollup_before:
             reason = (
-                f"minute {record.minute} is older than the {retention.dedup_hours:g} h de-duplication window"
+                f"minute {record.minute} is older than the {retention.minute_hours:g} h minute retention: "
+                "it is rolled up to hours and its record ids are gone, so it could count twice"
             )
             result.add(RecordResult(index, record.record_id, Outcome.REJECTED, reason))
         elif record.minute > newest:
@@ -137,13 +139,15 @@ def ingest(
         else:
             allowed.append((index, record))
 
-    seen = _stored_ids(session, {i for _, r in allowed for i in r.source_ids()})
-    rows = _load_buckets(session, {_bucket_key(r, rollup_before) for _, r in allowed})
+    rows = _load_buckets(session, {_bucket_key(r) for _, r in allowed})
     sums: dict[BucketKey, _Sum] = {}
-    new_ids: list[dict[str, Any]] = []
     for index, record in allowed:
+        key = _bucket_key(record)
+        total = sums.get(key)
+        if total is None:
+            total = sums[key] = _Sum.of(rows.get(key))
         ids = record.source_ids()
-        known = [i for i in ids if i in seen]
+        known = [i for i in ids if i in total.ids]
         if len(set(ids)) != len(ids):
             result.add(RecordResult(index, record.record_id, Outcome.REJECTED, "mergedIds repeats an id"))
             continue
@@ -153,27 +157,19 @@ def ingest(
         if known:
             result.add(RecordResult(index, record.record_id, Outcome.PARTIAL, None, known))
             continue
-        key = _bucket_key(record, rollup_before)
-        total = sums.get(key)
-        if total is None:
-            total = sums[key] = _Sum.of(rows.get(key))
         problem = total.incompatible(record.features, record.predictions)
         if problem:
             result.add(RecordResult(index, record.record_id, Outcome.REJECTED, problem))
             continue
         total.add_record(record, now)
-        seen.update(ids)
-        new_ids.extend({"record_id": i, "minute": record.minute} for i in ids)
         result.add(RecordResult(index, record.record_id, Outcome.STORED))
     for key, total in sums.items():
-        if total.records:  # a bucket every record of which was refused is not created
+        if total.changed:  # a bucket every record of which was refused is not created or touched
             row = rows.get(key)
             if row is None:
                 row = _new_bucket(key)
                 session.add(row)
             total.write(row)
-    for start in range(0, len(new_ids), CHUNK):
-        session.execute(insert(MonitoringRecordId), new_ids[start : start + CHUNK])
     return result
 
 
@@ -181,7 +177,6 @@ def ingest(
 class MaintenanceResult:
     rolled_up: int = 0
     expired_buckets: int = 0
-    expired_ids: int = 0
 
 
 def maintain(session: Session, *, retention: Retention, now: float | None = None) -> MaintenanceResult:
@@ -220,10 +215,6 @@ def maintain(session: Session, *, retention: Retention, now: float | None = None
     expire_before = now_minute - int(retention.hour_days * 24 * 60)
     outcome.expired_buckets = _deleted(
         session.execute(delete(MonitoringBucket).where(MonitoringBucket.minute < expire_before))
-    )
-    ids_before = now_minute - int(retention.dedup_hours * 60)
-    outcome.expired_ids = _deleted(
-        session.execute(delete(MonitoringRecordId).where(MonitoringRecordId.minute < ids_before))
     )
     return outcome
 
@@ -296,11 +287,8 @@ def _rollup_cutoff(now_minute: int, retention: Retention) -> int:
     return cutoff - cutoff % HOUR
 
 
-def _bucket_key(record: MinuteAggregate, rollup_before: int) -> BucketKey:
-    model = record.model_id or ""
-    if record.minute < rollup_before:
-        return (record.deployment_id, model, HOUR, record.minute - record.minute % HOUR)
-    return (record.deployment_id, model, 1, record.minute)
+def _bucket_key(record: MinuteAggregate) -> BucketKey:
+    return (record.deployment_id, record.model_id or "", 1, record.minute)
 
 
 def _deployment_environments(session: Session, ids: set[str]) -> dict[str, str]:
@@ -313,20 +301,6 @@ def _deployment_environments(session: Session, ids: set[str]) -> dict[str, str]:
             )
         )
         found.update({row[0]: row[1] for row in rows})
-    return found
-
-
-def _stored_ids(session: Session, ids: set[str]) -> set[str]:
-    found: set[str] = set()
-    ordered = sorted(ids)
-    for start in range(0, len(ordered), CHUNK):
-        found.update(
-            session.scalars(
-                select(MonitoringRecordId.record_id).where(
-                    MonitoringRecordId.record_id.in_(ordered[start : start + CHUNK])
-                )
-            )
-        )
     return found
 
 
@@ -366,6 +340,7 @@ def _new_bucket(key: BucketKey) -> MonitoringBucket:
         consumers_overflow=0,
         features={},
         predictions={},
+        record_ids=[],
         lag_total=0.0,
         lag_max=0.0,
         received_at=utcnow(),
@@ -392,12 +367,17 @@ class _Sum:
     lag_total: float = 0.0
     lag_max: float = 0.0
     received_at: dt.datetime | None = None
+    ids: dict[str, None] = field(default_factory=dict)
+    """Ids of the records in this minute bucket, in arrival order (a dict as an ordered set)."""
+    changed: bool = False
 
     @classmethod
     def of(cls, row: MonitoringBucket | None) -> _Sum:
         total = cls()
         if row is not None:
             total.add_row(row)
+            total.ids = dict.fromkeys(row.record_ids or ())
+            total.changed = False
         return total
 
     def incompatible(self, features: dict[str, BinCounts], predictions: dict[str, BinCounts]) -> str | None:
@@ -450,6 +430,8 @@ class _Sum:
         self.lag_total += lag
         self.lag_max = max(self.lag_max, lag)
         self.received_at = utcnow()
+        self.ids.update(dict.fromkeys(record.source_ids()))
+        self.changed = True
 
     def add_row(self, row: MonitoringBucket) -> None:
         """Add a stored bucket (itself, or a minute bucket rolled up into this hour)."""
@@ -470,6 +452,7 @@ class _Sum:
         self.lag_max = max(self.lag_max, row.lag_max)
         if row.received_at is not None:
             self.received_at = max(self.received_at or row.received_at, row.received_at)
+        self.changed = True
 
     def write(self, row: MonitoringBucket) -> None:
         row.records = self.records
@@ -487,6 +470,7 @@ class _Sum:
         row.lag_total = self.lag_total
         row.lag_max = self.lag_max
         row.received_at = self.received_at or utcnow()
+        row.record_ids = list(self.ids) if row.width == 1 else []
 
 
 def _deleted(result: Any) -> int:

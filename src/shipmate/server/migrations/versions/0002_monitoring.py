@@ -1,4 +1,4 @@
-"""monitoring buckets and stored record ids
+"""monitoring buckets
 
 Revision ID: 0002
 Revises: 0001
@@ -45,6 +45,7 @@ def upgrade() -> None:
         sa.Column("consumers_overflow", sa.BigInteger(), nullable=False),
         sa.Column("features", _json(), nullable=False),
         sa.Column("predictions", _json(), nullable=False),
+        sa.Column("record_ids", _json(), nullable=False),
         sa.Column("lag_total", sa.Double(), nullable=False),
         sa.Column("lag_max", sa.Double(), nullable=False),
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
@@ -55,20 +56,9 @@ def upgrade() -> None:
             "uq_monitoring_buckets_key", ["deployment_id", "model_id", "width", "minute"], unique=True
         )
         batch.create_index("ix_monitoring_buckets_width_minute", ["width", "minute"], unique=False)
-    op.create_table(
-        "monitoring_record_ids",
-        sa.Column("record_id", sa.String(length=200), nullable=False),
-        sa.Column("minute", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("record_id"),
-    )
-    with op.batch_alter_table("monitoring_record_ids") as batch:
-        batch.create_index("ix_monitoring_record_ids_minute", ["minute"], unique=False)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("monitoring_record_ids") as batch:
-        batch.drop_index("ix_monitoring_record_ids_minute")
-    op.drop_table("monitoring_record_ids")
     with op.batch_alter_table("monitoring_buckets") as batch:
         batch.drop_index("ix_monitoring_buckets_width_minute")
         batch.drop_index("uq_monitoring_buckets_key")
