@@ -268,3 +268,36 @@ def test_shipmate_monitor_says_what_is_wrong_in_one_line_and_exits_2(tmp_path: P
     assert "Traceback" not in done.stderr and "smt_secret" not in done.stderr
     missing = subprocess.run(command[:-1], capture_output=True, text=True, timeout=60)
     assert missing.returncode == 1 and "no configuration: pass --config" in missing.stderr
+
+
+def test_a_refused_token_holds_the_records_until_it_is_fixed(tmp_path: Path, world: Any, mon: Any):
+    spool = tmp_path / "spool"
+    channel = mon.fs_channel(spool)
+    mon.append_records(spool / "a.jsonl", [mon.make_record(world.deployment_id) for _ in range(4)])
+    config = load(mon.write_config(tmp_path / "a.yaml", world.url, [channel], token="smt_revoked-0000"), {})
+    metrics = AgentMetrics()
+    stop = threading.Event()
+    sink = HttpSink(config)
+    forwarder = Forwarder(
+        "fs", JsonLinesDirectoryReader(spool, "fs"), sink, metrics, max_records=100, pending_timeout=0.05,
+        http_retry=1, backoff=Backoff(0.05, 0.2), stop=stop,
+    )  # fmt: skip
+    thread = threading.Thread(target=forwarder.run)
+    thread.start()
+    try:
+        refused = metrics.posts.labels("refused")
+        assert mon.wait_until(lambda: refused._value.get() >= 3, 20)
+    finally:
+        stop.set()
+        thread.join(20)
+        sink.close()
+    assert totals(world) == (0, 0)
+    assert not (spool / ".fs.offset").exists()  # nothing acknowledged: the next agent, with a good token,
+    fixed = load(mon.write_config(tmp_path / "b.yaml", world.url, [channel], token=world.agent_token), {})
+    good = HttpSink(fixed)
+    Forwarder(
+        "fs", JsonLinesDirectoryReader(spool, "fs"), good, AgentMetrics(), max_records=100,
+        pending_timeout=0.05, http_retry=1, backoff=Backoff(0.05, 0.2), stop=threading.Event(), run_once=True,
+    ).run()  # fmt: skip
+    good.close()
+    assert totals(world) == (8, 40)  # forwards them all
