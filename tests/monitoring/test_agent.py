@@ -285,8 +285,13 @@ def test_a_refused_token_holds_the_records_until_it_is_fixed(tmp_path: Path, wor
     thread = threading.Thread(target=forwarder.run)
     thread.start()
     try:
-        refused = metrics.posts.labels("refused")
-        assert mon.wait_until(lambda: refused._value.get() >= 3, 20)
+
+        def refused() -> float:
+            return (
+                metrics.registry.get_sample_value("shipmate_monitor_posts_total", {"result": "refused"}) or 0
+            )
+
+        assert mon.wait_until(lambda: refused() >= 3, 20)
     finally:
         stop.set()
         thread.join(20)
