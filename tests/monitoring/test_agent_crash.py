@@ -148,3 +148,51 @@ def test_sigkill_of_the_broker_loses_nothing_and_counts_nothing_twice(
     assert "lost the broker" in log.read_text()
     world.admin.close()
     broker.remove()
+
+
+def test_a_service_outage_holds_one_batch_and_everything_arrives_after_it(
+    tmp_path: Path, mon: Any, processes: list[Any]
+):
+    import httpx
+
+    service = mon.ServiceProcess(tmp_path / "service-data", tmp_path / "service.log").start()
+    processes.append(service)
+    world = mon.make_world(service.url, TEST_ADMIN_TOKEN, tmp_path)
+    spool = tmp_path / "spool"
+    port = mon.free_port()
+    config = mon.write_config(
+        tmp_path / "agent.yaml", service.url, [mon.fs_channel(spool)], agentMaxAggregatedRecords=20,
+        serverMode=True, serverPort=port,
+    )  # fmt: skip
+    agent = mon.MonitorProcess(config, world.agent_token, tmp_path / "agent.log").start()
+    processes.append(agent)
+    written = [0]
+
+    def write(count: int) -> None:
+        records = [mon.make_record(world.deployment_id, requests=2) for _ in range(count)]
+        mon.append_records(spool / "fs_spool.000001.jsonl", records)
+        written[0] += 2 * count
+
+    write(10)
+    assert mon.wait_until(lambda: _totals(world) == (written[0], 5 * written[0]), 60)
+    service.stop()
+    deadline = time.monotonic() + 15
+    pending = []
+    while time.monotonic() < deadline:  # the outage: records keep coming, the agent holds one batch
+        write(5)
+        try:
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+        except httpx.HTTPError:
+            continue
+        for line in text.splitlines():
+            if line.startswith('shipmate_monitor_pending_records{channel="fs"}'):
+                pending.append(float(line.split()[-1]))
+        time.sleep(0.5)
+    health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).json()
+    assert health["status"] == "degraded" and health["serviceFailures"] > 0
+    assert pending and max(pending) <= 20  # memory: one batch, whatever the backlog
+    service.start()
+    want = (written[0], 5 * written[0])
+    assert mon.wait_until(lambda: _totals(world) == want, 120, 0.5), (_totals(world), want)
+    assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).json()["status"] == "ok"
+    world.admin.close()
