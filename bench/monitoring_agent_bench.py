@@ -194,7 +194,7 @@ def throughput(args: argparse.Namespace, work: Path, service: Service) -> dict[s
     # the worst case for merging: every record in a deployment-minute of its own (one bucket each)
     scattered = [
         realistic_record(deployments[i % 4], base - 1 - i // 4, args.rows, rng)
-        for i in range(min(len(records), args.peer_records))
+        for i in range(args.scattered_records)
     ]
     for name, chosen, extra in (
         ("merged (defaults)", records, {}),
@@ -302,6 +302,9 @@ def main() -> None:
     )
     parser.add_argument("--records", type=int, default=3000, help="spool records in the throughput run")
     parser.add_argument("--peer-records", type=int, default=600, help="records for the one-per-post peer")
+    parser.add_argument(
+        "--scattered-records", type=int, default=2000, help="records in the nothing-to-merge run (<= 11,000)"
+    )
     parser.add_argument("--rows", type=int, default=1000, help="rows per record (the producer's flush size)")
     parser.add_argument("--rate", type=int, default=6000, help="predictions per second in the steady run")
     parser.add_argument("--steady-seconds", type=float, default=20.0)

@@ -178,8 +178,8 @@ class Forwarder:
         deadline: float | None = None
         while batch.count < self.max_records and not self.stop.is_set():
             wait = 0.5 if deadline is None else max(0.0, deadline - self.clock())
-            if self.run_once and deadline is None:
-                wait = 0.2
+            if self.run_once:  # drain what is there; do not wait for more
+                wait = min(wait, 0.2)
             read = self._read(self.max_records - batch.count, wait)
             self.metrics.mark_read(self.channel)
             got = len(read.records) + read.damaged
