@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 import time
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, BackgroundTasks, Query
+from sqlalchemy.exc import SQLAlchemyError
 
 from shipmate.monitoring import service_health
 from shipmate.server.deps import NO_NUL, CallerDep, Runtime, RuntimeDep, check_environment_access
@@ -23,10 +25,13 @@ from shipmate.server.monitoring_schemas import (
 from shipmate.server.services import deployments
 from shipmate.server.services import monitoring as store
 
+log = logging.getLogger(__name__)
+
 router = APIRouter(tags=["monitoring"])
 
 MAINTENANCE_INTERVAL = 60.0
-"""Seconds between roll-up passes; one runs after an ingest once this much time has passed."""
+"""Seconds between roll-up passes; one runs after an ingest has been answered, once this much
+time has passed since the previous pass of this process."""
 _maintenance_lock = threading.Lock()
 _last_maintenance: dict[int, float] = {}
 
@@ -41,7 +46,9 @@ def retention_of(runtime: Runtime) -> store.Retention:
 
 
 @router.post("/monitoring/aggregates", responses=ERRORS)
-def post_aggregates(runtime: RuntimeDep, caller: CallerDep, body: AggregateBatch) -> AggregateResult:
+def post_aggregates(
+    runtime: RuntimeDep, caller: CallerDep, body: AggregateBatch, background: BackgroundTasks
+) -> AggregateResult:
     """Store minute aggregates from a monitoring agent.
 
     Each record is judged alone: malformed ones, ones for deployments outside the token's
@@ -52,7 +59,7 @@ def post_aggregates(runtime: RuntimeDep, caller: CallerDep, body: AggregateBatch
     environment_id = None if caller.is_admin else caller.environment_id
     with runtime.db.write() as session:
         outcome = store.ingest(session, body.records, environment_id=environment_id, retention=retention)
-    _maybe_maintain(runtime, retention)
+    background.add_task(_maybe_maintain, runtime, retention)  # after the answer, not before it
     return AggregateResult(
         stored=outcome.stored,
         duplicate=outcome.duplicate,
@@ -74,8 +81,14 @@ def _maybe_maintain(runtime: Runtime, retention: store.Retention) -> None:
         if now - _last_maintenance.get(key, -MAINTENANCE_INTERVAL) < MAINTENANCE_INTERVAL:
             return
         _last_maintenance[key] = now
-    with runtime.db.write() as session:
-        store.maintain(session, retention=retention)
+    try:
+        with runtime.db.write() as session:
+            done = store.maintain(session, retention=retention)
+    except SQLAlchemyError as exc:  # the next pass retries; nothing is lost by waiting
+        log.warning("monitoring roll-up failed, retried in %.0f s: %s", MAINTENANCE_INTERVAL, exc)
+        return
+    if done.rolled_up or done.expired_buckets:
+        log.info("monitoring: %d minute buckets rolled up, %d expired", done.rolled_up, done.expired_buckets)
 
 
 Resolution = service_health.Resolution
