@@ -136,6 +136,7 @@ def run(config_path: Path, *, log_level: str = "info", stop: threading.Event | N
                     return
             except Exception as exc:  # a bug or an unreadable channel: say so, wait, start the loop again
                 failures += 1
+                metrics.channel_errors.labels(channel.name).inc()
                 metrics.set_channel_error(channel.name, str(exc))
                 log.error("%s: %s: %s; restarting the channel", channel.name, type(exc).__name__, exc,
                           exc_info=log.isEnabledFor(logging.DEBUG))  # fmt: skip
