@@ -28,6 +28,7 @@ from shipmate.server.routers import (
     packages,
     tokens,
     ui,
+    ui_health,
 )
 from shipmate.server.services import tokens as token_service
 from shipmate.server.settings import ServerSettings
@@ -153,4 +154,5 @@ def create_app(settings: ServerSettings) -> FastAPI:
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(ui.router)
+    app.include_router(ui_health.router)
     return app
