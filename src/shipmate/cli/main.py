@@ -32,6 +32,7 @@ AREAS = (
     "shipmate.cli.serving",  # shipmate serve
     "shipmate.cli.package",  # shipmate package build|inspect|verify
     "shipmate.cli.demo",  # shipmate demo
+    "shipmate.cli.monitoring",  # shipmate health|monitor
 )
 DEBUG_ENV = "SHIPMATE_DEBUG"
 

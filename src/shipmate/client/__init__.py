@@ -14,6 +14,7 @@ from shipmate.client.errors import (
     Unauthorized,
 )
 from shipmate.client.models import (
+    AggregateResult,
     Deployment,
     DeploymentPage,
     DesiredState,
@@ -23,10 +24,12 @@ from shipmate.client.models import (
     ModelPackage,
     Report,
     ReportResult,
+    ServiceHealth,
     TokenInfo,
 )
 
 __all__ = [
+    "AggregateResult",
     "ApiError",
     "BadRequest",
     "ChecksumMismatch",
@@ -43,6 +46,7 @@ __all__ = [
     "PayloadTooLarge",
     "Report",
     "ReportResult",
+    "ServiceHealth",
     "ServiceUnavailable",
     "ShipmateClient",
     "ShipmateError",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 import time
@@ -14,6 +15,7 @@ from pydantic import BaseModel
 
 from shipmate.client import errors
 from shipmate.client.models import (
+    AggregateResult,
     Deployment,
     DeploymentPage,
     DesiredState,
@@ -23,6 +25,7 @@ from shipmate.client.models import (
     ModelPackage,
     Report,
     ReportResult,
+    ServiceHealth,
     TokenInfo,
 )
 from shipmate.common.masking import mask
@@ -108,6 +111,43 @@ class ShipmateClient:
     def health(self) -> dict[str, Any]:
         result: dict[str, Any] = self._request("GET", "/health").json()
         return result
+
+    # ---- monitoring ----------------------------------------------------------------------------
+
+    def post_monitoring_aggregates(self, records: Sequence[dict[str, Any]] | bytes) -> AggregateResult:
+        """Send minute aggregates (their JSON form, or the encoded ``{"records": [...]}`` body)."""
+        import orjson
+
+        body = records if isinstance(records, bytes) else orjson.dumps({"records": list(records)})
+        return self._send(
+            AggregateResult,
+            "POST",
+            "/monitoring/aggregates",
+            content=body,
+            headers={"Content-Type": "application/json"},
+        )
+
+    def service_health(
+        self,
+        dep_id: str,
+        *,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        resolution: str = "hour",
+        slow_threshold_ms: float | None = None,
+        model_id: str | None = None,
+    ) -> ServiceHealth:
+        """Service health of a deployment over [since, until) (default: the last 24 h)."""
+        params: dict[str, Any] = {"resolution": resolution}
+        if since is not None:
+            params["since"] = since.isoformat()
+        if until is not None:
+            params["until"] = until.isoformat()
+        if slow_threshold_ms is not None:
+            params["slowThresholdMs"] = slow_threshold_ms
+        if model_id is not None:
+            params["modelId"] = model_id
+        return self._get(ServiceHealth, f"/deployments/{dep_id}/service-health", params=params)
 
     # ---- model packages ----------------------------------------------------------------------
 

@@ -168,3 +168,56 @@ class TokenInfo(WireModel):
     created_by: str
     created_at: dt.datetime
     revoked_at: dt.datetime | None = None
+
+
+class RecordProblem(WireModel):
+    index: int
+    id: str | None = None
+    outcome: str
+    reason: str | None = None
+    seen_ids: list[str] = Field(default_factory=list)
+
+
+class AggregateResult(WireModel):
+    """What the service did with a batch of monitoring records."""
+
+    stored: int
+    duplicate: int
+    rejected: int
+    partial: int = 0
+    problems: list[RecordProblem] = Field(default_factory=list)
+
+
+class HealthFigures(WireModel):
+    start: dt.datetime
+    minutes: int
+    total_predictions: int
+    total_requests: int
+    slow_requests: int
+    response_time_ms: dict[str, float | None]
+    execution_time_ms: dict[str, float | None]
+    user_error_rate: float | None = None
+    server_error_rate: float | None = None
+    median_load: float | None = None
+    peak_load: float | None = None
+    distinct_consumers: int = 0
+    consumers_capped: bool = False
+    monitoring_lag_mean_s: float | None = None
+    monitoring_lag_max_s: float | None = None
+    dropped_records: int = 0
+    coarsened: bool = False
+
+
+class ServiceHealth(WireModel):
+    """A deployment's service health over a range: a summary and one entry per period."""
+
+    deployment_id: str
+    model_id: str | None = None
+    since: dt.datetime
+    until: dt.datetime
+    resolution: str
+    slow_threshold_ms: float
+    models: list[str] = Field(default_factory=list)
+    last_received_at: dt.datetime | None = None
+    summary: HealthFigures
+    periods: list[HealthFigures] = Field(default_factory=list)

@@ -22,7 +22,17 @@ from shipmate.server.docs import install_docs
 from shipmate.server.feed import ChangeFeed
 from shipmate.server.models import TokenKind
 from shipmate.server.openapi import document_errors
-from shipmate.server.routers import deployments, environments, events, health, packages, tokens, ui
+from shipmate.server.routers import (
+    deployments,
+    environments,
+    events,
+    health,
+    monitoring,
+    packages,
+    tokens,
+    ui,
+    ui_health,
+)
 from shipmate.server.services import tokens as token_service
 from shipmate.server.settings import ServerSettings
 
@@ -149,10 +159,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.state.runtime = runtime
     _install_error_handlers(app)
     api = APIRouter(prefix=API_PREFIX)
-    for module in (health, packages, environments, deployments, events, tokens):
+    for module in (health, packages, environments, deployments, events, tokens, monitoring):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(ui.router)
+    app.include_router(ui_health.router)
     install_docs(app, API_PREFIX, ui.UI_PREFIX)
     app.openapi = lambda: document_errors(app)  # type: ignore[method-assign]
     return app

@@ -196,3 +196,46 @@ class ApiToken(Base):
     created_by: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class MonitoringBucket(Base):
+    """One deployment's traffic for one model over ``width`` minutes from ``minute`` (epoch minutes).
+
+    Minute buckets (width 1) are rolled up into hour buckets (width 60) after the retention set
+    in the settings; every field adds up (see ``shipmate.monitoring.records``). ``model_id`` is
+    ``""`` when the producer named no model, so the unique key works on every backend.
+    """
+
+    __tablename__ = "monitoring_buckets"
+
+    id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
+    deployment_id: Mapped[str] = mapped_column(String(40))
+    model_id: Mapped[str] = mapped_column(String(200))
+    width: Mapped[int] = mapped_column(Integer)
+    minute: Mapped[int] = mapped_column(BigInteger)
+    records: Mapped[int] = mapped_column(BigInteger, default=0)
+    requests: Mapped[int] = mapped_column(BigInteger, default=0)
+    rows: Mapped[int] = mapped_column(BigInteger, default=0)
+    user_errors: Mapped[int] = mapped_column(BigInteger, default=0)
+    server_errors: Mapped[int] = mapped_column(BigInteger, default=0)
+    dropped: Mapped[int] = mapped_column(BigInteger, default=0)
+    response_ms: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    execution_ms: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    consumers: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    consumers_overflow: Mapped[int] = mapped_column(BigInteger, default=0)
+    features: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    predictions: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    record_ids: Mapped[list[str]] = mapped_column(JsonDoc, default=list)
+    """Ids of the records added into this minute bucket, so a record delivered twice counts once.
+    Dropped when the bucket is rolled up; records for minutes rolled up already are refused."""
+    lag_total: Mapped[float] = mapped_column(default=0.0)
+    """Sum over the records of (received at the service - flushed by the producer), in seconds."""
+    lag_max: Mapped[float] = mapped_column(default=0.0)
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    """When the newest record of this bucket arrived."""
+
+    __table_args__ = (
+        Index("uq_monitoring_buckets_key", "deployment_id", "model_id", "width", "minute", unique=True),
+        Index("ix_monitoring_buckets_width_minute", "width", "minute"),
+    )
+

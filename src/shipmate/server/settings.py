@@ -46,6 +46,17 @@ class ServerSettings(BaseSettings):
     database_pool_size: int = Field(default=10, gt=0)
     """Connections kept open per server process (PostgreSQL)."""
 
+    monitoring_minute_retention_hours: float = Field(default=48.0, gt=0)
+    """Monitoring buckets keep minute resolution (and the ids of their records, which make a
+    record delivered twice count once) this long; then they are rolled up to hours, and records
+    for those minutes are refused."""
+
+    monitoring_hour_retention_days: float = Field(default=400.0, gt=0)
+    """Hour buckets older than this are deleted (bounded growth)."""
+
+    monitoring_max_future_minutes: int = Field(default=10, ge=0)
+    """Records stamped further ahead of the service's clock are refused (clock skew)."""
+
     @field_validator("admin_token")
     @classmethod
     def _not_a_placeholder(cls, value: SecretStr | None) -> SecretStr | None:

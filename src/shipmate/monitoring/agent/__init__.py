@@ -1,0 +1,1 @@
+"""The monitoring agent (``shipmate monitor``): spool channels in, the service's ingest route out."""

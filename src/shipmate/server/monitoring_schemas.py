@@ -1,0 +1,84 @@
+"""Wire shapes of the monitoring routes (camelCase JSON): ingest of aggregates, service health.
+
+The records themselves are the documented JSON of ``shipmate.monitoring.records``; they are
+checked one by one by ``MinuteAggregate.from_json`` so a bad record is refused alone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pydantic import Field
+
+from shipmate.server.schemas import ApiModel, ErrorBody
+
+MAX_RECORDS_PER_BATCH = 10_000
+
+
+class AggregateBatch(ApiModel):
+    records: list[dict[str, Any]] = Field(
+        max_length=MAX_RECORDS_PER_BATCH,
+        description="Minute aggregates in the JSON form documented in docs/monitoring.md.",
+    )
+
+
+class RecordProblem(ApiModel):
+    index: int
+    """Position of the record in the batch."""
+    id: str | None
+    outcome: str
+    """``duplicate``, ``rejected``, or ``partial`` (re-send the originals not in ``seenIds``)."""
+    reason: str | None = None
+    seen_ids: list[str] = Field(default_factory=list)
+
+
+class AggregateResult(ApiModel):
+    stored: int
+    duplicate: int
+    rejected: int
+    partial: int
+    problems: list[RecordProblem]
+
+
+class HealthFigures(ApiModel):
+    start: dt.datetime
+    minutes: int
+    total_predictions: int
+    total_requests: int
+    slow_requests: int
+    response_time_ms: dict[str, float | None]
+    execution_time_ms: dict[str, float | None]
+    user_error_rate: float | None
+    server_error_rate: float | None
+    median_load: float | None
+    """Requests per minute, median over the minutes with traffic."""
+    peak_load: float | None
+    distinct_consumers: int
+    consumers_capped: bool
+    monitoring_lag_mean_s: float | None
+    monitoring_lag_max_s: float | None
+    dropped_records: int
+    coarsened: bool
+    """Some buckets were already rolled up to hours: load within them is their average."""
+
+
+class ServiceHealthOut(ApiModel):
+    deployment_id: str
+    model_id: str | None
+    since: dt.datetime
+    until: dt.datetime
+    resolution: str
+    slow_threshold_ms: float
+    models: list[str]
+    last_received_at: dt.datetime | None
+    summary: HealthFigures
+    periods: list[HealthFigures]
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "no token, or an unknown or revoked one"},
+    403: {"model": ErrorBody, "description": "the token may not reach this deployment"},
+    422: {"model": ErrorBody, "description": "the request is malformed; the field is named"},
+    503: {"model": ErrorBody, "description": "the database is unavailable; retry later"},
+}

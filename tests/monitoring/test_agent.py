@@ -1,0 +1,308 @@
+"""The monitoring agent against a real service: configuration, forwarding from a spool directory and
+from RabbitMQ, merged records found partly stored, refusals, a service that is down, /metrics and /healthz."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import generate_latest
+
+from shipmate.monitoring.agent.config import ConfigError, load
+from shipmate.monitoring.agent.forwarder import Backoff, Forwarder
+from shipmate.monitoring.agent.main import HttpSink, run
+from shipmate.monitoring.agent.metrics import AgentMetrics
+from shipmate.monitoring.agent.readers import JsonLinesDirectoryReader, RabbitMQReader
+
+BROKER = "amqp://guest:guest@127.0.0.1:5672/%2F"
+
+
+def totals(world: Any) -> tuple[int, int]:
+    summary = world.admin.service_health(world.deployment_id, resolution="day").summary
+    return summary.total_requests, summary.total_predictions
+
+
+# ---- configuration -------------------------------------------------------------------------------
+
+
+def fs(**details: Any) -> dict[str, Any]:
+    return {"channelConfigs": [{"type": "FS_SPOOL", "details": details}]}
+
+
+BAD_CONFIGS = [
+    (fs(spoolDirectoryPath="/tmp/ta"), "mlopsUrl is required"),
+    ({"mlopsUrl": "ftp://x"}, "mlopsUrl must be an http(s) URL"),
+    ({"mlopsUrl": "http://127.0.0.1:1", "channelConfigs": []}, "channelConfigs must list at least one"),
+    (fs(), "channelConfigs[0].details.spoolDirectoryPath"),
+    (fs(spoolDirectoryPath="rel"), "must be an absolute"),
+    ({"channelConfigs": [{"type": "KAFKA_SPOOL", "details": {}}]}, "KAFKA_SPOOL is not supported yet"),
+    ({"channelConfigs": [{"type": "RABBITMQ_SPOOL", "details": {"queueName": "q"}}]}, "queueUrl"),
+    ({"httpTimeout": "soon"}, "httpTimeout must be a number"),
+    ({"agentMaxAggregatedRecords": 0}, "agentMaxAggregatedRecords must be between 1 and 10000"),
+    ({"serverMode": "yes"}, "serverMode must be true or false"),
+    ({"mlopsURL": "http://x"}, "unknown key 'mlopsURL'"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("change", "message"), BAD_CONFIGS, ids=[m for _, m in BAD_CONFIGS])
+def test_config_errors_name_the_key_and_the_file(tmp_path: Path, change: dict[str, Any], message: str):
+    doc: dict[str, Any] = {
+        "mlopsUrl": "http://127.0.0.1:8000",
+        "apiToken": "smt_secret-token-value",
+        "channelConfigs": [{"type": "FS_SPOOL", "details": {"name": "fs", "spoolDirectoryPath": "/tmp/ta"}}],
+    }
+    doc.update(change)
+    if "mlopsUrl is required" in message:
+        del doc["mlopsUrl"]
+    path = tmp_path / "agent.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(ConfigError) as raised:
+        load(path, environ={})
+    assert str(raised.value).startswith(f"{path}: ")
+    assert message in str(raised.value)
+
+
+def test_config_takes_both_rabbitmq_spellings_datarobot_keys_and_the_token_from_the_environment(
+    tmp_path: Path, mon: Any
+):
+    path = mon.write_config(
+        tmp_path / "agent.yaml",
+        "http://127.0.0.1:8000/",
+        [
+            {"type": "RABBITMQ_SPOOL", "details": {"name": "a", "queueUrl": BROKER, "queueName": "q1"}},
+            {
+                "type": "RABBITMQ_SPOOL",
+                "details": {"name": "b", "rabbitmq_queue_url": BROKER, "rabbitmq_queue_name": "q2"},
+            },
+        ],
+        token="smt_from-the-file-0000",
+        httpTimeout=5000,
+        httpRetry=2,
+        agentMaxAggregatedRecords=100,
+        statsPath="/tmp/x.json",
+        serverMode=True,
+    )
+    config = load(path, environ={"MLOPS_API_TOKEN": "smt_from-the-environment"})
+    assert config.api_token == "smt_from-the-environment"
+    assert config.mlops_url == "http://127.0.0.1:8000"
+    assert [(c.name, c.queue_name) for c in config.channels] == [("a", "q1"), ("b", "q2")]  # type: ignore[union-attr]
+    assert (config.http_timeout_s, config.http_retry, config.max_aggregated_records) == (5.0, 2, 100)
+    assert config.pending_timeout_s == 0.2 and config.server_mode is True
+    assert "smt_from" not in repr(config)
+    assert load(path, environ={}).api_token == "smt_from-the-file-0000"
+
+
+# ---- forwarding ----------------------------------------------------------------------------------
+
+
+def test_a_spool_is_forwarded_merged_and_acknowledged(tmp_path: Path, world: Any, mon: Any):
+    spool = tmp_path / "spool"
+    minute = int(time.time() // 60)
+    records = [
+        mon.make_record(world.deployment_id, minute - i % 3, requests=1 + i % 4, rows=7) for i in range(300)
+    ]
+    channel = mon.fs_channel(spool)
+    mon.append_records(spool / "fs_spool.0001.jsonl", records[:150])
+    mon.append_records(spool / "fs_spool.0002.jsonl", records[150:])
+    with (spool / "fs_spool.0002.jsonl").open("ab") as handle:
+        handle.write(b'{"v": 1, "kind": "aggregate", "id": "torn')  # a line still being written
+    config = mon.write_config(
+        tmp_path / "agent.yaml", world.url, [channel], token=world.agent_token,
+        runOnce=True, agentMaxAggregatedRecords=64,
+    )  # fmt: skip
+    assert run(config, stop=threading.Event()) == 0
+    assert totals(world) == (sum(r.requests for r in records), 300 * 7)
+    # everything complete is acknowledged; the first file is consumed and gone
+    assert not (spool / "fs_spool.0001.jsonl").exists()
+    assert JsonLinesDirectoryReader(spool, "fs").read(10, 0).records == []
+    # a second run finds nothing new and changes nothing
+    assert run(config, stop=threading.Event()) == 0
+    assert totals(world) == (sum(r.requests for r in records), 300 * 7)
+
+
+def test_records_read_again_after_a_crash_count_once(tmp_path: Path, world: Any, mon: Any):
+    """A first agent posts and dies before acknowledging; the next one reads the same records, merges
+    them with new ones and finds its merged record partly stored: it re-sends only the originals."""
+    spool = tmp_path / "spool"
+    minute = int(time.time() // 60)
+    first = [mon.make_record(world.deployment_id, minute, requests=3) for _ in range(5)]
+    channel = mon.fs_channel(spool)
+    mon.append_records(spool / "a.jsonl", first)
+    world.admin.post_monitoring_aggregates([r.to_json() for r in first[:3]])  # the dead agent's post
+    later = [mon.make_record(world.deployment_id, minute, requests=5) for _ in range(4)]
+    mon.append_records(spool / "a.jsonl", later)
+    config = mon.write_config(
+        tmp_path / "agent.yaml", world.url, [channel], token=world.agent_token, runOnce=True
+    )
+    assert run(config, stop=threading.Event()) == 0
+    assert totals(world)[0] == 5 * 3 + 4 * 5
+
+
+def test_malformed_foreign_and_sample_records_are_counted_without_holding_the_rest(
+    tmp_path: Path, world: Any, mon: Any
+):
+    spool = tmp_path / "spool"
+    channel = mon.fs_channel(spool)
+    good = [mon.make_record(world.deployment_id, requests=2) for _ in range(3)]
+    mon.append_records(spool / "a.jsonl", [*good[:1], mon.make_record("d-elsewhere")])
+    with (spool / "a.jsonl").open("ab") as handle:
+        handle.write(b"not json at all\n")
+        handle.write(b'{"v": 1, "id": "x", "deploymentId": "d", "minute": -5}\n')
+        handle.write(b'{"v": 1, "kind": "sample", "deploymentId": "d", "rows": [[1, 2]]}\n')
+    mon.append_records(spool / "a.jsonl", good[1:])
+    config = load(
+        mon.write_config(tmp_path / "agent.yaml", world.url, [channel], token=world.agent_token), environ={}
+    )
+    metrics = AgentMetrics()
+    sink = HttpSink(config)
+    forwarder = Forwarder(
+        "fs", JsonLinesDirectoryReader(spool, "fs"), sink, metrics, max_records=100, pending_timeout=0.1,
+        http_retry=3, backoff=Backoff(0.1, 0.5), stop=threading.Event(), run_once=True,
+    )  # fmt: skip
+    forwarder.run()
+    sink.close()
+    assert totals(world)[0] == 6
+    assert JsonLinesDirectoryReader(spool, "fs").read(10, 0).records == []
+    exposed = generate_latest(metrics.registry).decode()
+    for outcome, count in (("stored", 3), ("rejected", 1), ("malformed", 2), ("skipped", 1)):
+        assert f'shipmate_monitor_records_total{{channel="fs",outcome="{outcome}"}} {count}.0' in exposed
+    assert 'shipmate_monitor_records_read_total{channel="fs"} 7.0' in exposed
+    assert 'shipmate_monitor_rows_forwarded_total{channel="fs"} 40.0' in exposed
+
+
+def test_a_service_that_is_down_holds_the_batch_and_health_says_degraded(
+    tmp_path: Path, world: Any, mon: Any
+):
+    spool = tmp_path / "spool"
+    channel = mon.fs_channel(spool)
+    mon.append_records(spool / "a.jsonl", [mon.make_record(world.deployment_id) for _ in range(10)])
+    port = mon.free_port()
+    config = mon.write_config(
+        tmp_path / "agent.yaml", f"http://127.0.0.1:{mon.free_port()}", [channel], token=world.agent_token,
+        serverMode=True, serverPort=port,
+    )  # fmt: skip
+    stop = threading.Event()
+    agent = threading.Thread(target=run, args=(config,), kwargs={"stop": stop})
+    agent.start()
+    try:
+
+        def degraded() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).json()["status"] == "degraded"
+            except httpx.HTTPError:
+                return False
+
+        assert mon.wait_until(degraded, 20)
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        assert 'shipmate_monitor_posts_total{result="unavailable"}' in metrics
+        assert 'shipmate_monitor_pending_records{channel="fs"} 10.0' in metrics
+        assert not (spool / ".fs.offset").exists()  # nothing acknowledged
+    finally:
+        stop.set()
+        agent.join(30)
+    assert not agent.is_alive()
+    assert len(JsonLinesDirectoryReader(spool, "fs").read(100, 0).records) == 10
+
+
+def test_a_rabbitmq_queue_is_forwarded_and_acknowledged_only_after_storing(
+    tmp_path: Path, world: Any, mon: Any
+):
+    pika = pytest.importorskip("pika")
+    queue = f"shipmate-test-{time.monotonic_ns()}"
+    try:
+        connection = pika.BlockingConnection(pika.URLParameters(BROKER))
+    except pika.exceptions.AMQPError as exc:
+        pytest.skip(f"RabbitMQ at 127.0.0.1:5672 is unreachable: {exc}")
+    channel = connection.channel()
+    channel.queue_declare(queue=queue, durable=True)
+    records = [mon.make_record(world.deployment_id, requests=3) for _ in range(40)]
+    for record in records:
+        channel.basic_publish(
+            "", queue, record_bytes(record), pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent)
+        )
+    try:
+        # a reader that reads without acknowledging gives everything back when it goes away
+        reader = RabbitMQReader(BROKER, queue)
+        first = reader.read(30, 2)
+        assert len(first.records) == 30 and first.records[0].kind == "aggregate"
+        reader.rewind()  # every unacknowledged message goes back to the queue
+        assert len(reader.read(100, 2).records) == 40
+        reader.close()
+        config = mon.write_config(
+            tmp_path / "agent.yaml", world.url,
+            [{"type": "RABBITMQ_SPOOL",
+              "details": {"name": "mq", "rabbitmq_queue_url": BROKER, "rabbitmq_queue_name": queue}}],
+            token=world.agent_token, runOnce=True,
+        )  # fmt: skip
+        assert run(config, stop=threading.Event()) == 0
+        assert totals(world)[0] == 120
+        assert channel.queue_declare(queue=queue, durable=True, passive=True).method.message_count == 0
+    finally:
+        channel.queue_delete(queue)
+        connection.close()
+
+
+def record_bytes(record: Any) -> bytes:
+    import orjson
+
+    return orjson.dumps(record.to_json())
+
+
+def test_shipmate_monitor_says_what_is_wrong_in_one_line_and_exits_2(tmp_path: Path, mon: Any):
+    import subprocess
+    import sys
+
+    config = mon.write_config(
+        tmp_path / "agent.yaml", "http://127.0.0.1:1", [], token="smt_secret-0123456789"
+    )
+    command = [sys.executable, "-c", "from shipmate.cli.main import main; main()", "monitor", "--config"]
+    done = subprocess.run([*command, str(config)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert f"{config}: channelConfigs must list at least one channel" in done.stderr
+    assert "Traceback" not in done.stderr and "smt_secret" not in done.stderr
+    missing = subprocess.run(command[:-1], capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 1 and "no configuration: pass --config" in missing.stderr
+
+
+def test_a_refused_token_holds_the_records_until_it_is_fixed(tmp_path: Path, world: Any, mon: Any):
+    spool = tmp_path / "spool"
+    channel = mon.fs_channel(spool)
+    mon.append_records(spool / "a.jsonl", [mon.make_record(world.deployment_id) for _ in range(4)])
+    config = load(mon.write_config(tmp_path / "a.yaml", world.url, [channel], token="smt_revoked-0000"), {})
+    metrics = AgentMetrics()
+    stop = threading.Event()
+    sink = HttpSink(config)
+    forwarder = Forwarder(
+        "fs", JsonLinesDirectoryReader(spool, "fs"), sink, metrics, max_records=100, pending_timeout=0.05,
+        http_retry=1, backoff=Backoff(0.05, 0.2), stop=stop,
+    )  # fmt: skip
+    thread = threading.Thread(target=forwarder.run)
+    thread.start()
+    try:
+
+        def refused() -> float:
+            return (
+                metrics.registry.get_sample_value("shipmate_monitor_posts_total", {"result": "refused"}) or 0
+            )
+
+        assert mon.wait_until(lambda: refused() >= 3, 20)
+    finally:
+        stop.set()
+        thread.join(20)
+        sink.close()
+    assert totals(world) == (0, 0)
+    assert not (spool / ".fs.offset").exists()  # nothing acknowledged: the next agent, with a good token,
+    fixed = load(mon.write_config(tmp_path / "b.yaml", world.url, [channel], token=world.agent_token), {})
+    good = HttpSink(fixed)
+    Forwarder(
+        "fs", JsonLinesDirectoryReader(spool, "fs"), good, AgentMetrics(), max_records=100,
+        pending_timeout=0.05, http_retry=1, backoff=Backoff(0.05, 0.2), stop=threading.Event(), run_once=True,
+    ).run()  # fmt: skip
+    good.close()
+    assert totals(world) == (8, 40)  # forwards them all
