@@ -118,6 +118,29 @@ def make_world(url: str, admin_token: str, tmp_path: Path) -> World:
     return World(url, env.id, deployment.id, secret, admin)
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """The service's store for a test run on both: SQLite (None) or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield None
+        return
+    import secrets
+
+    try:
+        import psycopg
+
+        admin = psycopg.connect("postgresql://root@127.0.0.1:5432/test", autocommit=True, connect_timeout=3)
+    except Exception as exc:
+        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is unreachable: {exc}")
+    name = f"shipmate_mon_{secrets.token_hex(6)}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://root@127.0.0.1:5432/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[LiveServer]:
     settings = ServerSettings(data_dir=tmp_path / "service", admin_token=SecretStr(TEST_ADMIN_TOKEN))
@@ -145,8 +168,9 @@ def _kill_group(process: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> 
 class ServiceProcess:
     """``shipmate server`` in its own process group on a fixed port (so it can come back on it)."""
 
-    def __init__(self, data_dir: Path, log: Path) -> None:
+    def __init__(self, data_dir: Path, log: Path, database_url: str | None = None) -> None:
         self.data_dir = data_dir
+        self.database_url = database_url
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
@@ -156,6 +180,8 @@ class ServiceProcess:
         import httpx
 
         env = {**os.environ, "SHIPMATE_ADMIN_TOKEN": TEST_ADMIN_TOKEN}
+        if self.database_url:
+            env["SHIPMATE_DATABASE_URL"] = self.database_url
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 [*SHIPMATE, "server", "--data-dir", str(self.data_dir), "--port", str(self.port),

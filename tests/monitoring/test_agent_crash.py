@@ -29,10 +29,10 @@ def _totals(world: Any) -> tuple[int, int] | None:
 
 
 def test_sigkill_of_the_agent_and_the_service_loses_nothing_and_counts_nothing_twice(
-    tmp_path: Path, mon: Any, processes: list[Any]
+    tmp_path: Path, mon: Any, processes: list[Any], store_url: str | None
 ):
     rng = random.Random(20261207)
-    service = mon.ServiceProcess(tmp_path / "service-data", tmp_path / "service.log").start()
+    service = mon.ServiceProcess(tmp_path / "service-data", tmp_path / "service.log", store_url).start()
     processes.append(service)
     world = mon.make_world(service.url, TEST_ADMIN_TOKEN, tmp_path)
     spool = tmp_path / "spool"

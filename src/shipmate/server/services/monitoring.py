@@ -235,7 +235,7 @@ def buckets_between(
         b.minute, b.width, b.model_id, b.records, b.requests, b.rows, b.user_errors, b.server_errors,
         b.dropped, b.response_ms, b.execution_ms, b.consumers, b.consumers_overflow, b.lag_total, b.lag_max,
     ).where(
-        b.deployment_id == deployment_id, b.minute >= since_minute - HOUR, b.minute < until_minute
+        b.deployment_id == deployment_id, b.minute >= since_minute, b.minute < until_minute
     )  # fmt: skip
     if model_id is not None:
         query = query.where(MonitoringBucket.model_id == model_id)
