@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from shipmate.cli.resources import DEFAULT_URL, Json, Token, Url, _client, _fail
+from shipmate.cli._common import DEFAULT_URL, Json, Token, Url, client, fail
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -180,14 +180,14 @@ def health(
 ) -> None:
     """A deployment's service health: requests, latency, errors, load, consumers, monitoring lag."""
     if resolution is not None and resolution not in ("minute", "hour", "day"):
-        _fail(f"--resolution {resolution!r}: expected minute, hour or day")
+        fail(f"--resolution {resolution!r}: expected minute, hour or day")
     try:
         parse_since(since, dt.datetime.now(dt.UTC))
     except ValueError as exc:
-        _fail(str(exc))
-    with _client(url, token) as client:
+        fail(str(exc))
+    with client(url, token) as service:
         result = fetch_service_health(
-            client, deployment, since=since, resolution=resolution, slow_threshold_ms=slow_ms, model_id=model
+            service, deployment, since=since, resolution=resolution, slow_threshold_ms=slow_ms, model_id=model
         )
     if as_json:
         typer.echo(json.dumps(result.model_dump(mode="json", by_alias=True), indent=2))
@@ -206,6 +206,6 @@ def monitor(
     from shipmate.monitoring.agent.main import run
 
     if config is None:
-        _fail("no configuration: pass --config agent.yaml or set MLOPS_AGENT_CONFIG_YAML")
+        fail("no configuration: pass --config agent.yaml or set MLOPS_AGENT_CONFIG_YAML")
         return
     raise typer.Exit(run(config, log_level=log_level))
