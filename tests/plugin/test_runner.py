@@ -377,9 +377,20 @@ def test_an_action_imports_only_what_it_needs(
     assert exit_code == "0", result.stderr
     assert read_status(status)["status"] == "passing"
     loaded = set(modules.split(","))  # what the runner itself imported
-    heavy = {"logging", "pydantic", "typer", "rich", "click", "dataclasses", "inspect", "hashlib", "uuid"}
+    heavy = {"logging", "pydantic", "typer", "rich", "click", "dataclasses", "inspect", "uuid"}
     heavy |= {"typing", "shutil", "threading", "queue", "bz2", "lzma"}
     assert loaded & heavy == set()
+    # hashlib only because a deployment's info file records its package's SHA-256 (the one
+    # checksum of shipmate.common.deployments_dir); an action that hashes nothing never loads it
+    assert "hashlib" in loaded
+    listed = subprocess.run(
+        [sys.executable, "-c", code.replace("deployment_start", "deployment_list")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert listed.stdout.split()[0] == "0", listed.stderr
+    assert set(listed.stdout.split()[1].split(",")) & (heavy | {"hashlib"}) == set()
     assert "yaml" in loaded and "shipmate.plugins.filesystem" in loaded
     assert not any(
         name.startswith(("shipmate.plugins.docker", "shipmate.plugins.kubernetes")) for name in loaded

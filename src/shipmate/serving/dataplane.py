@@ -1,9 +1,11 @@
 """The protocol-neutral data plane: find the deployment, shape the rows, score, tell the hooks.
 
 Endpoints of every wire protocol call `DataPlane.infer` with a canonical
-`InferenceRequest`. Scoring runs inline on the event loop: models here are
-CPU-bound and small per request, so a thread hop would add latency without
-adding throughput; the server scales with worker processes instead.
+`InferenceRequest` and encode the `InferenceResponse` it returns; which class a
+row predicts is decided here (`predicted_indices`), not by a wire format.
+Scoring runs inline on the event loop: models here are CPU-bound and small per
+request, so a thread hop would add latency without adding throughput; the server
+scales with worker processes instead.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from shipmate.packages import InputRejected, ModelError, Scores
+from shipmate.packages import InputRejected, Manifest, ModelError, Scores, TargetType
 from shipmate.serving.deployments import Deployment, Registry
 from shipmate.serving.errors import DeploymentNotFound, DeploymentNotReady, PredictionFailed
 from shipmate.serving.inputs import check_finite, check_no_missing, model_input
@@ -23,7 +25,25 @@ from shipmate.serving.protocol import InferenceRequest, InferenceResponse, Input
 log = logging.getLogger(__name__)
 
 ScoreHook = Callable[[Deployment, InferenceRequest, Scores], None]
-"""Called with every scored batch: the seam for prediction monitoring (not built yet)."""
+"""Told once per scored request, with every row (even when fan-out scored it on several
+workers): the seam for prediction monitoring."""
+
+
+def predicted_indices(scores: Scores, manifest: Manifest) -> np.ndarray:
+    """The index of the predicted class per row: threshold for binary, arg-max for multiclass."""
+    probs = scores.probabilities
+    assert probs is not None
+    if manifest.target_type is TargetType.BINARY:
+        return (probs[:, 1] > (manifest.threshold or 0.5)).astype(np.intp)
+    return np.asarray(probs.argmax(axis=1))
+
+
+def respond(
+    deployment_id: str, manifest: Manifest, scores: Scores, request_id: str | None = None
+) -> InferenceResponse:
+    """The response for scores: with each row's predicted class when the model classifies."""
+    predicted = predicted_indices(scores, manifest) if scores.probabilities is not None else None
+    return InferenceResponse(deployment_id, manifest, scores, predicted, request_id)
 
 
 class DataPlane:
@@ -54,12 +74,7 @@ class DataPlane:
     def infer(self, deployment: Deployment, request: InferenceRequest) -> InferenceResponse:
         _, scores = self.score(deployment, request)
         self.notify(deployment, request, scores)
-        return InferenceResponse(
-            deployment_id=deployment.id,
-            manifest=deployment.manifest,
-            scores=scores,
-            request_id=request.request_id,
-        )
+        return respond(deployment.id, deployment.manifest, scores, request.request_id)
 
     def score(
         self, deployment: Deployment, request: InferenceRequest

@@ -17,6 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from shipmate.common.deployments_dir import Checksum
 from shipmate.packages import (
     InputKind,
     LoadedModel,
@@ -32,7 +33,8 @@ log = logging.getLogger(__name__)
 
 
 class DeploymentState(StrEnum):
-    LOADING = "loading"
+    """A deployment's ``state`` in ``GET /deployments``: served, or failed to load."""
+
     READY = "ready"
     FAILED = "failed"
 
@@ -102,14 +104,14 @@ def load_deployment(
     work_dir: Path,
     model_id: str | None = None,
     fingerprint: str = "",
-    expected_sha256: str | None = None,
+    expected: Checksum | None = None,
 ) -> Deployment:
-    """Verify, unpack and load one package (blocking: run it in a thread). Raises PackageError/ModelError."""
+    """Verify (against ``expected``, the checksum its directory records), unpack and load one
+    package (blocking: run it in a thread). Raises PackageError/ModelError."""
     sha = file_sha256(package)
-    if expected_sha256 and sha != expected_sha256.lower():
-        raise PackageError(
-            f"{package.name}: SHA-256 {sha[:12]}… differs from the recorded {expected_sha256[:12]}…"
-        )
+    problem = expected.problem(str(package), sha256=sha) if expected is not None else None
+    if problem is not None:
+        raise PackageError(problem)
     read_manifest(package)  # cheap structural checks before unpacking anything
     work_dir.mkdir(parents=True, exist_ok=True)
     unpacked = Path(tempfile.mkdtemp(prefix=f"{key[:40]}-", dir=work_dir)) / "pkg"

@@ -1,4 +1,4 @@
-"""Domain errors of the prediction server; `shipmate.serving.app` maps them to HTTP in one table."""
+"""Domain errors of the prediction server; `shipmate.serving.edge.guard` maps them to HTTP in one place."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
-"""Uploading and deleting deployments over HTTP (multi-model mode), in the plugin's on-disk layout.
+"""Uploading and deleting deployments over HTTP (multi-model mode), in the deployments-directory
+layout (`shipmate.common.deployments_dir`) the filesystem plugin writes too.
 
 An upload is staged in a dot-directory (ignored by the watcher), verified, loaded
-and only then renamed into place and published, so a package that does not load
+and only then swapped into place and published, so a package that does not load
 never replaces a working one. Packages whose models execute code when loaded are
 refused unless the operator allowed them (see the trust model in docs/packages.md).
 """
@@ -9,16 +10,19 @@ refused unless the operator allowed them (see the trust model in docs/packages.m
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import yaml
 
+from shipmate.common import deployments_dir as layout
 from shipmate.packages import ModelError, PackageError, read_manifest
 from shipmate.serving.deployments import Deployment, Registry, discard, load_deployment
 from shipmate.serving.errors import DeploymentNotFound, UploadRefused
@@ -44,7 +48,21 @@ class Manager:
         self.allow_pickled = allow_pickled
 
     def _directory(self, deployment_id: str) -> Path:
-        return self.watcher.root / f"{self.watcher.prefix}{deployment_id}"
+        return self.watcher.root / layout.directory_name(self.watcher.prefix, deployment_id)
+
+    async def receive(
+        self, deployment_id: str, pieces: AsyncIterator[bytes], filename: str
+    ) -> tuple[Deployment, bool]:
+        """`upload` a package arriving as ``pieces``, streamed to disk first (packages can be large)."""
+        fd, tmp = tempfile.mkstemp(suffix=".mlpkg", dir=self.watcher.root)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                async for piece in pieces:
+                    out.write(piece)
+            return await self.upload(deployment_id, Path(tmp), filename)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
 
     async def upload(self, deployment_id: str, package_file: Path, filename: str) -> tuple[Deployment, bool]:
         """Serve the package under ``deployment_id``; returns the deployment and whether it replaced one."""
@@ -59,17 +77,12 @@ class Manager:
                 "ONNX packages over HTTP (start it with --allow-pickled-uploads to accept others from "
                 "holders of the API key)"
             )
-        root = self.watcher.root
-        staging = Path(tempfile.mkdtemp(prefix=f".upload-{deployment_id}-", dir=root))
+        final = self._directory(deployment_id)
+        staging = Path(layout.staging_directory(str(final)))
         try:
             target_pkg = staging / (Path(filename).name if filename.endswith(".mlpkg") else "model.mlpkg")
             shutil.move(str(package_file), target_pkg)
-            (staging / self.watcher.info_file).write_text(
-                yaml.safe_dump(
-                    {"deployment_id": deployment_id, "model_id": f"{manifest.name}:{manifest.version}"}
-                )
-            )
-            final = self._directory(deployment_id)
+            model_id = f"{manifest.name}:{manifest.version}"
             try:
                 loaded = await asyncio.to_thread(
                     load_deployment,
@@ -77,19 +90,14 @@ class Manager:
                     deployment_id=deployment_id,
                     key=final.name,
                     work_dir=self.watcher.work_dir,
-                    model_id=f"{manifest.name}:{manifest.version}",
+                    model_id=model_id,
                 )
             except (PackageError, ModelError) as exc:
                 raise UploadRefused(str(exc).replace(str(target_pkg), filename)) from None
+            record = layout.info_record(deployment_id, model_id, target_pkg.name, loaded.package_sha256)
+            (staging / self.watcher.info_file).write_text(yaml.safe_dump(record, sort_keys=False))
             async with self.watcher.lock:
-                replaced = final.exists()
-                if replaced:
-                    trash = root / f".deleting-{final.name}-{os.getpid()}"
-                    os.rename(final, trash)
-                    os.rename(staging, final)
-                    shutil.rmtree(trash, ignore_errors=True)
-                else:
-                    os.rename(staging, final)
+                replaced = layout.swap_into_place(str(staging), str(final))
                 seen = self.watcher.observe(final)
                 deployment = dataclasses.replace(
                     loaded, package_path=final / target_pkg.name, fingerprint=seen.fingerprint
@@ -117,9 +125,7 @@ class Manager:
         async with self.watcher.lock:
             path = self.watcher.root / key
             if path.exists():
-                trash = self.watcher.root / f".deleting-{key}-{os.getpid()}"
-                os.rename(path, trash)
-                shutil.rmtree(trash, ignore_errors=True)
+                layout.move_aside(str(path))
             old = self.registry.remove(key)
         if old is not None:
             discard(old)

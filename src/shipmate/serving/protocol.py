@@ -38,15 +38,27 @@ class InferenceRequest:
 
 @dataclass(frozen=True, slots=True)
 class InferenceResponse:
-    """Scores for one request, with what an encoder needs to label them."""
+    """Scores for one request, with what an encoder needs to label them.
+
+    ``predicted``: for a classifier, each row's predicted class as an index into the
+    manifest's class labels, decided by the data plane (`shipmate.serving.dataplane.respond`)
+    so that every wire dialect labels rows alike.
+    """
 
     deployment_id: str
     manifest: Manifest
     scores: Scores
+    predicted: np.ndarray | None = None
     request_id: str | None = None
 
     def __len__(self) -> int:
         return len(self.scores)
+
+    def predicted_classes(self) -> np.ndarray:
+        """``predicted``, which a classifier's response must carry."""
+        if self.predicted is None:
+            raise ValueError("a classifier's response needs its predicted classes (dataplane.respond)")
+        return self.predicted
 
 
 class InputError(ValueError):

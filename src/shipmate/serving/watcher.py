@@ -1,4 +1,4 @@
-"""Following a deployments directory (the filesystem plugin's layout) without restarts.
+"""Following a deployments directory (`shipmate.common.deployments_dir`) without restarts.
 
 `scan` reads the directory (I/O); `plan` decides what to load, reload or unload
 (pure, tested with tables); `DirectoryWatcher` carries the plan out, loading in a
@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from shipmate.common import deployments_dir as layout
 from shipmate.packages import ModelError, PackageError
 from shipmate.serving.deployments import Failure, Registry, discard, load_deployment
 
@@ -38,7 +39,7 @@ class Observed:
     deployment_id: str | None = None
     model_id: str | None = None
     package: Path | None = None
-    expected_sha256: str | None = None
+    checksum: layout.Checksum | None = None  # as its info file records it
     error: str | None = None
 
 
@@ -72,7 +73,7 @@ def _observe(path: Path, prefix: str, info_file: str) -> Observed:
     except FileNotFoundError:  # changed under us: the next scan sees the new state
         pass
     fingerprint = hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
-    fallback_id = key[len(prefix) :] if prefix and key.startswith(prefix) else key
+    fallback_id = layout.deployment_id_of(key, prefix)
 
     def broken(error: str) -> Observed:
         return Observed(key=key, path=path, fingerprint=fingerprint, deployment_id=fallback_id, error=error)
@@ -86,7 +87,7 @@ def _observe(path: Path, prefix: str, info_file: str) -> Observed:
         if loaded is not None and not isinstance(loaded, dict):
             return broken(f"{info_file} must hold a mapping")
         config = loaded or {}
-    named = config.get("model_file")  # the filesystem plugin records the artifact's name
+    named = config.get(layout.MODEL_FILE)  # the package's name, as its writer recorded it
     if isinstance(named, str) and named and "/" not in named and not named.startswith("."):
         if not (path / named).is_file():
             return broken(f"{info_file} names model_file {named!r}, which is not in the directory")
@@ -95,9 +96,8 @@ def _observe(path: Path, prefix: str, info_file: str) -> Observed:
         return broken("no .mlpkg package in the directory")
     if len(packages) > 1:
         return broken(f"several packages in the directory: {[p.name for p in packages]}")
-    dep_id = config.get("deployment_id") or config.get("deploymentId") or fallback_id
-    model_id = config.get("model_id") or config.get("modelId")
-    sha = config.get("model_package_sha256") or config.get("package_sha256")
+    dep_id = config.get(layout.DEPLOYMENT_ID) or config.get("deploymentId") or fallback_id
+    model_id = config.get(layout.MODEL_ID) or config.get("modelId")
     return Observed(
         key=key,
         path=path,
@@ -105,7 +105,7 @@ def _observe(path: Path, prefix: str, info_file: str) -> Observed:
         deployment_id=str(dep_id),
         model_id=str(model_id) if model_id is not None else None,
         package=packages[0],
-        expected_sha256=str(sha) if sha else None,
+        checksum=layout.recorded_checksum(config),
     )
 
 
@@ -117,7 +117,7 @@ def scan(root: Path, prefix: str, info_file: str) -> dict[str, Observed]:
     except FileNotFoundError:
         return found
     for entry in entries:
-        if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
+        if layout.is_work_in_progress(entry.name) or not entry.is_dir(follow_symlinks=False):
             continue
         try:
             found[entry.name] = _observe(Path(entry.path), prefix, info_file)
@@ -236,7 +236,7 @@ class DirectoryWatcher:
                 work_dir=self.work_dir,
                 model_id=seen.model_id,
                 fingerprint=seen.fingerprint,
-                expected_sha256=seen.expected_sha256,
+                expected=seen.checksum,
             )
         except (PackageError, ModelError, OSError) as exc:
             self._failed(seen, str(exc))

@@ -2,47 +2,36 @@
 
 The flow of every action is the same: read the containers this environment owns
 (by label), decide what to do (``decisions``), carry it out through the engine
-seam (``engine``) and the reverse proxy (``proxy``), and report. With ``dry_run``
+seam (``engine``) and the reverse proxy (``proxy``), and report; the steps of a
+rollout (build, start, wait until ready, switch, retire) are ``rollout``'s. With ``dry_run``
 every action reports its plan and never contacts the engine.
 """
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
 from typing import Any
 
 from shipmate.plugin.base import PluginBase
 from shipmate.plugin.config import load_private_config
-from shipmate.plugin.errors import ConfigError
 from shipmate.plugin.info import DeploymentInfo, PEInfo
 from shipmate.plugin.status import ActionStatus, ActionStatusInfo, DataKey, DeploymentState, worst
 from shipmate.plugins.docker import naming
 from shipmate.plugins.docker.config import (
     DockerPluginConfig,
-    ProxyKind,
-    ReadinessVia,
     parse_config,
 )
 from shipmate.plugins.docker.decisions import (
     ContainerView,
-    StartDecision,
     by_deployment,
     container_status,
-    plan_start,
     serving_container,
-    unique_name,
 )
 from shipmate.plugins.docker.engine import Engine, EngineError
 from shipmate.plugins.docker.proxy import ReverseProxy
-from shipmate.plugins.docker.routes import traefik_labels
+from shipmate.plugins.docker.rollout import RolloutSteps, dry_run_status
 
 
-class RolloutFailed(Exception):
-    """A new container did not become ready; ``reason`` says why (exit code, log lines, timeout)."""
-
-
-class DockerPlugin(PluginBase):
+class DockerPlugin(RolloutSteps, PluginBase):
     """Deployments as containers on one Docker engine, behind one reverse proxy."""
 
     def __init__(
@@ -102,7 +91,7 @@ class DockerPlugin(PluginBase):
                 plan.append(
                     f"ensure tracking agent ({cfg.agent_image}) and RabbitMQ ({cfg.rabbitmq_image}) run"
                 )
-            return _dry_run(plan)
+            return dry_run_status(plan)
         try:
             info = self.engine.info()
             notes = [f"Docker Engine {info.version} (API {info.api_version}) answers"]
@@ -138,7 +127,7 @@ class DockerPlugin(PluginBase):
             plan = ["close the engine connection"]
             if self.config.stop_proxy_on_plugin_stop:
                 plan.insert(0, "stop and remove the reverse proxy")
-            return _dry_run(plan)
+            return dry_run_status(plan)
         msg = "Docker plugin stopped; deployments and the reverse proxy keep serving"
         try:
             if self.config.stop_proxy_on_plugin_stop:
@@ -156,7 +145,7 @@ class DockerPlugin(PluginBase):
     def pe_status(self) -> ActionStatusInfo:
         wanted = self.pe_info.deployment_ids if self.pe_info else []
         if self.dry_run:
-            return _dry_run(
+            return dry_run_status(
                 ["check the Docker engine answers", "check the reverse proxy runs"]
                 + [f"report the container of deployment {dep}" for dep in wanted]
             )
@@ -188,7 +177,9 @@ class DockerPlugin(PluginBase):
 
     def deployment_list(self) -> ActionStatusInfo:
         if self.dry_run:
-            return _dry_run([f"list containers labelled {naming.ENVIRONMENT}={self.config.environment_id}"])
+            return dry_run_status(
+                [f"list containers labelled {naming.ENVIRONMENT}={self.config.environment_id}"]
+            )
         try:
             serving = self._serving_by_deployment()
             data = {dep: self._status_of(dep, view).to_dict() for dep, view in sorted(serving.items())}
@@ -225,7 +216,7 @@ class DockerPlugin(PluginBase):
         deployment_id = deployment_info if isinstance(deployment_info, str) else deployment_info.id
         naming.check_id(deployment_id, "deployment id")
         if self.dry_run:
-            return _dry_run(
+            return dry_run_status(
                 [
                     f"remove the route of deployment {deployment_id}",
                     f"stop and remove every container labelled {naming.DEPLOYMENT_ID}={deployment_id}",
@@ -254,7 +245,7 @@ class DockerPlugin(PluginBase):
         deployment_id = deployment_info if isinstance(deployment_info, str) else deployment_info.id
         naming.check_id(deployment_id, "deployment id")
         if self.dry_run:
-            return _dry_run([f"inspect the container of deployment {deployment_id} and call its /ping"])
+            return dry_run_status([f"inspect the container of deployment {deployment_id} and call its /ping"])
         try:
             view = serving_container(self._containers(deployment_id))
             return self._status_of(deployment_id, view)
@@ -262,264 +253,6 @@ class DockerPlugin(PluginBase):
             return ActionStatusInfo(
                 ActionStatus.ERROR, msg=f"Docker engine error: {exc}", state=DeploymentState.UNKNOWN
             )
-
-    # -- the rollout: build, start, wait ready, switch, retire ----------------------------
-
-    def _rollout(self, info: DeploymentInfo, *, force_new: bool, replacing: bool) -> ActionStatusInfo:
-        cfg = self.config
-        model_id = naming.current_model_id(info)
-        naming.check_id(info.id, "deployment id")
-        naming.check_id(model_id, "model id")
-        artifact = self._artifact(info)
-        base_image = str(info.key_value_config.get("baseImage") or cfg.pps_base_image)
-        name = naming.container_name(cfg.prefix, info.id, model_id)
-        if self.dry_run:
-            url = naming.prediction_url(self._url_prefix(proxy_port=cfg.proxy_host_port), info.id)
-            return _dry_run(
-                [
-                    f"build (or reuse by content hash) an image from {base_image} + {artifact.name}",
-                    f"start container {name} on network {cfg.docker_network}, wait until /ping answers",
-                    f"route /{info.id}/ to it on the reverse proxy",
-                    "then stop the deployment's previous container, if any",
-                ],
-                data={DataKey.PREDICTION_URL: url},
-            )
-        try:
-            self._ensure_environment()
-            url = naming.prediction_url(self._url_prefix(), info.id)
-            existing = self._containers(info.id)
-            base_id = self.engine.ensure_image(base_image)
-            digest = naming.package_digest(artifact, base_id)
-            plan = plan_start(existing, model_id, digest.package_sha256, force_new=force_new)
-            self._logger.info("deployment %s: %s (%s)", info.id, plan.decision.value, plan.reason)
-            if plan.decision is StartDecision.REUSE and plan.keep is not None:
-                self.proxy.set_route(info.id, plan.keep.name)
-                self._retire(plan.retire)
-                return self._ready(info, plan.keep, url, note=f"already running in {plan.keep.name}")
-            image = self._model_image(base_image, digest, artifact)
-            old_serving = [v for v in plan.retire if v.running]
-            retire_after = plan.retire
-            taken = [v.name for v in existing]
-            if plan.decision is StartDecision.START:
-                self._retire(plan.retire)  # nothing serves: free the name first
-                retire_after, taken = (), []
-            new_name = unique_name(name, taken, digest.image_digest)
-            view = self._start_container(info, image, new_name, digest.package_sha256, url, artifact.name)
-            try:
-                view = self._wait_ready(view)
-                self.proxy.set_route(info.id, view.name)
-            except (RolloutFailed, EngineError) as exc:
-                self.engine.stop_and_remove(view.id, timeout=2)
-                if old_serving:
-                    keep = old_serving[0]
-                    try:
-                        self.proxy.set_route(info.id, keep.name)
-                    except EngineError as route_exc:
-                        self._logger.warning("restoring route of %s failed: %s", info.id, route_exc)
-                    return ActionStatusInfo(
-                        ActionStatus.ERROR,
-                        msg=(
-                            f"Failed to replace model - {exc}; "
-                            f"model {keep.model_id} keeps serving in {keep.name}"
-                        ),
-                        state=DeploymentState.ERRORED,
-                        data={DataKey.OLD_MODEL_IN_USE: True, DataKey.CURRENT_MODEL_ID: keep.model_id},
-                    )
-                return ActionStatusInfo(
-                    ActionStatus.ERROR,
-                    msg=f"Deployment {info.id} did not start: {exc}",
-                    state=DeploymentState.ERRORED,
-                )
-            if old_serving and cfg.drain_seconds:
-                time.sleep(cfg.drain_seconds)
-            self._retire(retire_after)
-        except EngineError as exc:
-            prefix = "Failed to replace model - " if replacing else f"Deployment {info.id} did not start: "
-            data = {DataKey.OLD_MODEL_IN_USE: True} if replacing else None
-            return ActionStatusInfo(
-                ActionStatus.ERROR, msg=f"{prefix}{exc}", state=DeploymentState.ERRORED, data=data
-            )
-        verb = {StartDecision.START: "started", StartDecision.ROLL: "replaced"}[plan.decision]
-        return self._ready(info, view, url, note=f"{verb} in {view.name} ({plan.reason})")
-
-    def _ensure_environment(self) -> None:
-        """Network and proxy, in case this process never ran ``plugin_start`` (or someone removed them)."""
-        cfg = self.config
-        if not self.engine.network_exists(cfg.docker_network):
-            if not cfg.create_network:
-                raise EngineError(
-                    f"Docker network {cfg.docker_network!r} does not exist (createNetwork is false)"
-                )
-            self.engine.create_network(
-                cfg.docker_network, naming.environment_labels(cfg.environment_id, "network")
-            )
-        _, created = self.proxy.ensure_running()
-        if created:
-            self.proxy.replace_all(
-                {dep: c.name for dep, c in self._serving_by_deployment().items() if c.running}
-            )
-
-    def _url_prefix(self, proxy_port: int | None = None) -> str:
-        """``outfacingPredictionURLPrefix``, else the proxy's HTTP port as published on this host."""
-        cfg = self.config
-        if cfg.outfacing_prediction_url_prefix:
-            return cfg.outfacing_prediction_url_prefix
-        if proxy_port is None:
-            proxy = self.proxy.container()
-            proxy_port = proxy.ports.get(80) if proxy else None
-        host = "127.0.0.1" if cfg.publish_address in ("0.0.0.0", "::") else cfg.publish_address
-        return f"http://{host}:{proxy_port or '<proxy port>'}"
-
-    def _artifact(self, info: DeploymentInfo) -> Path:
-        if not info.model_artifact:
-            raise ConfigError(
-                f"deploymentInfo of {info.id}: 'modelArtifact' is required to start a container"
-            )
-        path = Path(info.model_artifact)
-        if not path.is_file():
-            raise ConfigError(
-                f"deploymentInfo of {info.id}: modelArtifact {path} does not exist or is not a file"
-            )
-        return path
-
-    def _model_image(self, base_image: str, digest: naming.PackageDigest, artifact: Path) -> str:
-        tag = naming.model_image(self.config.generated_image_prefix, digest.image_digest)
-        if self.engine.image_id(tag) is None:
-            labels = {
-                naming.MANAGED_BY: naming.MANAGED_BY_VALUE,
-                naming.PACKAGE_DIGEST: digest.package_sha256,
-                naming.MODEL_FILE: _model_file(artifact),
-                "org.shipmate.base-image": base_image,
-            }
-            self.engine.build_model_image(tag, base_image, artifact, _model_file(artifact), labels)
-        return tag
-
-    def _start_container(
-        self, info: DeploymentInfo, image: str, name: str, package_sha256: str, url: str, artifact_name: str
-    ) -> ContainerView:
-        cfg = self.config
-        kv = info.key_value_config
-        model_id = naming.current_model_id(info)
-        labels = naming.deployment_labels(
-            cfg.environment_id,
-            info,
-            package_sha256=package_sha256,
-            prediction_url=url,
-            model_file=artifact_name,
-        )
-        environment = {
-            "MLOPS_DEPLOYMENT_ID": info.id,
-            "MLOPS_MODEL_ID": model_id,
-            "PREDICTION_API_MONITORING_ENABLED": str(cfg.monitoring_enabled),
-            "MONITORING_AGENT": "False",
-        }
-        workers = kv.get("PREDICTION_API_WORKERS") or cfg.prediction_server_workers
-        if workers:
-            environment["PREDICTION_API_WORKERS"] = str(workers)
-        if cfg.monitoring_enabled:
-            settings = self._spooler_settings()
-            environment["PREDICTION_API_MONITORING_SETTINGS"] = settings
-            environment["PORTABLE_PREDICTION_API_MONITORING_SETTINGS"] = settings
-        host_port = kv.get("port")
-        if host_port is not None and (isinstance(host_port, bool) or not str(host_port).isdigit()):
-            raise ConfigError(
-                f"keyValueConfig 'port' of deployment {info.id} must be a port number, got {host_port!r}"
-            )
-        kwargs: dict[str, Any] = {
-            "image": image,
-            "name": name,
-            "network": cfg.docker_network,
-            "labels": labels,
-            "environment": environment,
-            "ports": {
-                f"{naming.PREDICTION_PORT}/tcp": (cfg.publish_address, int(host_port) if host_port else None)
-            },
-            "restart_policy": {"Name": cfg.restart_policy.value},
-            "read_only": True,
-            "tmpfs": {"/tmp": "rw,nosuid,nodev,size=512m,mode=1777"},
-            "stop_signal": "SIGTERM",
-        }
-        if self.proxy.kind is ProxyKind.TRAEFIK:
-            labels.update(traefik_labels(cfg.environment_id, info.id, cfg.docker_network))
-            kwargs["healthcheck"] = {
-                "test": [
-                    "CMD",
-                    "python3",
-                    "-c",
-                    "import urllib.request; "
-                    f"urllib.request.urlopen('http://127.0.0.1:{naming.PREDICTION_PORT}/ping', timeout=2)",
-                ],
-                "interval": 2_000_000_000,
-                "timeout": 3_000_000_000,
-                "retries": 3,
-            }
-        return self.engine.run(**kwargs)
-
-    def _wait_ready(self, view: ContainerView) -> ContainerView:
-        """Poll until ``/ping`` answers 200; fail early, with the reason, when the container dies."""
-        import httpx
-
-        deadline = time.monotonic() + self.config.readiness_timeout_seconds
-        last_error = "no answer yet"
-        with httpx.Client(timeout=2.0) as client:
-            while True:
-                current = self.engine.get(view.name)
-                if current is None:
-                    raise RolloutFailed(f"container {view.name} disappeared while starting")
-                if current.status in ("exited", "dead") or (
-                    current.status == "restarting" or current.restart_count > 0
-                ):
-                    tail = self.engine.logs_tail(view.name, self.config.log_tail_lines)
-                    status = container_status(
-                        current, view.deployment_id or "?", answers_ping=False, log_tail=tail
-                    )
-                    raise RolloutFailed(status.msg or f"container {view.name} stopped")
-                if current.running:
-                    try:
-                        response = client.get(self._ping_url(current))
-                        if response.status_code == 200:
-                            return current
-                        last_error = f"/ping answered {response.status_code}"
-                        failed = _load_failures(response)
-                        if failed:
-                            tail = self.engine.logs_tail(view.name, self.config.log_tail_lines)
-                            raise RolloutFailed(
-                                f"the prediction server in {view.name} could not load the model: {failed}"
-                                + (f". Last lines of its log:\n{tail.rstrip()}" if tail.strip() else "")
-                            )
-                    except httpx.HTTPError as exc:
-                        last_error = f"/ping: {type(exc).__name__}"
-                if time.monotonic() > deadline:
-                    raise RolloutFailed(
-                        f"container {view.name} did not answer /ping within "
-                        f"{self.config.readiness_timeout_seconds:.0f} s ({last_error})"
-                    )
-                time.sleep(0.1)
-
-    def _ping_url(self, view: ContainerView) -> str:
-        if self.config.readiness_via is ReadinessVia.CONTAINER_NAME or view.host_port is None:
-            return f"http://{view.name}:{naming.PREDICTION_PORT}/ping"
-        address = self.config.publish_address
-        host = "127.0.0.1" if address in ("0.0.0.0", "::") else address
-        return f"http://{host}:{view.host_port}/ping"
-
-    def _retire(self, views: tuple[ContainerView, ...]) -> None:
-        for view in views:
-            # By id: a new container may have taken over the retired one's name.
-            self.engine.stop_and_remove(view.id, timeout=self.config.stop_timeout_seconds)
-
-    def _ready(self, info: DeploymentInfo, view: ContainerView, url: str, *, note: str) -> ActionStatusInfo:
-        return ActionStatusInfo(
-            ActionStatus.OK,
-            msg=f"Deployment {info.id} is ready: {note}",
-            state=DeploymentState.READY,
-            data={
-                DataKey.PREDICTION_URL: url,
-                DataKey.CURRENT_MODEL_ID: view.model_id,
-                "container": view.name,
-                "image": view.image,
-            },
-        )
 
     # -- reading state -------------------------------------------------------------------
 
@@ -547,89 +280,6 @@ class DockerPlugin(PluginBase):
         except httpx.HTTPError:
             return False
 
-    # -- monitoring (tracking agent + RabbitMQ channel) -----------------------------------
-
-    def _spooler_settings(self) -> str:
-        rabbit = naming.environment_container_name(
-            self.config.prefix, self.config.environment_id, naming.ROLE_RABBITMQ
-        )
-        return f"spooler_type=rabbitmq;rabbitmq_queue_url=amqp://{rabbit};rabbitmq_queue_name=shipmate"
-
-    def _ensure_monitoring(self) -> str:
-        cfg = self.config
-        rabbit = naming.environment_container_name(cfg.prefix, cfg.environment_id, naming.ROLE_RABBITMQ)
-        agent = naming.environment_container_name(cfg.prefix, cfg.environment_id, naming.ROLE_TRACKING_AGENT)
-        started = []
-        if not (self.engine.get(rabbit) or _absent()).running:
-            self.engine.stop_and_remove(rabbit, timeout=5)
-            self.engine.ensure_image(cfg.rabbitmq_image)
-            self.engine.run(
-                image=cfg.rabbitmq_image,
-                name=rabbit,
-                network=cfg.docker_network,
-                labels=naming.environment_labels(cfg.environment_id, naming.ROLE_RABBITMQ),
-                ports={
-                    f"{c}/tcp": (cfg.publish_address, h or None) for c, h in cfg.rabbitmq_port_mapping.items()
-                },
-                restart_policy={"Name": "unless-stopped"},
-            )
-            started.append(rabbit)
-        if not (self.engine.get(agent) or _absent()).running:
-            self.engine.stop_and_remove(agent, timeout=5)
-            self.engine.ensure_image(cfg.agent_image)
-            self.engine.run(
-                image=cfg.agent_image,
-                name=agent,
-                network=cfg.docker_network,
-                labels=naming.environment_labels(cfg.environment_id, naming.ROLE_TRACKING_AGENT),
-                environment={
-                    "MLOPS_SERVICE_URL": cfg.monitoring_url or "",
-                    "MLOPS_API_TOKEN": cfg.api_token or "",
-                    "MLOPS_SPOOLER_TYPE": "RABBITMQ",
-                    "MLOPS_RABBITMQ_QUEUE_URL": f"amqp://{rabbit}",
-                    "MLOPS_RABBITMQ_QUEUE_NAME": "shipmate",
-                },
-                restart_policy={"Name": "unless-stopped"},
-            )
-            started.append(agent)
-        return f"monitoring: {', '.join(started) + ' started' if started else 'running'}"
-
-
-def _load_failures(response: Any) -> str | None:
-    """A prediction server that answers ``/ping`` 503 with ``failed`` and nothing ``loading`` has given up."""
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    if not isinstance(body, dict) or body.get("loading") or not body.get("failed"):
-        return None
-    failed = body["failed"]
-    if isinstance(failed, dict):
-        return "; ".join(f"{key}: {error}" for key, error in failed.items())
-    return str(failed)
-
-
-def _absent() -> ContainerView:
-    return ContainerView(name="", id="", status="absent")
-
-
-def _model_file(artifact: Path) -> str:
-    """The package's file name inside the image; always ``*.mlpkg`` (what ``shipmate serve`` looks for)."""
-    name = artifact.name
-    return name if name.endswith(".mlpkg") else f"{artifact.stem or 'model'}.mlpkg"
-
 
 def _ports(mapping: dict[int, int]) -> str:
     return ", ".join(f"{h or 'random'}→{c}" for c, h in sorted(mapping.items())) or "none"
-
-
-def _dry_run(
-    plan: list[str], *, state: DeploymentState | None = None, data: dict[str, Any] | None = None
-) -> ActionStatusInfo:
-    """A dry run reports the plan, touches nothing, and says so."""
-    return ActionStatusInfo(
-        ActionStatus.OK,
-        msg="Dry run, nothing was changed. Would: " + "; ".join(plan),
-        state=state,
-        data={"dryRun": True, "plan": plan, **(data or {})},
-    )

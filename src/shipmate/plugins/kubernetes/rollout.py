@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from shipmate.plugins.kubernetes.manifests import ANNOTATION_MODEL_ID, LABEL_MODEL
+from shipmate.plugins.kubernetes.naming import ANNOTATION_MODEL_ID, LABEL_MODEL
 
 
 class Phase(StrEnum):
