@@ -336,7 +336,8 @@ def test_crash_fault_ends_the_process_without_status(
     assert not status.exists()
 
 
-def test_shipmate_plugin_run_is_the_same_runner(tmp_path, capsys) -> None:
+def test_shipmate_plugin_run_is_the_same_runner(tmp_path, capsys, run_in_process) -> None:
+    """(``run_in_process`` restores the logging the runner configures, which later tests would inherit.)"""
     from typer.testing import CliRunner
 
     from shipmate.cli.plugin import plugin_app

@@ -17,6 +17,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from shipmate.common.vocabulary import WireFormat
 from shipmate.serving.errors import (
     ManagementDisabled,
     PayloadTooLarge,
@@ -26,9 +27,8 @@ from shipmate.serving.errors import (
 )
 from shipmate.serving.protocol import InputError
 
-JSON = "application/json"
-CSV = "text/csv"
-_CSV_TYPES = frozenset({CSV, "application/csv", "text/plain", "text/x-csv"})
+JSON = WireFormat.JSON.media_type
+CSV = WireFormat.CSV.media_type
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -116,19 +116,19 @@ async def read_body(request: Request, limit: int) -> bytes:
 class Wire:
     """A prediction request's formats and size, as its headers state them."""
 
-    declared: str | None  # "json" or "csv" from the Content-Type; None when there is none
+    declared: WireFormat | None  # from the Content-Type; None when there is none
     length: int | None  # Content-Length, when given
-    out: str  # "csv" when the client accepts CSV, else "json" (DataRobot's response shape)
+    out: WireFormat  # CSV when the client accepts CSV, else JSON (DataRobot's response shape)
 
     @property
     def media_type(self) -> str:
-        return CSV if self.out == "csv" else JSON
+        return self.out.media_type
 
-    def body_format(self, body: bytes) -> str:
-        """``"json"`` or ``"csv"``: as declared, or when nothing was, from the first byte."""
+    def body_format(self, body: bytes) -> WireFormat:
+        """As declared, or when nothing was, from the first byte."""
         if self.declared is not None:
             return self.declared
-        return "json" if body.lstrip()[:1] in (b"[", b"{") else "csv"  # JSON starts with a bracket
+        return WireFormat.JSON if body.lstrip()[:1] in (b"[", b"{") else WireFormat.CSV  # JSON: a bracket
 
 
 def negotiate(request: Request, limit: int) -> Wire:
@@ -136,19 +136,11 @@ def negotiate(request: Request, limit: int) -> Wire:
     length = declared_length(request, limit)
     raw = request.headers.get("content-type", "")
     ctype = raw.split(";", 1)[0].strip().lower()
-    declared: str | None = None
     kind, _, subtype = ctype.partition("/")
     if raw.strip() and not (kind and subtype):
-        raise UnsupportedMediaType(
-            f"unparseable Content-Type {raw!r}: send application/json or text/csv"
-        )
-    if ctype:
-        if ctype == JSON or ctype.endswith("+json"):
-            declared = "json"
-        elif ctype in _CSV_TYPES:
-            declared = "csv"
-        else:
-            raise UnsupportedMediaType(
-                f"unsupported Content-Type {ctype!r}: send application/json or text/csv"
-            )
-    return Wire(declared, length, "csv" if CSV in request.headers.get("accept", "") else "json")
+        raise UnsupportedMediaType(f"unparseable Content-Type {raw!r}: send application/json or text/csv")
+    declared = WireFormat.from_media_type(ctype) if ctype else None
+    if ctype and declared is None:
+        raise UnsupportedMediaType(f"unsupported Content-Type {ctype!r}: send application/json or text/csv")
+    out = WireFormat.CSV if CSV in request.headers.get("accept", "") else WireFormat.JSON
+    return Wire(declared, length, out)
