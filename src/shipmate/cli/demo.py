@@ -203,17 +203,24 @@ class _Demo:
 
         deployments_dir = self.dir / "deployments"
         deployments_dir.mkdir(exist_ok=True)
+        spool = self.dir / "monitoring-spool"
         config = self._agent_config(service_url, env.id, deployments_dir, predict_url)
-        with console.status("Starting the agent and the prediction server…"):
+        monitor_config = self._monitor_config(service_url, spool)
+        with console.status("Starting the agent, the prediction server and the monitoring agent…"):
             self._spawn("agent", ["agent", "--config", str(config)], {"MLOPS_API_TOKEN": agent_token})
             self._spawn(
                 "prediction-server",
                 ["serve", "--deployments-dir", str(deployments_dir), "--port", str(predict_port),
-                 "--workers", "1", "--poll-interval", "0.2", "--work-dir", str(self.dir / "serve-work")],
+                 "--workers", "1", "--poll-interval", "0.2", "--work-dir", str(self.dir / "serve-work"),
+                 "--monitor-settings", f"spooler_type=FILESYSTEM;directory={spool}"],
                 {},
             )  # fmt: skip
+            monitor = ["monitor", "--config", str(monitor_config)]
+            self._spawn("monitoring-agent", monitor, {"MLOPS_API_TOKEN": agent_token})
             self._wait_http(f"{predict_url}/ping", "prediction server", 90)
-        console.print(f"[green]✓[/green] agent and prediction server running (logs in {self.logs})")
+        console.print(
+            f"[green]✓[/green] agent, prediction server and monitoring agent running (logs in {self.logs})"
+        )
 
         deployment = self._deployment(admin, env.id, package.id, predict_url)
         ready = self._follow(admin, deployment.id)
@@ -227,6 +234,7 @@ class _Demo:
         for record, answer in zip(sample[:rows], answers, strict=True):
             table.add_row(*[str(v) for v in record.values()], str(answer))
         console.print(table)
+        health = self._health(admin, deployment.id, len(answers))
         console.print(f"prediction URL: [bold]{url}[/bold]")
         console.print(
             f"service URL:    [bold]{service_url}[/bold]  (admin token in {self.dir / 'admin-token'})"
@@ -238,7 +246,35 @@ class _Demo:
             "deploymentId": deployment.id,
             "modelPackageId": package.id,
             "predictions": answers,
+            "serviceHealth": health,
         }
+
+    def _monitor_config(self, service_url: str, spool: Path) -> Path:
+        """The monitoring agent's config: the prediction server's spool, forwarded to the service."""
+        import yaml
+
+        spool.mkdir(exist_ok=True)
+        path = self.dir / "monitoring-agent.yaml"
+        channel = {"type": "FS_SPOOL", "details": {"name": "demo", "spoolDirectoryPath": str(spool)}}
+        document = {"mlopsUrl": service_url, "channelConfigs": [channel], "agentPendingRecordsTimeoutMs": 500}
+        path.write_text(yaml.safe_dump(document, sort_keys=False))
+        return path
+
+    def _health(self, admin: Any, deployment_id: str, rows: int) -> dict[str, Any]:
+        """Wait until the service's health figures count the predictions just made, then print them."""
+        from shipmate.cli.monitoring import fetch_service_health, render_service_health
+
+        deadline = time.monotonic() + 60
+        with self.console.status("Waiting for the predictions to reach the service's health figures…"):
+            while True:
+                self._check_alive()
+                result = fetch_service_health(admin, deployment_id, since="1h")
+                if result.summary.total_predictions >= rows or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+        render_service_health(result, self.console)
+        figures: dict[str, Any] = result.summary.model_dump(mode="json", by_alias=True)
+        return figures
 
     def _admin_token(self) -> str:
         path = self.dir / "admin-token"
