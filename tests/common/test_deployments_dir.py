@@ -90,3 +90,21 @@ def test_unsafe_ids_and_names() -> None:
         assert layout.unsafe_id_reason(bad) is not None, bad
     assert layout.deployment_id_of("deployment_d1", "deployment_") == "d1"
     assert layout.deployment_id_of("other", "deployment_") == "other"
+
+
+def test_a_killed_writers_staging_is_swept_at_once(tmp_path: Path) -> None:
+    """A process SIGKILLed mid-write leaves a ``.new`` copy of the model: swept at the next
+    sweep when its writer is gone, not an hour later; a live writer's is left alone."""
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    target = str(tmp_path / "deployment_d1")
+    mine = layout.staging_directory(target)
+    assert f".{os.getpid()}-" in os.path.basename(mine)
+    dead = os.path.join(str(tmp_path), f".deployment_d2.{gone.pid}-abcdef.new")
+    os.mkdir(dead)
+    layout.sweep(str(tmp_path), "deployment_")
+    assert not os.path.exists(dead)
+    assert os.path.exists(mine)

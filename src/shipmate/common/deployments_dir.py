@@ -193,10 +193,33 @@ def copy_with_sha256(source: str, destination: str) -> str:
 
 
 def staging_directory(target: str) -> str:
-    """Make and return an empty ``.new`` directory beside ``target`` to prepare it in."""
-    staging = _aside(target, "new")
+    """Make and return an empty ``.new`` directory beside ``target`` to prepare it in.
+
+    Its name carries the writer's pid (``.<name>.<pid>-<random>.new``), so a sweep can
+    tell a killed writer's half-written copy (discarded at once) from one in progress.
+    """
+    parent, name = os.path.split(target)
+    staging = os.path.join(parent, f".{name}.{os.getpid()}-{os.urandom(6).hex()}.new")
     os.mkdir(staging)
     return staging
+
+
+def _writer_pid(name: str) -> int | None:
+    """The pid in a staging directory's name, or None for names written before pids were."""
+    token = name.rsplit(".", 2)[-2] if name.count(".") >= 2 else ""
+    pid, dash, _ = token.partition("-")
+    return int(pid) if dash and pid.isdigit() else None
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this machine (EPERM: it does, as another user)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def swap_into_place(staging: str, target: str, discard: Discard = remove_tree) -> bool:
@@ -268,14 +291,20 @@ class Leftover:
 
 
 def leftovers(
-    root: str, names: Iterable[str], prefix: str, now: float, mtime: Callable[[str], float]
+    root: str,
+    names: Iterable[str],
+    prefix: str,
+    now: float,
+    mtime: Callable[[str], float],
+    alive: Callable[[int], bool] = lambda pid: True,
 ) -> list[Leftover]:
     """Decide what to sweep among ``names`` in ``root`` (only the dot-entries of ``prefix``).
 
     Every ``.old`` (a removed deployment) is discarded; a ``.swap`` (the previous
     deployment of a replacement cut short) is restored when its place is empty,
-    discarded otherwise; a ``.new`` (staging) is discarded once it is
-    `STALE_STAGING_SEC` old.
+    discarded otherwise; a ``.new`` (staging) is discarded when the writer its name
+    records is no longer ``alive``, or once it is `STALE_STAGING_SEC` old (a writer on
+    another machine sharing the directory, or a pid reused).
     """
     marker = "." + prefix
     found: list[Leftover] = []
@@ -291,6 +320,10 @@ def leftovers(
                 Leftover(path, "discard") if os.path.exists(target) else Leftover(path, "restore", target)
             )
         elif name.endswith(".new"):
+            writer = _writer_pid(name)
+            if writer is not None and not alive(writer):
+                found.append(Leftover(path, "discard"))
+                continue
             try:
                 if now - mtime(path) > STALE_STAGING_SEC:
                     found.append(Leftover(path, "discard"))
@@ -307,7 +340,7 @@ def sweep(root: str, prefix: str, discard: Discard = remove_tree, names: Iterabl
         names = os.listdir(root) if names is None else names
     except OSError:
         return
-    for item in leftovers(root, names, prefix, time.time(), lambda p: os.stat(p).st_mtime):
+    for item in leftovers(root, names, prefix, time.time(), lambda p: os.stat(p).st_mtime, process_alive):
         if item.action == "restore" and item.target is not None:
             try:
                 os.rename(item.path, item.target)
