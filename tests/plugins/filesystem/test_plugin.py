@@ -365,3 +365,17 @@ def test_leftovers_of_interrupted_runs_are_swept(base, model_artifact) -> None:
         assert time.monotonic() < deadline, "leftovers were not swept"
         time.sleep(0.01)
     assert fresh.exists() and (base / ".unrelated").exists()
+
+
+def test_a_directory_whose_name_is_not_utf8_is_named_not_fatal(base, model_artifact) -> None:
+    """Such a name cannot travel in a report (JSON, YAML): the listing says it ignored it."""
+    import json
+
+    plugin = make_plugin(base)
+    plugin.deployment_start(deployment(model_artifact, "d1"))
+    os.mkdir(os.path.join(os.fsencode(base), b"deployment_caf\xe9"))
+    status = plugin.deployment_list()
+    assert status.status.value == "passing"
+    assert list(status.data or {}) == ["d1"]
+    json.dumps(status.to_dict(), ensure_ascii=False).encode("utf-8")  # reportable as it is
+    assert "not valid UTF-8" in status.msg and "deployment_caf\\xe9" in status.msg

@@ -182,14 +182,22 @@ class FilesystemPlugin(PluginBase):
             )
         self._sweep(names)
         found: dict[str, Any] = {}
+        unreadable: list[str] = []
         for name in names:
             if name.startswith(".") or not name.startswith(prefix) or len(name) == len(prefix):
                 continue
             if not os.path.isdir(os.path.join(self.settings.base_dir, name)):
                 continue
+            if not _is_utf8(name):  # it could not travel in a report (JSON, YAML)
+                unreadable.append(ascii(os.fsencode(name))[2:-1])
+                continue
             deployment_id = name[len(prefix) :]
             found[deployment_id] = self._check(deployment_id, verify_checksum=False).to_dict()
         msg = f"Number of deployments: {len(found)}" if found else "No deployments"
+        if unreadable:
+            msg += f"; ignored {len(unreadable)} directories whose names are not valid UTF-8: " + ", ".join(
+                unreadable
+            )
         return ActionStatusInfo(ActionStatus.OK, msg=msg, data=found)
 
     # -- I/O ------------------------------------------------------------------------
@@ -308,3 +316,12 @@ def _read_info(path: str) -> tuple[dict[str, Any] | None, str | None]:
     if not isinstance(raw, dict):
         return None, f"info file {path} is not a mapping (corrupted)"
     return raw, None
+
+
+def _is_utf8(name: str) -> bool:
+    """False for a file name that is not valid UTF-8 (os.listdir keeps its bytes as surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
