@@ -381,3 +381,27 @@ def test_an_agent_whose_token_is_revoked_stops(server: LiveServer, tmp_path: Pat
     assert code == 1
     assert "stopping: the service refused the change feed" in rest and "revoked" in rest
     assert "plugin_stop" in rest  # it still stopped cleanly
+
+
+def test_a_token_on_the_command_line_is_warned_about_and_can_come_from_a_file(tmp_path: Path) -> None:
+    """A token typed as ``--token VALUE`` shows in the process list; ``--token @FILE`` does not."""
+    secret_file = tmp_path / "token"
+    secret_file.write_text("smt_from_a_file\n")
+    env = {**os.environ, "SHIPMATE_TOKEN": ""}
+    base = [*SHIPMATE, "model", "list", "--url", "http://127.0.0.1:1"]
+    typed = subprocess.run(
+        [*base, "--token", "smt_typed"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert "process list" in typed.stderr and "Traceback" not in typed.stderr
+    from_file = subprocess.run(
+        [*base, "--token", f"@{secret_file}"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert "process list" not in from_file.stderr and "cannot reach" in from_file.stderr
+    missing = subprocess.run(
+        [*base, "--token", f"@{tmp_path / 'nope'}"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert missing.returncode != 0 and "cannot read" in missing.stderr
+    from_env = subprocess.run(
+        base, capture_output=True, text=True, env={**env, "SHIPMATE_TOKEN": "x"}, timeout=60
+    )
+    assert "process list" not in from_env.stderr

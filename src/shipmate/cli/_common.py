@@ -20,7 +20,38 @@ if TYPE_CHECKING:
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 Url = Annotated[str, typer.Option("--url", envvar="SHIPMATE_URL", help="service address")]
-Token = Annotated[str, typer.Option("--token", envvar="SHIPMATE_TOKEN", help="API token", show_default=False)]
+
+
+def _token(ctx: typer.Context, param: typer.CallbackParam, value: str) -> str:
+    """``@FILE`` reads the token from a file. A token typed on the command line is visible to
+    every user of the machine in the process list: said once, on stderr."""
+    if value.startswith("@"):
+        path = value[1:]
+        try:
+            with open(path, encoding="utf-8") as handle:
+                return handle.read().strip()
+        except OSError as exc:
+            fail(f"--token {value}: cannot read {path}: {exc.strerror}")
+    source = ctx.get_parameter_source(param.name) if param.name else None
+    if value and getattr(source, "name", "") == "COMMANDLINE":
+        typer.echo(
+            "warning: a token given with --token shows in the process list to every user of this machine;"
+            " use SHIPMATE_TOKEN or --token @FILE",
+            err=True,
+        )
+    return value
+
+
+Token = Annotated[
+    str,
+    typer.Option(
+        "--token",
+        envvar="SHIPMATE_TOKEN",
+        help="API token, or @FILE to read it from a file",
+        show_default=False,
+        callback=_token,
+    ),
+]
 Json = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="print only the id (for scripts)")]
 Wait = Annotated[bool, typer.Option("--wait", help="return once the environment has carried the change out")]
