@@ -110,12 +110,6 @@ class Engine:
         with translated(f"creating network {name}"):
             self._client.networks.create(name, driver="bridge", labels=dict(labels), check_duplicate=True)
 
-    def remove_network(self, name: str) -> None:
-        import docker.errors
-
-        with translated(f"removing network {name}"), suppress(docker.errors.NotFound):
-            self._client.networks.get(name).remove()
-
     # -- images ------------------------------------------------------------------------
 
     def image_id(self, reference: str) -> str | None:
@@ -180,12 +174,6 @@ class Engine:
                 fileobj=context, custom_context=True, tag=tag, rm=True, forcerm=True, pull=False
             )
         return str(image.id)
-
-    def remove_image(self, reference: str) -> None:
-        import docker.errors
-
-        with translated(f"removing image {reference}"), suppress(docker.errors.ImageNotFound):
-            self._client.images.remove(reference, force=True)
 
     # -- containers -------------------------------------------------------------------
 
