@@ -434,8 +434,12 @@ class _Demo:
             time.sleep(1)
 
     def stop_all(self) -> None:
-        """SIGTERM each part (the agent first, so it stops cleanly), then SIGKILL stragglers."""
-        for name in ("agent", "prediction-server", "service"):
+        """SIGTERM each part (the agent first, so it stops cleanly; the service last, so the
+        monitoring agent can still deliver), then SIGKILL stragglers."""
+        first = ("agent", "prediction-server", "monitoring-agent")
+        order = [n for n in first if n in self.processes]
+        order += [n for n in self.processes if n not in first and n != "service"] + ["service"]
+        for name in order:
             process = self.processes.get(name)
             if process is None or process.poll() is not None:
                 continue
