@@ -265,6 +265,11 @@ class TcpProxy:
         except OSError:
             writer.transport.abort()
             return
+        if self._down:  # cut while the upstream connection was being opened
+            self.refused += 1
+            writer.transport.abort()
+            up_writer.transport.abort()
+            return
         self._writers.update((writer, up_writer))
 
         async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
