@@ -265,6 +265,6 @@ def test_hung_crashed_and_garbage_plugins_fail_precisely_and_the_agent_recovers(
 def test_a_status_file_that_is_not_utf8_is_a_failed_action(rig: Any) -> None:
     rig.inject(deployment_start="garbage-binary")
     victim = rig.deploy("victim-binary")
-    observed = rig.wait_failed(victim, timeout=30)
+    observed = rig.wait_failed(victim, timeout=20)
     assert "status file" in observed["message"] and "UTF-8" in observed["message"]
     assert rig.agent_alive()
