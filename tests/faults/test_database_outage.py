@@ -41,6 +41,7 @@ class Probe(threading.Thread):
         self.answers: dict[str, Counter[str]] = {p: Counter() for p in ("before", "during", "after")}
         self.acknowledged: dict[str, str] = {}
         self.problems: list[str] = []
+        self.slowest = {p: 0.0 for p in ("before", "during", "after")}
         self._stop_event = threading.Event()
 
     def stop(self) -> None:
@@ -50,6 +51,7 @@ class Probe(threading.Thread):
 
     def _record(self, what: str, call: Any) -> httpx.Response | None:
         phase = self.phase
+        began = time.monotonic()
         try:
             reply: httpx.Response = call()
         except httpx.TimeoutException:
@@ -61,6 +63,7 @@ class Probe(threading.Thread):
             self.problems.append(f"{phase}: {what} broke: {exc!r}")
             return None
         self.answers[phase][f"{what} {reply.status_code}"] += 1
+        self.slowest[phase] = max(self.slowest[phase], time.monotonic() - began)
         if reply.status_code >= 500 and (
             reply.status_code != 503 or "Retry-After" not in reply.headers
         ):
@@ -163,6 +166,7 @@ def test_followers_and_writes_through_a_database_outage(
         sse_stream_breaks=dict(sse.errors),
         server_errors=0,
         hangs=0,
+        slowest_answer_during_s=round(probe.slowest["during"], 2),
         first_write_after_s=round(recovery_s, 1),
         acknowledged=len(probe.acknowledged),
         lost=len(lost),

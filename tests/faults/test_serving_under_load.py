@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import statistics
 import threading
 import time
 from collections import Counter
@@ -128,10 +129,11 @@ class Replacer(threading.Thread):
             self.swaps += 1
 
 
-async def load(url: str, until: float) -> tuple[Counter[Any], list[str], int]:
+async def load(url: str, until: float) -> tuple[Counter[Any], list[str], int, list[float]]:
     """CLIENTS clients, each sending one request after another until ``until``."""
     served: Counter[Any] = Counter()
     failures: list[str] = []
+    latencies: list[float] = []
     sent = 0
     limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
@@ -140,18 +142,21 @@ async def load(url: str, until: float) -> tuple[Counter[Any], list[str], int]:
             nonlocal sent
             while time.monotonic() < until:
                 sent += 1
+                began = time.monotonic()
                 try:
                     reply = await client.post("/deployments/live/predictions", json=[ROW])
                 except httpx.HTTPError as exc:
                     failures.append(f"{type(exc).__name__}: {exc}")
                     continue
+                finally:
+                    latencies.append(time.monotonic() - began)
                 if reply.status_code != 200:
                     failures.append(f"{reply.status_code} {reply.text[:200]}")
                     continue
                 served[reply.json()["data"][0]["prediction"]] += 1
 
         await asyncio.gather(*(one_client() for _ in range(CLIENTS)))
-    return served, failures, sent
+    return served, failures, sent, latencies
 
 
 def test_200_clients_while_the_model_is_replaced_fail_nothing_and_memory_stays_flat(
@@ -182,7 +187,7 @@ def test_200_clients_while_the_model_is_replaced_fail_nothing_and_memory_stays_f
     sampler.start()
     replacer.start()
     began = time.monotonic()
-    served, failures, sent = asyncio.run(load(url, began + SECONDS))
+    served, failures, sent, latencies = asyncio.run(load(url, began + SECONDS))
     elapsed = time.monotonic() - began
     replacer.stop_event.set()
     sampler.stop_event.set()
@@ -210,6 +215,9 @@ def test_200_clients_while_the_model_is_replaced_fail_nothing_and_memory_stays_f
         served=sum(served.values()),
         failed=len(failures),
         per_second=round(sum(served.values()) / elapsed),
+        latency_p50_s=round(statistics.median(latencies), 2),
+        latency_p99_s=round(statistics.quantiles(latencies, n=100)[98], 2),
+        latency_max_s=round(max(latencies), 2),
         swaps=replacer.swaps,
         by_model=dict(served),
         rss_first_third_peak_mib=round(max(first) / 1024, 1),
