@@ -166,9 +166,7 @@ def start_server(
     started = processes.start(argv, name, env={"SHIPMATE_ADMIN_TOKEN": ADMIN_TOKEN, **(env or {})})
     server = Server(started, f"http://127.0.0.1:{port}")
     if wait:
-        up = wait_until(
-            lambda: not started.alive() or http_ready(f"{server.url}/api/v1/health"), 90, 0.1
-        )
+        up = wait_until(lambda: not started.alive() or http_ready(f"{server.url}/api/v1/health"), 90, 0.1)
         assert up and started.alive(), f"{name} did not start: {started.tail()}"
     return server
 

@@ -77,7 +77,11 @@ def test_agent_sigkills_on_postgres_converge_with_nothing_done_twice(
             {
                 "serviceUrl": server.url,
                 "environmentId": env.id,
-                "plugin": {"name": str(plugin_file), "privateConfig": str(private), "config": {"journal": str(journal)}},
+                "plugin": {
+                    "name": str(plugin_file),
+                    "privateConfig": str(private),
+                    "config": {"journal": str(journal)},
+                },
                 "workDir": str(tmp_path / "work"),
                 "metrics": {"port": 0},
                 "concurrency": 4,
@@ -165,7 +169,9 @@ def test_agent_sigkills_on_postgres_converge_with_nothing_done_twice(
         info = yaml.safe_load((base / f"deployment_{deployment_id}" / "config.yml").read_text())
         assert info["model_id"] == p2
         assert admin.get_deployment(deployment_id).observed.model_package_id == p2
-    starts = Counter(line.split()[1] for line in journal.read_text().splitlines() if line.startswith("start "))
+    starts = Counter(
+        line.split()[1] for line in journal.read_text().splitlines() if line.startswith("start ")
+    )
     twice = sorted(k for k, v in starts.items() if v > 1)
     assert not twice, f"started twice: {twice}"
     assert set(starts) <= set(created)

@@ -220,7 +220,9 @@ FAULTS = {
 }
 
 
-def test_hung_crashed_and_garbage_plugins_fail_precisely_and_the_agent_recovers(rig: Any, faults: Any) -> None:
+def test_hung_crashed_and_garbage_plugins_fail_precisely_and_the_agent_recovers(
+    rig: Any, faults: Any
+) -> None:
     steady = rig.deploy("steady")
     rig.wait_ready(steady)
     started = time.monotonic()

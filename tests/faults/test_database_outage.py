@@ -64,9 +64,7 @@ class Probe(threading.Thread):
             return None
         self.answers[phase][f"{what} {reply.status_code}"] += 1
         self.slowest[phase] = max(self.slowest[phase], time.monotonic() - began)
-        if reply.status_code >= 500 and (
-            reply.status_code != 503 or "Retry-After" not in reply.headers
-        ):
+        if reply.status_code >= 500 and (reply.status_code != 503 or "Retry-After" not in reply.headers):
             self.problems.append(f"{phase}: {what} {reply.status_code} {reply.headers} {reply.text[:300]}")
         return reply
 
