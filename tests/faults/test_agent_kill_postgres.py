@@ -93,7 +93,7 @@ def test_agent_sigkills_on_postgres_converge_with_nothing_done_twice(
     argv = [*faults.shipmate, "agent", "--config", str(config)]
     agent_env = {"MLOPS_API_TOKEN": secret}
     agent = processes.start(argv, "agent", env=agent_env)
-    log = agent.log
+    log: Path = agent.log
 
     kills = 0
     driving = threading.Event()
