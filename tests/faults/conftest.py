@@ -421,6 +421,43 @@ class SseFollower(threading.Thread):
                 client.close()
 
 
+@pytest.fixture
+def followers() -> Iterator[Callable[..., Any]]:
+    """Starts followers: ``followers("long-poll", url, wait=5)`` or ``followers("sse", url)``;
+    any still running at teardown is stopped."""
+    made: list[LongPollFollower | SseFollower] = []
+
+    def start(kind: str, url: str, **options: Any) -> LongPollFollower | SseFollower:
+        follower = LongPollFollower(url, **options) if kind == "long-poll" else SseFollower(url)
+        made.append(follower)
+        follower.start()
+        return follower
+
+    yield start
+    for follower in made:
+        if follower.is_alive():
+            with contextlib.suppress(AssertionError):
+                follower.stop()
+
+
+def kill_process_groups_of(marker: str) -> int:
+    """SIGKILL the process group of every process whose command line contains ``marker`` (a path
+    unique to one test): commands a test's processes started in sessions of their own."""
+    killed = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                if marker.encode() not in handle.read():
+                    continue
+            os.killpg(os.getpgid(int(entry)), signal.SIGKILL)
+            killed += 1
+        except (OSError, ProcessLookupError):
+            continue
+    return killed
+
+
 def all_event_ids(url: str) -> list[int]:
     """Every event id in the log, read page by page from ``url``."""
     ids: list[int] = []
@@ -487,4 +524,5 @@ def faults() -> Any:
         SseFollower=SseFollower,
         all_event_ids=all_event_ids,
         check_followed=check_followed,
+        kill_process_groups_of=kill_process_groups_of,
     )

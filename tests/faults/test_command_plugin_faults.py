@@ -199,6 +199,9 @@ def rig(tmp_path: Path, processes: Any, faults: Any, iris_packages: tuple[Path, 
         yield made
     finally:
         made.admin.close()
+        made.agent.kill()
+        # a plugin command runs in a session of its own: killing the agent's group leaves it
+        faults.kill_process_groups_of(str(tmp_path / "faulty_runner.py"))
 
 
 FAULTS = {

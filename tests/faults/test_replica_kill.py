@@ -58,7 +58,7 @@ class Writer(threading.Thread):
 
 
 def test_a_replica_killed_mid_burst_loses_no_acknowledged_write(
-    processes: Any, pg_url: str, tmp_path: Path, faults: Any
+    processes: Any, pg_url: str, tmp_path: Path, faults: Any, followers: Any
 ) -> None:
     shared = tmp_path / "shared"
     one = faults.start_server(processes, "replica-1", shared, pg_url)
@@ -71,10 +71,8 @@ def test_a_replica_killed_mid_burst_loses_no_acknowledged_write(
         )
         assert uploaded.status_code == 201, uploaded.text
 
-    long_poll = faults.LongPollFollower(two.url, wait=5)
-    sse = faults.SseFollower(two.url)
-    long_poll.start()
-    sse.start()
+    long_poll = followers("long-poll", two.url, wait=5)
+    sse = followers("sse", two.url)
 
     started = time.monotonic()
     until = started + BURST_SECONDS
