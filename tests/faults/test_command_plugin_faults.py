@@ -260,13 +260,6 @@ def test_hung_crashed_and_garbage_plugins_fail_precisely_and_the_agent_recovers(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a status file that is not UTF-8 makes CommandDriver.run raise UnicodeDecodeError "
-    "(ActionStatusInfo.read catches only OSError and YAML errors; drivers promise never to raise); "
-    "the agent's work queue then logs 'handler for <id> raised; retrying it in 5s' forever and the "
-    "service is never told the action failed",
-)
 def test_a_status_file_that_is_not_utf8_is_a_failed_action(rig: Any) -> None:
     rig.inject(deployment_start="garbage-binary")
     victim = rig.deploy("victim-binary")

@@ -80,3 +80,11 @@ def test_timestamp_is_set_at_construction() -> None:
     before = int(time.time() * 1000)
     info = ActionStatusInfo("passing")
     assert before <= info.timestamp <= int(time.time() * 1000)
+
+
+def test_a_status_file_that_is_not_utf8_is_a_status_file_error(tmp_path) -> None:
+    """Not a UnicodeDecodeError escaping the driver (the agent then retried it forever)."""
+    path = tmp_path / "status.yaml"
+    path.write_bytes(b"status: passing\nmsg: caf\xe9\n")
+    with pytest.raises(StatusFileError, match=r"not UTF-8 text \(byte 0xe9 at offset 25\)"):
+        ActionStatusInfo.read(str(path))

@@ -238,6 +238,10 @@ class ActionStatusInfo:
             raise StatusFileError(f"status file {path} was not written") from None
         except OSError as exc:
             raise StatusFileError(f"status file {path} could not be read: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise StatusFileError(
+                f"status file {path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})"
+            ) from None
         if not text.strip():
             raise StatusFileError(f"status file {path} is empty")
         try:
