@@ -86,5 +86,5 @@ def test_a_status_file_that_is_not_utf8_is_a_status_file_error(tmp_path) -> None
     """Not a UnicodeDecodeError escaping the driver (the agent then retried it forever)."""
     path = tmp_path / "status.yaml"
     path.write_bytes(b"status: passing\nmsg: caf\xe9\n")
-    with pytest.raises(StatusFileError, match=r"not UTF-8 text \(byte 0xe9 at offset 25\)"):
+    with pytest.raises(StatusFileError, match=r"not UTF-8 text \(byte 0xe9 at offset 24\)"):
         ActionStatusInfo.read(str(path))

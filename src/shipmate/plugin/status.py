@@ -239,8 +239,9 @@ class ActionStatusInfo:
         except OSError as exc:
             raise StatusFileError(f"status file {path} could not be read: {exc.strerror}") from None
         except UnicodeDecodeError as exc:
+            byte = exc.object[exc.start]
             raise StatusFileError(
-                f"status file {path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})"
+                f"status file {path} is not UTF-8 text (byte {byte:#04x} at offset {exc.start})"
             ) from None
         if not text.strip():
             raise StatusFileError(f"status file {path} is empty")
