@@ -26,6 +26,7 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
+from shipmate.monitoring.fs_spool import FilesystemSpool
 from shipmate.monitoring.records import MinuteAggregate
 from shipmate.packages import Feature, FeatureType, Manifest
 from shipmate.packages.baseline import feature_bins, output_bins
@@ -65,16 +66,38 @@ def make_record(
     return record
 
 
-def append_records(path: Path, records: list[MinuteAggregate]) -> None:
-    """Append whole lines in one write each, as a crash-safe spool does."""
+def spool_writer(directory: Path, file_max_size: int = 10 << 20) -> FilesystemSpool:
+    """The prediction server's spool writer, as one producer process holds it (never full in a test)."""
+    return FilesystemSpool(directory, max_files=100_000, file_max_size=file_max_size)
+
+
+def append_records(spool: FilesystemSpool, records: list[MinuteAggregate]) -> None:
+    """Write records as the prediction server's flusher does; a dropped record fails the test."""
     import orjson
 
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        for record in records:
-            os.write(fd, orjson.dumps(record.to_json()) + b"\n")
-    finally:
-        os.close(fd)
+    for record in records:
+        assert spool.write(orjson.dumps(record.to_json())), f"the spool dropped a record: {spool.dropped}"
+
+
+def damage_last_record(spool: FilesystemSpool) -> None:
+    """Flip a byte inside the last frame's payload (a disk that lost a bit): its CRC no longer matches."""
+    assert spool._path is not None
+    with open(spool._path, "r+b") as f:
+        f.seek(-2, os.SEEK_END)
+        byte = f.read(1)
+        f.seek(-2, os.SEEK_END)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+
+def tear_a_record(spool: FilesystemSpool) -> Path:
+    """Append half a frame to the spool's current file, as a producer killed mid-write leaves it."""
+    from shipmate.monitoring.fs_spool import encode_frame
+
+    assert spool._path is not None
+    frame = encode_frame(b'{"v": 1, "kind": "aggregate", "id": "torn"}')
+    with open(spool._path, "ab") as f:
+        f.write(frame[: len(frame) // 2])
+    return spool._path
 
 
 def write_config(
@@ -351,7 +374,8 @@ def mon() -> Any:
     from types import SimpleNamespace
 
     return SimpleNamespace(
-        append_records=append_records, free_port=free_port, fs_channel=fs_channel, make_record=make_record,
+        append_records=append_records, spool_writer=spool_writer, damage_last_record=damage_last_record,
+        tear_a_record=tear_a_record, free_port=free_port, fs_channel=fs_channel, make_record=make_record,
         wait_until=wait_until, write_config=write_config, make_world=make_world,
         ServiceProcess=ServiceProcess, MonitorProcess=MonitorProcess, PrivateBroker=PrivateBroker,
     )  # fmt: skip

@@ -16,7 +16,8 @@ from shipmate.monitoring.agent.config import ConfigError, load
 from shipmate.monitoring.agent.forwarder import Backoff, Forwarder
 from shipmate.monitoring.agent.main import HttpSink, run
 from shipmate.monitoring.agent.metrics import AgentMetrics
-from shipmate.monitoring.agent.readers import JsonLinesDirectoryReader, RabbitMQReader
+from shipmate.monitoring.fs_spool import OFFSETS_FILE, FilesystemSpoolReader
+from shipmate.monitoring.rabbit_spool import RabbitSpoolReader
 
 BROKER = "amqp://guest:guest@127.0.0.1:5672/%2F"
 
@@ -108,22 +109,29 @@ def test_a_spool_is_forwarded_merged_and_acknowledged(tmp_path: Path, world: Any
         mon.make_record(world.deployment_id, minute - i % 3, requests=1 + i % 4, rows=7) for i in range(300)
     ]
     channel = mon.fs_channel(spool)
-    mon.append_records(spool / "fs_spool.0001.jsonl", records[:150])
-    mon.append_records(spool / "fs_spool.0002.jsonl", records[150:])
-    with (spool / "fs_spool.0002.jsonl").open("ab") as handle:
-        handle.write(b'{"v": 1, "kind": "aggregate", "id": "torn')  # a line still being written
+    exited = mon.spool_writer(spool)  # a producer process that wrote its file and exited
+    mon.append_records(exited, records[:150])
+    exited.close()
+    running = mon.spool_writer(spool)  # one still running, in the middle of writing a record
+    mon.append_records(running, records[150:])
+    mon.tear_a_record(running)
     config = mon.write_config(
         tmp_path / "agent.yaml", world.url, [channel], token=world.agent_token,
         runOnce=True, agentMaxAggregatedRecords=64,
     )  # fmt: skip
     assert run(config, stop=threading.Event()) == 0
     assert totals(world) == (sum(r.requests for r in records), 300 * 7)
-    # everything complete is acknowledged; the first file is consumed and gone
-    assert not (spool / "fs_spool.0001.jsonl").exists()
-    assert JsonLinesDirectoryReader(spool, "fs").read(10, 0).records == []
+    # everything complete is acknowledged; the exited producer's file is consumed and gone
+    assert not (spool / "fs_spool.1").exists() and (spool / "fs_spool.2").exists()
+    with FilesystemSpoolReader(spool) as reader:
+        assert reader.read(10, 0).records == []
     # a second run finds nothing new and changes nothing
     assert run(config, stop=threading.Event()) == 0
     assert totals(world) == (sum(r.requests for r in records), 300 * 7)
+    running.close()  # the producer stops for good: its torn frame is counted and skipped, its file deleted
+    assert run(config, stop=threading.Event()) == 0
+    assert totals(world) == (sum(r.requests for r in records), 300 * 7)
+    assert not (spool / "fs_spool.2").exists()
 
 
 def test_records_read_again_after_a_crash_count_once(tmp_path: Path, world: Any, mon: Any):
@@ -133,10 +141,12 @@ def test_records_read_again_after_a_crash_count_once(tmp_path: Path, world: Any,
     minute = int(time.time() // 60)
     first = [mon.make_record(world.deployment_id, minute, requests=3) for _ in range(5)]
     channel = mon.fs_channel(spool)
-    mon.append_records(spool / "a.jsonl", first)
+    writer = mon.spool_writer(spool)
+    mon.append_records(writer, first)
     world.admin.post_monitoring_aggregates([r.to_json() for r in first[:3]])  # the dead agent's post
     later = [mon.make_record(world.deployment_id, minute, requests=5) for _ in range(4)]
-    mon.append_records(spool / "a.jsonl", later)
+    mon.append_records(writer, later)
+    writer.close()
     config = mon.write_config(
         tmp_path / "agent.yaml", world.url, [channel], token=world.agent_token, runOnce=True
     )
@@ -150,29 +160,37 @@ def test_malformed_foreign_and_sample_records_are_counted_without_holding_the_re
     spool = tmp_path / "spool"
     channel = mon.fs_channel(spool)
     good = [mon.make_record(world.deployment_id, requests=2) for _ in range(3)]
-    mon.append_records(spool / "a.jsonl", [*good[:1], mon.make_record("d-elsewhere")])
-    with (spool / "a.jsonl").open("ab") as handle:
-        handle.write(b"not json at all\n")
-        handle.write(b'{"v": 1, "id": "x", "deploymentId": "d", "minute": -5}\n')
-        handle.write(b'{"v": 1, "kind": "sample", "deploymentId": "d", "rows": [[1, 2]]}\n')
-    mon.append_records(spool / "a.jsonl", good[1:])
+    died = mon.spool_writer(spool)  # a producer whose file was damaged and which died mid-write
+    mon.append_records(died, [*good[:1], mon.make_record("d-elsewhere"), mon.make_record("d-lost")])
+    mon.damage_last_record(died)  # its checksum no longer matches
+    assert died.write(b'{"v": 1, "id": "x", "deploymentId": "d", "minute": -5}')
+    assert died.write(b'{"v": 1, "kind": "sample", "deploymentId": "d", "rows": [[1, 2]]}', "sample")
+    mon.tear_a_record(died)
+    died.close()
+    later = mon.spool_writer(spool)  # the next producer
+    mon.append_records(later, good[1:])
     config = load(
         mon.write_config(tmp_path / "agent.yaml", world.url, [channel], token=world.agent_token), environ={}
     )
     metrics = AgentMetrics()
     sink = HttpSink(config)
-    forwarder = Forwarder(
-        "fs", JsonLinesDirectoryReader(spool, "fs"), sink, metrics, max_records=100, pending_timeout=0.1,
-        http_retry=3, backoff=Backoff(0.1, 0.5), stop=threading.Event(), run_once=True,
-    )  # fmt: skip
-    forwarder.run()
+    with FilesystemSpoolReader(spool) as reader:
+        forwarder = Forwarder(
+            "fs", reader, sink, metrics, max_records=100, pending_timeout=0.1,
+            http_retry=3, backoff=Backoff(0.1, 0.5), stop=threading.Event(), run_once=True,
+        )  # fmt: skip
+        forwarder.run()
     sink.close()
+    later.close()
     assert totals(world)[0] == 6
-    assert JsonLinesDirectoryReader(spool, "fs").read(10, 0).records == []
+    with FilesystemSpoolReader(spool) as reader:
+        rest = reader.read(10, 0)
+    assert rest.records == [] and rest.damaged == 0  # everything read, the damage counted once
     exposed = generate_latest(metrics.registry).decode()
-    for outcome, count in (("stored", 3), ("rejected", 1), ("malformed", 2), ("skipped", 1)):
+    # malformed: the damaged checksum, the torn frame and the record with a wrong minute
+    for outcome, count in (("stored", 3), ("rejected", 1), ("malformed", 3), ("skipped", 1)):
         assert f'shipmate_monitor_records_total{{channel="fs",outcome="{outcome}"}} {count}.0' in exposed
-    assert 'shipmate_monitor_records_read_total{channel="fs"} 7.0' in exposed
+    assert 'shipmate_monitor_records_read_total{channel="fs"} 8.0' in exposed
     assert 'shipmate_monitor_rows_forwarded_total{channel="fs"} 40.0' in exposed
 
 
@@ -181,7 +199,9 @@ def test_a_service_that_is_down_holds_the_batch_and_health_says_degraded(
 ):
     spool = tmp_path / "spool"
     channel = mon.fs_channel(spool)
-    mon.append_records(spool / "a.jsonl", [mon.make_record(world.deployment_id) for _ in range(10)])
+    writer = mon.spool_writer(spool)
+    mon.append_records(writer, [mon.make_record(world.deployment_id) for _ in range(10)])
+    writer.close()
     port = mon.free_port()
     config = mon.write_config(
         tmp_path / "agent.yaml", f"http://127.0.0.1:{mon.free_port()}", [channel], token=world.agent_token,
@@ -202,12 +222,13 @@ def test_a_service_that_is_down_holds_the_batch_and_health_says_degraded(
         metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
         assert 'shipmate_monitor_posts_total{result="unavailable"}' in metrics
         assert 'shipmate_monitor_pending_records{channel="fs"} 10.0' in metrics
-        assert not (spool / ".fs.offset").exists()  # nothing acknowledged
+        assert not (spool / OFFSETS_FILE).exists()  # nothing acknowledged
     finally:
         stop.set()
         agent.join(30)
     assert not agent.is_alive()
-    assert len(JsonLinesDirectoryReader(spool, "fs").read(100, 0).records) == 10
+    with FilesystemSpoolReader(spool) as reader:
+        assert len(reader.read(100, 0).records) == 10
 
 
 def test_a_rabbitmq_queue_is_forwarded_and_acknowledged_only_after_storing(
@@ -228,7 +249,7 @@ def test_a_rabbitmq_queue_is_forwarded_and_acknowledged_only_after_storing(
         )
     try:
         # a reader that reads without acknowledging gives everything back when it goes away
-        reader = RabbitMQReader(BROKER, queue)
+        reader = RabbitSpoolReader(BROKER, queue)
         first = reader.read(30, 2)
         assert len(first.records) == 30 and first.records[0].kind == "aggregate"
         reader.rewind()  # every unacknowledged message goes back to the queue
@@ -273,13 +294,16 @@ def test_shipmate_monitor_says_what_is_wrong_in_one_line_and_exits_2(tmp_path: P
 def test_a_refused_token_holds_the_records_until_it_is_fixed(tmp_path: Path, world: Any, mon: Any):
     spool = tmp_path / "spool"
     channel = mon.fs_channel(spool)
-    mon.append_records(spool / "a.jsonl", [mon.make_record(world.deployment_id) for _ in range(4)])
+    writer = mon.spool_writer(spool)
+    mon.append_records(writer, [mon.make_record(world.deployment_id) for _ in range(4)])
+    writer.close()
     config = load(mon.write_config(tmp_path / "a.yaml", world.url, [channel], token="smt_revoked-0000"), {})
     metrics = AgentMetrics()
     stop = threading.Event()
     sink = HttpSink(config)
+    reader = FilesystemSpoolReader(spool)
     forwarder = Forwarder(
-        "fs", JsonLinesDirectoryReader(spool, "fs"), sink, metrics, max_records=100, pending_timeout=0.05,
+        "fs", reader, sink, metrics, max_records=100, pending_timeout=0.05,
         http_retry=1, backoff=Backoff(0.05, 0.2), stop=stop,
     )  # fmt: skip
     thread = threading.Thread(target=forwarder.run)
@@ -296,13 +320,15 @@ def test_a_refused_token_holds_the_records_until_it_is_fixed(tmp_path: Path, wor
         stop.set()
         thread.join(20)
         sink.close()
+        reader.close()
     assert totals(world) == (0, 0)
-    assert not (spool / ".fs.offset").exists()  # nothing acknowledged: the next agent, with a good token,
+    assert not (spool / OFFSETS_FILE).exists()  # nothing acknowledged: the next agent, with a good token,
     fixed = load(mon.write_config(tmp_path / "b.yaml", world.url, [channel], token=world.agent_token), {})
     good = HttpSink(fixed)
-    Forwarder(
-        "fs", JsonLinesDirectoryReader(spool, "fs"), good, AgentMetrics(), max_records=100,
-        pending_timeout=0.05, http_retry=1, backoff=Backoff(0.05, 0.2), stop=threading.Event(), run_once=True,
-    ).run()  # fmt: skip
+    with FilesystemSpoolReader(spool) as reader:
+        Forwarder(
+            "fs", reader, good, AgentMetrics(), max_records=100, pending_timeout=0.05, http_retry=1,
+            backoff=Backoff(0.05, 0.2), stop=threading.Event(), run_once=True,
+        ).run()  # fmt: skip
     good.close()
     assert totals(world) == (8, 40)  # forwards them all

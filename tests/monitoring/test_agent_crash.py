@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from shipmate.monitoring.agent.readers import JsonLinesDirectoryReader
+from shipmate.monitoring.fs_spool import FilesystemSpoolReader, spool_files
 from shipmate.server.testing import TEST_ADMIN_TOKEN
 
 pytestmark = pytest.mark.slow
@@ -48,8 +48,8 @@ def test_sigkill_of_the_agent_and_the_service_loses_nothing_and_counts_nothing_t
     writing = threading.Event()
     writing.set()
 
-    def writer() -> None:
-        number = 0
+    def writer() -> None:  # producer processes one after the other, each rotating through small files
+        producer = mon.spool_writer(spool, file_max_size=16 << 10)
         written = 0
         while writing.is_set():
             batch = []
@@ -61,11 +61,13 @@ def test_sigkill_of_the_agent_and_the_service_loses_nothing_and_counts_nothing_t
                 batch.append(record)
                 expected[0] += record.requests
                 expected[1] += record.rows
-            mon.append_records(spool / f"fs_spool.{number:06d}.jsonl", batch)
+            mon.append_records(producer, batch)
             written += len(batch)
             if written >= 150:
-                number, written = number + 1, 0
+                producer.close()
+                producer, written = mon.spool_writer(spool, file_max_size=16 << 10), 0
             time.sleep(rng.uniform(0.005, 0.04))
+        producer.close()
 
     kills = {"agent": 0, "service": 0}
 
@@ -95,7 +97,10 @@ def test_sigkill_of_the_agent_and_the_service_loses_nothing_and_counts_nothing_t
     assert mon.wait_until(lambda: _totals(world) == want, 120, 0.5), (_totals(world), want)
     time.sleep(2)  # nothing arrives late and counts again
     assert _totals(world) == want
-    assert JsonLinesDirectoryReader(spool, "fs").read(10, 0).records == []
+    assert mon.wait_until(lambda: not spool_files(spool), 30)  # every file consumed and deleted
+    agent.kill()
+    with FilesystemSpoolReader(spool) as reader:
+        assert reader.read(10, 0).records == []
     text = log.read_text()
     assert world.agent_token not in text
     assert world.agent_token[:12] + "*******" in text
@@ -105,7 +110,7 @@ def test_sigkill_of_the_agent_and_the_service_loses_nothing_and_counts_nothing_t
 def test_sigkill_of_the_broker_loses_nothing_and_counts_nothing_twice(
     tmp_path: Path, mon: Any, processes: list[Any], service: Any
 ):
-    pika = pytest.importorskip("pika")
+    pytest.importorskip("pika")
     broker = mon.PrivateBroker()
     processes.append(broker)
     broker.start()
@@ -115,14 +120,13 @@ def test_sigkill_of_the_broker_loses_nothing_and_counts_nothing_twice(
 
     import orjson
 
-    connection = pika.BlockingConnection(pika.URLParameters(broker.url))
-    channel = connection.channel()
-    channel.queue_declare(queue=queue, durable=True)
-    channel.confirm_delivery()
-    persistent = pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent)
+    from shipmate.monitoring.rabbit_spool import RabbitSpool
+
+    producer = RabbitSpool(broker.url, queue, max_buffered=len(records))  # the prediction server's writer
     for record in records:
-        channel.basic_publish("", queue, orjson.dumps(record.to_json()), persistent, mandatory=True)
-    connection.close()
+        assert producer.write(orjson.dumps(record.to_json()))
+    producer.close()
+    assert producer.published == len(records) and not producer.dropped
 
     config = mon.write_config(
         tmp_path / "agent.yaml", service.base_url,
@@ -167,10 +171,11 @@ def test_a_service_outage_holds_one_batch_and_everything_arrives_after_it(
     agent = mon.MonitorProcess(config, world.agent_token, tmp_path / "agent.log").start()
     processes.append(agent)
     written = [0]
+    producer = mon.spool_writer(spool)
 
     def write(count: int) -> None:
         records = [mon.make_record(world.deployment_id, requests=2) for _ in range(count)]
-        mon.append_records(spool / "fs_spool.000001.jsonl", records)
+        mon.append_records(producer, records)
         written[0] += 2 * count
 
     write(10)
@@ -195,4 +200,5 @@ def test_a_service_outage_holds_one_batch_and_everything_arrives_after_it(
     want = (written[0], 5 * written[0])
     assert mon.wait_until(lambda: _totals(world) == want, 120, 0.5), (_totals(world), want)
     assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).json()["status"] == "ok"
+    producer.close()
     world.admin.close()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -26,6 +28,7 @@ from tests.serving.conftest import deploy_dir, wait_for, with_suppress_kill
 from shipmate.monitoring.fs_spool import FilesystemSpoolReader, spool_files
 from shipmate.monitoring.records import MinuteAggregate, merge_all
 from shipmate.packages import build_sklearn_package
+from shipmate.server.testing import TEST_ADMIN_TOKEN
 from shipmate.serving.server import build_app
 from shipmate.serving.settings import ServeSettings
 
@@ -274,6 +277,69 @@ def test_two_workers_each_spool_their_own_files_and_share_metrics(  # with fan-o
     assert sum(r.requests for r in records) == 23 and sum(r.rows for r in records) == 9040
     assert sum(r.features["sepal width (cm)"].count for r in records) == 9040  # each row once
     assert sum(sum(r.predictions["label"].counts) for r in records) == 9040
+
+
+def test_predictions_served_reach_the_service_through_the_spool_and_shipmate_monitor(
+    tmp_path: Path, iris_package: Path, clean_env: None, world: Any, mon: Any
+) -> None:
+    """End to end, all real processes but the service: ``shipmate serve`` spools, ``shipmate monitor``
+    reads that spool and posts, and the service's health counts each prediction once."""
+    spool = tmp_path / "spool"
+    port = mon.free_port()
+    url = f"http://127.0.0.1:{port}"
+    serve_log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 - closed below
+    serve = subprocess.Popen(
+        [
+            sys.executable, "-c", "from shipmate.cli.main import main; main()", "serve",
+            "--model", str(iris_package), "--port", str(port), "--work-dir", str(tmp_path / "work"),
+            "--monitor-settings", f"spooler_type=FILESYSTEM;directory={spool};flush_seconds=0.2",
+        ],
+        stdout=serve_log, stderr=subprocess.STDOUT, start_new_session=True,
+        env={**os.environ, "MLOPS_DEPLOYMENT_ID": world.deployment_id, "MLOPS_MODEL_ID": "iris-1"},
+    )  # fmt: skip
+    config = mon.write_config(tmp_path / "agent.yaml", world.url, [mon.fs_channel(spool)])
+    monitor = mon.MonitorProcess(config, world.agent_token, tmp_path / "monitor.log")
+
+    def health() -> tuple[int, int]:
+        reply = httpx.get(
+            f"{world.url}/api/v1/deployments/{world.deployment_id}/service-health",
+            params={"resolution": "day"}, headers={"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}, timeout=10,
+        )  # fmt: skip
+        assert reply.status_code == 200, reply.text
+        summary = reply.json()["summary"]
+        return summary["totalRequests"], summary["totalPredictions"]
+
+    try:
+
+        def up() -> bool:
+            assert serve.poll() is None, (tmp_path / "serve.log").read_text()
+            try:
+                return httpx.get(url + "/ping", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(up, timeout=90, interval=0.2)
+        monitor.start()
+        for _ in range(5):
+            assert httpx.post(url + "/predictions", json=IRIS_ROWS[:2], timeout=10).status_code == 200
+        reply = httpx.post(url + "/predictions", json=IRIS_ROWS * 10, timeout=10)
+        assert reply.status_code == 200 and len(reply.json()["data"]) == 30
+        wait_for(lambda: health() == (6, 40), timeout=60, interval=0.25)
+        serve.send_signal(signal.SIGTERM)  # its last flush adds nothing: everything was spooled already
+        assert serve.wait(30) == 0
+        assert monitor.terminate() == 0
+    finally:
+        with_suppress_kill(serve)
+        serve_log.close()
+        monitor.kill()
+    assert health() == (6, 40)  # counted once
+    models = httpx.get(
+        f"{world.url}/api/v1/deployments/{world.deployment_id}/service-health",
+        headers={"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}, timeout=10,
+    ).json()["models"]  # fmt: skip
+    assert models == ["iris-1"]
+    with FilesystemSpoolReader(spool) as reader:  # the agent acknowledged everything it posted
+        assert reader.read(10, 0).records == [] and reader.backlog_bytes() == 0
 
 
 def test_samples_carry_the_association_ids_sent(tmp_path: Path, churn_package: Path, clean_env: None) -> None:

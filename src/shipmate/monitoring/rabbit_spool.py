@@ -30,7 +30,15 @@ import pika.exceptions
 
 from shipmate.monitoring.fs_spool import COMPRESS_ABOVE, FLAG_ZLIB, compress, decode_payload
 from shipmate.monitoring.settings import mask_url
-from shipmate.monitoring.spool import AGGREGATE, SAMPLE, Spool, SpoolBatch, SpooledRecord, SpoolReader
+from shipmate.monitoring.spool import (
+    AGGREGATE,
+    SAMPLE,
+    Spool,
+    SpoolBatch,
+    SpooledRecord,
+    SpoolError,
+    SpoolReader,
+)
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +193,7 @@ class RabbitSpoolReader(SpoolReader):
         return self._channel
 
     def read(self, max_records: int = 1000, timeout: float = 0.0) -> SpoolBatch:
-        """Up to ``max_records`` records; raises pika/OS errors when the broker is unreachable
+        """Up to ``max_records`` records; raises `SpoolError` when the broker is unreachable or lost
         (the caller retries; records not acknowledged come back)."""
         deadline = time.monotonic() + timeout
         records: list[SpooledRecord] = []
@@ -213,9 +221,8 @@ class RabbitSpoolReader(SpoolReader):
                     details.append(f"{where}: not a JSON object ({exc}); record skipped")
                     continue
                 records.append(SpooledRecord(kind=properties.type or AGGREGATE, doc=doc, where=where))
-        except _ERRORS:
-            self._disconnect()
-            raise
+        except _ERRORS as exc:
+            raise self._lost(exc) from exc
         for line in details:
             log.warning("monitoring queue: %s", line)
         return SpoolBatch(
@@ -231,9 +238,8 @@ class RabbitSpoolReader(SpoolReader):
             return
         try:
             self._channel.basic_ack(delivery_tag=tag, multiple=True)
-        except _ERRORS:
-            self._disconnect()
-            raise
+        except _ERRORS as exc:
+            raise self._lost(exc) from exc
 
     def rewind(self) -> None:
         if self._channel is not None and self._channel.is_open:
@@ -249,6 +255,11 @@ class RabbitSpoolReader(SpoolReader):
         """Messages ready in the queue (not counting those read and not yet acknowledged)."""
         channel = self._ensure()
         return int(channel.queue_declare(queue=self.queue, durable=True, passive=True).method.message_count)
+
+    def _lost(self, exc: BaseException) -> SpoolError:
+        self._disconnect()
+        return SpoolError(f"queue {self.queue} at {mask_url(self.url)}: lost the broker "
+                          f"({type(exc).__name__}: {exc})")  # fmt: skip
 
     def _disconnect(self) -> None:
         with contextlib.suppress(Exception):

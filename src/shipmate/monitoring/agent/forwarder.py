@@ -23,10 +23,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from shipmate.monitoring.agent.metrics import AgentMetrics
-from shipmate.monitoring.agent.readers import ReaderReset, SpoolReader
 from shipmate.monitoring.records import MinuteAggregate, RecordError, merge_all
+from shipmate.monitoring.spool import SpoolBatch, SpoolReader
 
 log = logging.getLogger(__name__)
+
+
+class ReaderReset(Exception):
+    """The channel failed (a broker gone, a file unreadable): what was not acknowledged is read again."""
 
 
 class PostRefused(Exception):
@@ -75,7 +79,7 @@ class Backoff:
 class Batch:
     originals: list[dict[str, Any]] = field(default_factory=list)
     records: list[MinuteAggregate] = field(default_factory=list)
-    last: Any = None
+    last: SpoolBatch | None = None
     """The reader's last batch read into this one: acknowledging it acknowledges them all."""
     count: int = 0
     """Spool records read into the batch, damaged and skipped ones included."""
@@ -157,19 +161,17 @@ class Forwarder:
                     self.reader.rewind()
                 self.stop.wait(self.backoff.delay(failures))
 
-    def _read(self, max_records: int, timeout: float) -> Any:
+    def _read(self, max_records: int, timeout: float) -> SpoolBatch:
         try:
             return self.reader.read(max_records, timeout)
-        except ReaderReset:
-            raise
         except Exception as exc:  # the spool's own errors (a broker gone, a file unreadable)
             raise ReaderReset(f"{type(exc).__name__}: {exc}") from exc
 
-    def _ack(self, batch: Any) -> None:
+    def _ack(self, batch: SpoolBatch | None) -> None:
+        if batch is None:
+            return
         try:
             self.reader.ack(batch)
-        except ReaderReset:
-            raise
         except Exception as exc:
             raise ReaderReset(f"acknowledgement failed: {type(exc).__name__}: {exc}") from exc
 

@@ -19,7 +19,7 @@ from typing import Any
 from shipmate.monitoring.agent.config import AgentConfig, ConfigError, FilesystemChannel, load
 from shipmate.monitoring.agent.forwarder import Backoff, Forwarder, PostRefused, PostResult, ServiceDown
 from shipmate.monitoring.agent.metrics import AgentMetrics, serve
-from shipmate.monitoring.agent.readers import RabbitMQReader, SpoolReader, filesystem_reader
+from shipmate.monitoring.spool import SpoolReader
 
 log = logging.getLogger("shipmate.monitor")
 
@@ -81,10 +81,15 @@ class HttpSink:
         self._client.close()
 
 
-def reader_for(channel: Any, prefetch: int) -> SpoolReader:
+def reader_for(channel: Any) -> SpoolReader:
+    """The prediction server's own consumer side of the channel's spool (the one reader of each type)."""
     if isinstance(channel, FilesystemChannel):
-        return filesystem_reader(channel.directory, channel.name)
-    return RabbitMQReader(channel.queue_url, channel.queue_name, prefetch=prefetch)
+        from shipmate.monitoring.fs_spool import FilesystemSpoolReader
+
+        return FilesystemSpoolReader(channel.directory)
+    from shipmate.monitoring.rabbit_spool import RabbitSpoolReader
+
+    return RabbitSpoolReader(channel.queue_url, channel.queue_name)
 
 
 def _configure_logging(level: str) -> logging.Handler:
@@ -126,7 +131,7 @@ def run(config_path: Path, *, log_level: str = "info", stop: threading.Event | N
         while not stop.is_set():
             reader = None
             try:
-                reader = reader_for(channel, prefetch=config.max_aggregated_records)
+                reader = reader_for(channel)
                 Forwarder(
                     channel.name, reader, sink, metrics,
                     max_records=config.max_aggregated_records, pending_timeout=config.pending_timeout_s,
