@@ -182,13 +182,23 @@ def observe_all(histogram: Any, values: np.ndarray) -> None:
 
 
 class MonitoringMiddleware:
-    """See the module docstring. ``server`` is the app's `shipmate.serving.app.Server` (duck-typed)."""
+    """See the module docstring. ``registry`` is the prediction server's deployment registry and
+    ``check_access`` its key check for prediction routes (given, not looked up: monitoring does
+    not import the prediction server)."""
 
-    def __init__(self, app: ASGIApp, recorder: Recorder, metrics: ServeMetrics, server: Any) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        recorder: Recorder,
+        metrics: ServeMetrics,
+        registry: Any,
+        check_access: Callable[[Any], None],
+    ) -> None:
         self.app = app
         self.recorder = recorder
         self.metrics = metrics
-        self.server = server
+        self.registry = registry
+        self.check_access = check_access
         recorder.spool.on_drop = lambda kind, reason: metrics.dropped.labels(kind, reason).inc()
         recorder.on_flushed = self._after_flush
         recorder.on_requests = metrics.observe_many
@@ -267,9 +277,7 @@ class MonitoringMiddleware:
 
     def _deployment_of(self, scope: Scope) -> Any:
         """The deployment a failed request was for, from its route (None when there is none)."""
-        registry = getattr(self.server, "registry", None)
-        if registry is None:
-            return None
+        registry = self.registry
         params = scope.get("path_params") or {}
         route = params.get("id") or params.get("name")
         if route is None:
@@ -284,11 +292,9 @@ class MonitoringMiddleware:
         """The metrics, under the same key as predictions (``require_key_for_predictions``)."""
         status, content_type = 200, CONTENT_TYPE_LATEST.encode()
         try:
-            check = getattr(self.server, "check_key", None)
-            if check is not None:
-                from starlette.requests import Request
+            from starlette.requests import Request
 
-                check(Request(scope), management=False)
+            self.check_access(Request(scope))
             body = self.metrics.exposition()
         except Exception as exc:  # the server's Unauthorized, or a metrics failure
             status = int(getattr(exc, "status", 500))
@@ -341,7 +347,12 @@ def monitored_app(
         hook_box[0](deployment, request, scores)
 
     app = create_app(settings, hooks=[hook])
-    middleware = MonitoringMiddleware(app, recorder, metrics, getattr(app.state, "server", None))
+    worker = app.state.worker  # the prediction server's one worker (shipmate.serving.worker)
+
+    def check_access(request: Any) -> None:
+        worker.access.check(request, management=False)
+
+    middleware = MonitoringMiddleware(app, recorder, metrics, worker.registry, check_access)
     hook_box.append(middleware.score_hook)
     log.debug("%s", monitor.describe())
     return middleware
