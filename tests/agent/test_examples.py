@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,11 @@ def test_example_checks(name, e2e, live_service):
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, "MLOPS_API_TOKEN": e2e.admin_token},
+        env={  # the example runs bosun-plugin-runner, installed beside this Python
+            **os.environ,
+            "MLOPS_API_TOKEN": e2e.admin_token,
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        },
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"ok: environment {environment_id} at {live_service.url}")
