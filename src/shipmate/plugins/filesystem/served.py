@@ -8,11 +8,6 @@ a model replacement asks ``<base>/deployments/<id>`` until it names the new mode
 
 from __future__ import annotations
 
-import json
-import time
-import urllib.error
-import urllib.request
-
 from shipmate.plugin.errors import ConfigError
 
 
@@ -27,6 +22,11 @@ def seconds_setting(value: object, key: str, source: str) -> float:
 
 def wait_until_served(base_url: str, deployment_id: str, model_id: str, seconds: float) -> str | None:
     """Ask ``<base>/deployments/<id>`` until it serves ``model_id``; None then, else what it said last."""
+    import json  # here, not at the top: the runner's other actions should not pay for urllib
+    import time
+    import urllib.error
+    import urllib.request
+
     deadline = time.monotonic() + seconds
     last = "does not answer"
     while True:
