@@ -1,7 +1,9 @@
 """Suite-wide fixtures and rules.
 
 Fixtures shared by the tests of the plugin SDK (tests/plugin) and of the built-in plugins
-(tests/plugins): a model artifact to deploy, and the test plugin's private config.
+(tests/plugins): a model artifact to deploy, and the test plugin's private config. Fixtures
+shared by the client's and the CLI's tests (tests/client, tests/cli): a real service on
+loopback (SQLite), an admin client, packages (tests/server has richer ones of its own).
 
 Which tests must share one pytest-xdist worker when the suite runs in parallel
 (``SHIPMATE_TEST_WORKERS=2 scripts/test.sh`` runs ``pytest -n 2 --dist loadgroup``): tests
@@ -12,15 +14,18 @@ Everything else picks free ports, temporary directories and fresh PostgreSQL dat
 its own.
 """
 
-
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from shipmate.client import ShipmateClient
+from shipmate.server.settings import ServerSettings
+from shipmate.server.testing import LiveServer, live_server, write_test_package
 
 
 @pytest.fixture
@@ -54,6 +59,33 @@ def test_plugin_config(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[LiveServer]:
+    with live_server(ServerSettings(data_dir=tmp_path / "data", max_upload_bytes=512 * 1024)) as running:
+        yield running
+
+
+@pytest.fixture
+def admin(server: LiveServer) -> Iterator[ShipmateClient]:
+    with ShipmateClient(server.base_url, server.admin_token, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def make_package(tmp_path: Path) -> Any:
+    counter = iter(range(1, 10_000))
+
+    def make(**overrides: Any) -> Path:
+        number = next(counter)
+        overrides.setdefault("name", "model")
+        overrides.setdefault("version", str(number))
+        overrides.setdefault("payload", f"model bytes {number}".encode())
+        return write_test_package(tmp_path / f"pkg-{number}.mlpkg", **overrides)
+
+    return make
+
 
 BOSUN_MODULES = ("test_datarobot_compat.py", "test_drivers.py")
 

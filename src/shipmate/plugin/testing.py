@@ -15,6 +15,10 @@ the list holding both, a model replaced (and its status showing the new model),
 a relaunch, one deployment stopped, the list without it, the stop repeated
 (idempotent), pe_status with the remaining deployment, plugin_stop. Whatever
 happens, the deployments the kit started are stopped at the end.
+
+One file of a little over 500 lines on purpose: it is the single page a plugin author
+reads to learn what "conforms" means, the lifecycle in order with each check beside the
+step it follows; split by step, the order would have to be read across files.
 """
 
 from __future__ import annotations
