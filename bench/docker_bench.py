@@ -87,9 +87,9 @@ def main() -> int:
     parser.add_argument("--skip-build", action="store_true", help="assume `make -C images` already ran")
     args = parser.parse_args()
 
+    import docker
     import httpx
 
-    import docker
     from shipmate import __version__
     from shipmate.plugin.actions import Action, invoke
     from shipmate.plugins.docker.plugin import DockerPlugin

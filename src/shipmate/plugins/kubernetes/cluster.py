@@ -96,10 +96,9 @@ class Cluster:
     @classmethod
     def connect(cls, settings: KubernetesSettings) -> Cluster:
         """Build a client from the in-cluster service account or a kubeconfig context."""
-        from kubernetes.config.config_exception import ConfigException
-
         from kubernetes import client
         from kubernetes import config as _config
+        from kubernetes.config.config_exception import ConfigException
 
         config: Any = _config  # the client's config loaders are untyped
         context_namespace: str | None = None
