@@ -46,6 +46,11 @@ class Health(WireModel):
     updated_at: dt.datetime | None = None
 
 
+class OverallHealth(WireModel):
+    status: str
+    deployments: str
+
+
 class Environment(WireModel):
     id: str
     name: str
@@ -54,6 +59,9 @@ class Environment(WireModel):
     config: dict[str, Any] = Field(default_factory=dict)
     plugin_config: dict[str, Any] = Field(default_factory=dict)
     health: Health
+    """As the agent last reported it."""
+    overall: OverallHealth | None = None
+    """The agent's check joined with its deployments' reports (absent from older services)."""
     last_seen_at: dt.datetime | None = None
     agent_version: str | None = None
     created_by: str

@@ -238,4 +238,3 @@ class MonitoringBucket(Base):
         Index("uq_monitoring_buckets_key", "deployment_id", "model_id", "width", "minute", unique=True),
         Index("ix_monitoring_buckets_width_minute", "width", "minute"),
     )
-

@@ -135,6 +135,14 @@ class Health(ApiModel):
     updated_at: dt.datetime | None = None
 
 
+class OverallHealth(ApiModel):
+    """The environment as a person should read it (``shipmate.common.health``): the worse of the
+    agent's own check and its deployments' settled reports, and a count of them by state."""
+
+    status: str
+    deployments: str
+
+
 class EnvironmentOut(ApiModel):
     id: str
     name: str
@@ -143,6 +151,8 @@ class EnvironmentOut(ApiModel):
     config: dict[str, Any]
     plugin_config: dict[str, Any]
     health: Health
+    """As the agent last reported it."""
+    overall: OverallHealth
     last_seen_at: dt.datetime | None
     agent_version: str | None
     created_by: str

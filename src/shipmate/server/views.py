@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from shipmate.common.health import DeploymentView, environment_health
 from shipmate.server import schemas
 from shipmate.server.models import ApiToken, Deployment, Environment, Event, ModelPackage
 
@@ -54,7 +56,11 @@ def deployment_document(deployment: Deployment) -> dict[str, Any]:
     return deployment_out(deployment).model_dump(mode="json", by_alias=True)
 
 
-def environment_out(environment: Environment) -> schemas.EnvironmentOut:
+def environment_out(
+    environment: Environment, deployments: Sequence[DeploymentView] = ()
+) -> schemas.EnvironmentOut:
+    """``deployments``: the environment's, as `services.environments.deployment_views` reads them."""
+    status, summary = environment_health(environment.health_status, deployments)
     return schemas.EnvironmentOut(
         id=environment.id,
         name=environment.name,
@@ -68,6 +74,7 @@ def environment_out(environment: Environment) -> schemas.EnvironmentOut:
             data=environment.health_data,
             updated_at=environment.health_updated_at,
         ),
+        overall=schemas.OverallHealth(status=status, deployments=summary),
         last_seen_at=environment.last_seen_at,
         agent_version=environment.agent_version,
         created_by=environment.created_by,

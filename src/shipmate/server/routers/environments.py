@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
+from sqlalchemy.orm import Session
 
 from shipmate.common.vocabulary import EventType
 from shipmate.server import schemas
 from shipmate.server.deps import AdminDep, CallerDep, RuntimeDep, check_environment_access
+from shipmate.server.models import Environment
 from shipmate.server.services import deployments, environments, events
 from shipmate.server.views import deployment_out, environment_out, event_out
 
@@ -28,7 +30,7 @@ def create_environment(
             actor=caller.actor,
         )
         session.flush()
-        return environment_out(environment)
+        return _out(session, environment)
 
 
 @router.get("")
@@ -36,14 +38,16 @@ def list_environments(runtime: RuntimeDep, caller: CallerDep) -> schemas.Environ
     """All environments for an admin; an agent sees its own."""
     with runtime.db.read() as session:
         rows = environments.list_all(session, only_id=None if caller.is_admin else caller.environment_id)
-        return schemas.EnvironmentList(items=[environment_out(e) for e in rows])
+        views = environments.deployment_views(session, [e.id for e in rows])
+        return schemas.EnvironmentList(items=[environment_out(e, views[e.id]) for e in rows])
 
 
 @router.get("/{environment_id}")
 def get_environment(runtime: RuntimeDep, caller: CallerDep, environment_id: str) -> schemas.EnvironmentOut:
     check_environment_access(caller, environment_id)
     with runtime.db.read() as session:
-        return environment_out(environments.get(session, environment_id))
+        environment = environments.get(session, environment_id)
+        return _out(session, environment)
 
 
 @router.patch("/{environment_id}")
@@ -60,7 +64,7 @@ def update_environment(
             actor=caller.actor,
         )
         session.flush()
-        return environment_out(environment)
+        return _out(session, environment)
 
 
 @router.delete("/{environment_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -113,7 +117,7 @@ def post_health(
             actor=caller.actor,
         )
         session.flush()
-        return environment_out(environment)
+        return _out(session, environment)
 
 
 @router.post("/{environment_id}/events", status_code=status.HTTP_201_CREATED, tags=["agent"])
@@ -143,3 +147,10 @@ def post_agent_event(
         )
         session.flush()
         return event_out(event)
+
+
+def _out(session: Session, environment: Environment) -> schemas.EnvironmentOut:
+    """One environment on the wire, its overall health read from its deployments."""
+    return environment_out(
+        environment, environments.deployment_views(session, [environment.id])[environment.id]
+    )

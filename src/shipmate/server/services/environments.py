@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
+from shipmate.common.health import DeploymentView, is_pending
 from shipmate.server.errors import Conflict, NotFound
 from shipmate.server.models import Deployment, Environment, Platform, utcnow
 from shipmate.server.services import events
@@ -52,6 +54,30 @@ def get(session: Session, environment_id: str) -> Environment:
     if environment is None:
         raise NotFound(f"environment {environment_id} not found", field="environmentId")
     return environment
+
+
+def deployment_views(session: Session, environment_ids: Sequence[str]) -> dict[str, list[DeploymentView]]:
+    """Each environment's deployments as the shared health rules read them (one query)."""
+    views: dict[str, list[DeploymentView]] = {environment_id: [] for environment_id in environment_ids}
+    if not views:
+        return views
+    rows = session.execute(
+        select(
+            Deployment.environment_id,
+            Deployment.desired_state,
+            Deployment.observed_state,
+            Deployment.observed_status,
+            Deployment.generation,
+            Deployment.observed_generation,
+            Deployment.observed_phase,
+        ).where(Deployment.environment_id.in_(list(views)), Deployment.force.is_(False))
+    )
+    for row in rows:
+        pending = is_pending(row.generation, row.observed_generation, row.observed_phase)
+        views[row.environment_id].append(
+            DeploymentView(str(row.desired_state.value), row.observed_state, row.observed_status, pending)
+        )
+    return views
 
 
 def list_all(session: Session, *, only_id: str | None = None) -> list[Environment]:
