@@ -60,6 +60,13 @@ class DataPlane:
             raise DeploymentNotFound(
                 "(none given)", hint="several deployments are served here: use /deployments/{id}/predictions"
             )
+        if (
+            route is None
+            and self.registry.initialized
+            and not self.registry.pending
+            and not self.registry.failures
+        ):
+            raise DeploymentNotFound("(none given)", hint="no deployment is served here")
         if route is None or not self.registry.initialized:
             raise DeploymentNotReady(
                 "the model is not loaded yet" if route is None else "deployments are still being loaded"
