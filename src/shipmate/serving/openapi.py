@@ -21,6 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from shipmate.packages import Manifest
+from shipmate.serving.deployments import Deployment
 from shipmate.serving.edge import CSV, JSON, guard, json_response
 from shipmate.serving.worker import Worker
 
@@ -165,21 +166,25 @@ V2_RESPONSE: Schema = {
 }
 
 
-def records_schema(manifest: Manifest | None) -> Schema:
-    """One row as a JSON object: the manifest's features when known (other columns are ignored)."""
+def records_schema(manifest: Manifest | None, *, accepts_missing: bool = True) -> Schema:
+    """One row as a JSON object: the manifest's features when known (other columns are ignored),
+    null only where the model takes missing values."""
     if manifest is None:
         return {"type": "object", "minProperties": 1, "additionalProperties": SCALAR}
     return {
         "type": "object",
         "required": list(manifest.feature_names),
         "properties": {
-            f.name: {"type": [_FEATURE_TYPES.get(str(f.type), "string"), "null"]} for f in manifest.features
+            f.name: {
+                "type": [_FEATURE_TYPES.get(str(f.type), "string"), *(["null"] if accepts_missing else [])]
+            }
+            for f in manifest.features
         },
     }
 
 
-def prediction_body(manifest: Manifest | None) -> Schema:
-    record = records_schema(manifest)
+def prediction_body(manifest: Manifest | None, *, accepts_missing: bool = True) -> Schema:
+    record = records_schema(manifest, accepts_missing=accepts_missing)
     records = {"type": "array", "minItems": 1, "items": record}
     json_body = {
         "anyOf": [
@@ -242,8 +247,12 @@ def _op(summary: str, responses: dict[str, Any], *, keyed: bool, body: Schema | 
     return op
 
 
-def document(manifest: Manifest | None, *, keyed_predictions: bool) -> Schema:
-    """The document, with prediction bodies for ``manifest`` (None: several or no deployments)."""
+def document(served: Deployment | None, *, keyed_predictions: bool) -> Schema:
+    """The document, with prediction bodies and example ids for ``served``, the only deployment
+    (None: several or none)."""
+    manifest = served.manifest if served is not None else None
+    accepts_missing = served is None or served.model.accepts_missing
+    example = served.id if served is not None else None
     key = (401,) if keyed_predictions else ()
     info_op = _op(
         "A deployment's model, target and features",
@@ -265,7 +274,7 @@ def document(manifest: Manifest | None, *, keyed_predictions: bool) -> Schema:
         "Score rows (JSON records, columns, dataframe_split / dataframe_records, or CSV)",
         prediction_answers,
         keyed=keyed_predictions,
-        body=prediction_body(manifest),
+        body=prediction_body(manifest, accepts_missing=accepts_missing),
     )
     ping = _op(
         "Whether every deployment is loaded",
@@ -305,8 +314,8 @@ def document(manifest: Manifest | None, *, keyed_predictions: bool) -> Schema:
             },
         },
     )
-    deployment_id = [_path_param("id", "A deployment id or directory name")]
-    name = [_path_param("name", "A deployment id, directory name, or (one served) the package name")]
+    deployment_id = [_path_param("id", "A deployment id or directory name", example)]
+    name = [_path_param("name", "A deployment id, directory name, or (one served) the package name", example)]
     info = {"get": info_op}
     predict_path = {"post": predict}
     paths: dict[str, Any] = {
@@ -410,7 +419,7 @@ def document(manifest: Manifest | None, *, keyed_predictions: bool) -> Schema:
         },
         "/v2/models/{name}/infer": {"parameters": name, "post": v2_infer},
         "/v2/models/{name}/versions/{version}/infer": {
-            "parameters": [*name, _path_param("version", "Ignored: the served version answers")],
+            "parameters": [*name, _path_param("version", "Ignored: the served version answers", None)],
             "post": v2_infer,
         },
     }
@@ -440,14 +449,17 @@ def document(manifest: Manifest | None, *, keyed_predictions: bool) -> Schema:
     }
 
 
-def _path_param(name: str, what: str) -> Schema:
-    return {
+def _path_param(name: str, what: str, example: str | None) -> Schema:
+    param: Schema = {
         "name": name,
         "in": "path",
         "required": True,
         "description": what,
         "schema": {"type": "string", "minLength": 1},
     }
+    if example is not None:
+        param["example"] = example
+    return param
 
 
 def _upload() -> Schema:
@@ -477,13 +489,8 @@ class OpenAPIEndpoints:
 
     async def openapi(self, request: Request) -> Response:
         self.worker.access.check(request, management=False)
-        only = self.worker.registry.only()
-        return json_response(
-            document(
-                only.manifest if only is not None else None,
-                keyed_predictions=self.worker.settings.require_key_for_predictions,
-            )
-        )
+        keyed = self.worker.settings.require_key_for_predictions
+        return json_response(document(self.worker.registry.only(), keyed_predictions=keyed))
 
     def routes(self) -> list[Route]:
         return [Route("/openapi.json", guard(self.openapi), methods=["GET"])]

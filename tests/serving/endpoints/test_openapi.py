@@ -35,6 +35,11 @@ def test_every_route_is_documented(make_client: Callable[..., TestClient], packa
         "petal width (cm)",
     ]
     assert doc["paths"]["/ping"]["get"]["security"] == []
+    assert all(feature["type"] == ["number"] for feature in rows["properties"].values())  # takes no nulls
+    assert (
+        doc["paths"]["/deployments/{id}"]["parameters"][0]["example"]
+        == client.get("/info").json()["deploymentId"]
+    )
 
 
 def test_the_document_is_keyed_like_predictions(
