@@ -21,6 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from shipmate.packages import Manifest
+from shipmate.serving.codecs import v2
 from shipmate.serving.deployments import Deployment
 from shipmate.serving.edge import CSV, JSON, guard, json_response
 from shipmate.serving.worker import Worker
@@ -139,7 +140,7 @@ V2_TENSOR: Schema = {
     "properties": {
         "name": {"type": "string"},
         "shape": {"type": "array", "items": {"type": "integer"}},
-        "datatype": {"type": "string"},
+        "datatype": {"type": "string", "enum": list(v2.DATATYPES)},
         "data": {"type": "array"},
     },
 }
