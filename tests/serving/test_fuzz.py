@@ -82,14 +82,16 @@ def test_no_route_answers_5xx(case: Any, server: str) -> None:
 
 def test_stateful_sequences_conform(server: str, tmp_path: Path) -> None:
     """Chains of calls that feed each response's values into the next request (links inferred
-    from the document), run by schemathesis' own engine."""
+    from the document), run by schemathesis' own engine; before them, its coverage phase (each
+    parameter's boundary and invalid values, about a thousand requests in seconds) and the
+    document's examples."""
     st = Path(sys.executable).parent / "st"
     command = [
         str(st) if st.exists() else (shutil.which("st") or "st"),
         "run",
         f"{server}/openapi.json",
         "--phases",
-        "stateful",
+        "examples,coverage,stateful",
         "--checks",
         ",".join(check.__name__ for check in CONFORMANCE),
         "--max-time",
@@ -104,4 +106,4 @@ def test_stateful_sequences_conform(server: str, tmp_path: Path) -> None:
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
-    assert "Stateful" in result.stdout
+    assert "Stateful" in result.stdout and "Coverage" in result.stdout
