@@ -80,30 +80,51 @@ def test_no_route_answers_5xx(case: Any, server: str) -> None:
             assert response.json()["message"]  # every refusal says why
 
 
+def st_run(url: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """schemathesis' own command line against ``url``'s document, with the conformance checks."""
+    st = Path(sys.executable).parent / "st"
+    command = [
+        str(st) if st.exists() else (shutil.which("st") or "st"),
+        "run",
+        f"{url}/openapi.json",
+        "--checks",
+        ",".join(check.__name__ for check in CONFORMANCE),
+        "--workers",
+        "1",
+        "--request-timeout",
+        "20",
+        "--no-color",
+        *args,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
 def test_stateful_sequences_conform(server: str, tmp_path: Path) -> None:
     """Chains of calls that feed each response's values into the next request (links inferred
     from the document), run by schemathesis' own engine; before them, its coverage phase (each
     parameter's boundary and invalid values, about a thousand requests in seconds) and the
     document's examples."""
-    st = Path(sys.executable).parent / "st"
-    command = [
-        str(st) if st.exists() else (shutil.which("st") or "st"),
-        "run",
-        f"{server}/openapi.json",
+    result = st_run(
+        server,
+        tmp_path,
         "--phases",
         "examples,coverage,stateful",
-        "--checks",
-        ",".join(check.__name__ for check in CONFORMANCE),
         "--max-time",
         "40",
-        "--workers",
-        "1",
-        "--request-timeout",
-        "20",
         "-H",
         f"Authorization: Bearer {API_KEY}",
-        "--no-color",
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert "Stateful" in result.stdout and "Coverage" in result.stdout
+
+
+def test_an_open_single_model_server_conforms(
+    serve_process: Callable[..., str], packages: dict[str, Path], tmp_path: Path
+) -> None:
+    """The other document: single-model mode, predictions open, no key at all (management 403)."""
+    url = serve_process("--model", str(packages["churn"]))
+    doc = httpx.get(f"{url}/openapi.json").json()
+    assert doc["paths"]["/predictions"]["post"]["security"] == []
+    result = st_run(url, tmp_path, "--phases", "examples,coverage,fuzzing", "--max-time", "20")
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert "Coverage" in result.stdout and "Fuzzing" in result.stdout
