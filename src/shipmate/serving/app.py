@@ -14,11 +14,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
 
 from shipmate.serving.dataplane import ScoreHook
+from shipmate.serving.edge import error_response
 from shipmate.serving.endpoints.datarobot import DataRobotEndpoints
 from shipmate.serving.endpoints.management import ManagementEndpoints
 from shipmate.serving.endpoints.v2 import V2Endpoints
+from shipmate.serving.openapi import OpenAPIEndpoints
 from shipmate.serving.settings import ServeSettings
 from shipmate.serving.worker import Worker
 
@@ -31,8 +36,17 @@ def create_app(settings: ServeSettings, hooks: Sequence[ScoreHook] = ()) -> Star
         *datarobot.routes(),
         *ManagementEndpoints(worker).routes(),
         *V2Endpoints(worker).routes(),
+        *OpenAPIEndpoints(worker).routes(),
         *datarobot.catch_all_routes(),  # /{id}/predict: last, so it shadows nothing
     ]
-    app = Starlette(routes=routes, lifespan=worker.lifespan)
+    app = Starlette(routes=routes, lifespan=worker.lifespan, exception_handlers={HTTPException: _http_error})
     app.state.worker = worker
     return app
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (no such route, wrong method) in the body every other refusal has."""
+    assert isinstance(exc, HTTPException)
+    response = error_response(exc.status_code, exc.detail)
+    response.headers.update(exc.headers or {})
+    return response

@@ -19,7 +19,7 @@ import pandas as pd
 from shipmate.packages import InputRejected, Manifest, ModelError, Scores, TargetType
 from shipmate.serving.deployments import Deployment, Registry
 from shipmate.serving.errors import DeploymentNotFound, DeploymentNotReady, PredictionFailed
-from shipmate.serving.inputs import check_finite, check_no_missing, model_input
+from shipmate.serving.inputs import check_finite, check_no_missing, first_missing, model_input
 from shipmate.serving.protocol import InferenceRequest, InferenceResponse, InputError
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,13 @@ class DataPlane:
             raise DeploymentNotFound(
                 "(none given)", hint="several deployments are served here: use /deployments/{id}/predictions"
             )
+        if (
+            route is None
+            and self.registry.initialized
+            and not self.registry.pending
+            and not self.registry.failures
+        ):
+            raise DeploymentNotFound("(none given)", hint="no deployment is served here")
         if route is None or not self.registry.initialized:
             raise DeploymentNotReady(
                 "the model is not loaded yet" if route is None else "deployments are still being loaded"
@@ -100,6 +107,14 @@ class DataPlane:
             log.exception(
                 "deployment %s: the model raised while scoring %d rows", deployment.id, len(request)
             )
+            missing = first_missing(rows, deployment.features)
+            if missing is not None:  # the likeliest cause, and the client's to fix: a 422 naming it
+                first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                raise InputError(
+                    f"missing value, and the model failed on this batch: {type(exc).__name__}: {first_line}",
+                    row=missing[0],
+                    column=missing[1],
+                ) from None
             raise PredictionFailed(f"the model failed: {type(exc).__name__}: {exc}") from exc
 
     def notify(self, deployment: Deployment, request: InferenceRequest, scores: Scores) -> None:

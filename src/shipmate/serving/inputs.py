@@ -168,3 +168,18 @@ def check_no_missing(matrix: np.ndarray, features: Sequence[str]) -> None:
         raise InputError(
             "missing value; this model does not accept missing values", row=row, column=features[col]
         )
+
+
+def first_missing(rows: np.ndarray | pd.DataFrame, features: Sequence[str]) -> tuple[int, str] | None:
+    """The row and column of the first missing value in what the model was given, if any."""
+    if isinstance(rows, pd.DataFrame):
+        gaps = rows.isna().to_numpy()
+        names: Sequence[str] = [str(c) for c in rows.columns]
+    else:
+        if rows.dtype.kind != "f":
+            return None
+        gaps, names = np.isnan(rows), features
+    if not gaps.any():
+        return None
+    row, col = (int(v) for v in np.argwhere(gaps)[0])
+    return row, names[col]

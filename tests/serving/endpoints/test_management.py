@@ -99,3 +99,15 @@ def test_a_failed_deployment_can_be_deleted(
     assert client.delete("/deployments/bad", headers={"x-api-key": KEY}).status_code == 204
     assert not (root / "deployment_bad").exists()
     assert client.get("/ping").status_code == 200
+
+
+def test_once_the_last_deployment_is_deleted_the_unnamed_routes_answer_404(
+    make_client: Callable[..., TestClient], root: Path, packages: dict[str, Path], deploy: Callable[..., Path]
+) -> None:
+    """Found by the fuzz: nothing left to serve is not "not loaded yet" (a 503 that never ends)."""
+    deploy(root, "iris", packages["iris"])
+    client = make_client(deployments_dir=root, api_key=KEY)
+    assert client.delete("/deployments/iris", headers={"x-api-key": KEY}).status_code == 204
+    for reply in (client.get("/info"), client.post("/predictions", json=[IRIS_ROW])):
+        assert reply.status_code == 404, reply.text
+        assert "no deployment is served" in reply.json()["message"]

@@ -58,3 +58,13 @@ def test_integers_beyond_the_declared_datatype_are_refused(iris: TestClient) -> 
         assert "INT64" in reply.json()["message"], reply.text
     fine = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "INT64", "data": [1, 2, 3, 4]}]}
     assert iris.post("/v2/models/iris/infer", json=fine).status_code == 200
+
+
+def test_an_empty_or_unknown_datatype_is_refused_in_one_plain_line(iris: TestClient) -> None:
+    """Found by the fuzz: an empty datatype passed for an integer one, and its refusal came wrapped
+    in a second message ("data does not fit shape []: inputs[0]: unsupported datatype ''")."""
+    for datatype in ("", "I", "UINT7", "FP128"):
+        body = {"inputs": [{"name": "x", "shape": [], "datatype": datatype, "data": []}]}
+        reply = iris.post("/v2/models/iris/infer", json=body)
+        assert reply.status_code == 400, reply.text
+        assert reply.json() == {"message": f"inputs[0]: unsupported datatype {datatype!r}"}

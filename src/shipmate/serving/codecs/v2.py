@@ -42,6 +42,13 @@ def metadata(name: str, manifest: Manifest) -> dict[str, Any]:
 
 
 _TENSOR_TYPES = {"BOOL": bool, "FP16": np.float64, "FP32": np.float64, "FP64": np.float64, "BYTES": object}
+_INTEGER_TYPES = {
+    name: np.dtype(name.lower())
+    for name in ("INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64")
+}
+"""The v2 integer datatypes: scored as floats once each value is known to fit the declared type."""
+DATATYPES = (*_TENSOR_TYPES, *_INTEGER_TYPES)
+"""Every datatype a request tensor may declare."""
 
 
 def decode(body: bytes, manifest: Manifest) -> InferenceRequest:
@@ -55,16 +62,17 @@ def decode(body: bytes, manifest: Manifest) -> InferenceRequest:
     for k, tensor in enumerate(inputs):
         if not isinstance(tensor, dict) or not {"name", "shape", "datatype", "data"} <= tensor.keys():
             raise InputError(f"inputs[{k}] needs name, shape, datatype and data", status=400)
-        dtype = _TENSOR_TYPES.get(
-            str(tensor["datatype"]), np.float64 if str(tensor["datatype"])[:1] in "IU" else None
-        )
+        datatype = str(tensor["datatype"])
+        integer = _INTEGER_TYPES.get(datatype)
+        dtype = np.float64 if integer is not None else _TENSOR_TYPES.get(datatype)
         if dtype is None:
             raise InputError(f"inputs[{k}]: unsupported datatype {tensor['datatype']!r}", status=400)
         try:
-            if str(tensor["datatype"])[:1] in "IU":
-                declared = _integer_type(str(tensor["datatype"]), f"inputs[{k}]")
-                _check_integers(tensor["data"], declared, f"inputs[{k}]", str(tensor["datatype"]))
+            if integer is not None:
+                _check_integers(tensor["data"], integer, f"inputs[{k}]", datatype)
             arr = np.asarray(tensor["data"], dtype=dtype).reshape(tensor["shape"])
+        except InputError:
+            raise
         except (ValueError, TypeError, OverflowError) as exc:
             raise InputError(
                 f"inputs[{k}] ({tensor['name']!r}): data does not fit shape {tensor['shape']}: {exc}",
@@ -103,16 +111,6 @@ def decode(body: bytes, manifest: Manifest) -> InferenceRequest:
     return InferenceRequest(
         columns=tuple(names), frame=frame, parameters=obj.get("parameters") or {}, request_id=obj.get("id")
     )
-
-
-def _integer_type(datatype: str, where: str) -> np.dtype[Any]:
-    try:
-        declared = np.dtype(datatype.lower())
-    except TypeError:
-        declared = np.dtype(object)
-    if declared.kind not in "iu":
-        raise InputError(f"{where}: unsupported datatype {datatype!r}", status=400)
-    return declared
 
 
 def _check_integers(data: Any, dtype: np.dtype[Any], where: str, datatype: str) -> None:
