@@ -12,8 +12,9 @@ import httpx
 import pytest
 from prometheus_client import generate_latest
 
+from shipmate.common.backoff import Backoff
 from shipmate.monitoring.agent.config import ConfigError, load
-from shipmate.monitoring.agent.forwarder import Backoff, Forwarder
+from shipmate.monitoring.agent.forwarder import Forwarder
 from shipmate.monitoring.agent.main import HttpSink, run
 from shipmate.monitoring.agent.metrics import AgentMetrics
 from shipmate.monitoring.fs_spool import OFFSETS_FILE, FilesystemSpoolReader

@@ -3,7 +3,8 @@ back-off between retries."""
 
 from __future__ import annotations
 
-from shipmate.monitoring.agent.forwarder import Backoff, resend_after_partial
+from shipmate.common.backoff import Backoff
+from shipmate.monitoring.agent.forwarder import resend_after_partial
 from shipmate.monitoring.records import MinuteAggregate, merge_all
 
 
@@ -27,7 +28,7 @@ def test_only_the_originals_the_service_lacks_are_sent_again():
 
 
 def test_backoff_doubles_up_to_its_cap_with_jitter_below():
-    backoff = Backoff(initial=0.2, maximum=5.0)
+    backoff = Backoff(initial=0.2, maximum=5.0, jitter=0.2)
     delays = [backoff.delay(n) for n in range(1, 12)]
     assert 0.16 <= delays[0] <= 0.2
     assert 0.32 <= delays[1] <= 0.4

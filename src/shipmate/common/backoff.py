@@ -7,6 +7,7 @@ and cap from its settings.
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 _MAX_EXPONENT = 64
@@ -21,9 +22,12 @@ class Backoff:
     initial: float
     maximum: float
     factor: float = 2.0
+    jitter: float = 0.0
+    """Up to this share is taken off each delay at random, so many clients cut off at once
+    (e.g. by a service restart) do not all come back at the same moment."""
 
     def __post_init__(self) -> None:
-        if self.initial <= 0 or self.maximum <= 0 or self.factor < 1:
+        if self.initial <= 0 or self.maximum <= 0 or self.factor < 1 or not 0 <= self.jitter < 1:
             raise ValueError(f"invalid back-off: {self}")
 
     def delay(self, failures: int) -> float:
@@ -31,4 +35,5 @@ class Backoff:
         if failures < 1:
             raise ValueError(f"failures must be at least 1, not {failures}")
         exponent = min(failures - 1, _MAX_EXPONENT)
-        return float(min(self.initial * self.factor**exponent, self.maximum))
+        base = float(min(self.initial * self.factor**exponent, self.maximum))
+        return base * (1.0 - self.jitter * random.random()) if self.jitter else base

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from shipmate.common.backoff import Backoff
 from shipmate.monitoring.agent.metrics import AgentMetrics
 from shipmate.monitoring.records import MinuteAggregate, RecordError, merge_all
 from shipmate.monitoring.spool import SpoolBatch, SpoolReader
@@ -61,18 +61,6 @@ class PostResult:
 
 class Sink(Protocol):
     def post(self, records: Sequence[dict[str, Any]]) -> PostResult: ...
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Capped exponential back-off with jitter (the lead may unify it with shipmate.common)."""
-
-    initial: float = 0.2
-    maximum: float = 30.0
-
-    def delay(self, failures: int) -> float:
-        base = min(self.initial * 2 ** min(failures - 1, 32), self.maximum)
-        return float(base * random.uniform(0.8, 1.0))
 
 
 @dataclass

@@ -16,20 +16,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from shipmate.common.backoff import Backoff
+from shipmate.common.masking import mask
 from shipmate.monitoring.agent.config import AgentConfig, ConfigError, FilesystemChannel, load
-from shipmate.monitoring.agent.forwarder import Backoff, Forwarder, PostRefused, PostResult, ServiceDown
+from shipmate.monitoring.agent.forwarder import Forwarder, PostRefused, PostResult, ServiceDown
 from shipmate.monitoring.agent.metrics import AgentMetrics, serve
 from shipmate.monitoring.spool import SpoolReader
 
 log = logging.getLogger("shipmate.monitor")
-
-VISIBLE_CHARS = 12
-
-
-def mask(secret: str) -> str:
-    """The form a token is logged in: its first 12 characters and ``*******``."""
-    return secret[:VISIBLE_CHARS] + "*******"
-
 
 class MaskSecret(logging.Filter):
     """Replaces a secret in every record's final message, whatever logged it."""
@@ -123,7 +117,7 @@ def run(config_path: Path, *, log_level: str = "info", stop: threading.Event | N
             signal.signal(sig, lambda *_: stop.set() if stop else None)
     metrics = AgentMetrics()
     sink = HttpSink(config)
-    backoff = Backoff(initial=0.2, maximum=config.retry_max_delay_s)
+    backoff = Backoff(initial=0.2, maximum=config.retry_max_delay_s, jitter=0.2)
     threads: dict[str, threading.Thread] = {}
 
     def loop(channel: Any) -> None:
