@@ -355,18 +355,24 @@ class FilesystemSpoolReader(SpoolReader):
         for name, value in dict(batch.position).items():
             merged[name] = max(int(value), merged.get(name, 0))
         present = {path.name: path for _, path in spool_files(self.directory)}
+        finished: list[Path] = []
         for name in list(merged):
             path = present.get(name)
             try:
-                done = path is not None and merged[name] >= path.stat().st_size and not _writer_holds(path)
-                if done and path is not None:
-                    path.unlink()  # read to the end and closed by its producer: never grows again
+                if path is not None and merged[name] >= path.stat().st_size and not _writer_holds(path):
+                    finished.append(path)  # read to the end and closed by its producer: never grows again
                     path = None
             except FileNotFoundError:
                 path = None
             if path is None:
                 del merged[name]
+        # Offsets first, deletions after: a crash in between leaves a finished file whose offset
+        # is forgotten, read again (duplicates, which the service drops by record id), never a
+        # stale offset that a new file of the same name would inherit (records skipped).
         self._store(merged)
+        for path in finished:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
         self._acked = merged
         self._cursor = {
             name: max(offset, merged.get(name, 0))
