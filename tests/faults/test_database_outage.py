@@ -162,6 +162,9 @@ def test_followers_and_writes_through_a_database_outage(
         assert "ReadTimeout" not in follower.errors, follower.errors  # no hang past its timeout
     if OUTAGE_SECONDS >= 20:  # the stream reads the log at least every 15 s (its keep-alive)
         assert sse.connections >= 2, "the SSE stream should have broken and been resumed"
+    # a stream the outage ends is closed on purpose, with one log line, not an unhandled exception
+    service_log = server.started.log.read_text(errors="replace")
+    assert "Traceback" not in service_log, service_log[-3000:]
 
     faults.figures(
         "database_outage",

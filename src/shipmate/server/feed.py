@@ -83,13 +83,20 @@ class ChangeFeed:
 
     async def _poll(self) -> None:
         assert self._changed is not None and self._nudge is not None
+        failing = False
         while self._waiters > 0:
             self._nudge.clear()  # before reading, so a write committed meanwhile is not missed
             try:
                 latest = await to_thread.run_sync(self._read_latest)
-            except Exception:  # the database may be restarting: keep waiting, try again
-                log.warning("could not read the newest event id; retrying", exc_info=True)
+            except Exception as exc:  # the database may be restarting: keep waiting, try again
+                if not failing:  # one line per outage, not one per poll
+                    log.warning("could not read the newest event id (%s); retrying", _reason(exc))
+                failing = True
                 latest = self._latest
+            else:
+                if failing:
+                    log.warning("reading the event log again")
+                failing = False
             if latest > self._latest:
                 self._latest = latest
                 async with self._changed:
@@ -101,3 +108,9 @@ class ChangeFeed:
     def _read_latest(self) -> int:
         with self._db.read() as session:
             return events.latest_id(session)
+
+
+def _reason(exc: Exception) -> str:
+    """The driver's own words for a database error (SQLAlchemy's wrapper adds a page of context)."""
+    original = getattr(exc, "orig", None)
+    return f"{type(exc).__name__}: {original if original is not None else exc}".strip()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -10,6 +11,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
+from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
 from shipmate.server import schemas
@@ -21,6 +23,9 @@ from shipmate.server.services import events
 router = APIRouter(prefix="/events", tags=["events"])
 
 MAX_CURSOR = 2**63 - 1
+RECONNECT_MS = 1000  # the SSE ``retry:`` a follower waits before resuming after a store outage
+
+log = logging.getLogger(__name__)
 
 
 class _Filter:
@@ -137,7 +142,14 @@ async def stream_events(
         cursor = after
         yield b": connected\n\n"
         while not await request.is_disconnected():
-            batch = await _next_batch(runtime, where, cursor, 500, 15.0)
+            try:
+                batch = await _next_batch(runtime, where, cursor, 500, 15.0)
+            except OperationalError as exc:
+                # The response has started, so no 503 can be sent: end the stream cleanly and
+                # let the follower resume from its Last-Event-ID once the store is back.
+                log.warning("event stream ended at cursor %d: database unavailable (%s)", cursor, exc.orig)
+                yield b"retry: %d\n\n" % RECONNECT_MS
+                return
             if not batch:
                 yield b": keep-alive\n\n"
                 continue
