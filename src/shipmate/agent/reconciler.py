@@ -25,7 +25,7 @@ from shipmate.agent.model import (
     Policy,
 )
 from shipmate.common.vocabulary import DesiredState
-from shipmate.plugin.status import DeploymentState
+from shipmate.plugin.status import DataKey, DeploymentState
 
 READY = DeploymentState.READY.value
 STOPPED = DeploymentState.STOPPED.value
@@ -313,7 +313,7 @@ def observations_from_list(data: Mapping[str, Any] | None) -> dict[str, Observat
 
 def _model_id(raw: Mapping[str, Any], data: Mapping[str, Any] | None) -> str | None:
     for source in (data or {}, raw):
-        for key in ("currentModelId", "model_id", "modelId"):
+        for key in (DataKey.CURRENT_MODEL_ID, "model_id", "modelId"):  # plus pe_status spellings
             value = source.get(key)
             if isinstance(value, str) and value:
                 return value

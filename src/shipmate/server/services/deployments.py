@@ -13,7 +13,7 @@ from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session
 
 from shipmate.common.vocabulary import DesiredState, EventType, ReportPhase
-from shipmate.plugin.status import ActionStatus, DeploymentState
+from shipmate.plugin.status import ActionStatus, DataKey, DeploymentState
 from shipmate.server import lifecycle
 from shipmate.server.errors import Conflict, NotFound
 from shipmate.server.lifecycle import Command, Verdict
@@ -378,7 +378,7 @@ def apply_reports(
             del current[report.deployment_id]
             changes.pop(report.deployment_id, None)
         else:
-            claimed = (report.data or {}).get("currentModelId")
+            claimed = (report.data or {}).get(DataKey.CURRENT_MODEL_ID)
             recognised = not isinstance(claimed, str) or _assigned(session, snapshot, claimed)
             if not recognised:
                 log.warning(
@@ -436,10 +436,10 @@ def _observation(
     if report.state is not None:
         values["observed_state"] = report.state.value
     data = report.data or {}
-    url = data.get("predictionUrl")
+    url = data.get(DataKey.PREDICTION_URL)
     if isinstance(url, str):
         values["prediction_url"] = url
-    current_model = data.get("currentModelId")
+    current_model = data.get(DataKey.CURRENT_MODEL_ID)
     if isinstance(current_model, str):
         if model_recognised:
             values["observed_model_package_id"] = current_model
