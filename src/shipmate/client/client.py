@@ -127,6 +127,18 @@ class ShipmateClient:
             headers={"Content-Type": "application/json"},
         )
 
+    def post_monitoring_predictions(self, records: Sequence[dict[str, Any]]) -> AggregateResult:
+        """Send prediction records (association ids with their predictions) for accuracy."""
+        import orjson
+
+        return self._send(
+            AggregateResult,
+            "POST",
+            "/monitoring/predictions",
+            content=orjson.dumps({"records": list(records)}),
+            headers={"Content-Type": "application/json"},
+        )
+
     def service_health(
         self,
         dep_id: str,
