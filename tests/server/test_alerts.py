@@ -12,12 +12,12 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.server.test_monitoring import post, record
 
 from shipmate.common.backoff import Backoff
 from shipmate.server.db import Database
 from shipmate.server.services import alerts
 from shipmate.server.settings import ServerSettings
-from tests.server.test_monitoring import post, record
 
 
 @pytest.fixture
@@ -50,10 +50,21 @@ def test_rules_fire_after_two_bad_windows_and_clear_with_hysteresis(
 
     listed = api.get("/api/v1/alerts", params={"deployment_id": dep}).json()
     assert len(listed) == 1 and listed[0]["state"] == "cleared" and listed[0]["rule"] == "error_rate"
-    assert set(listed[0]) == {"id", "deployment_id", "rule", "kind", "state", "opened_at", "cleared_at", "message"}
+    assert set(listed[0]) == {
+        "id",
+        "deployment_id",
+        "rule",
+        "kind",
+        "state",
+        "opened_at",
+        "cleared_at",
+        "message",
+    }
     assert "above 0.05 for 2 consecutive 5-minute windows" in listed[0]["message"]
     assert api.get("/api/v1/alerts", params={"state": "open"}).json() == []
-    events = api.get("/api/v1/events", params={"deploymentId": dep, "type": ["alert.opened", "alert.cleared"]})
+    events = api.get(
+        "/api/v1/events", params={"deploymentId": dep, "type": ["alert.opened", "alert.cleared"]}
+    )
     assert [e["type"] for e in events.json()["events"]] == ["alert.opened", "alert.cleared"]
 
 
@@ -84,7 +95,7 @@ class Receiver(http.server.BaseHTTPRequestHandler):
     answers: list[int] = []
     received: list[tuple[str | None, bytes]] = []
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
         self.received.append((self.headers.get("Authorization"), body))
         self.send_response(self.answers.pop(0) if self.answers else 200)
@@ -101,9 +112,13 @@ def test_the_webhook_retries_and_logs_its_secret_masked(caplog: pytest.LogCaptur
     thread.start()
     secret = "whsec-0123456789abcdef-very-secret"
     hook = alerts.Webhook(
-        f"http://127.0.0.1:{receiver.server_address[1]}/hook", secret, backoff=Backoff(initial=0.01, maximum=0.05)
+        f"http://127.0.0.1:{receiver.server_address[1]}/hook",
+        secret,
+        backoff=Backoff(initial=0.01, maximum=0.05),
     )
-    change = alerts.Change(7, "d-1", "error_rate", "error_rate", "open", "too many errors", 0.2, dt.datetime.now(dt.UTC))
+    change = alerts.Change(
+        7, "d-1", "error_rate", "error_rate", "open", "too many errors", 0.2, dt.datetime.now(dt.UTC)
+    )
     try:
         with caplog.at_level(logging.WARNING):
             assert hook.deliver([change])
