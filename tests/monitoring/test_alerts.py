@@ -1,4 +1,4 @@
-"""Alert decisions: two bad windows open, two good ones past the clear threshold close; no data, no evidence."""
+"""Alert decisions: two bad windows open, two good ones past the clear threshold close; no data: no change."""
 
 from __future__ import annotations
 
