@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from shipmate.common.backoff import Backoff
 from shipmate.common.masking import mask
-from shipmate.common.vocabulary import DesiredState
+from shipmate.common.vocabulary import DesiredState, EventType
 from shipmate.monitoring import service_health
 from shipmate.monitoring.alerts import (
     DRIFT_LEVELS,
@@ -43,8 +43,8 @@ from shipmate.server.services import monitoring as buckets
 
 log = logging.getLogger(__name__)
 
-OPENED_EVENT = "alert.opened"
-CLEARED_EVENT = "alert.cleared"
+OPENED_EVENT = EventType.ALERT_OPENED
+CLEARED_EVENT = EventType.ALERT_CLEARED
 ACTOR = "shipmate-alerts"
 
 DriftSignal = Callable[[Session, Deployment, int, int], str | None]
