@@ -27,6 +27,8 @@ from shipmate.server.services.monitoring import IngestResult, Outcome, RecordRes
 
 CHUNK = 500
 MAX_ID = 200
+MAX_MINUTE = 3_700_000_000
+"""Epoch minutes before the year 9000 (datetimes end at 9999)."""
 REGRESSION = "regression"
 CLASSIFICATION = ("binary", "multiclass")
 EXPIRE_BATCH = 50_000
@@ -72,10 +74,12 @@ def _prediction_rows(doc: Any) -> tuple[str, list[dict[str, Any]]]:
     deployment_id, ids, minute = doc.get("deploymentId"), doc.get("associationIds"), doc.get("minute")
     if not isinstance(deployment_id, str) or not deployment_id:
         raise ValueError("deploymentId: a string is required")
-    if not isinstance(ids, list) or not all(isinstance(i, str) and 0 < len(i) <= MAX_ID for i in ids):
-        raise ValueError(f"associationIds: a list of strings of 1 to {MAX_ID} characters is required")
-    if not isinstance(minute, int) or isinstance(minute, bool) or not 0 <= minute < 2**40:
-        raise ValueError("minute: epoch minutes (an integer) are required")
+    if not isinstance(ids, list) or not all(_id_ok(i) for i in ids):
+        raise ValueError(
+            f"associationIds: a list of strings of 1 to {MAX_ID} characters (no NUL) is required"
+        )
+    if not isinstance(minute, int) or isinstance(minute, bool) or not 0 <= minute < MAX_MINUTE:
+        raise ValueError("minute: epoch minutes (an integer before the year 9000) are required")
     labels: Any = doc.get("labels")
     probabilities: Any = doc.get("probabilities")
     values: Any = doc.get("values")
@@ -101,12 +105,16 @@ def _prediction_rows(doc: Any) -> tuple[str, list[dict[str, Any]]]:
         if classifier:
             probs = probabilities[i]
             ok = isinstance(probs, list) and all(_number(p) for p in probs)
-            row["label"] = str(labels[i])[:200]
+            row["label"] = str(labels[i]).replace("\x00", "")[:200]
             row["probabilities"] = probs if ok else None
         else:
             row["value"] = float(values[i]) if _number(values[i]) else None
         rows.append(row)
     return deployment_id, rows
+
+
+def _id_ok(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= MAX_ID and "\x00" not in value
 
 
 def _number(value: Any) -> bool:
@@ -279,9 +287,12 @@ def ingest_actuals(
             if isinstance(raw_id, str | int | float) and not isinstance(raw_id, bool)
             else None
         )
-        if not association_id or len(association_id) > MAX_ID:
+        if association_id is None or not _id_ok(association_id):
             result.refuse(
-                index, None, "rejected", f"associationId must be a string of 1 to {MAX_ID} characters"
+                index,
+                None,
+                "rejected",
+                f"associationId must be a string of 1 to {MAX_ID} characters (no NUL)",
             )
             continue
         try:
