@@ -46,7 +46,7 @@ def post_predictions(api: httpx.Client, token: str, *records: dict[str, Any]) ->
 
 
 def test_actuals_join_predictions_and_accuracy_is_reported_by_prediction_time(
-    api: httpx.Client, binary: dict[str, Any]
+    api: httpx.Client, world: dict[str, Any], binary: dict[str, Any]
 ) -> None:
     dep, token = binary["dep"], binary["agent_token"]
     hour = int(time.time() // 3600) * 60 - 120  # two hours ago, on the hour
@@ -94,11 +94,13 @@ def test_actuals_join_predictions_and_accuracy_is_reported_by_prediction_time(
     assert [p["rows"] for p in timeline] == [4, 3, 0]  # by prediction time, empty periods included
     assert timeline[2]["accuracy"] is None and timeline[0]["accuracy"] == pytest.approx(0.75)
     assert "NaN" not in answer.text
+    late_actuals_wrong_targets_and_unknown_deployments(api, world, binary)  # one live service for both
 
 
-def test_late_actuals_wrong_targets_and_unknown_deployments_get_reasons_not_errors(
+def late_actuals_wrong_targets_and_unknown_deployments(
     api: httpx.Client, world: dict[str, Any], binary: dict[str, Any]
 ) -> None:
+    """Late actuals, wrong targets and unknown deployments get reasons, not errors."""
     old_minute = int(time.time() // 60) - 31 * 1440
     post_predictions(api, binary["agent_token"], prediction_record(binary["dep"], ["old"], [0.9], old_minute))
     rows: list[dict[str, Any]] = [{"associationId": "old", "actualValue": "yes"}]
