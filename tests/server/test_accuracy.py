@@ -5,12 +5,18 @@ accuracy by prediction time with no NaN."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from sklearn.metrics import accuracy_score, roc_auc_score
 from tests.server.conftest import upload
+
+from shipmate.client import ShipmateClient
+from shipmate.server.settings import ServerSettings
+from shipmate.server.testing import TEST_ADMIN_TOKEN, live_server
 
 PREDICTIONS = "/api/v1/monitoring/predictions"
 
@@ -126,3 +132,41 @@ def late_actuals_wrong_targets_and_unknown_deployments(
     params = {"resolution": "minute", "since": "2020-01-01T00:00:00Z"}
     bad = api.get(f"/api/v1/deployments/{regression}/accuracy", params=params)
     assert bad.status_code == 422 and "coarser resolution" in bad.text
+
+
+def test_the_server_expires_predictions_by_age_and_count_on_its_own(
+    tmp_path: Path, database_url: str | None, make_package: Any
+) -> None:
+    settings = ServerSettings(
+        data_dir=tmp_path / "bounded",
+        database_url=database_url,
+        admin_token=SecretStr(TEST_ADMIN_TOKEN),
+        alert_interval_seconds=0.2,  # the periodic pass also applies retention
+        monitoring_prediction_retention_days=1,
+        monitoring_max_predictions=2,
+    )
+    with live_server(settings) as running, ShipmateClient(running.base_url, running.admin_token) as admin:
+        env = admin.create_environment("bounded", "filesystem")
+        package = admin.upload_model_package(make_package(name="bounded"))
+        dep = admin.create_deployment(env.id, package.id, name="bounded").id
+        now = int(time.time() // 60)
+        values: dict[str, Any] = {"labels": None, "probabilities": None}
+        old = prediction_record(dep, ["old"], [0.0], now - 2 * 1440, **values, values=[1.0])
+        recent = prediction_record(
+            dep, ["r1", "r2", "r3"], [0, 0, 0], now - 1, **values, values=[1.0, 2.0, 3.0]
+        )
+        assert admin.post_monitoring_predictions([old, recent]).stored == 2
+
+        def kept() -> set[str]:  # a stored id answers stored or duplicate; a deleted one, rejected
+            rows = [{"associationId": i, "actualValue": 1.0} for i in ("old", "r1", "r2", "r3")]
+            answer = admin.post_actuals(dep, rows)
+            return {"old", "r1", "r2", "r3"} - {
+                p.association_id for p in answer.problems if p.outcome == "rejected"
+            }
+
+        assert kept() == {"old", "r1", "r2", "r3"} or kept() == {"r2", "r3"}  # before or after a pass
+        deadline = time.monotonic() + 30
+        while kept() != {"r2", "r3"} and time.monotonic() < deadline:
+            time.sleep(0.2)
+        # older than a day: gone; beyond two per deployment: the oldest gone
+        assert kept() == {"r2", "r3"}
