@@ -23,7 +23,7 @@ def test_stored_strings_are_unchanged() -> None:
         "deployment.health_changed", "action.started", "action.finished", "action.retrying",
         "environment.created", "environment.updated", "environment.deleted", "environment.health_changed",
         "model_package.created", "token.created", "token.revoked",
-        "agent.unknown_deployment", "agent.connected", "agent.disconnected",
+        "agent.unknown_deployment", "agent.connected", "agent.disconnected", "alert.opened", "alert.cleared",
     }  # fmt: skip
 
 

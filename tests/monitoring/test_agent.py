@@ -333,3 +333,29 @@ def test_a_refused_token_holds_the_records_until_it_is_fixed(tmp_path: Path, wor
         ).run()  # fmt: skip
     good.close()
     assert totals(world) == (8, 40)  # forwards them all
+
+
+def test_prediction_records_reach_the_service_once_and_join_the_actuals(tmp_path: Path, world: Any, mon: Any):
+    import orjson
+
+    spool = tmp_path / "spool"
+    writer = mon.spool_writer(spool)
+    minute = int(time.time() // 60) - 1
+    doc = {
+        "v": 1, "kind": "predictions", "id": "p-1", "deploymentId": world.deployment_id, "modelId": "m-1",
+        "minute": minute, "flushedAt": time.time(), "associationIds": ["a", "b"], "classLabels": None,
+        "labels": None, "probabilities": None, "values": [1.0, 2.0],
+    }  # fmt: skip
+    assert writer.write(orjson.dumps(doc), "predictions")
+    assert writer.write(orjson.dumps(doc), "predictions")  # delivered twice: stored once
+    mon.append_records(writer, [mon.make_record(world.deployment_id, requests=2)])
+    writer.close()
+    config = mon.write_config(
+        tmp_path / "agent.yaml", world.url, [mon.fs_channel(spool)], token=world.agent_token, runOnce=True
+    )
+    assert run(config, stop=threading.Event()) == 0
+    assert totals(world)[0] == 2
+    rows = [{"associationId": "a", "actualValue": 1.5}, {"associationId": "b", "actualValue": 2.0}]
+    assert world.admin.post_actuals(world.deployment_id, rows).stored == 2
+    accuracy = world.admin.accuracy(world.deployment_id)
+    assert accuracy.rows == 2 and accuracy.metrics["mae"] == 0.25

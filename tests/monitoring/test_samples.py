@@ -13,7 +13,7 @@ from tests.monitoring.conftest import FakeDeployment
 from shipmate.monitoring.recorder import Recorder
 from shipmate.monitoring.samples import keep_ids, keep_numbers
 from shipmate.monitoring.settings import MonitorSettings, SpoolerType
-from shipmate.monitoring.spool import AGGREGATE, SAMPLE, Spool
+from shipmate.monitoring.spool import AGGREGATE, PREDICTIONS, SAMPLE, Spool
 from shipmate.packages import Scores
 
 
@@ -70,7 +70,7 @@ def test_association_ids_decide_which_rows_are_kept_the_same_way_every_time(
         recorder.flush()
         (sample,) = [doc for kind, doc in spool.written if kind == SAMPLE]
         kept.append(sample["associationIds"])
-        assert [kind for kind, _ in spool.written] == [AGGREGATE, SAMPLE]  # samples after aggregates
+        assert [kind for kind, _ in spool.written] == [AGGREGATE, PREDICTIONS, SAMPLE]  # after aggregates
     assert kept[0] == kept[1] and 60 <= len(kept[0]) <= 140
     assert sample["features"] == ["x0", "x1", "x2", "colour"]
     first = kept[0][0]

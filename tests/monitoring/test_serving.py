@@ -358,4 +358,34 @@ def test_samples_carry_the_association_ids_sent(tmp_path: Path, churn_package: P
     samples = [r.doc for r in batch.records if r.kind == "sample"]
     assert len(samples) == 1 and samples[0]["associationIds"] == ["a-1", "a-2"]
     assert samples[0]["rows"] == [["pro", 3], ["basic", 40]]
-    assert [r.kind for r in batch.records] == ["aggregate", "sample"]
+    assert [r.kind for r in batch.records] == ["aggregate", "predictions", "sample"]
+
+
+def test_an_all_numeric_models_json_requests_keep_their_association_ids(
+    tmp_path: Path, iris_package: Path, clean_env: None
+) -> None:
+    """The JSON fast path decodes the feature columns only; the association id column survives it
+    (samples and prediction records both carry the ids; today's code lost them)."""
+    spool = tmp_path / "spool"
+    settings = ServeSettings(
+        model=iris_package,
+        work_dir=tmp_path / "work",
+        monitor_settings=f"spooler_type=FILESYSTEM;directory={spool};"
+        "association_id_column_name=rid;auto_sampling_percentage=100",
+    )
+    rows = [{"rid": f"r-{i}", **row} for i, row in enumerate(IRIS_ROWS)]
+    rows[2]["rid"] = 7  # a number is an id too
+    csv_body = "rid," + ",".join(IRIS_ROWS[0]) + "\n11,5.1,3.5,1.4,0.2\n"
+    for client in _client(settings):
+        assert client.post("/predictions", json=rows).status_code == 200
+        answer = client.post("/predictions", content=csv_body, headers={"Content-Type": "text/csv"})
+        assert answer.status_code == 200
+    with FilesystemSpoolReader(spool) as reader:
+        batch = reader.read(100)
+    samples = [r.doc for r in batch.records if r.kind == "sample"]
+    assert [i for s in samples for i in s["associationIds"]] == ["r-0", "r-1", "7", "11"]
+    predictions = [r.doc for r in batch.records if r.kind == "predictions"]
+    assert [i for p in predictions for i in p["associationIds"]] == ["r-0", "r-1", "7", "11"]
+    first = predictions[0]
+    assert first["classLabels"] == ["0", "1", "2"] and first["labels"][0] == "0"
+    assert len(first["probabilities"][0]) == 3 and abs(sum(first["probabilities"][0]) - 1) < 1e-9

@@ -33,6 +33,7 @@ AREAS = (
     "shipmate.cli.package",  # shipmate package build|inspect|verify
     "shipmate.cli.demo",  # shipmate demo
     "shipmate.cli.monitoring",  # shipmate health|monitor
+    "shipmate.cli.accuracy",  # shipmate actuals upload, accuracy, alerts [rules]
 )
 DEBUG_ENV = "SHIPMATE_DEBUG"
 

@@ -15,7 +15,11 @@ from pydantic import BaseModel
 
 from shipmate.client import errors
 from shipmate.client.models import (
+    Accuracy,
+    ActualsResult,
     AggregateResult,
+    Alert,
+    AlertRule,
     Deployment,
     DeploymentPage,
     DesiredState,
@@ -126,6 +130,54 @@ class ShipmateClient:
             content=body,
             headers={"Content-Type": "application/json"},
         )
+
+    def post_monitoring_predictions(self, records: Sequence[dict[str, Any]]) -> AggregateResult:
+        """Send prediction records (association ids with their predictions) for accuracy."""
+        import orjson
+
+        return self._send(
+            AggregateResult,
+            "POST",
+            "/monitoring/predictions",
+            content=orjson.dumps({"records": list(records)}),
+            headers={"Content-Type": "application/json"},
+        )
+
+    def post_actuals(self, dep_id: str, rows: Sequence[dict[str, Any]]) -> ActualsResult:
+        """Report actuals (``associationId``, ``actualValue``, optional ``timestamp``, ``wasActedOn``)."""
+        return self._send(ActualsResult, "POST", f"/deployments/{dep_id}/actuals", json={"data": list(rows)})
+
+    def accuracy(
+        self,
+        dep_id: str,
+        *,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        resolution: str = "day",
+    ) -> Accuracy:
+        """Accuracy of the predictions made in [since, until) that have actuals (default: 7 days)."""
+        params: dict[str, Any] = {"resolution": resolution}
+        if since is not None:
+            params["since"] = since.isoformat()
+        if until is not None:
+            params["until"] = until.isoformat()
+        return self._get(Accuracy, f"/deployments/{dep_id}/accuracy", params=params)
+
+    def alerts(self, *, deployment_id: str | None = None, state: str | None = None) -> list[Alert]:
+        """Alerts, newest first."""
+        params = {k: v for k, v in {"deployment_id": deployment_id, "state": state}.items() if v is not None}
+        return [Alert.model_validate(a) for a in self._request("GET", "/alerts", params=params).json()]
+
+    def alert_rules(self, dep_id: str) -> list[AlertRule]:
+        return [
+            AlertRule.model_validate(r)
+            for r in self._request("GET", f"/deployments/{dep_id}/alert-rules").json()
+        ]
+
+    def update_alert_rule(self, dep_id: str, name: str, **changes: Any) -> AlertRule:
+        """Change a rule: ``threshold``, ``clearThreshold``, ``windowMinutes``, ``enabled``, ``metric``."""
+        body = {k: v for k, v in changes.items() if v is not None}
+        return self._send(AlertRule, "PUT", f"/deployments/{dep_id}/alert-rules/{name}", json=body)
 
     def service_health(
         self,

@@ -229,3 +229,55 @@ class ServiceHealth(WireModel):
     last_received_at: dt.datetime | None = None
     summary: HealthFigures
     periods: list[HealthFigures] = Field(default_factory=list)
+
+
+class ActualProblem(WireModel):
+    index: int
+    association_id: str | None = None
+    outcome: str
+    reason: str
+
+
+class ActualsResult(WireModel):
+    """What the service did with a batch of actuals: each refused row has a reason."""
+
+    received: int
+    stored: int
+    duplicate: int
+    rejected: int
+    problems: list[ActualProblem] = Field(default_factory=list)
+
+
+class Accuracy(WireModel):
+    """A deployment's accuracy over a range, in total and per period of prediction time."""
+
+    deployment_id: str
+    target_type: str
+    since: dt.datetime
+    until: dt.datetime
+    resolution: str
+    rows: int
+    metrics: dict[str, float | None]
+    timeline: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class Alert(WireModel):
+    id: int
+    deployment_id: str
+    rule: str
+    kind: str
+    state: str
+    opened_at: dt.datetime
+    cleared_at: dt.datetime | None = None
+    message: str
+
+
+class AlertRule(WireModel):
+    name: str
+    kind: str
+    metric: str | None = None
+    threshold: float
+    clear_threshold: float
+    window_minutes: int
+    enabled: bool
+    last_value: float | None = None

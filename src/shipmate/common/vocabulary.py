@@ -43,6 +43,8 @@ class EventType(enum.StrEnum):
     AGENT_UNKNOWN_DEPLOYMENT = "agent.unknown_deployment"
     AGENT_CONNECTED = "agent.connected"
     AGENT_DISCONNECTED = "agent.disconnected"
+    ALERT_OPENED = "alert.opened"
+    ALERT_CLEARED = "alert.cleared"
 
     @property
     def agent_may_post(self) -> bool:

@@ -346,6 +346,11 @@ def monitored_app(
     def hook(deployment: Any, request: Any, scores: Any) -> None:
         hook_box[0](deployment, request, scores)
 
+    if monitor.association_id_column:
+        # decoders keep the id column; fan-out would hand the hooks the feature matrix alone
+        settings = settings.model_copy(
+            update={"association_id_column": monitor.association_id_column, "fanout": False}
+        )
     app = create_app(settings, hooks=[hook])
     worker = app.state.worker  # the prediction server's one worker (shipmate.serving.worker)
 

@@ -3,7 +3,7 @@
 Layout (documented in docs/monitoring.md):
 
 - ``fs_spool.<N>``: records, each framed as a 12-byte header (``b"SM"``, a kind byte ``A``
-  aggregate or ``S`` sample, a flags byte, the stored payload's length and its CRC-32, both
+  aggregate, ``S`` sample or ``P`` predictions, a flags byte, the stored payload's length and its CRC-32, both
   4-byte big-endian) and the payload: UTF-8 JSON, zlib-compressed when flag bit 0 is set
   (payloads over 512 bytes; a 1,000-row record of 20 features shrinks from 4.4 to 1.8 KB).
   A frame is written with one ``write``, so after a SIGKILL a file ends with whole frames
@@ -39,6 +39,7 @@ from typing import Any
 
 from shipmate.monitoring.spool import (
     AGGREGATE,
+    PREDICTIONS,
     SAMPLE,
     Spool,
     SpoolBatch,
@@ -54,7 +55,7 @@ OFFSETS_FILE = "spool_meta.consumer"
 READER_LOCK = "spool_meta.lock"
 HEADER = struct.Struct(">2sBBII")
 MAGIC = b"SM"
-_KIND_BYTES = {AGGREGATE: ord("A"), SAMPLE: ord("S")}
+_KIND_BYTES = {AGGREGATE: ord("A"), SAMPLE: ord("S"), PREDICTIONS: ord("P")}
 _KINDS = {v: k for k, v in _KIND_BYTES.items()}
 MAX_RECORD_BYTES = 64 << 20
 RETRY_OPEN_S = 5.0

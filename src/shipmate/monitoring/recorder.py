@@ -26,10 +26,11 @@ import numpy as np
 import orjson
 
 from shipmate.monitoring.binning import ModelBins, Output, Rows
+from shipmate.monitoring.predictions import PredictionBatch, class_labels_of
 from shipmate.monitoring.records import LATENCY_SCALE, BinCounts, LatencyHistogram, MinuteAggregate
 from shipmate.monitoring.samples import SampleBatch, association_ids, keep_ids, keep_numbers
 from shipmate.monitoring.settings import MonitorSettings
-from shipmate.monitoring.spool import AGGREGATE, SAMPLE, Spool
+from shipmate.monitoring.spool import AGGREGATE, PREDICTIONS, SAMPLE, Spool
 from shipmate.packages import Manifest
 
 log = logging.getLogger(__name__)
@@ -119,6 +120,8 @@ class Recorder:
         self._scored: list[tuple[Any, int, Rows, Output]] = []
         self._binned: dict[Key, tuple[dict[str, BinCounts], dict[str, BinCounts]]] = {}
         self._samples: dict[Key, SampleBatch] = {}
+        self._predictions: dict[Key, PredictionBatch] = {}
+        self.predictions_written = 0
         self._row_number = 0  # rows seen, for sampling rows that carry no association id
         self.samples_written = 0
         self._max_pending = settings.max_pending_rows
@@ -177,13 +180,16 @@ class Recorder:
             self._wake.set()
 
     def sample(self, key: Key, deployment: Served, request: Rows, scores: Output) -> None:
-        """Keep this request's sampled rows for the next flush (nothing when sampling is off)."""
+        """Keep this request's predictions with association ids and its sampled rows for the next
+        flush (nothing without an association id column and sampling)."""
+        column = self.settings.association_id_column
+        ids = association_ids(request, column) if column else None
+        if ids is not None:
+            self._keep_predictions(key, deployment, scores, ids)
         percentage = self.settings.sample_percentage
         if percentage <= 0:
             return
         rows = len(scores)
-        column = self.settings.association_id_column
-        ids = association_ids(request, column) if column else None
         with self._lock:
             first, self._row_number = self._row_number, self._row_number + rows
         keep = keep_ids(ids, percentage) if ids is not None else keep_numbers(first, rows, percentage)
@@ -199,6 +205,19 @@ class Recorder:
                 batch.rows.extend(part.rows)
                 batch.predictions.extend(part.predictions)
                 batch.association_ids.extend(part.association_ids)
+
+    def _keep_predictions(self, key: Key, deployment: Served, scores: Output, ids: list[str | None]) -> None:
+        manifest = deployment.manifest
+        part = PredictionBatch(key[0], key[1], key[2], class_labels_of(manifest))
+        part.add(manifest, scores, ids)
+        if not part.ids:
+            return
+        with self._lock:
+            batch = self._predictions.get(key)
+            if batch is None:
+                self._predictions[key] = part
+            else:
+                batch.extend(part)
 
     def on_request(
         self,
@@ -305,10 +324,17 @@ class Recorder:
         return records
 
     def _write_samples(self) -> None:
-        """Sample records go after the aggregates (a full spool drops them first)."""
+        """Prediction and sample records go after the aggregates (a full spool drops samples first)."""
         with self._lock:
             samples, self._samples = self._samples, {}
+            predictions, self._predictions = self._predictions, {}
         now = self.clock()
+        for kept in predictions.values():
+            for doc in kept.records(now):
+                if self.spool.write(orjson.dumps(doc), PREDICTIONS):
+                    self.predictions_written += 1
+                else:
+                    self._log_drop()
         for batch in samples.values():
             for doc in batch.records(now):
                 if self.spool.write(orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY), SAMPLE):

@@ -31,10 +31,14 @@ MAX_ROWS_PER_RECORD = 1000
 _GOLDEN = 0x9E3779B1
 
 
-def keep_ids(ids: list[str], percentage: float) -> np.ndarray:
-    """Which association ids are sampled (the same answer for the same id, every time)."""
+def keep_ids(ids: list[str | None], percentage: float) -> np.ndarray:
+    """Which association ids are sampled (the same answer for the same id, every time; a row
+    without one is not)."""
     limit = int(percentage / 100.0 * 2**32)
-    return np.array([int(hashlib.sha256(i.encode()).hexdigest()[:8], 16) < limit for i in ids], dtype=bool)
+    return np.array(
+        [i is not None and int(hashlib.sha256(i.encode()).hexdigest()[:8], 16) < limit for i in ids],
+        dtype=bool,
+    )
 
 
 def keep_numbers(first: int, count: int, percentage: float) -> np.ndarray:
@@ -44,16 +48,25 @@ def keep_numbers(first: int, count: int, percentage: float) -> np.ndarray:
     return ((numbers * np.uint64(_GOLDEN)) & np.uint64(0xFFFFFFFF)) < np.uint64(limit)
 
 
-def association_ids(request: Rows, column: str) -> list[str] | None:
-    """The request's association ids as text, when it carries the column."""
+def association_ids(request: Rows, column: str) -> list[str | None] | None:
+    """The request's association ids as text, when it carries the column (or a decoder kept them)."""
+    kept = getattr(request, "association_ids", None)
+    if kept is not None:
+        return kept  # type: ignore[no-any-return]
     if request.frame is not None:
         if column not in request.frame.columns:
             return None
-        return [str(v) for v in request.frame[column].tolist()]
+        return [_text(v) for v in request.frame[column].tolist()]
     if column not in request.columns or request.rows is None or isinstance(request.rows, np.ndarray):
         return None
     at = list(request.columns).index(column)
-    return [str(row[at]) for row in request.rows]
+    return [_text(row[at]) for row in request.rows]
+
+
+def _text(value: Any) -> str | None:
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    return str(value)
 
 
 def feature_rows(request: Rows, names: list[str], keep: np.ndarray) -> list[list[Any]]:
@@ -88,7 +101,7 @@ class SampleBatch:
     predictions: list[Any] = field(default_factory=list)
     association_ids: list[str | None] = field(default_factory=list)
 
-    def add(self, request: Rows, scores: Output, keep: np.ndarray, ids: list[str] | None) -> None:
+    def add(self, request: Rows, scores: Output, keep: np.ndarray, ids: list[str | None] | None) -> None:
         if not keep.any():
             return
         self.rows.extend(feature_rows(request, self.features, keep))

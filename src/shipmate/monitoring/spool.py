@@ -25,7 +25,9 @@ from shipmate.monitoring.settings import MonitorSettings, SpoolerType
 
 AGGREGATE = "aggregate"
 SAMPLE = "sample"
-KINDS = (AGGREGATE, SAMPLE)
+PREDICTIONS = "predictions"
+"""Association ids with their predictions (`shipmate.monitoring.predictions`), kept like aggregates."""
+KINDS = (AGGREGATE, SAMPLE, PREDICTIONS)
 
 
 class SpoolError(RuntimeError):

@@ -23,6 +23,8 @@ from shipmate.server.feed import ChangeFeed
 from shipmate.server.models import TokenKind
 from shipmate.server.openapi import document_errors
 from shipmate.server.routers import (
+    accuracy,
+    alerts,
     deployments,
     environments,
     events,
@@ -34,6 +36,7 @@ from shipmate.server.routers import (
     ui_health,
 )
 from shipmate.server.services import tokens as token_service
+from shipmate.server.services.alerts import Webhook
 from shipmate.server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -133,6 +136,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
     feed = ChangeFeed(db, poll_interval=settings.feed_poll_interval)
     db.on_commit(feed.wake_threadsafe)
     runtime = Runtime(settings=settings, db=db, store=ArtifactStore(settings.artifact_dir), feed=feed)
+    if settings.alert_webhook_url:
+        secret = settings.alert_webhook_secret
+        runtime.webhook = Webhook(settings.alert_webhook_url, secret.get_secret_value() if secret else None)
+    evaluator = alerts.Evaluator(runtime)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -141,9 +148,13 @@ def create_app(settings: ServerSettings) -> FastAPI:
         await run_in_threadpool(db.migrate)
         await run_in_threadpool(_ensure_admin_token, settings, db)
         await feed.start()
+        evaluator.start()
         try:
             yield
         finally:
+            await evaluator.stop()
+            if runtime.webhook is not None:
+                runtime.webhook.close()
             await feed.stop()
             db.dispose()
 
@@ -159,7 +170,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.state.runtime = runtime
     _install_error_handlers(app)
     api = APIRouter(prefix=API_PREFIX)
-    for module in (health, packages, environments, deployments, events, tokens, monitoring):
+    for module in (health, packages, environments, deployments, events, tokens, monitoring, accuracy, alerts):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(ui.router)

@@ -14,6 +14,7 @@ from shipmate.server.errors import Forbidden, Unauthenticated
 from shipmate.server.feed import ChangeFeed
 from shipmate.server.security import Principal
 from shipmate.server.services import tokens
+from shipmate.server.services.alerts import Webhook
 from shipmate.server.settings import ServerSettings
 
 
@@ -25,6 +26,8 @@ class Runtime:
     db: Database
     store: ArtifactStore
     feed: ChangeFeed
+    webhook: Webhook | None = None
+    """Where alert changes are POSTed (``SHIPMATE_ALERT_WEBHOOK_URL``), if anywhere."""
 
 
 def get_runtime(request: Request) -> Runtime:

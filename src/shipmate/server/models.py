@@ -238,3 +238,81 @@ class MonitoringBucket(Base):
         Index("uq_monitoring_buckets_key", "deployment_id", "model_id", "width", "minute", unique=True),
         Index("ix_monitoring_buckets_width_minute", "width", "minute"),
     )
+
+
+class PredictionRecord(Base):
+    """One prediction that carried an association id, and the actual reported for it later.
+
+    Kept for ``SHIPMATE_MONITORING_PREDICTION_RETENTION_DAYS`` and at most
+    ``SHIPMATE_MONITORING_MAX_PREDICTIONS`` per deployment (the oldest go first); an id is stored
+    once per deployment, the first prediction wins."""
+
+    __tablename__ = "prediction_records"
+
+    id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
+    deployment_id: Mapped[str] = mapped_column(String(40))
+    association_id: Mapped[str] = mapped_column(String(200))
+    model_id: Mapped[str] = mapped_column(String(200), default="")
+    predicted_at: Mapped[dt.datetime] = mapped_column()
+    """The minute the prediction was made (the prediction server records minutes)."""
+    label: Mapped[str | None] = mapped_column(String(200))
+    probabilities: Mapped[list[float] | None] = mapped_column(JsonDoc)
+    value: Mapped[float | None] = mapped_column()
+    actual_label: Mapped[str | None] = mapped_column(String(200))
+    actual_value: Mapped[float | None] = mapped_column()
+    actual_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    was_acted_on: Mapped[bool | None] = mapped_column(Boolean)
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (
+        Index("uq_prediction_records_key", "deployment_id", "association_id", unique=True),
+        Index("ix_prediction_records_time", "deployment_id", "predicted_at"),
+        Index("ix_prediction_records_age", "predicted_at"),
+    )
+
+
+class AlertRule(Base):
+    """A deployment's alert rule, created from the defaults on first evaluation or by an edit; it
+    also holds the rule's evaluation state (streaks and the last window judged)."""
+
+    __tablename__ = "alert_rules"
+
+    id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
+    deployment_id: Mapped[str] = mapped_column(String(40))
+    name: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    metric: Mapped[str | None] = mapped_column(String(32))
+    threshold: Mapped[float] = mapped_column()
+    clear_threshold: Mapped[float] = mapped_column()
+    window_minutes: Mapped[int] = mapped_column(Integer)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    bad_streak: Mapped[int] = mapped_column(Integer, default=0)
+    good_streak: Mapped[int] = mapped_column(Integer, default=0)
+    last_window: Mapped[int | None] = mapped_column(BigInteger)
+    """Index (start minute // window) of the last window judged."""
+    last_value: Mapped[float | None] = mapped_column()
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("uq_alert_rules_key", "deployment_id", "name", unique=True),)
+
+
+class Alert(Base):
+    """One alert: opened when its rule saw two bad windows in a row, cleared with hysteresis."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
+    deployment_id: Mapped[str] = mapped_column(String(40))
+    rule: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16))
+    opened_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    cleared_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    message: Mapped[str] = mapped_column(Text)
+    value: Mapped[float | None] = mapped_column()
+    threshold: Mapped[float] = mapped_column()
+
+    __table_args__ = (
+        Index("ix_alerts_deployment_state", "deployment_id", "state", "id"),
+        Index("ix_alerts_state", "state", "id"),
+    )

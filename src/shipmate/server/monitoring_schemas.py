@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from shipmate.server.schemas import ApiModel, ErrorBody
 
@@ -82,3 +82,59 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorBody, "description": "the request is malformed; the field is named"},
     503: {"model": ErrorBody, "description": "the database is unavailable; retry later"},
 }
+
+
+# ---- predictions with association ids, actuals, accuracy ---------------------------------------
+
+MAX_ACTUALS_PER_BATCH = 10_000
+
+
+class ActualIn(ApiModel):
+    """One actual, DataRobot's shape. The fields are checked row by row on the service (a wrong
+    type refuses that row with a reason, not the whole request)."""
+
+    association_id: Any = Field(description="the association id the prediction carried")
+    actual_value: Any = Field(description="a class label, or a number for regression")
+    timestamp: Any = Field(default=None, description="when the actual happened (ISO 8601); default: now")
+    was_acted_on: Any = Field(default=None, description="true when the prediction changed what happened")
+
+
+class ActualsBatch(ApiModel):
+    data: list[ActualIn] = Field(max_length=MAX_ACTUALS_PER_BATCH)
+
+
+class ActualProblemOut(ApiModel):
+    index: int
+    association_id: str | None
+    outcome: str
+    """``duplicate`` or ``rejected``."""
+    reason: str
+
+
+class ActualsResultOut(ApiModel):
+    received: int
+    stored: int
+    duplicate: int
+    rejected: int
+    problems: list[ActualProblemOut]
+    """At most 1,000, in row order."""
+
+
+class AccuracyPeriod(ApiModel):
+    start: dt.datetime
+    rows: int
+    metrics: dict[str, float | None]
+
+
+class AccuracyOut(BaseModel):
+    """Accuracy over a range (snake_case keys, as the monitoring outputs of drift and alerts)."""
+
+    deployment_id: str
+    target_type: str
+    since: dt.datetime
+    until: dt.datetime
+    resolution: str
+    rows: int
+    metrics: dict[str, float | None]
+    timeline: list[dict[str, Any]]
+    """One entry per period: ``start``, ``rows`` and the metrics, flat."""

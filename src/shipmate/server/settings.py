@@ -57,6 +57,24 @@ class ServerSettings(BaseSettings):
     monitoring_max_future_minutes: int = Field(default=10, ge=0)
     """Records stamped further ahead of the service's clock are refused (clock skew)."""
 
+    monitoring_prediction_retention_days: float = Field(default=90.0, gt=0)
+    """Predictions with association ids (and their actuals) are kept this long, by prediction time."""
+
+    monitoring_max_predictions: int = Field(default=2_000_000, gt=0)
+    """At most this many predictions with association ids are kept per deployment (oldest go first)."""
+
+    actuals_max_age_days: float = Field(default=30.0, gt=0)
+    """Actuals are accepted for predictions made at most this long ago (late actuals)."""
+
+    alert_interval_seconds: float = Field(default=60.0, ge=0)
+    """How often the server evaluates the alert rules (0: never, e.g. in tests that call it)."""
+
+    alert_webhook_url: str | None = None
+    """When set, every alert opened or cleared is POSTed here as JSON (retried with back-off)."""
+
+    alert_webhook_secret: SecretStr | None = None
+    """Sent as ``Authorization: Bearer …`` with every webhook call; logged only masked."""
+
     @field_validator("admin_token")
     @classmethod
     def _not_a_placeholder(cls, value: SecretStr | None) -> SecretStr | None:

@@ -29,6 +29,9 @@ class InferenceRequest:
     frame: pd.DataFrame | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
     request_id: str | None = None
+    association_ids: list[str | None] | None = None
+    """The association id column's values, when a decoder took only the feature columns (the
+    fast paths) and was asked to keep them; otherwise the column stays in ``columns``."""
 
     def __len__(self) -> int:
         if self.frame is not None:
@@ -50,6 +53,9 @@ class InferenceResponse:
     scores: Scores
     predicted: np.ndarray | None = None
     request_id: str | None = None
+    association_ids: list[str | None] | None = None
+    """The association id column's values, when a decoder took only the feature columns (the
+    fast paths) and was asked to keep them; otherwise the column stays in ``columns``."""
 
     def __len__(self) -> int:
         return len(self.scores)

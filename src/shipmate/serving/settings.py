@@ -69,6 +69,11 @@ class ServeSettings(BaseSettings):
     fanout_min_bytes: int = Field(
         default=128 * 1024, ge=1, description="Smallest request body worth cutting across workers, bytes."
     )
+    association_id_column: str | None = Field(
+        default=None,
+        description="Internal: the request column monitoring records as association ids (set from "
+        "the monitoring settings); decoders keep it beside the features.",
+    )
     peer_dir: Path | None = Field(
         default=None, description="Internal: where workers find each other (made by the parent process)."
     )

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from shipmate.common.backoff import Backoff
 from shipmate.monitoring.agent.metrics import AgentMetrics
 from shipmate.monitoring.records import MinuteAggregate, RecordError, merge_all
-from shipmate.monitoring.spool import SpoolBatch, SpoolReader
+from shipmate.monitoring.spool import AGGREGATE, PREDICTIONS, SpoolBatch, SpoolReader
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +62,21 @@ class PostResult:
 class Sink(Protocol):
     def post(self, records: Sequence[dict[str, Any]]) -> PostResult: ...
 
+    def post_predictions(self, records: Sequence[dict[str, Any]]) -> PostResult:
+        """Prediction records (association ids): stored by the service once per id, so posting
+        one twice is harmless."""
+        ...
+
+
+PREDICTIONS_PER_POST = 50
+"""Prediction records per request (up to 1,000 rows each)."""
+
 
 @dataclass
 class Batch:
     originals: list[dict[str, Any]] = field(default_factory=list)
     records: list[MinuteAggregate] = field(default_factory=list)
+    predictions: list[dict[str, Any]] = field(default_factory=list)
     last: SpoolBatch | None = None
     """The reader's last batch read into this one: acknowledging it acknowledges them all."""
     count: int = 0
@@ -193,8 +203,15 @@ class Forwarder:
         return batch
 
     def _add(self, batch: Batch, kind: str, doc: dict[str, Any]) -> None:
-        if kind != "aggregate":
-            # raw-row samples are for later work (challengers, accuracy); nothing stores them yet
+        if kind == PREDICTIONS:
+            if isinstance(doc.get("deploymentId"), str) and isinstance(doc.get("associationIds"), list):
+                batch.predictions.append(doc)
+            else:
+                self.metrics.outcomes.labels(self.channel, "malformed").inc()
+                log.warning("%s: skipped a malformed predictions record %s", self.channel, doc.get("id"))
+            return
+        if kind != AGGREGATE:
+            # raw-row samples are for later work (challengers); nothing stores them yet
             self.metrics.outcomes.labels(self.channel, "skipped").inc()
             return
         try:
@@ -210,8 +227,16 @@ class Forwarder:
 
     def _deliver(self, batch: Batch) -> bool:
         """Post the batch until the service has answered for every record; False if stopped first."""
+        for start in range(0, len(batch.predictions), PREDICTIONS_PER_POST):
+            chunk = batch.predictions[start : start + PREDICTIONS_PER_POST]
+            answered = self._post_until_answered(chunk, self.sink.post_predictions)
+            if answered is None:
+                return False
+            self._count_predictions(answered)
         rows = sum(r.rows for r in batch.records)
         merged = merge_all(batch.records)
+        if not merged:
+            return True
         documents = [r.to_json() for r in merged]
         for round_ in range(2):
             result = self._post_until_answered(documents)
@@ -229,12 +254,17 @@ class Forwarder:
         self.metrics.rows.labels(self.channel).inc(rows)
         return True
 
-    def _post_until_answered(self, documents: list[dict[str, Any]]) -> PostResult | None:
+    def _post_until_answered(
+        self,
+        documents: list[dict[str, Any]],
+        send: Callable[[Sequence[dict[str, Any]]], PostResult] | None = None,
+    ) -> PostResult | None:
+        send = send or self.sink.post
         failures = 0
         while not self.stop.is_set():
             started = time.perf_counter()
             try:
-                result = self.sink.post(documents)
+                result = send(documents)
             except ServiceDown as exc:
                 failures += 1
                 self.metrics.posts.labels("unavailable").inc()
@@ -249,8 +279,8 @@ class Forwarder:
                 if exc.status in (400, 413, 422) and len(documents) > 1:
                     # one bad record must not hold the rest back: split until it is alone
                     half = len(documents) // 2
-                    first = self._post_until_answered(documents[:half])
-                    second = self._post_until_answered(documents[half:]) if first is not None else None
+                    first = self._post_until_answered(documents[:half], send)
+                    second = self._post_until_answered(documents[half:], send) if first is not None else None
                     if first is None or second is None:
                         return None
                     return _combined(first, second)
@@ -291,6 +321,14 @@ class Forwarder:
             log.warning("%s: the service refused a record: %s", self.channel, reason)
         if len(result.reasons) > 5:
             log.warning("%s: ... and %d more refused records", self.channel, len(result.reasons) - 5)
+
+
+    def _count_predictions(self, result: PostResult) -> None:
+        """Prediction records are never merged: the service's counts are spool records."""
+        for outcome in ("stored", "duplicate", "rejected"):
+            self.metrics.outcomes.labels(self.channel, outcome).inc(getattr(result, outcome))
+        for reason in result.reasons[:5]:
+            log.warning("%s: the service refused a predictions record: %s", self.channel, reason)
 
 
 def _combined(a: PostResult, b: PostResult) -> PostResult:

@@ -12,7 +12,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from shipmate.monitoring.agent.metrics import AgentMetrics, serve
 from shipmate.monitoring.spool import SpoolReader
 
 log = logging.getLogger("shipmate.monitor")
+
 
 class MaskSecret(logging.Filter):
     """Replaces a secret in every record's final message, whatever logged it."""
@@ -51,10 +52,18 @@ class HttpSink:
         )
 
     def post(self, records: Sequence[dict[str, Any]]) -> PostResult:
+        return self._post(self._client.post_monitoring_aggregates, records)
+
+    def post_predictions(self, records: Sequence[dict[str, Any]]) -> PostResult:
+        return self._post(self._client.post_monitoring_predictions, records)
+
+    def _post(
+        self, send: Callable[[Sequence[dict[str, Any]]], Any], records: Sequence[dict[str, Any]]
+    ) -> PostResult:
         from shipmate.client import ApiError, ServiceUnavailable
 
         try:
-            answer = self._client.post_monitoring_aggregates(records)
+            answer = send(records)
         except ServiceUnavailable as exc:
             raise ServiceDown(str(exc)) from None
         except ApiError as exc:

@@ -17,12 +17,15 @@ from shipmate.serving.protocol import InferenceRequest, InferenceResponse
 __all__ = ["csv", "decode", "encode", "encode_rows", "join_rows", "json"]
 
 
-def decode(body: bytes, fmt: str, features: tuple[str, ...] | None = None) -> InferenceRequest:
+def decode(
+    body: bytes, fmt: str, features: tuple[str, ...] | None = None, id_column: str | None = None
+) -> InferenceRequest:
     """A ``"json"`` or ``"csv"`` body; ``features`` when the model takes a float matrix of them,
-    which lets JSON records and numeric CSV take the fast paths."""
+    which lets JSON records and numeric CSV take the fast paths; ``id_column``: the association
+    id column that monitoring records, kept whichever path decodes the body."""
     if fmt == "csv":
-        return csv.decode_csv_matrix(body, features) if features else csv.decode_csv(body)
-    return json.decode_json_matrix(body, features) if features else json.decode_json(body)
+        return csv.decode_csv_matrix(body, features, id_column) if features else csv.decode_csv(body)
+    return json.decode_json_matrix(body, features, id_column) if features else json.decode_json(body)
 
 
 def encode(response: InferenceResponse, out: str) -> bytes:

@@ -70,8 +70,13 @@ def numeric_csv(body: bytes, features: Sequence[str]) -> np.ndarray | None:
     return matrix[:, [where[name] for name in features]]
 
 
-def decode_csv_matrix(body: bytes, features: tuple[str, ...]) -> InferenceRequest:
-    """`decode_csv` for a model that takes a float matrix: the fast path when the body allows it."""
+def decode_csv_matrix(
+    body: bytes, features: tuple[str, ...], id_column: str | None = None
+) -> InferenceRequest:
+    """`decode_csv` for a model that takes a float matrix: the fast path when the body allows it
+    (not with an association id column to keep: the general path keeps every column as text)."""
+    if id_column is not None and id_column not in features:
+        return decode_csv(body)
     matrix = numeric_csv(body, features)
     if matrix is not None:
         return InferenceRequest(columns=features, rows=matrix)

@@ -155,13 +155,43 @@ def records_decoder(features: tuple[str, ...]) -> RecordsDecoder:
     return RecordsDecoder(features)
 
 
-def decode_json_matrix(body: bytes, features: tuple[str, ...]) -> InferenceRequest:
-    """`decode_json` for a model that takes a float matrix: the fast path when the body allows it."""
+def decode_json_matrix(
+    body: bytes, features: tuple[str, ...], id_column: str | None = None
+) -> InferenceRequest:
+    """`decode_json` for a model that takes a float matrix: the fast path when the body allows it.
+
+    ``id_column``: the association id column to keep; the fast path reads it in a second pass
+    (`association_ids_decoder`), the general path keeps it among the columns."""
+    if id_column in features:
+        id_column = None
     if body[:1] == b"[" or body.lstrip()[:1] == b"[":
         matrix = records_decoder(features).decode(body)
         if matrix is not None:
-            return InferenceRequest(columns=features, rows=matrix)
-    return decode_json(body, features)
+            ids = association_ids_decoder(id_column).decode(body) if id_column else None
+            return InferenceRequest(columns=features, rows=matrix, association_ids=ids)
+    return decode_json(body, (*features, id_column) if id_column else features)
+
+
+class IdsDecoder:
+    """One column of JSON records as text (or ``None`` where a record lacks it), other keys skipped."""
+
+    def __init__(self, column: str) -> None:
+        row = msgspec.defstruct(
+            "Ids", [("c0", str | int | float | None, None)], rename={"c0": column}, gc=False
+        )
+        self._decoder = msgspec.json.Decoder(list[row])  # type: ignore[valid-type]
+
+    def decode(self, body: bytes) -> list[str | None] | None:
+        try:
+            records = self._decoder.decode(body)
+        except msgspec.DecodeError:  # e.g. an id that is an object: recorded as having none
+            return None
+        return [None if r.c0 is None else str(r.c0) for r in records]  # type: ignore[attr-defined]
+
+
+@lru_cache(maxsize=16)
+def association_ids_decoder(column: str) -> IdsDecoder:
+    return IdsDecoder(column)
 
 
 # ---------------------------------------------------------------- encoding

@@ -1,0 +1,169 @@
+"""Alerts: the list, each deployment's rules (read and edit), and an evaluation pass on demand.
+
+The server evaluates the rules by itself every ``SHIPMATE_ALERT_INTERVAL_SECONDS``
+(`Evaluator`); ``POST /alerts/evaluate`` runs one pass now (admin), for operators and tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.concurrency import run_in_threadpool
+
+from shipmate.server.deps import NO_NUL, AdminDep, CallerDep, Runtime, RuntimeDep, check_environment_access
+from shipmate.server.monitoring_schemas import ERRORS
+from shipmate.server.schemas import ApiModel, RequestModel
+from shipmate.server.services import accuracy, alerts, deployments
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(tags=["alerts"])
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ERRORS[422]["model"], "description": "no such deployment or rule"}
+}
+
+
+class AlertOut(BaseModel):
+    """One alert (snake_case keys, as the monitoring outputs of drift and accuracy)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    deployment_id: str
+    rule: str
+    kind: str
+    state: str
+    opened_at: dt.datetime
+    cleared_at: dt.datetime | None
+    message: str
+
+
+class RuleOut(ApiModel):
+    name: str
+    kind: str
+    metric: str | None
+    threshold: float
+    clear_threshold: float
+    window_minutes: int
+    enabled: bool
+    last_value: float | None
+    bad_streak: int
+    good_streak: int
+
+
+class RuleChange(RequestModel):
+    threshold: float | None = Field(default=None, allow_inf_nan=False)
+    clear_threshold: float | None = Field(default=None, allow_inf_nan=False)
+    window_minutes: int | None = Field(default=None, ge=1, le=7 * 1440)
+    enabled: bool | None = None
+    metric: str | None = Field(default=None, max_length=32)
+
+
+class EvaluationOut(ApiModel):
+    opened: int
+    cleared: int
+
+
+@router.get("/alerts", responses=ERRORS)
+def list_alerts(
+    runtime: RuntimeDep,
+    caller: CallerDep,
+    deployment_id: Annotated[str | None, Query(max_length=40, pattern=NO_NUL)] = None,
+    state: Literal["open", "cleared"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> list[AlertOut]:
+    """Alerts newest first (an agent token sees its own environment's)."""
+    with runtime.db.read() as session:
+        found = alerts.list_alerts(
+            session,
+            deployment_id=deployment_id,
+            state=state,
+            environment_id=None if caller.is_admin else caller.environment_id,
+            limit=limit,
+        )
+        return [AlertOut.model_validate(a) for a in found]
+
+
+@router.get(
+    "/deployments/{deployment_id}/alert-rules", tags=["deployments"], responses={**ERRORS, **NOT_FOUND}
+)
+def get_rules(runtime: RuntimeDep, caller: CallerDep, deployment_id: str) -> list[RuleOut]:
+    """The deployment's alert rules (the defaults until edited), with each one's latest value."""
+    with runtime.db.write() as session:  # the defaults are stored on first use
+        deployment = deployments.get(session, deployment_id, include_force_deleted=not caller.is_admin)
+        check_environment_access(caller, deployment.environment_id)
+        return [RuleOut.model_validate(r) for r in alerts.rules_of(session, deployment)]
+
+
+@router.put(
+    "/deployments/{deployment_id}/alert-rules/{name}", tags=["deployments"], responses={**ERRORS, **NOT_FOUND}
+)
+def put_rule(runtime: RuntimeDep, _: AdminDep, deployment_id: str, name: str, body: RuleChange) -> RuleOut:
+    """Change a rule (admin): only the fields given; the rule's streaks start again."""
+    with runtime.db.write() as session:
+        deployment = deployments.get(session, deployment_id)
+        row = alerts.update_rule(session, deployment, name, body.model_dump(exclude_none=True))
+        session.flush()
+        return RuleOut.model_validate(row)
+
+
+@router.post("/alerts/evaluate", responses=ERRORS)
+def evaluate_now(runtime: RuntimeDep, _: AdminDep) -> EvaluationOut:
+    """Run one evaluation pass now (admin); the server also runs one every interval."""
+    changes = run_pass(runtime)
+    return EvaluationOut(
+        opened=sum(c.state == "open" for c in changes), cleared=sum(c.state == "cleared" for c in changes)
+    )
+
+
+def run_pass(runtime: Runtime, now: dt.datetime | None = None) -> list[alerts.Change]:
+    """Evaluate every rule and expire old predictions; the webhook hears of the changes after the commit."""
+    settings = runtime.settings
+    with runtime.db.write() as session:
+        changes = alerts.evaluate(session, now=now)
+    with runtime.db.write() as session:
+        accuracy.expire(
+            session,
+            retention_days=settings.monitoring_prediction_retention_days,
+            max_per_deployment=settings.monitoring_max_predictions,
+        )
+    if runtime.webhook is not None:
+        runtime.webhook.send_all(changes)
+    return changes
+
+
+class Evaluator:
+    """The server's periodic evaluation (an asyncio task; the work runs in a thread)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self.runtime.settings.alert_interval_seconds > 0:
+            self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def _loop(self) -> None:
+        interval = self.runtime.settings.alert_interval_seconds
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await run_in_threadpool(run_pass, self.runtime)
+            except SQLAlchemyError as exc:  # the next pass retries
+                log.warning("alert evaluation failed, retried in %.0f s: %s", interval, exc)
+            except Exception:
+                log.exception("alert evaluation failed; retried in %.0f s", interval)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

@@ -1,0 +1,133 @@
+"""Alerts on the service, on SQLite and PostgreSQL: default rules, edits, evaluation window by window
+(two bad windows open, hysteresis clears, one open alert per rule), events, the drift hook, the webhook."""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.server
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from tests.server.test_monitoring import post, record
+
+from shipmate.common.backoff import Backoff
+from shipmate.server.db import Database
+from shipmate.server.services import alerts
+from shipmate.server.settings import ServerSettings
+
+
+@pytest.fixture
+def db(settings: ServerSettings, server: Any) -> Iterator[Database]:
+    database = Database(settings.resolved_database_url())
+    yield database
+    database.dispose()
+
+
+def evaluate(db: Database, minute: int) -> list[alerts.Change]:
+    with db.write() as session:
+        return alerts.evaluate(session, now=dt.datetime.fromtimestamp(minute * 60 + 5, dt.UTC))
+
+
+def test_rules_fire_after_two_bad_windows_and_clear_with_hysteresis(
+    api: httpx.Client, world: dict[str, Any], db: Database
+) -> None:
+    dep = world["deployment"]["id"]
+    rules = api.get(f"/api/v1/deployments/{dep}/alert-rules").json()
+    assert [r["name"] for r in rules] == ["error_rate", "latency_p95", "accuracy", "drift"]
+    assert rules[2]["metric"] == "r2"  # the test package is a regression model
+
+    base = (int(dt.datetime.now(dt.UTC).timestamp() // 60) // 5 - 12) * 5
+    errors = [2, 2, 0, 0]  # of 3 requests in each 5-minute window
+    for i, bad in enumerate(errors):
+        post(api, record(dep, minute=base + 5 * i, server_errors=bad, latencies=[10.0, 20.0, 30.0]))
+    seen = [evaluate(db, base + 5 * (i + 1)) for i in range(len(errors))]
+    assert [[c.state for c in changes] for changes in seen] == [[], ["open"], [], ["cleared"]]
+    assert evaluate(db, base + 20) == []  # a window is judged once
+
+    listed = api.get("/api/v1/alerts", params={"deployment_id": dep}).json()
+    assert len(listed) == 1 and listed[0]["state"] == "cleared" and listed[0]["rule"] == "error_rate"
+    assert set(listed[0]) == {
+        "id",
+        "deployment_id",
+        "rule",
+        "kind",
+        "state",
+        "opened_at",
+        "cleared_at",
+        "message",
+    }
+    assert "above 0.05 for 2 consecutive 5-minute windows" in listed[0]["message"]
+    assert api.get("/api/v1/alerts", params={"state": "open"}).json() == []
+    events = api.get(
+        "/api/v1/events", params={"deploymentId": dep, "type": ["alert.opened", "alert.cleared"]}
+    )
+    assert [e["type"] for e in events.json()["events"]] == ["alert.opened", "alert.cleared"]
+    edited_rules_and_the_drift_hook(api, world, db)  # one live service for both (test time)
+
+
+def edited_rules_and_the_drift_hook(api: httpx.Client, world: dict[str, Any], db: Database) -> None:
+    dep = world["deployment"]["id"]
+    url = f"/api/v1/deployments/{dep}/alert-rules"
+    changed = api.put(f"{url}/drift", json={"windowMinutes": 5})
+    assert changed.status_code == 200 and changed.json()["windowMinutes"] == 5
+    refused = api.put(f"{url}/error_rate", json={"clearThreshold": 0.5})
+    assert refused.status_code == 422 and "clearThreshold must not be above threshold" in refused.text
+    assert api.put(f"{url}/nope", json={"enabled": False}).status_code == 404
+    agent = {"Authorization": f"Bearer {world['agent_token']}"}
+    assert api.put(f"{url}/drift", json={"enabled": False}, headers=agent).status_code == 403
+
+    words = iter(["red", "red", "red", "green", "green"])
+    alerts.set_drift_signal(lambda session, deployment, since, until: next(words))
+    try:
+        base = (int(dt.datetime.now(dt.UTC).timestamp() // 60) // 5 - 12) * 5
+        states = [[c.state for c in evaluate(db, base + 5 * (i + 1))] for i in range(5)]
+    finally:
+        alerts.set_drift_signal(None)
+    assert states == [[], ["open"], [], [], ["cleared"]]  # one open alert however long it stays red
+    (alert,) = api.get("/api/v1/alerts", params={"deployment_id": dep, "state": "cleared"}).json()[:1]
+    assert alert["kind"] == "drift"
+
+
+class Receiver(http.server.BaseHTTPRequestHandler):
+    answers: list[int] = []
+    received: list[tuple[str | None, bytes]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append((self.headers.get("Authorization"), body))
+        self.send_response(self.answers.pop(0) if self.answers else 200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_the_webhook_retries_and_logs_its_secret_masked(caplog: pytest.LogCaptureFixture) -> None:
+    Receiver.answers, Receiver.received = [500], []
+    receiver = http.server.HTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=receiver.serve_forever, daemon=True)
+    thread.start()
+    secret = "whsec-0123456789abcdef-very-secret"
+    hook = alerts.Webhook(
+        f"http://127.0.0.1:{receiver.server_address[1]}/hook",
+        secret,
+        backoff=Backoff(initial=0.01, maximum=0.05),
+    )
+    change = alerts.Change(
+        7, "d-1", "error_rate", "error_rate", "open", "too many errors", 0.2, dt.datetime.now(dt.UTC)
+    )
+    try:
+        with caplog.at_level(logging.WARNING):
+            assert hook.deliver([change])
+    finally:
+        hook.close()
+        receiver.shutdown()
+    assert len(Receiver.received) == 2  # the 500 was retried
+    auth, body = Receiver.received[-1]
+    assert auth == f"Bearer {secret}" and b'"deploymentId":"d-1"' in body
+    assert "attempt 1 of 5 failed: HTTP 500" in caplog.text
+    assert secret not in caplog.text and secret[:12] + "*******" in caplog.text
