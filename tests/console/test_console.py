@@ -158,6 +158,7 @@ def test_events_filter_page_and_follow(admin_page: Any, console: Console):
     page.click("nav[aria-label=Main] >> text=Events")
     page.select_option("#event-filters select[name=type]", "deployment.desired_changed")
     page.click("#event-filters button[type=submit]")
+    page.wait_for_url("**type=deployment.desired_changed**")
     types = page.locator("#events tbody tr td:nth-child(2)").all_inner_texts()
     assert types and set(types) == {"deployment.desired_changed"}
     assert page.locator("#events time").first.get_attribute("title")  # the local time, on hover
@@ -229,7 +230,9 @@ def test_an_agent_token_sees_its_environment_and_may_not_act(browser: Any, conso
     nav = page.inner_text("nav[aria-label=Main]")
     assert "Models" not in nav and "Tokens" not in nav
     assert "Create an environment" not in page.content()
-    dep = console.api.get("/api/v1/deployments").json()["items"][0]["id"]
+    package = console.api.get("/api/v1/model-packages").json()["items"][0]
+    dep = console.api.post("/api/v1/deployments", json={"environmentId": env["id"],
+                           "modelPackageId": package["id"], "name": "watched"}).json()["id"]  # fmt: skip
     page.goto(f"{console.base_url}/ui/deployments/{dep}")
     assert page.locator("#actions").count() == 0
     assert page.goto(f"{console.base_url}/ui/tokens").status == 404

@@ -244,13 +244,14 @@ def events_page(
     deployment_id: Annotated[str | None, Query(alias="deploymentId", max_length=40, pattern=NO_NUL)] = None,
     environment_id: Annotated[str | None, Query(alias="environmentId", max_length=40, pattern=NO_NUL)] = None,
     status: Annotated[str | None, Query(max_length=20, pattern=NO_NUL)] = None,
-    since_hours: Annotated[float | None, Query(alias="sinceHours", gt=0, le=24 * 400)] = None,
+    since_hours: Annotated[str | None, Query(alias="sinceHours", pattern=r"^(\d{1,5})?$")] = None,
     before: Annotated[int | None, Query(gt=0, lt=2**63)] = None,
 ) -> Response:
     if who is None:
         return sign_in_page(request)
     scope = who.scope or (environment_id or None)
-    since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=since_hours) if since_hours else None
+    hours = int(since_hours) if since_hours else None  # the form sends "" for "any time"
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=hours) if hours else None
     with runtime.db.read() as session:
         found = events.browse(
             session,
@@ -262,15 +263,15 @@ def events_page(
             status=status or None,
             since=since,
         )
-        envs = environments.list_all(session, only_id=who.scope)
-    more = len(found) > PAGE
-    shown = [event_out(e) for e in found[:PAGE]]
+        envs = [(e.id, e.name) for e in environments.list_all(session, only_id=who.scope)]
+        more = len(found) > PAGE
+        shown = [event_out(e) for e in found[:PAGE]]
     filters = {
         "type": type_ or "",
         "deploymentId": deployment_id or "",
         "environmentId": environment_id or "",
         "status": status or "",
-        "sinceHours": since_hours or "",
+        "sinceHours": hours or "",
     }
     context = {
         "events": shown,
@@ -279,7 +280,7 @@ def events_page(
         "older": shown[-1].id if more and shown else None,
         "paged": before is not None,
         "types": [t.value for t in EventType],
-        "environments": [(e.id, e.name) for e in envs],
+        "environments": envs,
     }
     return render(request, runtime, who, "events.html", context)
 
