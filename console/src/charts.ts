@@ -107,7 +107,7 @@ async function drift(el: HTMLElement): Promise<void> {
     {
       width: width(el),
       height: 220,
-      scales: { x: { time: false } },
+      scales: { x: { time: false, range: [-0.5, rows.length - 0.5] }, y: { range: (_u, _min, max) => [0, Math.max(max, 0) * 1.1 || 1] } },
       series: [{ label: "feature", value: (_u, v) => rows[v]?.name ?? "" }, { label: rows[0].metric ?? "drift", stroke: BLUE, fill: "rgba(31,95,191,0.3)", paths: bars() }],
       axes: [{ stroke: INK, values: (_u, ticks) => ticks.map((t) => rows[t]?.name ?? "") }, { stroke: INK }],
     },
@@ -153,7 +153,7 @@ function histogramChart(el: HTMLElement): void {
       width: Math.min(width(el), 360),
       height: 140,
       legend: { show: false },
-      scales: { x: { time: false } },
+      scales: { x: { time: false, range: [-0.5, labels.length - 0.5] }, y: { range: [0, Math.max(1, ...counts) * 1.1] } },
       series: [{}, { label: "baseline rows", stroke: BLUE, fill: "rgba(31,95,191,0.35)", paths: bars() }],
       axes: [{ stroke: INK, values: (_u, ticks) => ticks.map((t) => labels[t] ?? ""), size: 40 }, { stroke: INK, size: 45 }],
     },

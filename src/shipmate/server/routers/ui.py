@@ -147,8 +147,7 @@ def login(
     session = console_session.Session(token=token, issued_at=int(time.time()))
     response.set_cookie(
         console_session.COOKIE,
-        session.cookie_value(),
-        max_age=int(runtime.settings.console_session_s),
+        session.cookie_value(),  # a browser-session cookie; the service ends it after console_session_s
         httponly=True,
         samesite="strict",
         secure=secure,
