@@ -90,6 +90,10 @@ def test_a_deployment_goes_from_launching_to_ready_on_the_open_page(admin_page: 
     page.click("text=Copy curl command")
     assert page.evaluate("navigator.clipboard.readText()").startswith("curl -X POST")
     shoot(page, "deployment")
+    page.click("nav[aria-label=Main] >> text=Overview")
+    page.wait_for_selector("#deployments >> text=churn-prod")
+    assert "READY" in page.inner_text("#deployments")
+    shoot(page, "overview")
 
 
 def test_actions_on_a_deployment(admin_page: Any, console: Console):
@@ -213,7 +217,6 @@ def test_delete_force_delete_and_environment_delete(admin_page: Any, console: Co
     confirm(page)
     page.wait_for_url(f"{console.base_url}/ui")
     assert "spare" not in page.inner_text("#environments")
-    shoot(page, "overview")
 
 
 def test_an_agent_token_sees_its_environment_and_may_not_act(browser: Any, console: Console):

@@ -9,6 +9,7 @@ built from ``console/`` into ``ui/static``.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,8 @@ from shipmate.server.errors import Unauthenticated
 from shipmate.server.security import Principal
 from shipmate.server.services import events, tokens
 
+log = logging.getLogger(__name__)
+
 UI_PREFIX = "/ui"
 UI_DIR = Path(__file__).parent.parent / "ui"
 STATIC_DIR = UI_DIR / "static"
@@ -41,6 +44,11 @@ NAV = {"overview.html": "overview", "models.html": "models", "model.html": "mode
 def static_files() -> StaticFiles:
     """The built console assets (``npm run build`` in ``console/``; scripts/setup.sh runs it)."""
     STATIC_DIR.mkdir(parents=True, exist_ok=True)
+    if not (STATIC_DIR / "console.js").is_file():
+        log.warning(
+            "the web console's script is not built: pages are read-only and not live "
+            "(run scripts/setup.sh, or npm ci && npm run build in console/)"
+        )
     return StaticFiles(directory=str(STATIC_DIR))
 
 

@@ -9,6 +9,7 @@ import json
 import time
 from collections import Counter
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
@@ -276,7 +277,7 @@ def events_page(
     context = {
         "events": shown,
         "filters": filters,
-        "query": "&".join(f"{k}={v}" for k, v in filters.items() if v),
+        "query": urlencode({k: v for k, v in filters.items() if v}),
         "older": shown[-1].id if more and shown else None,
         "paged": before is not None,
         "types": [t.value for t in EventType],
