@@ -119,9 +119,15 @@ def test_actions_on_a_deployment(admin_page: Any, console: Console):
     confirm(page)
     page.wait_for_selector("#desired-applied >> text=churn v2", timeout=WAIT)
     page.wait_for_selector("#badge >> text=READY", timeout=WAIT)
+    page.click("text=Replace the model")  # now by uploading a new version
+    page.set_input_files("#replace-form input[type=file]", str(console.package("churn", "3")))
+    page.click("#replace-form button[type=submit]")
+    confirm(page)
+    page.wait_for_selector("#desired-applied >> text=churn v3", timeout=WAIT)
+    page.wait_for_selector("#badge >> text=READY", timeout=WAIT)
     page.click("nav.tabs >> text=History")
     history = page.inner_text("#history")
-    assert "churn v2" in history and "churn v1" in history
+    assert "churn v3" in history and "churn v2" in history and "churn v1" in history
     shoot(page, "deployment-history")
     # upload actuals: this server may not have the route yet; the answer is said in words
     page.click("text=Upload actuals")
