@@ -237,6 +237,10 @@ def test_an_agent_token_sees_its_environment_and_may_not_act(browser: Any, conso
     page.click("button[type=submit]")
     page.wait_for_selector("#environments")
     assert "dev" in page.inner_text("#environments") and "elsewhere" not in page.inner_text("#environments")
+    page.keyboard.press("Tab")  # keyboard: the first stop skips to the content, the next ones are the links
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Shipmate"
     nav = page.inner_text("nav[aria-label=Main]")
     assert "Models" not in nav and "Tokens" not in nav
     assert "Create an environment" not in page.content()
