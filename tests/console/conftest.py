@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,14 @@ class Console:
             extra_manifest={"baseline": baseline, "featureImportance": {"x": 1.0}},
         )
 
+    def crash_server(self) -> Callable[[], None]:
+        """Kill the service at once; the function returned starts it again on the same port and store."""
+        server = self.processes.pop(0)
+        server.kill()
+        server.wait(timeout=10)
+        port = int(self.base_url.rsplit(":", 1)[1])
+        return lambda: self.processes.insert(0, _start_server(self.work, port))
+
     def start_agent(self, environment_id: str) -> None:
         """A real `shipmate agent` for the environment, writing deployments into a directory."""
         token = {"name": f"agent {environment_id}", "kind": "agent", "environmentId": environment_id}
@@ -71,28 +79,32 @@ class Console:
         self.processes.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
 
 
+def _start_server(work: Path, port: int) -> subprocess.Popen[bytes]:
+    """`shipmate server` on the port, its output appended to server.log; returns once it answers."""
+    env = {**os.environ, "SHIPMATE_ADMIN_TOKEN": TEST_ADMIN_TOKEN, "SHIPMATE_PORT": str(port)}
+    with open(work / "server.log", "ab") as log:
+        argv = [*SHIPMATE, "server", "--data-dir", str(work / "data")]
+        server = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/v1/health", timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            raise RuntimeError(f"shipmate server did not start: {(work / 'server.log').read_text()}")
+        time.sleep(0.1)
+
+
 @pytest.fixture(scope="session")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     work = tmp_path_factory.mktemp("console")
     port = _free_port()
-    env = {**os.environ, "SHIPMATE_ADMIN_TOKEN": TEST_ADMIN_TOKEN, "SHIPMATE_PORT": str(port)}
-    log = open(work / "server.log", "wb")  # noqa: SIM115
-    server = subprocess.Popen(
-        [*SHIPMATE, "server", "--data-dir", str(work / "data")], stdout=log, stderr=subprocess.STDOUT, env=env
-    )
     base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base_url}/api/v1/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"shipmate server did not start: {(work / 'server.log').read_text()}")
-        time.sleep(0.1)
     api = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}, timeout=30)
-    made = Console(base_url, api, work, [server])
+    made = Console(base_url, api, work, [_start_server(work, port)])
     try:
         yield made
     finally:
@@ -104,7 +116,6 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
-        log.close()
 
 
 @pytest.fixture(scope="session")

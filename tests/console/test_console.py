@@ -37,6 +37,14 @@ def admin_page(browser: Any, console: Console) -> Iterator[Any]:
     context.close()
 
 
+def open_box(page: Any, summary: str, form: str) -> None:
+    """Open a folded action box unless it is open already (a live refresh may have just folded it)."""
+    page.wait_for_load_state()
+    if not page.is_visible(form):
+        page.click(f"summary:has-text('{summary}')")
+    page.wait_for_selector(form)
+
+
 def confirm(page: Any) -> None:
     page.wait_for_selector("#confirm[open]")
     page.click("#confirm-ok")
@@ -61,8 +69,7 @@ def test_packages_are_uploaded_and_show_versions_baseline_and_checksums(admin_pa
     page.click("nav[aria-label=Main] >> text=Models")
     assert "No model packages yet" in page.inner_text("#no-packages")
     for version in ("1", "2"):
-        if not page.is_visible("#upload-form"):
-            page.click("text=Upload a package")
+        open_box(page, "Upload a package", "#upload-form")
         page.set_input_files("#upload-form input[type=file]", str(console.package("churn", version)))
         page.click("#upload-form button[type=submit]")
         page.wait_for_selector(f"a:has-text('v{version}')")
@@ -113,13 +120,14 @@ def test_actions_on_a_deployment(admin_page: Any, console: Console):
     page.click("#actions >> text=Relaunch")
     confirm(page)
     page.wait_for_selector("#notice >> text=Relaunch requested")
-    page.click("text=Replace the model")
+    open_box(page, "Replace the model", "#replace-form")
     page.select_option("#replace-form select", label="churn v2")
     page.click("#replace-form button[type=submit]")
     confirm(page)
     page.wait_for_selector("#desired-applied >> text=churn v2", timeout=WAIT)
     page.wait_for_selector("#badge >> text=READY", timeout=WAIT)
-    page.click("text=Replace the model")  # now by uploading a new version
+    page.wait_for_selector("#replace-form", state="hidden")  # the page refreshed after the replacement
+    open_box(page, "Replace the model", "#replace-form")  # now by uploading a new version
     page.set_input_files("#replace-form input[type=file]", str(console.package("churn", "3")))
     page.click("#replace-form button[type=submit]")
     confirm(page)
@@ -130,7 +138,7 @@ def test_actions_on_a_deployment(admin_page: Any, console: Console):
     assert "churn v3" in history and "churn v2" in history and "churn v1" in history
     shoot(page, "deployment-history")
     # upload actuals: this server may not have the route yet; the answer is said in words
-    page.click("text=Upload actuals")
+    open_box(page, "Upload actuals", "#actuals-form")
     (console.work / "actuals.csv").write_text("id,actual\n1,0\n")
     page.set_input_files("#actuals-form input[type=file]", str(console.work / "actuals.csv"))
     page.click("#actuals-form button[type=submit]")
@@ -184,19 +192,18 @@ def test_events_filter_page_and_follow(admin_page: Any, console: Console):
 def test_tokens_are_created_once_shown_and_revoked(admin_page: Any, console: Console):
     page = admin_page
     page.click("nav[aria-label=Main] >> text=Tokens")
-    page.fill("#token-form input[name=name]", "ci")
+    page.fill("#token-form input[name=name]", "release pipeline")
     page.click("#token-form button[type=submit]")
     page.wait_for_selector("#secret[open]")
     secret = page.inner_text("#secret-value")
     assert secret.startswith("smt_")
     page.click("#secret >> text=Done")
-    page.wait_for_selector("#tokens >> text=ci")
+    row = "#tokens tr:has(td:text-is('release pipeline'))"  # by its whole name: prefixes are random
+    page.wait_for_selector(row)
     assert secret not in page.content()  # shown once, never again
-    WORLD["spare_secret"] = secret
-    row = page.locator("#tokens tr", has_text="ci")
-    row.locator("text=Revoke").click()
+    page.locator(row).locator("text=Revoke").click()
     confirm(page)
-    page.wait_for_selector("#tokens tr:has-text('ci') >> text=revoked")
+    page.wait_for_selector(f"{row} >> text=revoked")
     shoot(page, "tokens")
 
 
@@ -223,6 +230,19 @@ def test_delete_force_delete_and_environment_delete(admin_page: Any, console: Co
     confirm(page)
     page.wait_for_url(f"{console.base_url}/ui")
     assert "spare" not in page.inner_text("#environments")
+
+
+def test_a_lost_connection_says_so_and_resumes_from_its_cursor(admin_page: Any, console: Console):
+    page = admin_page
+    page.goto(f"{console.base_url}/ui")
+    page.wait_for_selector("#live[data-state=live]")
+    restart = console.crash_server()
+    page.wait_for_selector("#live[data-state=lost]", timeout=WAIT)
+    assert "Lost the connection" in page.inner_text("#notice")
+    restart()
+    console.api.post("/api/v1/environments", json={"name": "while-away", "platform": "filesystem"})
+    page.wait_for_selector("#live[data-state=live]", timeout=WAIT)
+    page.wait_for_selector("#environments >> text=while-away", timeout=WAIT)  # the event after the cursor
 
 
 def test_an_agent_token_sees_its_environment_and_may_not_act(browser: Any, console: Console):
