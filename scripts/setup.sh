@@ -51,7 +51,7 @@ if [[ -f console/package-lock.json ]]; then
         echo "setup: installing the web console's npm packages (npm ci)"
         (cd console && npm ci --no-audit --no-fund --loglevel=error)
     fi
-    if [[ ! -f $built ]] || [[ -n $(find console/src console/package-lock.json console/vite.config.ts -newer "$built" 2>/dev/null | head -1) ]]; then
+    if [[ ! -f $built ]] || [[ -n $(find console/src console/package.json console/package-lock.json console/vite.config.ts -newer "$built" 2>/dev/null | head -1) ]]; then
         echo "setup: building the web console"
         (cd console && npm run --silent build >/dev/null)
     fi
