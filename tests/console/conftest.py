@@ -134,11 +134,18 @@ def browser() -> Iterator[Any]:
 
 
 def shoot(page: Any, name: str) -> None:
-    """The page at both widths, as test artefacts (docs/console.md shows the desktop ones)."""
+    """The page at both widths, as test artefacts (docs/console.md shows the desktop ones); the phone
+    one is loaded afresh at its width, as a phone would lay it out."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     before = page.viewport_size
-    for label, (width, height) in WIDTHS.items():
-        page.set_viewport_size({"width": width, "height": height})
-        page.wait_for_timeout(150)  # charts redraw to the width
-        page.screenshot(path=str(ARTIFACTS / f"{name}-{label}.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}-desktop.png"), full_page=True)
+    width, height = WIDTHS["phone"]
+    page.set_viewport_size({"width": width, "height": height})
+    url = page.url
+    page.goto(url.replace("/ui/login", "/ui"))  # a GET: never a form posted again
+    page.wait_for_selector("#live[data-state=live], #token")
+    page.wait_for_function("!document.body.innerText.includes('Loading…')")  # charts and alerts drawn
+    page.screenshot(path=str(ARTIFACTS / f"{name}-phone.png"), full_page=True)
+    wide = page.evaluate("document.documentElement.scrollWidth")
+    assert wide <= width, f"{name}: the page is {wide} px wide at {width} px (only tables may scroll)"
     page.set_viewport_size(before)
