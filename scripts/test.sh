@@ -18,6 +18,8 @@ echo "== mypy"
 mypy
 echo "== import contracts"
 lint-imports
+echo "== web console: eslint, tsc, vitest"
+(cd console && npm run --silent lint && npx vitest run --reporter=dot)
 echo "== pytest"
 set +e
 workers=${SHIPMATE_TEST_WORKERS:-1}

@@ -56,7 +56,7 @@ def test_sign_in_and_see_environments_deployments_and_events(
     page.wait_for_selector("#deployments")
     assert "dev" in page.inner_text("#environments")
     row = page.inner_text(f"#deployments tr:has-text('{dep_id}')")
-    assert "churn" in row and "stopped" in row
+    assert "churn" in row and "STOPPING" in row  # deactivated; no agent has carried it out
     events = page.inner_text("#events")
     assert "deployment.desired_changed" in events and "deactivated" in events
     assert TEST_ADMIN_TOKEN not in page.content()
@@ -121,7 +121,7 @@ def test_environment_health_agrees_with_the_deployments_shown(
     page.click("button[type=submit]")
     page.wait_for_selector("#environments")
     row = page.inner_text("#environments tr:has-text('dev')")
-    assert "passing — 1 deployment: 1 ready" in row
+    assert "passing 1 deployment: 1 ready" in row
     api.post(f"/api/v1/deployments/{dep_id}/deactivate")  # generation 2, not carried out yet
     page.reload()
     assert "1 deployment: 1 pending" in page.inner_text("#environments tr:has-text('dev')")

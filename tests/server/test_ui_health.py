@@ -39,7 +39,7 @@ def test_the_deployment_page_shows_service_health(
     )
     with signed_in(server, TEST_ADMIN_TOKEN) as ui:
         assert f'href="/ui/deployments/{dep}"' in ui.get("/ui").text
-        page = ui.get(f"/ui/deployments/{dep}")
+        page = ui.get(f"/ui/deployments/{dep}?tab=health")
         assert page.status_code == 200
         row = page.text.split('id="service-health"')[1]
         assert "last hour" in row and ">120<" in row and ">3<" in row and "33.33 %" in row

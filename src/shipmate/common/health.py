@@ -52,3 +52,27 @@ def environment_health(agent_status: str, deployments: Iterable[DeploymentView])
     total = sum(counts.values())
     parts = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
     return worst, f"{total} deployment{'s' if total != 1 else ''}" + (f": {parts}" if parts else "")
+
+
+BADGES = ("LAUNCHING", "STOPPING", "REPLACING", "READY", "ERRORED", "STOPPED", "UNKNOWN")
+"""The one word a person sees for a deployment (the web console's state badge)."""
+
+
+def state_badge(view: DeploymentView, *, model_changing: bool = False) -> str:
+    """What the deployment is doing or has reached, from desired state, observed state and whether the
+    environment has caught up: a change under way is named by where it is going."""
+    if view.state == "errored" or (not view.pending and view.status == "failing"):
+        return "ERRORED"
+    if view.pending:
+        if view.desired in ("stopped", "deleted"):
+            return "STOPPING"
+        if model_changing or view.state == "replacingModel":
+            return "REPLACING"
+        return "LAUNCHING"
+    if view.state == "ready":
+        return "READY"
+    if view.state == "stopped":
+        return "STOPPED"
+    return {"launching": "LAUNCHING", "shuttingDown": "STOPPING", "replacingModel": "REPLACING"}.get(
+        view.state, "UNKNOWN"
+    )

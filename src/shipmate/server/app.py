@@ -33,7 +33,7 @@ from shipmate.server.routers import (
     packages,
     tokens,
     ui,
-    ui_health,
+    ui_pages,
 )
 from shipmate.server.services import tokens as token_service
 from shipmate.server.services.alerts import Webhook
@@ -173,8 +173,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
     for module in (health, packages, environments, deployments, events, tokens, monitoring, accuracy, alerts):
         api.include_router(module.router)
     app.include_router(api)
+    app.mount(f"{ui.UI_PREFIX}/static", ui.static_files(), name="console-static")
     app.include_router(ui.router)
-    app.include_router(ui_health.router)
+    app.include_router(ui_pages.router)
     install_docs(app, API_PREFIX, ui.UI_PREFIX)
     app.openapi = lambda: document_errors(app)  # type: ignore[method-assign]
     return app

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from shipmate.server import console_session
 from shipmate.server.artifacts import ArtifactStore
 from shipmate.server.db import Database
 from shipmate.server.errors import Forbidden, Unauthenticated
@@ -39,13 +41,30 @@ _bearer = HTTPBearer(auto_error=False, description="An API token: `Authorization
 
 
 def get_principal(
+    request: Request,
     runtime: Annotated[Runtime, Depends(get_runtime)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    if credentials is None or not credentials.credentials:
-        raise Unauthenticated("missing API token: send 'Authorization: Bearer <token>'")
+    if credentials is not None and credentials.credentials:
+        secret = credentials.credentials
+    else:
+        secret = _console_secret(request, runtime)
     with runtime.db.read() as session:
-        return tokens.authenticate(session, credentials.credentials)
+        return tokens.authenticate(session, secret)
+
+
+def _console_secret(request: Request, runtime: Runtime) -> str:
+    """The web console's session cookie stands for its token; a change needs the session's CSRF token."""
+    session = console_session.parse(request.cookies.get(console_session.COOKIE))
+    if session is None:
+        raise Unauthenticated("missing API token: send 'Authorization: Bearer <token>'")
+    if session.expired(time.time(), runtime.settings.console_session_s):
+        raise Unauthenticated("the console session has expired; sign in again")
+    if request.method not in console_session.SAFE_METHODS and not session.csrf_matches(
+        request.headers.get(console_session.CSRF_HEADER)
+    ):
+        raise Forbidden(f"a change made with the console's session needs its {console_session.CSRF_HEADER}")
+    return session.token
 
 
 def require_admin(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:

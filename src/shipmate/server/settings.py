@@ -43,6 +43,9 @@ class ServerSettings(BaseSettings):
     max_page_size: int = Field(default=1000, gt=0)
     """Largest page of deployments or events returned by one request."""
 
+    console_session_s: float = Field(default=8 * 3600, gt=0)
+    """How long a web console sign-in lasts (``SHIPMATE_CONSOLE_SESSION_S``)."""
+
     database_pool_size: int = Field(default=10, gt=0)
     """Connections kept open per server process (PostgreSQL)."""
 

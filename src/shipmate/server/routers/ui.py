@@ -1,78 +1,120 @@
-"""The read-only web UI at ``/ui``: sign in with an API token (kept in an HttpOnly cookie), then see
-environments, deployments and recent events. Agent tokens see only their environment."""
+"""The web console at ``/ui``: sign-in with an API token, the session cookie, and what every page shares.
+
+Pages are rendered here from the same services as the API and show only what the token may see;
+every change a page offers is made by the browser through the REST API (``/api/v1``) with the
+session cookie and its CSRF token (``server/console_session.py``), exactly as the CLI makes it.
+The pages themselves are in ``ui_pages.py``; the browser side (live updates, charts, actions) is
+built from ``console/`` into ``ui/static``.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Cookie, Form, Query, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from shipmate.common.health import DeploymentView, environment_health, is_pending
-from shipmate.server.deps import NO_NUL, RuntimeDep
+from shipmate.common.vocabulary import EventType
+from shipmate.server import console_session
+from shipmate.server.deps import RuntimeDep
 from shipmate.server.errors import Unauthenticated
-from shipmate.server.schemas import DeploymentOut, EnvironmentOut
 from shipmate.server.security import Principal
-from shipmate.server.services import deployments, environments, events, tokens
-from shipmate.server.services.deployments import DeploymentFilter
-from shipmate.server.views import deployment_out, environment_out, event_out
+from shipmate.server.services import events, tokens
+
+log = logging.getLogger(__name__)
 
 UI_PREFIX = "/ui"
-COOKIE = "shipmate_token"
+UI_DIR = Path(__file__).parent.parent / "ui"
+STATIC_DIR = UI_DIR / "static"
 router = APIRouter(prefix=UI_PREFIX, include_in_schema=False)
-templates = Jinja2Templates(directory=str(Path(__file__).parent.parent / "ui" / "templates"))
+templates = Jinja2Templates(directory=str(UI_DIR / "templates"))
 
 
-def _principal(runtime: RuntimeDep, secret: str | None) -> Principal | None:
-    if not secret:
+NAV = {"overview.html": "overview", "models.html": "models", "model.html": "models", "events.html": "events",
+       "tokens.html": "tokens"}  # fmt: skip
+"""Which main navigation entry a page belongs to."""
+
+
+def static_files() -> StaticFiles:
+    """The built console assets (``npm run build`` in ``console/``; scripts/setup.sh runs it)."""
+    STATIC_DIR.mkdir(parents=True, exist_ok=True)
+    if not (STATIC_DIR / "console.js").is_file():
+        log.warning(
+            "the web console's script is not built: pages are read-only and not live "
+            "(run scripts/setup.sh, or npm ci && npm run build in console/)"
+        )
+    return StaticFiles(directory=str(STATIC_DIR))
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who is looking at a page, with the session's CSRF token for the page's actions."""
+
+    principal: Principal
+    csrf: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.principal.is_admin
+
+    @property
+    def scope(self) -> str | None:
+        """The one environment an agent token sees; ``None`` for an admin (everything)."""
+        return None if self.principal.is_admin else self.principal.environment_id
+
+
+def viewer(request: Request, runtime: RuntimeDep) -> Viewer | None:
+    session = console_session.parse(request.cookies.get(console_session.COOKIE))
+    if session is None or session.expired(time.time(), runtime.settings.console_session_s):
         return None
     try:
-        with runtime.db.read() as session:
-            return tokens.authenticate(session, secret)
+        with runtime.db.read() as db:
+            principal = tokens.authenticate(db, session.token)
     except Unauthenticated:
         return None
+    return Viewer(principal, session.csrf)
 
 
-@router.get("", response_class=HTMLResponse)
-def overview(
+def sign_in_page(
+    request: Request, error: str | None = None, status_code: int = 200, next_page: str | None = None
+) -> Response:
+    """The sign-in form; afterwards the browser returns to the page it asked for."""
+    expired = request.cookies.get(console_session.COOKIE) is not None and error is None
+    back = next_page if request.method == "POST" else request.url.path
+    context = {"base": UI_PREFIX, "error": error, "expired": expired, "next": _local_next(back)}
+    return templates.TemplateResponse(request, "login.html", context, status_code=status_code)
+
+
+def render(
     request: Request,
     runtime: RuntimeDep,
-    environment_id: Annotated[str | None, Query(alias="environmentId", max_length=40, pattern=NO_NUL)] = None,
-    secret: Annotated[str | None, Cookie(alias=COOKIE)] = None,
+    who: Viewer,
+    template: str,
+    context: dict[str, Any],
+    *,
+    status_code: int = 200,
 ) -> Response:
-    principal = _principal(runtime, secret)
-    if principal is None:
-        return templates.TemplateResponse(request, "login.html", {"base": UI_PREFIX, "error": None})
-    if not principal.is_admin:
-        environment_id = principal.environment_id
-    with runtime.db.read() as session:
-        envs = environments.list_all(
-            session, only_id=None if principal.is_admin else principal.environment_id
-        )
-        rows, total = deployments.list_page(
-            session, where=DeploymentFilter(environment_id=environment_id), limit=100, offset=0
-        )
-        recent = events.recent(session, limit=50, environment_id=environment_id)
-        every, _ = deployments.list_page(
-            session,
-            where=DeploymentFilter(environment_id=None if principal.is_admin else principal.environment_id),
-            limit=1000,
-            offset=0,
-        )
-        health = _health([environment_out(e) for e in envs], [deployment_out(d) for d in every])
-        context = {
-            "base": UI_PREFIX,
-            "actor": principal.actor,
-            "environment_id": environment_id,
-            "environments": [environment_out(e) for e in envs],
-            "deployments": [deployment_out(d) for d in rows],
-            "total": total,
-            "events": [event_out(e) for e in recent],
-            "health": health,
-        }
-    return templates.TemplateResponse(request, "overview.html", context)
+    """A page with what every page shares: who is signed in, the CSRF token, the live feed's cursor."""
+    with runtime.db.read() as db:
+        cursor = events.latest_id(db)
+    shared = {
+        "base": UI_PREFIX,
+        "actor": who.principal.actor,
+        "is_admin": who.is_admin,
+        "csrf": who.csrf,
+        "cursor": cursor,
+        "csrf_header": console_session.CSRF_HEADER,
+        "scope": who.scope,
+        "event_types": " ".join(t.value for t in EventType),
+        "page": NAV.get(template, ""),
+    }
+    return templates.TemplateResponse(request, template, {**shared, **context}, status_code=status_code)
 
 
 def _cross_site(request: Request) -> bool:
@@ -86,33 +128,46 @@ def _cross_site(request: Request) -> bool:
     return origin.split("://", 1)[-1] != host
 
 
-def _health(envs: list[EnvironmentOut], rows: list[DeploymentOut]) -> dict[str, tuple[str, str]]:
-    """Each environment's health from the same deployment records the table shows (as the CLI does)."""
-    views: dict[str, list[DeploymentView]] = {e.id: [] for e in envs}
-    for d in rows:
-        pending = is_pending(d.generation, d.observed.generation, d.observed.phase)
-        views.setdefault(d.environment_id, []).append(
-            DeploymentView(str(d.desired.state), d.observed.state, d.observed.status, pending)
-        )
-    return {e.id: environment_health(str(e.health.status), views[e.id]) for e in envs}
+def _local_next(target: str | None) -> str:
+    """Back to the page that asked for sign-in, only ever a console page of this site."""
+    if target and target.startswith(UI_PREFIX) and "//" not in target and "\\" not in target:
+        return UI_PREFIX if target.startswith(f"{UI_PREFIX}/log") else target
+    return UI_PREFIX
 
 
 @router.post("/login", response_class=HTMLResponse)
-def login(request: Request, runtime: RuntimeDep, token: Annotated[str, Form(max_length=200)]) -> Response:
+def login(
+    request: Request,
+    runtime: RuntimeDep,
+    token: Annotated[str, Form(max_length=200)],
+    next_page: Annotated[str | None, Form(alias="next", max_length=500)] = None,
+) -> Response:
     if _cross_site(request):
-        context = {"base": UI_PREFIX, "error": "sign in from this site's own page"}
-        return templates.TemplateResponse(request, "login.html", context, status_code=403)
-    if _principal(runtime, token) is None:
-        context = {"base": UI_PREFIX, "error": "unknown or revoked token"}
-        return templates.TemplateResponse(request, "login.html", context, status_code=401)
-    response = RedirectResponse(UI_PREFIX, status_code=303)
+        return sign_in_page(request, "sign in from this site's own page", 403, next_page)
+    token = token.strip()
+    try:
+        with runtime.db.read() as db:
+            tokens.authenticate(db, token)
+    except Unauthenticated:
+        return sign_in_page(request, "unknown or revoked token", 401, next_page)
+    response = RedirectResponse(_local_next(next_page), status_code=303)
     secure = request.url.scheme == "https"  # behind TLS (directly, or a proxy's X-Forwarded-Proto)
-    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", secure=secure, path=UI_PREFIX)
+    session = console_session.Session(token=token, issued_at=int(time.time()))
+    response.set_cookie(
+        console_session.COOKIE,
+        session.cookie_value(),  # a browser-session cookie; the service ends it after console_session_s
+        httponly=True,
+        samesite="strict",
+        secure=secure,
+        path="/",
+    )
     return response
 
 
-@router.get("/logout")
-def logout() -> Response:
+@router.post("/logout")
+def logout(request: Request, runtime: RuntimeDep, csrf: Annotated[str, Form(max_length=100)]) -> Response:
+    session = console_session.parse(request.cookies.get(console_session.COOKIE))
     response = RedirectResponse(UI_PREFIX, status_code=303)
-    response.delete_cookie(COOKIE, path=UI_PREFIX)
+    if session is None or session.csrf_matches(csrf):
+        response.delete_cookie(console_session.COOKIE, path="/")
     return response

@@ -141,3 +141,31 @@ def recent(session: Session, *, limit: int = 50, environment_id: str | None = No
     if environment_id is not None:
         statement = statement.where(Event.environment_id == environment_id)
     return list(session.scalars(statement.order_by(Event.id.desc()).limit(limit)))
+
+
+def browse(
+    session: Session,
+    *,
+    before: int | None = None,
+    limit: int = 50,
+    environment_id: str | None = None,
+    deployment_id: str | None = None,
+    types: Sequence[str] = (),
+    status: str | None = None,
+    since: dt.datetime | None = None,
+) -> list[Event]:
+    """A page of events newest first, older than ``before`` (the console's events page)."""
+    statement = _filtered(select(Event), 0, environment_id, deployment_id, types, since, None)
+    if before is not None:
+        statement = statement.where(Event.id < before)
+    if status is not None:
+        statement = statement.where(Event.status == status)
+    return list(session.scalars(statement.order_by(Event.id.desc()).limit(limit)))
+
+
+def model_history(session: Session, *, deployment_id: str, limit: int = 100) -> list[Event]:
+    """The deployment's desired-state changes, newest first: where its model replacements are."""
+    statement = select(Event).where(
+        Event.deployment_id == deployment_id, Event.type == EventType.DESIRED_CHANGED.value
+    )
+    return list(session.scalars(statement.order_by(Event.id.desc()).limit(limit)))
