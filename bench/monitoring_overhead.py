@@ -225,10 +225,14 @@ def flush_figures(manifest: Any, rows: int, requests: int, repeats: int = 20) ->
         MonitorSettings(enabled=True, spooler_type=SpoolerType.NONE), NoSpool(), clock=lambda: 6000.0
     )
     times = []
+    latency = rng.lognormal(0.5, 0.6, size=requests)  # spread over a few dozen histogram buckets
     for _ in range(repeats):
-        for request, scores in batches:
+        for i, (request, scores) in enumerate(batches):
             recorder.on_scored(dep, request, scores)
-            recorder.on_request(dep, rows=per, response_ms=1.0, execution_ms=0.5, status=200, consumer="c")
+            ms = float(latency[i])
+            recorder.on_request(
+                dep, rows=per, response_ms=ms, execution_ms=ms / 2, status=200, consumer=f"c{i % 3}"
+            )
         started = time.perf_counter()
         (record,) = recorder.flush()
         times.append(time.perf_counter() - started)
