@@ -139,13 +139,17 @@ def realistic_record(deployment_id: str, minute: int, rows: int, rng: random.Ran
     return record
 
 
-def write_spool(directory: Path, records: list[Any], per_file: int = 500) -> None:
+def write_spool(directory: Path, records: list[Any]) -> None:
+    """The records appended as a prediction server's flusher appends them (framed, compressed)."""
     import orjson
 
-    directory.mkdir(parents=True, exist_ok=True)
-    for start in range(0, len(records), per_file):
-        lines = b"".join(orjson.dumps(r.to_json()) + b"\n" for r in records[start : start + per_file])
-        (directory / f"fs_spool.{start // per_file:06d}.jsonl").write_bytes(lines)
+    from shipmate.monitoring.fs_spool import FilesystemSpool
+
+    spool = FilesystemSpool(directory, max_files=100_000, file_max_size=10 << 20)
+    for record in records:
+        if not spool.write(orjson.dumps(record.to_json())):
+            raise RuntimeError(f"the spool dropped a record: {spool.dropped}")
+    spool.close()
 
 
 def agent_config(path: Path, url: str, spool: Path, **extra: Any) -> Path:
@@ -240,21 +244,20 @@ def steady(args: argparse.Namespace, work: Path, service: Service) -> dict[str, 
     def writer() -> None:
         import orjson
 
+        from shipmate.monitoring.fs_spool import FilesystemSpool
+
+        producer = FilesystemSpool(spool, max_files=100_000, file_max_size=10 << 20)  # as serve writes
         total = 0
-        number = 0
         next_at = time.monotonic()
         while not stop_writing.is_set():
             next_at += 1.0 / per_second
             record = realistic_record(deployment, int(time.time() // 60), args.rows, rng)
-            fd = os.open(
-                spool / f"fs_spool.{number // 2000:06d}.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT
-            )
-            os.write(fd, orjson.dumps(record.to_json()) + b"\n")
-            os.close(fd)
+            if not producer.write(orjson.dumps(record.to_json())):
+                raise RuntimeError(f"the spool dropped a record: {producer.dropped}")
             total += record.requests
-            number += 1
             written.append((total, time.monotonic()))
             time.sleep(max(0.0, next_at - time.monotonic()))
+        producer.close()
 
     seen: list[tuple[int, float]] = []
 
