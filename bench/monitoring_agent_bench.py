@@ -130,11 +130,12 @@ def realistic_record(deployment_id: str, minute: int, rows: int, rng: random.Ran
         record.add_consumer(f"consumer-{i}", rows // 8)
     for f in range(20):
         counts = [rng.randint(0, rows // 6) for _ in range(12)]
+        values = [rng.gauss(0.0, 1.0) for _ in range(4)]  # full-precision floats, as real moments are
         record.features[f"feature_{f}"] = BinCounts(
-            counts=counts, count=sum(counts), minimum=0.0, maximum=1.0, total=sum(counts) * 0.5,
-            total_sq=sum(counts) * 0.3,
+            counts=counts, count=sum(counts), missing=counts[-1], minimum=min(values), maximum=max(values),
+            total=values[2] * sum(counts), total_sq=abs(values[3]) * sum(counts),
         )  # fmt: skip
-    record.predictions["score"] = BinCounts(counts=[rows // 10] * 10, count=rows)
+    record.predictions["score"] = BinCounts(counts=[rows // 10] * 10 + [0], count=rows)
     record.flushed_at = time.time()
     return record
 
@@ -187,7 +188,9 @@ def throughput(args: argparse.Namespace, work: Path, service: Service) -> dict[s
         realistic_record(deployments[i % 4], base + i // (360 * 4), args.rows, rng)
         for i in range(args.records)
     ]
-    size = len(json.dumps(records[0].to_json()))
+    import orjson
+
+    size = len(orjson.dumps(records[0].to_json()))
     results: dict[str, Any] = {"recordBytes": size, "rowsPerRecord": args.rows}
     # the start-up of an agent process alone, to tell it apart from forwarding
     empty = work / "empty-spool"
