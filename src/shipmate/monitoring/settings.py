@@ -1,6 +1,7 @@
 """Monitoring settings of the prediction server, read the way DataRobot's library reads them.
 
-Three ways in, merged into one `MonitorSettings` (pure functions; table-tested):
+Three ways in, merged into one `MonitorSettings` (pure functions, table-tested; the one
+I/O is loading the RabbitMQ TLS files named, so a missing one stops start-up):
 
 - the ``MLOPS_*`` environment variables (`VARIABLES`; deprecated names too);
 - one settings string ``key=value;key=value`` from ``shipmate serve --monitor-settings``,
