@@ -130,22 +130,27 @@ def realistic_record(deployment_id: str, minute: int, rows: int, rng: random.Ran
         record.add_consumer(f"consumer-{i}", rows // 8)
     for f in range(20):
         counts = [rng.randint(0, rows // 6) for _ in range(12)]
+        values = [rng.gauss(0.0, 1.0) for _ in range(4)]  # full-precision floats, as real moments are
         record.features[f"feature_{f}"] = BinCounts(
-            counts=counts, count=sum(counts), minimum=0.0, maximum=1.0, total=sum(counts) * 0.5,
-            total_sq=sum(counts) * 0.3,
+            counts=counts, count=sum(counts), missing=counts[-1], minimum=min(values), maximum=max(values),
+            total=values[2] * sum(counts), total_sq=abs(values[3]) * sum(counts),
         )  # fmt: skip
-    record.predictions["score"] = BinCounts(counts=[rows // 10] * 10, count=rows)
+    record.predictions["score"] = BinCounts(counts=[rows // 10] * 10 + [0], count=rows)
     record.flushed_at = time.time()
     return record
 
 
-def write_spool(directory: Path, records: list[Any], per_file: int = 500) -> None:
+def write_spool(directory: Path, records: list[Any]) -> None:
+    """The records appended as a prediction server's flusher appends them (framed, compressed)."""
     import orjson
 
-    directory.mkdir(parents=True, exist_ok=True)
-    for start in range(0, len(records), per_file):
-        lines = b"".join(orjson.dumps(r.to_json()) + b"\n" for r in records[start : start + per_file])
-        (directory / f"fs_spool.{start // per_file:06d}.jsonl").write_bytes(lines)
+    from shipmate.monitoring.fs_spool import FilesystemSpool
+
+    spool = FilesystemSpool(directory, max_files=100_000, file_max_size=10 << 20)
+    for record in records:
+        if not spool.write(orjson.dumps(record.to_json())):
+            raise RuntimeError(f"the spool dropped a record: {spool.dropped}")
+    spool.close()
 
 
 def agent_config(path: Path, url: str, spool: Path, **extra: Any) -> Path:
@@ -183,7 +188,9 @@ def throughput(args: argparse.Namespace, work: Path, service: Service) -> dict[s
         realistic_record(deployments[i % 4], base + i // (360 * 4), args.rows, rng)
         for i in range(args.records)
     ]
-    size = len(json.dumps(records[0].to_json()))
+    import orjson
+
+    size = len(orjson.dumps(records[0].to_json()))
     results: dict[str, Any] = {"recordBytes": size, "rowsPerRecord": args.rows}
     # the start-up of an agent process alone, to tell it apart from forwarding
     empty = work / "empty-spool"
@@ -240,21 +247,20 @@ def steady(args: argparse.Namespace, work: Path, service: Service) -> dict[str, 
     def writer() -> None:
         import orjson
 
+        from shipmate.monitoring.fs_spool import FilesystemSpool
+
+        producer = FilesystemSpool(spool, max_files=100_000, file_max_size=10 << 20)  # as serve writes
         total = 0
-        number = 0
         next_at = time.monotonic()
         while not stop_writing.is_set():
             next_at += 1.0 / per_second
             record = realistic_record(deployment, int(time.time() // 60), args.rows, rng)
-            fd = os.open(
-                spool / f"fs_spool.{number // 2000:06d}.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT
-            )
-            os.write(fd, orjson.dumps(record.to_json()) + b"\n")
-            os.close(fd)
+            if not producer.write(orjson.dumps(record.to_json())):
+                raise RuntimeError(f"the spool dropped a record: {producer.dropped}")
             total += record.requests
-            number += 1
             written.append((total, time.monotonic()))
             time.sleep(max(0.0, next_at - time.monotonic()))
+        producer.close()
 
     seen: list[tuple[int, float]] = []
 

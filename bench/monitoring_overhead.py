@@ -15,6 +15,7 @@ flush cost, and a 1,000-feature model (flush time and record size for 1,000 rows
     python3 bench/monitoring_overhead.py --pairs 5 --duration 4 --workers 2
     python3 bench/monitoring_overhead.py --skip-servers        # only the in-process figures
     python3 bench/monitoring_overhead.py --skip-servers --sequential   # one client, CPU per request
+    python3 bench/monitoring_overhead.py --skip-servers --app --pairs 6  # the app in-process, CPU per request
 
 Needs the model package `serve_bench.py` prepares (built here if missing).
 """
@@ -225,10 +226,14 @@ def flush_figures(manifest: Any, rows: int, requests: int, repeats: int = 20) ->
         MonitorSettings(enabled=True, spooler_type=SpoolerType.NONE), NoSpool(), clock=lambda: 6000.0
     )
     times = []
+    latency = rng.lognormal(0.5, 0.6, size=requests)  # spread over a few dozen histogram buckets
     for _ in range(repeats):
-        for request, scores in batches:
+        for i, (request, scores) in enumerate(batches):
             recorder.on_scored(dep, request, scores)
-            recorder.on_request(dep, rows=per, response_ms=1.0, execution_ms=0.5, status=200, consumer="c")
+            ms = float(latency[i])
+            recorder.on_request(
+                dep, rows=per, response_ms=ms, execution_ms=ms / 2, status=200, consumer=f"c{i % 3}"
+            )
         started = time.perf_counter()
         (record,) = recorder.flush()
         times.append(time.perf_counter() - started)
@@ -258,6 +263,149 @@ def in_process(package: Path) -> None:
           f"{spooled:,} spooled")  # fmt: skip
 
 
+# ---- the app driven in-process (no network, no load generator) --------------------------------
+
+
+async def _post(app: Any, body: bytes, path: str = "/predictions") -> int:
+    """One POST through the ASGI app; its status."""
+    import asyncio
+
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    status: list[int] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            status.append(message["status"])
+
+    scope = {
+        "type": "http", "method": "POST", "path": path, "raw_path": path.encode(), "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8080), "scheme": "http",
+        "http_version": "1.1", "root_path": "", "asgi": {"version": "3.0"},
+    }  # fmt: skip
+    await app(scope, receive, send)
+    return status[0]
+
+
+async def _app_cpu(package: Path, monitor: str | None, body: bytes, count: int) -> float:
+    """CPU time (ms, every thread of this process) per request through a fresh app, after a warm-up."""
+    import asyncio
+
+    from shipmate.serving.server import build_app
+    from shipmate.serving.settings import ServeSettings
+
+    for name in ("MONITOR_SETTINGS", "PREDICTION_API_MONITORING_SETTINGS", "MLOPS_SPOOLER_TYPE"):
+        os.environ.pop(name, None)
+    if monitor:
+        os.environ["MONITOR_SETTINGS"] = monitor
+    app = build_app(ServeSettings(model=package, log_level="warning"))
+    events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    started = asyncio.Event()
+
+    async def life_send(message: dict[str, Any]) -> None:
+        if message["type"] == "lifespan.startup.complete":
+            started.set()
+
+    await events.put({"type": "lifespan.startup"})
+    scope = {"type": "lifespan", "asgi": {"version": "3.0"}}
+    lifespan = asyncio.create_task(app(scope, events.get, life_send))
+    await started.wait()
+    for _ in range(max(20, count // 10)):
+        assert await _post(app, body) == 200
+    before = time.process_time()
+    for _ in range(count):
+        await _post(app, body)
+    spent = time.process_time() - before
+    await events.put({"type": "lifespan.shutdown"})
+    await lifespan
+    return 1000 * spent / count
+
+
+def app_figures(args: argparse.Namespace, package: Path) -> None:
+    """The prediction server's app called in this process, off and on in turns: CPU per request."""
+    import asyncio
+
+    spool = Path(tempfile.mkdtemp(prefix="monitoring-app-"))
+    loads = {
+        "1,000-row batch": ((args.models / "records_1000.json").read_bytes(), 300),
+        "single-row request": ((args.models / "records_1.json").read_bytes(), 3000),
+    }
+    for what, (body, count) in loads.items():
+        cpu: dict[str, list[float]] = {"off": [], "on": []}
+        for r in range(args.pairs):
+            for side in ["off", "on"] if r % 2 == 0 else ["on", "off"]:
+                monitor = f"spooler_type=FILESYSTEM;directory={spool}" if side == "on" else None
+                cpu[side].append(asyncio.run(_app_cpu(package, monitor, body, count)))
+        off, on = statistics.median(cpu["off"]), statistics.median(cpu["on"])
+        rounds = {side: [round(c, 3) for c in values] for side, values in cpu.items()}
+        print(f"app in-process, {what} ({count} per side and round, {args.pairs} rounds): CPU off "
+              f"{off:.3f} ms, on {on:.3f} ms per request (off/on {off / on:.3f}; rounds {rounds})",
+              flush=True)  # fmt: skip
+
+
+def request_path_figures(package: Path) -> None:
+    """Monitoring's own cost per single-row request: the middleware and the score hook around an app
+    that only answers, and the flusher's share, measured apart from any model or network."""
+    import asyncio
+
+    import numpy as np
+
+    from shipmate.monitoring.asgi import MonitoringMiddleware, ServeMetrics
+    from shipmate.monitoring.recorder import Recorder
+    from shipmate.monitoring.settings import MonitorSettings, SpoolerType
+    from shipmate.monitoring.spool import NoSpool
+    from shipmate.packages import Scores, read_manifest
+
+    manifest = read_manifest(package)
+    deployment = _Deployment(manifest)
+    request = _Rows(tuple(manifest.feature_names), np.zeros((1, len(manifest.features))))
+    scores = Scores(probabilities=np.full((1, 2), 0.5))
+    hook: list[Any] = []
+
+    async def answer(scope: Any, receive: Any, send: Any) -> None:
+        for h in hook:
+            h(deployment, request, scores)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    class Registry:
+        def all(self) -> list[Any]:
+            return [deployment]
+
+    recorder = Recorder(MonitorSettings(enabled=True, spooler_type=SpoolerType.NONE), NoSpool())
+    metrics = ServeMetrics(SpoolerType.NONE)
+    middleware = MonitoringMiddleware(answer, recorder, metrics, Registry(), lambda r: None)
+
+    async def loop(app: Any, n: int) -> float:
+        before = time.process_time()
+        for _ in range(n):
+            await _post(app, b"")
+        return time.process_time() - before
+
+    n, bare, path, flush = 20_000, [], [], []
+    for _ in range(5):
+        hook.clear()
+        bare.append(asyncio.run(loop(answer, n)))
+        hook.append(middleware.score_hook)
+        path.append(asyncio.run(loop(middleware, n)))
+        before = time.process_time()
+        recorder._flush_and_tell()
+        flush.append(time.process_time() - before)
+    per = 1e6 / n
+    print(f"monitoring's own CPU per single-row request (median of 5 x {n:,}): request path "
+          f"{(statistics.median(path) - statistics.median(bare)) * per:.1f} µs, flusher "
+          f"{statistics.median(flush) * per:.1f} µs", flush=True)  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", type=int, default=3, help="off/on measurements per load")
@@ -265,6 +413,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--models", type=Path, default=CACHE / "models")
     ap.add_argument("--skip-servers", action="store_true")
+    ap.add_argument(
+        "--app", action="store_true", help="also the app driven in this process: CPU per request, off and on"
+    )
     ap.add_argument(
         "--sequential", action="store_true", help="also one client posting back to back: CPU per request"
     )
@@ -277,6 +428,9 @@ def main() -> None:
         servers(args, package)
     if args.sequential:
         sequential(args, package)
+    if args.app:
+        app_figures(args, package)
+    request_path_figures(package)
     in_process(package)
     subprocess.run(["uptime"], check=False)
 

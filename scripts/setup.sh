@@ -18,6 +18,7 @@ if [[ $want_dev == 1 ]]; then
     command -v debootstrap >/dev/null || apt_packages+=(debootstrap)
     command -v chromium >/dev/null || apt_packages+=(chromium)
     command -v wrk >/dev/null || apt_packages+=(wrk)
+    command -v openssl >/dev/null || apt_packages+=(openssl)  # certificates for the RabbitMQ TLS tests
 fi
 if ((${#apt_packages[@]})); then
     echo "setup: installing Debian packages: ${apt_packages[*]}"

@@ -216,7 +216,7 @@ def test_the_flusher_thread_flushes_on_rows_and_at_stop(numeric: FakeDeployment)
         deadline = time.monotonic() + 5
         while not spool.records and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert spool.records and spool.records[0]["features"]["x0"]["count"] == 6
+        assert spool.records and MinuteAggregate.from_json(spool.records[0]).features["x0"].count == 6
         recorder.on_scored(numeric, _matrix_request(numeric, np.ones((1, 3))), _scores(1))
     finally:
         recorder.stop()
@@ -337,3 +337,17 @@ def test_batches_binned_at_once_count_the_same_as_at_the_flush(numeric: FakeDepl
             k: (v.counts, v.count, v.missing, v.minimum, v.maximum) for k, v in right.items()
         }
     assert a.features["x0"].count == 474
+
+
+def test_a_record_of_1000_rows_by_20_features_takes_at_most_3_kb() -> None:
+    manifest = make_manifest(features=20, categorical=False)
+    wide = FakeDeployment(id="d-1", manifest=manifest, features=tuple(manifest.feature_names))
+    spool = ListSpool()
+    recorder = _recorder(spool)
+    values = np.random.default_rng(1).normal(3, 2, size=(1000, 20))
+    recorder.on_scored(wide, _matrix_request(wide, values), _scores(1000))
+    recorder.on_request(wide, rows=1000, response_ms=12.5, execution_ms=9.0, status=200, consumer="c")
+    (record,) = recorder.flush()
+    size = len(orjson.dumps(record.to_json()))
+    assert size <= 3 * 1024, size
+    assert MinuteAggregate.from_json(orjson.loads(orjson.dumps(record.to_json()))) == record

@@ -114,3 +114,71 @@ def test_bins_from_different_baselines_do_not_merge() -> None:
     b.features["x"].counts = [1, 2]
     with pytest.raises(RecordError, match="different baselines"):
         a.merge(b)
+
+
+def _consistent(seed: int) -> MinuteAggregate:
+    """A record whose columns are as the recorder makes them (count = sum of counts, missing = last)."""
+    record = _record(seed)
+    x = record.features["x"]
+    x.count, x.missing = sum(x.counts), x.counts[-1]
+    label = record.predictions["label"]
+    label.counts[-1] = 0
+    label.count = sum(label.counts)
+    return record
+
+
+def test_version_2_writes_compact_columns_and_histograms() -> None:
+    record = _consistent(4)
+    record.response_ms.observe(0.0)  # the zero bucket travels beside the dense ones
+    doc = json.loads(json.dumps(record.to_json()))
+    assert doc["v"] == 2
+    x = record.features["x"]
+    assert doc["features"]["x"] == [x.counts, x.minimum, x.maximum, x.total, x.total_sq]
+    assert doc["predictions"]["label"] == [record.predictions["label"].counts]
+    assert doc["responseMs"]["zero"] == 1 and "buckets" not in doc["responseMs"]
+    assert "userErrors" not in doc and "dropped" not in doc  # zeros are left out
+    again = MinuteAggregate.from_json(doc)
+    assert again == record
+
+
+def test_version_1_records_spooled_before_still_read() -> None:
+    record = _consistent(5)
+    old = {  # the version 1 form, as the previous release spooled it
+        "v": 1,
+        "kind": "aggregate",
+        "id": record.record_id,
+        "deploymentId": "d-1",
+        "modelId": "m-1",
+        "minute": 100,
+        "requests": record.requests,
+        "rows": record.rows,
+        "userErrors": 0,
+        "serverErrors": 0,
+        "responseMs": record.response_ms.to_json(),
+        "executionMs": record.execution_ms.to_json(),
+        "consumers": record.consumers,
+        "consumersOverflow": 0,
+        "features": {"x": record.features["x"].to_json()},
+        "predictions": {"label": record.predictions["label"].to_json()},
+        "dropped": 0,
+        "flushedAt": record.flushed_at,
+    }
+    assert MinuteAggregate.from_json(json.loads(json.dumps(old))) == record
+    with pytest.raises(RecordError, match=r"features\[x\]: expected an object"):
+        MinuteAggregate.from_json({**old, "features": {"x": [[1, 2]]}})  # compact columns are version 2
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"features": {"x": [[1, 2], 1.0]}}, r"features\[x\]: expected \[counts\]"),
+        ({"features": {"x": [[1, -2]]}}, r"features\[x\]\[0\]\[1\]"),
+        ({"features": {"x": [[1], 0.0, 1.0, float("inf"), 1.0]}}, r"features\[x\].sum"),
+        ({"responseMs": {"scale": 3, "counts": [1]}}, "responseMs.first"),
+        ({"responseMs": {"scale": 3, "first": 0, "counts": [1, "2"]}}, r"responseMs.counts\[1\]"),
+    ],
+)
+def test_bad_compact_fields_are_named(change: dict, field: str) -> None:
+    doc = {**_consistent(3).to_json(), **change}
+    with pytest.raises(RecordError, match=field):
+        MinuteAggregate.from_json(doc)

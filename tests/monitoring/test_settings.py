@@ -10,6 +10,7 @@ import pytest
 from shipmate.monitoring.settings import SettingsError, SpoolerType, mask_url, parse
 
 DRUM_DEFAULT = "spooler_type=FILESYSTEM;directory=/tmp/ta;max_files=5;file_max_size=10485760"
+RABBIT = "spooler_type=RABBITMQ;queue_url=amqps://guest:guest@127.0.0.1:5671/%2F;queue_name=q"
 
 
 @pytest.mark.parametrize(
@@ -105,9 +106,16 @@ def test_settings(env: dict[str, str], given: str | None, expected: dict[str, An
         ({}, "spooler_type=RABBITMQ;queue_url=http://x;queue_name=q", "amqp:// or amqps://"),
         ({}, "spooler_type", "is not key=value"),
         ({}, DRUM_DEFAULT + ";kafka_topic_name=t", "KAFKA is not supported yet"),
-        ({}, DRUM_DEFAULT + ";ssl_ca_certificate_path=/c", "TLS settings are not supported yet"),
+        (
+            {},
+            RABBIT + ";ssl_ca_certificate_path=/nowhere/ca.pem",
+            "MLOPS_RABBITMQ_SSL_CA_CERTIFICATE_PATH: cannot load /nowhere/ca.pem: No such file",
+        ),
+        ({}, RABBIT + ";ssl_ca_certificate_path=ca.pem", "must be an absolute path"),
+        ({}, RABBIT + ";ssl_tls_version=SSLv3", "'SSLv3' is not a TLS version"),
+        ({}, RABBIT + ";ssl_keyfile_path=/k.pem", "set MLOPS_RABBITMQ_SSL_CERTIFICATE_PATH too"),
         ({"MLOPS_SPOOLER_TYPO": "x"}, DRUM_DEFAULT, "unknown variable MLOPS_SPOOLER_TYPO"),
-        ({"MLOPS_RABBITMQ_SSL_CA_CERTIFICATE_PATH": "/c"}, None, "TLS settings are not supported yet"),
+        ({"MLOPS_RABBITMQ_SSL_CA_CERTIFICATE_PATH": "/c"}, RABBIT, "SSL_CA_CERTIFICATE_PATH: cannot load /c"),
         (
             {"MLOPS_FILESYSTEM_MAX_FILE_SIZE": "-3"},
             DRUM_DEFAULT,

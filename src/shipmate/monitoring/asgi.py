@@ -326,6 +326,9 @@ class MonitoringMiddleware:
         return relay
 
     def _after_flush(self, recorder: Recorder) -> None:
+        # compiled bins of deployments no longer served (multi-model mode) go with them; this
+        # flush has binned their last rows
+        recorder.forget((d.id, d.package_sha256) for d in self.registry.all())
         now = time.monotonic()
         if now - self._backlog_at >= BACKLOG_EVERY_S:  # a directory scan: not at every flush
             self._backlog_at = now

@@ -119,44 +119,54 @@ class NumericBlock:
     Looking 1,000 values up among 11 edges one by one (``searchsorted``) costs about 35 ns a
     value; sorting each column (one ``np.sort`` call for all of them) and looking the edges up
     in the sorted values costs a tenth of that, and gives the minimum and maximum for free.
+    Every column's edges are padded with +inf to one width, so the bin counts of all columns
+    are one ``np.diff`` and one ``tolist``; Python touches each column once, to slice its row.
     Per column the result is exactly `ColumnBins.count`'s (the sums may differ in the last
     bits, as any float sum taken in another order).
     """
 
-    queries: list[np.ndarray]  # per column: its edges but the last, then the one just above the last
-    sizes: list[int]
+    queries: np.ndarray  # per column: its edges but the last, then the one just above the last; +inf after
+    widths: list[int]  # per column: how many of its counts come from the queries (its size less missing)
 
     @classmethod
     def of(cls, columns: Sequence[ColumnBins]) -> NumericBlock:
-        queries = []
+        rows = []
         for c in columns:
             if len(c.edges):  # x <= last edge is x < the next float above it
-                queries.append(np.append(c.edges[:-1], np.nextafter(c.edges[-1], np.inf)))
-            else:
-                queries.append(np.empty(0))
-        return cls(queries, [c.size for c in columns])
+                rows.append(np.append(c.edges[:-1], np.nextafter(c.edges[-1], np.inf)))
+            else:  # no edges: the layout is [present, 0, missing]
+                rows.append(np.empty(0))
+        width = max([1, *(len(r) for r in rows)])
+        queries = np.full((len(rows), width), np.inf)
+        for j, r in enumerate(rows):
+            queries[j, : len(r)] = r
+        return cls(queries, [c.size - 1 for c in columns])
 
     def count(self, matrix: np.ndarray) -> list[BinCounts]:
         n = matrix.shape[0]
+        k = len(self.widths)
         columns = np.ascontiguousarray(matrix.T, dtype=np.float64)  # one row per column
         bad = ~np.isfinite(columns)  # missing, or infinite (counted as missing)
         any_bad = bool(bad.any())
         ordered = np.sort(np.where(bad, np.nan, columns) if any_bad else columns, axis=1)  # NaN last
-        missing = bad.sum(axis=1).tolist() if any_bad else [0] * len(self.sizes)
+        missing = bad.sum(axis=1) if any_bad else np.zeros(k, dtype=np.int64)
+        present = n - missing
         zeroed = np.where(bad, 0.0, columns) if any_bad else columns
+        below = np.empty((k, self.queries.shape[1] + 2), dtype=np.int64)  # values under each query
+        below[:, 0] = 0
+        below[:, -1] = present
+        for j in range(k):  # NaN sorts last, so the present values are each row's first ones
+            below[j, 1:-1] = np.searchsorted(ordered[j, : present[j]], self.queries[j], side="left")
+        counts = np.diff(below, axis=1).tolist()  # padded queries (+inf) add zeros at the end
+        firsts = ordered[:, 0].tolist()
+        lasts = ordered[np.arange(k), np.maximum(present - 1, 0)].tolist()
         sums = zeroed.sum(axis=1).tolist()
         squares = np.einsum("ij,ij->i", zeroed, zeroed).tolist()
         out = []
-        for j, query in enumerate(self.queries):
-            present = n - missing[j]
-            values = ordered[j, :present]
-            below = np.searchsorted(values, query, side="left").tolist()  # values under each query
-            counts = [b - a for a, b in zip([0, *below], [*below, present], strict=True)]
-            if not below:  # no edges: everything present is in the first bin, none over
-                counts.append(0)
-            bins = BinCounts(counts=[*counts, missing[j]], count=n, missing=missing[j])
-            if present:
-                bins.minimum, bins.maximum = float(values[0]), float(values[-1])
+        for j, (width, lost, row) in enumerate(zip(self.widths, missing.tolist(), counts, strict=True)):
+            bins = BinCounts(counts=[*row[:width], lost], count=n, missing=lost)
+            if lost < n:
+                bins.minimum, bins.maximum = firsts[j], lasts[j]
                 bins.total, bins.total_sq = _bounded(sums[j]), _bounded(squares[j])
             out.append(bins)
         return out

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import ssl
 import time
 from collections import deque
 from typing import Any
@@ -46,13 +47,21 @@ _BACKOFF_MIN_S, _BACKOFF_MAX_S = 0.5, 30.0
 _ERRORS = (pika.exceptions.AMQPError, OSError)
 
 
-def _connect(url: str, queue: str, timeout: float = 5.0) -> tuple[Any, Any]:
+def connection_parameters(url: str, tls: ssl.SSLContext | None = None, timeout: float = 5.0) -> Any:
+    """pika's parameters for the URL; with ``tls`` the connection is made with that context
+    (DataRobot's ``MLOPS_RABBITMQ_SSL_*`` settings), checking the broker's name against the URL's host."""
     params = pika.URLParameters(url)
+    if tls is not None:
+        params.ssl_options = pika.SSLOptions(tls, server_hostname=params.host)
     params.socket_timeout = timeout
     params.blocked_connection_timeout = timeout
     params.connection_attempts = 1
     params.heartbeat = 30
-    connection = pika.BlockingConnection(params)
+    return params
+
+
+def _connect(url: str, queue: str, tls: ssl.SSLContext | None, timeout: float = 5.0) -> tuple[Any, Any]:
+    connection = pika.BlockingConnection(connection_parameters(url, tls, timeout))
     channel = connection.channel()
     channel.queue_declare(queue=queue, durable=True)
     return connection, channel
@@ -61,9 +70,11 @@ def _connect(url: str, queue: str, timeout: float = 5.0) -> tuple[Any, Any]:
 class RabbitSpool(Spool):
     """The producer side. Not thread-safe: one flusher thread per process writes."""
 
-    def __init__(self, url: str, queue: str, max_buffered: int = 10_000) -> None:
+    def __init__(
+        self, url: str, queue: str, max_buffered: int = 10_000, tls: ssl.SSLContext | None = None
+    ) -> None:
         super().__init__()
-        self.url, self.queue, self.max_buffered = url, queue, max_buffered
+        self.url, self.queue, self.max_buffered, self.tls = url, queue, max_buffered, tls
         self._pending: deque[tuple[bytes, str]] = deque()
         self._connection: Any = None
         self._channel: Any = None
@@ -119,7 +130,7 @@ class RabbitSpool(Spool):
         if now < self._next_attempt:
             return False
         try:
-            self._connection, self._channel = _connect(self.url, self.queue)
+            self._connection, self._channel = _connect(self.url, self.queue, self.tls)
             self._channel.confirm_delivery()
         except _ERRORS as exc:
             self._lost(exc)
@@ -179,8 +190,8 @@ class RabbitSpool(Spool):
 class RabbitSpoolReader(SpoolReader):
     """The consumer side of a RABBITMQ spool (one queue)."""
 
-    def __init__(self, url: str, queue: str) -> None:
-        self.url, self.queue = url, queue
+    def __init__(self, url: str, queue: str, tls: ssl.SSLContext | None = None) -> None:
+        self.url, self.queue, self.tls = url, queue, tls
         self._connection: Any = None
         self._channel: Any = None
         self._generation = 0
@@ -188,7 +199,7 @@ class RabbitSpoolReader(SpoolReader):
     def _ensure(self) -> Any:
         if self._channel is None or not self._channel.is_open:
             self._disconnect()
-            self._connection, self._channel = _connect(self.url, self.queue)
+            self._connection, self._channel = _connect(self.url, self.queue, self.tls)
             self._generation += 1
         return self._channel
 

@@ -440,10 +440,16 @@ class Recorder:
         return bins
 
     def forget(self, live: Iterable[tuple[str, str]]) -> None:
-        """Drop compiled bins of packages no longer served."""
+        """Drop compiled bins of packages no longer served (deployment id, package digest); rows of
+        theirs still waiting get them compiled again at the next flush."""
         keep = set(live)
         for key in [k for k in self._bins if k not in keep]:
             del self._bins[key]
+
+    @property
+    def compiled(self) -> int:
+        """Packages whose bins are compiled and cached."""
+        return len(self._bins)
 
     def _log_drop(self) -> None:
         now = time.monotonic()

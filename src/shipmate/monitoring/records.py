@@ -18,11 +18,15 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 FORMAT_VERSION = 1
+"""The version of raw-row sample records (``shipmate.monitoring.samples``)."""
+AGGREGATE_VERSION = 2
+"""Aggregates are written in version 2 (compact columns); versions 1 and 2 are read."""
+READABLE_AGGREGATE_VERSIONS = (1, 2)
 LATENCY_SCALE = 3
 """Latency buckets grow by 2**(1/8), about 9 %: bucket i holds (2**((i-1)/8), 2**(i/8)] ms."""
 MAX_CONSUMERS = 256
@@ -101,11 +105,26 @@ class LatencyHistogram:
             "maxMs": self.max_ms,
         }
 
+    def to_compact(self) -> dict[str, Any]:
+        """The wire form of version 2: the counts of the buckets ``first`` .. ``first + len - 1``
+        as one dense list (zeros in between written out); the zero bucket stays sparse."""
+        doc: dict[str, Any] = {"scale": LATENCY_SCALE, "totalMs": self.total_ms, "maxMs": self.max_ms}
+        indices = [i for i in self.buckets if i > _ZERO_BUCKET]
+        if indices:
+            first, last = min(indices), max(indices)
+            doc["first"] = first
+            doc["counts"] = [self.buckets.get(i, 0) for i in range(first, last + 1)]
+        if _ZERO_BUCKET in self.buckets:
+            doc["zero"] = self.buckets[_ZERO_BUCKET]
+        return doc
+
     @classmethod
     def from_json(cls, doc: Any, where: str) -> LatencyHistogram:
         doc = _mapping(doc, where)
         if doc.get("scale") != LATENCY_SCALE:
             raise RecordError(f"{where}.scale: expected {LATENCY_SCALE}, got {doc.get('scale')!r}")
+        if "counts" in doc or "zero" in doc:
+            return cls._from_compact(doc, where)
         raw = _mapping(doc.get("buckets", {}), f"{where}.buckets")
         buckets: dict[int, int] = {}
         for key, count in raw.items():
@@ -119,6 +138,32 @@ class LatencyHistogram:
             total_ms=_number(doc.get("totalMs", 0.0), f"{where}.totalMs"),
             max_ms=_number(doc.get("maxMs", 0.0), f"{where}.maxMs"),
         )
+
+    @classmethod
+    def _from_compact(cls, doc: Mapping[str, Any], where: str) -> LatencyHistogram:
+        counts = doc.get("counts", [])
+        if not isinstance(counts, list) or len(counts) > _MAX_DENSE_BUCKETS:
+            raise RecordError(f"{where}.counts: expected a list of at most {_MAX_DENSE_BUCKETS} counts")
+        buckets: dict[int, int] = {}
+        if counts:
+            first = doc.get("first")
+            if isinstance(first, bool) or not isinstance(first, int) or abs(first) > _MAX_DENSE_BUCKETS:
+                raise RecordError(f"{where}.first: expected a bucket index, got {first!r}")
+            for offset, count in enumerate(counts):
+                if _count(count, f"{where}.counts[{offset}]"):
+                    buckets[first + offset] = count
+        if "zero" in doc:
+            buckets[_ZERO_BUCKET] = _count(doc["zero"], f"{where}.zero")
+        return cls(
+            buckets=buckets,
+            total_ms=_number(doc.get("totalMs", 0.0), f"{where}.totalMs"),
+            max_ms=_number(doc.get("maxMs", 0.0), f"{where}.maxMs"),
+        )
+
+
+_ZERO_BUCKET = -(2**15)
+_MAX_DENSE_BUCKETS = 1 << 12
+"""Bucket indices within +-4096 cover 2**-512 .. 2**512 ms; a dense list is at most that long."""
 
 
 # ---- bin counts ----------------------------------------------------------------------------
@@ -160,6 +205,33 @@ class BinCounts:
         if self.minimum is not None:
             doc.update(min=self.minimum, max=self.maximum, sum=self.total, sumSq=self.total_sq)
         return doc
+
+    def to_compact(self) -> list[Any] | dict[str, Any]:
+        """The wire form of version 2: ``[counts]``, or ``[counts, min, max, sum, sumSq]`` with
+        moments. ``count`` and ``missing`` are left out, being the sum of the counts and the last
+        one (the missing bin) in every layout; a column where they are not is written whole."""
+        counts = self.counts
+        if self.count != sum(counts) or self.missing != (counts[-1] if counts else 0):
+            return self.to_json()
+        if self.minimum is None:
+            return [counts]
+        return [counts, self.minimum, self.maximum, self.total, self.total_sq]
+
+    @classmethod
+    def from_compact(cls, doc: Any, where: str) -> BinCounts:
+        """A column of version 2: the compact list, or the whole object."""
+        if not isinstance(doc, list):
+            return cls.from_json(doc, where)
+        if len(doc) not in (1, 5) or not isinstance(doc[0], list):
+            raise RecordError(f"{where}: expected [counts] or [counts, min, max, sum, sumSq]")
+        counts = [_count(c, f"{where}[0][{i}]") for i, c in enumerate(doc[0])]
+        bins = cls(counts=counts, count=sum(counts), missing=counts[-1] if counts else 0)
+        if len(doc) == 5:
+            bins.minimum = _number(doc[1], f"{where}.min")
+            bins.maximum = _number(doc[2], f"{where}.max")
+            bins.total = _number(doc[3], f"{where}.sum")
+            bins.total_sq = _number(doc[4], f"{where}.sumSq")
+        return bins
 
     @classmethod
     def from_json(cls, doc: Any, where: str) -> BinCounts:
@@ -248,8 +320,10 @@ class MinuteAggregate:
         self.flushed_at = max(self.flushed_at, other.flushed_at)
 
     def to_json(self) -> dict[str, Any]:
+        """The wire and spool form (version 2, docs/monitoring.md): zero counts and empty fields
+        left out, columns compact (`BinCounts.to_compact`)."""
         doc: dict[str, Any] = {
-            "v": FORMAT_VERSION,
+            "v": AGGREGATE_VERSION,
             "kind": "aggregate",
             "id": self.record_id,
             "deploymentId": self.deployment_id,
@@ -257,17 +331,22 @@ class MinuteAggregate:
             "minute": self.minute,
             "requests": self.requests,
             "rows": self.rows,
-            "userErrors": self.user_errors,
-            "serverErrors": self.server_errors,
-            "responseMs": self.response_ms.to_json(),
-            "executionMs": self.execution_ms.to_json(),
-            "consumers": self.consumers,
-            "consumersOverflow": self.consumers_overflow,
-            "features": {name: bins.to_json() for name, bins in self.features.items()},
-            "predictions": {name: bins.to_json() for name, bins in self.predictions.items()},
-            "dropped": self.dropped,
-            "flushedAt": self.flushed_at,
         }
+        optional = (
+            ("userErrors", self.user_errors),
+            ("serverErrors", self.server_errors),
+            ("consumersOverflow", self.consumers_overflow),
+            ("dropped", self.dropped),
+        )
+        doc.update((key, value) for key, value in optional if value)
+        for key, histogram in (("responseMs", self.response_ms), ("executionMs", self.execution_ms)):
+            if histogram.buckets:
+                doc[key] = histogram.to_compact()
+        if self.consumers:
+            doc["consumers"] = self.consumers
+        doc["features"] = {name: bins.to_compact() for name, bins in self.features.items()}
+        doc["predictions"] = {name: bins.to_compact() for name, bins in self.predictions.items()}
+        doc["flushedAt"] = self.flushed_at
         if self.merged_ids:
             doc["mergedIds"] = self.merged_ids
         return doc
@@ -275,8 +354,10 @@ class MinuteAggregate:
     @classmethod
     def from_json(cls, doc: Any) -> MinuteAggregate:
         doc = _mapping(doc, "record")
-        if doc.get("v") != FORMAT_VERSION:
-            raise RecordError(f"v: expected format version {FORMAT_VERSION}, got {doc.get('v')!r}")
+        version = doc.get("v")
+        if version not in READABLE_AGGREGATE_VERSIONS or isinstance(version, bool):
+            raise RecordError(f"v: expected format version 1 or 2, got {version!r}")
+        column = BinCounts.from_compact if version == 2 else BinCounts.from_json
         if doc.get("kind", "aggregate") != "aggregate":
             raise RecordError(f"kind: expected 'aggregate', got {doc.get('kind')!r}")
         model_id = doc.get("modelId")
@@ -295,13 +376,11 @@ class MinuteAggregate:
             user_errors=_count(doc.get("userErrors", 0), "userErrors"),
             server_errors=_count(doc.get("serverErrors", 0), "serverErrors"),
             response_ms=LatencyHistogram.from_json(doc.get("responseMs", _EMPTY_HISTOGRAM), "responseMs"),
-            execution_ms=LatencyHistogram.from_json(
-                doc.get("executionMs", _EMPTY_HISTOGRAM), "executionMs"
-            ),
+            execution_ms=LatencyHistogram.from_json(doc.get("executionMs", _EMPTY_HISTOGRAM), "executionMs"),
             consumers={_text(k, "consumers"): _count(v, f"consumers[{k}]") for k, v in consumers.items()},
             consumers_overflow=_count(doc.get("consumersOverflow", 0), "consumersOverflow"),
-            features=_columns(doc.get("features", {}), "features"),
-            predictions=_columns(doc.get("predictions", {}), "predictions"),
+            features=_columns(doc.get("features", {}), "features", column),
+            predictions=_columns(doc.get("predictions", {}), "predictions", column),
             dropped=_count(doc.get("dropped", 0), "dropped"),
             flushed_at=_number(doc.get("flushedAt", 0.0), "flushedAt"),
         )
@@ -333,10 +412,11 @@ def _merge_columns(into: dict[str, BinCounts], other: dict[str, BinCounts], wher
             mine.merge(bins, f"{where}[{name}]")
 
 
-def _columns(doc: Any, where: str) -> dict[str, BinCounts]:
+def _columns(
+    doc: Any, where: str, column: Callable[[Any, str], BinCounts] = BinCounts.from_json
+) -> dict[str, BinCounts]:
     return {
-        _text(name, where): BinCounts.from_json(bins, f"{where}[{name}]")
-        for name, bins in _mapping(doc, where).items()
+        _text(name, where): column(bins, f"{where}[{name}]") for name, bins in _mapping(doc, where).items()
     }
 
 

@@ -1,6 +1,7 @@
 """Monitoring settings of the prediction server, read the way DataRobot's library reads them.
 
-Three ways in, merged into one `MonitorSettings` (pure functions; table-tested):
+Three ways in, merged into one `MonitorSettings` (pure functions, table-tested; the one
+I/O is loading the RabbitMQ TLS files named, so a missing one stops start-up):
 
 - the ``MLOPS_*`` environment variables (`VARIABLES`; deprecated names too);
 - one settings string ``key=value;key=value`` from ``shipmate serve --monitor-settings``,
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import re
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -74,6 +76,10 @@ class MonitorSettings:
     flush_seconds: float = 2.0
     max_pending_rows: int = 200_000
     max_buffered_records: int = 10_000
+    rabbitmq_ssl_ca_certificate: Path | None = None
+    rabbitmq_ssl_certificate: Path | None = None
+    rabbitmq_ssl_keyfile: Path | None = None
+    rabbitmq_ssl_tls_version: ssl.TLSVersion | None = None
     warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def describe(self) -> str:
@@ -84,9 +90,56 @@ class MonitorSettings:
             where = f"FILESYSTEM {self.directory} ({self.max_files} files x {self.file_max_size} bytes)"
         elif self.spooler_type is SpoolerType.RABBITMQ:
             where = f"RABBITMQ {mask_url(self.rabbitmq_queue_url or '')} queue {self.rabbitmq_queue_name}"
+            if self.rabbitmq_tls:
+                where += " (TLS with the MLOPS_RABBITMQ_SSL_* files)"
         else:
             where = str(self.spooler_type)
         return f"monitoring on: spooler {where}, flush every {self.flush_rows} rows or {self.flush_seconds} s"
+
+
+    @property
+    def rabbitmq_tls(self) -> bool:
+        """Whether the RabbitMQ connection is made with TLS settings of its own."""
+        return any(
+            value is not None
+            for value in (
+                self.rabbitmq_ssl_ca_certificate,
+                self.rabbitmq_ssl_certificate,
+                self.rabbitmq_ssl_keyfile,
+                self.rabbitmq_ssl_tls_version,
+            )
+        )
+
+
+def tls_context(settings: MonitorSettings) -> ssl.SSLContext:
+    """The TLS context of the RabbitMQ connection: the broker's certificate checked against the
+    CA file (or the system's CAs), the client certificate and key presented when given, the TLS
+    version pinned when given. Raises `SettingsError` naming the variable whose file is missing or
+    unreadable."""
+    ca = settings.rabbitmq_ssl_ca_certificate
+    try:
+        context = ssl.create_default_context(cafile=str(ca) if ca else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise SettingsError(
+            f"monitoring settings: MLOPS_RABBITMQ_SSL_CA_CERTIFICATE_PATH: cannot load {ca}: {_reason(exc)}"
+        ) from None
+    certificate, key = settings.rabbitmq_ssl_certificate, settings.rabbitmq_ssl_keyfile
+    if certificate is not None:
+        try:
+            context.load_cert_chain(str(certificate), str(key) if key else None)
+        except (OSError, ssl.SSLError) as exc:
+            raise SettingsError(
+                "monitoring settings: MLOPS_RABBITMQ_SSL_CERTIFICATE_PATH / MLOPS_RABBITMQ_SSL_KEYFILE_PATH: "
+                f"cannot load {certificate}{f' with {key}' if key else ''}: {_reason(exc)}"
+            ) from None
+    version = settings.rabbitmq_ssl_tls_version
+    if version is not None:
+        context.minimum_version = context.maximum_version = version
+    return context
+
+
+def _reason(exc: BaseException) -> str:
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
 
 
 def mask_url(url: str) -> str:
@@ -158,6 +211,30 @@ def _amqp_url(text: str) -> str:
     return value
 
 
+def _file(text: str) -> Path:
+    path = Path(text.strip())
+    if not path.is_absolute():
+        raise ValueError(f"{text!r} must be an absolute path")
+    return path
+
+
+_TLS_VERSIONS = {
+    "TLSV1": ssl.TLSVersion.TLSv1,
+    "TLSV1.1": ssl.TLSVersion.TLSv1_1,
+    "TLSV1.2": ssl.TLSVersion.TLSv1_2,
+    "TLSV1.3": ssl.TLSVersion.TLSv1_3,
+}
+
+
+def _tls_version(text: str) -> ssl.TLSVersion:
+    """``TLSv1.2``, ``TLSv1_2``, ``PROTOCOL_TLSv1_2`` or ``1.2`` (Python's ``ssl`` names, as DataRobot's)."""
+    name = text.strip().upper().removeprefix("PROTOCOL_").replace("_", ".")
+    version = _TLS_VERSIONS.get(name) or _TLS_VERSIONS.get("TLSV" + name)
+    if version is None:
+        raise ValueError(f"{text!r} is not a TLS version; use TLSv1.2 or TLSv1.3 (or TLSv1, TLSv1.1)")
+    return version
+
+
 def _json_only(text: str) -> str:
     if text.strip().upper() != "JSON":
         raise ValueError(f"{text!r}: only JSON records are written (BYTE_ARRAY is not supported)")
@@ -199,6 +276,10 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("MLOPS_FILESYSTEM_MAX_NUM_FILES", "max_files", _positive_int, ("MLOPS_SPOOLER_MAX_FILES",)),
     Variable("MLOPS_RABBITMQ_QUEUE_URL", "rabbitmq_queue_url", _amqp_url, ("MLOPS_RABBITMQ_URL",)),
     Variable("MLOPS_RABBITMQ_QUEUE_NAME", "rabbitmq_queue_name"),
+    Variable("MLOPS_RABBITMQ_SSL_CA_CERTIFICATE_PATH", "rabbitmq_ssl_ca_certificate", _file),
+    Variable("MLOPS_RABBITMQ_SSL_CERTIFICATE_PATH", "rabbitmq_ssl_certificate", _file),
+    Variable("MLOPS_RABBITMQ_SSL_KEYFILE_PATH", "rabbitmq_ssl_keyfile", _file),
+    Variable("MLOPS_RABBITMQ_SSL_TLS_VERSION", "rabbitmq_ssl_tls_version", _tls_version),
     Variable("MLOPS_DEPLOYMENT_ID", "deployment_id"),
     Variable("MLOPS_MODEL_ID", "model_id"),
     Variable("MLOPS_ASSOCIATION_ID_COLUMN_NAME", "association_id_column"),
@@ -225,12 +306,7 @@ VARIABLES: tuple[Variable, ...] = (
 _BY_NAME = {name: var for var in VARIABLES for name in (var.name, *var.deprecated)}
 _ALL_NAMES = [name for var in VARIABLES for name in (var.name, *var.deprecated)]
 _UNSUPPORTED_PREFIXES = {
-    "MLOPS_RABBITMQ_SSL_": "RabbitMQ TLS settings are not supported yet "
-    "(use a plain amqp:// URL on a trusted network)",
-    **{
-        f"MLOPS_{kind}_": f"spooler type {kind} is not supported yet; supported: {SUPPORTED}"
-        for kind in NOT_YET
-    },
+    f"MLOPS_{kind}_": f"spooler type {kind} is not supported yet; supported: {SUPPORTED}" for kind in NOT_YET
 }
 _CHECKED_PREFIXES = ("MLOPS_SPOOLER_", "MLOPS_FILESYSTEM_", "MLOPS_RABBITMQ_", "MLOPS_SHIPMATE_")
 
@@ -242,7 +318,7 @@ def resolve_key(key: str) -> tuple[Variable, list[str]]:
         raise SettingsError("monitoring settings: an empty key")
     bare = wanted.removeprefix("MLOPS_")
     for prefix, why in _UNSUPPORTED_PREFIXES.items():
-        if bare.startswith(prefix.removeprefix("MLOPS_")) or (bare.startswith("SSL_") and "SSL" in prefix):
+        if bare.startswith(prefix.removeprefix("MLOPS_")):
             raise SettingsError(f"monitoring settings: key {key!r}: {why}")
     matches = [name for name in _ALL_NAMES if name == wanted or name.endswith("_" + wanted)]
     if not matches:
@@ -310,8 +386,6 @@ def parse(env: Mapping[str, str], given: str | None = None) -> MonitorSettings:
         unsupported = next(
             (why for prefix, why in _UNSUPPORTED_PREFIXES.items() if name.startswith(prefix)), None
         )
-        if unsupported and "TLS" in unsupported:  # ignoring it would connect without the TLS asked for
-            raise SettingsError(f"monitoring settings: {name}: {unsupported}")
         if unsupported:  # another spooler's variable: harmless while that spooler is not chosen
             warnings.append(f"monitoring settings: {name} is ignored: {unsupported}")
             continue
@@ -355,6 +429,13 @@ def _checked(settings: MonitorSettings, set_by: Mapping[str, str]) -> MonitorSet
         ):
             if getattr(settings, name) is None:
                 raise SettingsError(f"monitoring settings: the RABBITMQ spooler needs {variable}")
+        if settings.rabbitmq_ssl_keyfile is not None and settings.rabbitmq_ssl_certificate is None:
+            raise SettingsError(
+                "monitoring settings: MLOPS_RABBITMQ_SSL_KEYFILE_PATH is the key of a client certificate: "
+                "set MLOPS_RABBITMQ_SSL_CERTIFICATE_PATH too"
+            )
+        if settings.rabbitmq_tls:
+            tls_context(settings)  # the files exist and load, or start-up stops naming the variable
     if settings.sample_percentage > 0 and settings.association_id_column is None:
         raise SettingsError(
             "monitoring settings: sampling raw rows (auto_sampling_percentage) needs "

@@ -151,12 +151,14 @@ def open_spool(settings: MonitorSettings) -> Spool:
         return FilesystemSpool(settings.directory, settings.max_files, settings.file_max_size)
     if kind is SpoolerType.RABBITMQ:
         from shipmate.monitoring.rabbit_spool import RabbitSpool
+        from shipmate.monitoring.settings import tls_context
 
         assert settings.rabbitmq_queue_url is not None and settings.rabbitmq_queue_name is not None
         return RabbitSpool(
             settings.rabbitmq_queue_url,
             settings.rabbitmq_queue_name,
             max_buffered=settings.max_buffered_records,
+            tls=tls_context(settings) if settings.rabbitmq_tls else None,
         )
     if kind is SpoolerType.STDOUT:
         return StdoutSpool()
