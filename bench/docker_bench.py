@@ -102,7 +102,7 @@ def main() -> int:
     tag = uuid.uuid4().hex[:6]
     config = {
         "dockerNetwork": f"shipmate-bench-{tag}",
-        "traefikImage": f"shipmate/reverse-proxy:{__version__}",
+        "traefikImage": f"shipmate/traefik:{__version__}",
         "ppsBaseImage": f"shipmate/prediction-server:{__version__}",
         "containerNamePrefix": f"bench{tag}_",
         "generatedImagePrefix": f"shipmate-bench-{tag}-",

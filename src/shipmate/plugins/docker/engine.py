@@ -191,8 +191,9 @@ class Engine:
             except docker.errors.NotFound:
                 return None
 
-    def run(self, **kwargs: Any) -> ContainerView:
-        """Create and start a container (``docker.containers.run`` arguments).
+    def run(self, files: tuple[str, bytes] | None = None, **kwargs: Any) -> ContainerView:
+        """Create and start a container (``docker.containers.run`` arguments); ``files``, a
+        directory and a tar archive, is extracted into it before it starts.
 
         A container that was created but could not start (a port already taken, say)
         is removed, so a failed attempt leaves nothing behind.
@@ -201,6 +202,12 @@ class Engine:
         with translated(f"creating container {name}"):
             container = self._client.containers.create(**kwargs)
         try:
+            if files is not None:
+                with translated(f"writing files into container {name}"):
+                    if not container.put_archive(*files):
+                        raise EngineError(
+                            f"writing files into container {name}: the engine refused the upload"
+                        )
             with translated(f"starting container {name}"):
                 container.start()
                 container.reload()
