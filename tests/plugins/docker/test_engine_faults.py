@@ -10,16 +10,25 @@ never restarted.
 from __future__ import annotations
 
 import contextlib
+import io
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import docker
 import docker.errors
 import httpx
 import pytest
 
 from shipmate.plugin.actions import Action, invoke
 from shipmate.plugin.status import ActionStatus, DeploymentState
+from shipmate.plugins.docker.engine import Engine, EngineError
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -96,3 +105,126 @@ def test_an_oom_killed_container_reads_as_such_and_a_relaunch_heals_it(
     assert (healed.status, healed.state) == (ActionStatus.OK, DeploymentState.READY), healed.msg
     assert httpx.post(healed.data["predictionUrl"], json=[packages.row], timeout=10).status_code == 200
     assert invoke(plugin, Action.DEPLOYMENT_STOP, info(dep, "modelA", packages.model_a)).ok
+
+
+# -- faults of the engine itself, on a private dockerd -----------------------------------------
+
+
+class PrivateEngine:
+    """A dockerd of this test's own: data-root, exec-root, pidfile, socket and containerd under
+    ``root``, its default bridge a bridge of its own (``bridge``, made by the fixture), no
+    iptables rules, no sysctl changes. Never ``--bridge=none``: at start that deletes the
+    host's ``docker0``, which the shared engine uses."""
+
+    def __init__(self, root: Path, bridge: str, data_root: Path | None = None) -> None:
+        self.root = root
+        self.socket = root / "docker.sock"
+        self.url = f"unix://{self.socket}"
+        self.log = root / "dockerd.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.args = [
+            "dockerd",
+            f"--data-root={data_root or root / 'data'}",
+            f"--exec-root={root / 'exec'}",
+            f"--pidfile={root / 'dockerd.pid'}",
+            f"--host={self.url}",
+            f"--containerd-namespace=shipmate-{root.name}",
+            f"--containerd-plugins-namespace=shipmate-{root.name}-plugins",
+            f"--bridge={bridge}",
+            "--iptables=false",
+            "--ip-forward=false",
+            "--ip-masq=false",
+            "--log-level=warn",
+        ]
+
+    def start(self, timeout: float = 60) -> Any:
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                self.args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.suppress(Exception):
+                client = docker.DockerClient(base_url=self.url, version="auto", timeout=120)
+                if client.ping():
+                    return client
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                pytest.skip(f"a private dockerd cannot start here: {self.log.read_text()[-800:]}")
+            time.sleep(0.3)
+
+    def stop(self, timeout: float = 60) -> None:
+        """SIGTERM, as a service manager would stop it (it stops its containers and containerd)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+
+@pytest.fixture
+def private_engine(docker_client: Any) -> Iterator[Callable[..., PrivateEngine]]:
+    """Makes private engines (with a bridge of their own); stops them and removes everything at the end."""
+    if os.geteuid() != 0 or shutil.which("dockerd") is None or shutil.which("ip") is None:
+        pytest.skip("a private dockerd needs root, dockerd and ip")
+    root = Path(tempfile.mkdtemp(prefix="shmd-", dir="/tmp"))  # short: the socket path has a limit
+    bridge = f"shm{root.name[-8:]}".replace("_", "0")[:15]
+    engines: list[PrivateEngine] = []
+    subnet = f"10.{200 + os.getpid() % 50}.{os.getpid() % 250}"
+
+    def make(data_root: Path | None = None) -> PrivateEngine:
+        if not engines:
+            for command in (
+                ["ip", "link", "add", bridge, "type", "bridge"],
+                ["ip", "addr", "add", f"{subnet}.1/24", "dev", bridge],
+                ["ip", "link", "set", bridge, "up"],
+            ):
+                done = subprocess.run(command, capture_output=True, text=True, check=False)
+                if done.returncode != 0:
+                    pytest.skip(f"cannot make a bridge for a private dockerd: {done.stderr.strip()}")
+        engines.append(PrivateEngine(root, bridge, data_root))
+        return engines[-1]
+
+    yield make
+    for engine in engines:
+        engine.stop()
+    subprocess.run(["ip", "link", "delete", bridge], capture_output=True, check=False)
+    subprocess.run(["umount", "-l", str(root / "data")], capture_output=True, check=False)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_full_disk_while_building_an_image_fails_clearly_and_leaves_nothing_tagged(
+    private_engine: Callable[..., PrivateEngine], tmp_path: Path
+) -> None:
+    engine = private_engine()
+    data = engine.root / "data"
+    data.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(data)], capture_output=True, text=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
+    client = engine.start()
+    try:
+        # A base image without layers (building FROM it runs nothing) and a package larger than the disk.
+        client.images.build(fileobj=io.BytesIO(b"FROM scratch\nLABEL org.shipmate.test=tiny\n"), tag="tiny:1")
+        package = tmp_path / "big.mlpkg"
+        package.write_bytes(os.urandom(64 * 2**20))
+        # The seam every rollout builds through (a whole deployment_start would first need the
+        # proxy image, which does not fit on this disk).
+        seam = Engine(base_url=engine.url)
+        with pytest.raises(EngineError) as failed:
+            seam.build_model_image("full-disk-model:1", "tiny:1", package, "big.mlpkg", {"a": "b"})
+        seam.close()
+        assert "building image full-disk-model:1" in str(failed.value)
+        assert "no space left on device" in str(failed.value)
+        assert "the engine's disk is full: free space where its data-root lives" in str(failed.value)
+        tags = [tag for image in client.images.list(all=True) for tag in image.tags]
+        assert tags == ["tiny:1"], tags  # no model image, not even a dangling layer
+        assert client.images.list(filters={"dangling": True}) == []
+    finally:
+        client.close()
+        engine.stop()

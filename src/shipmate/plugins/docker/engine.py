@@ -46,14 +46,25 @@ def translated(what: str) -> Iterator[None]:
         raise EngineError(f"{what}: not found: {_explain(exc)}") from None
     except docker.errors.BuildError as exc:
         tail = "".join(str(chunk.get("stream", chunk.get("error", ""))) for chunk in list(exc.build_log)[-8:])
-        raise EngineError(f"{what}: image build failed: {exc.msg}\n{tail.strip()}") from None
+        raise _disk_full_hint(EngineError(f"{what}: image build failed: {exc.msg}\n{tail.strip()}")) from None
     except docker.errors.APIError as exc:
         retryable = exc.status_code is None or exc.status_code >= 500
-        raise EngineError(f"{what}: {_explain(exc)}", retryable=retryable) from None
+        raise _disk_full_hint(EngineError(f"{what}: {_explain(exc)}", retryable=retryable)) from None
     except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
         raise EngineError(f"{what}: the Docker engine cannot be reached ({exc})", retryable=True) from None
     except docker.errors.DockerException as exc:
         raise EngineError(f"{what}: {exc}", retryable=True) from None
+
+
+def _disk_full_hint(error: EngineError) -> EngineError:
+    """Say what ENOSPC means for the engine, and what to do about it."""
+    if "no space left on device" not in str(error).lower():
+        return error
+    return EngineError(
+        f"{error}; the engine's disk is full: free space where its data-root lives "
+        "(e.g. docker system prune, or remove unused model images)",
+        retryable=error.retryable,
+    )
 
 
 def _explain(exc: Any) -> str:
