@@ -147,6 +147,16 @@ def test_status_tells_running_restarting_and_exited_apart() -> None:
     assert missing.status is ActionStatus.ERROR and "No container for deployment d9" in str(missing.msg)
 
 
+def test_a_container_running_again_after_a_stop_says_when_it_stopped_and_started() -> None:
+    never = container_status(view("c", finished_at="0001-01-01T00:00:00Z"), "d1", answers_ping=True)
+    assert str(never.msg) == "Deployment d1 is running in container c"
+    again = view("c", finished_at="2026-01-01T10:00:00Z", started_at="2026-01-01T10:00:09Z")
+    status = container_status(again, "d1", answers_ping=True)
+    assert status.status is ActionStatus.OK
+    assert "(it stopped at 2026-01-01T10:00:00Z and started again at 2026-01-01T10:00:09Z)" in str(status.msg)
+    assert status.data and status.data["stoppedAt"] == "2026-01-01T10:00:00Z"
+
+
 def test_routes_round_trip_through_the_file_traefik_reads() -> None:
     text = render_routes_file({"dep-2": "p_dep-2_m", "dep.1": "p_dep.1_m"})
     assert parse_routes(text) == {"dep-2": "p_dep-2_m", "dep.1": "p_dep.1_m"}

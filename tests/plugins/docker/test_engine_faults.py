@@ -228,3 +228,98 @@ def test_a_full_disk_while_building_an_image_fails_clearly_and_leaves_nothing_ta
     finally:
         client.close()
         engine.stop()
+
+
+@pytest.mark.skipif(
+    os.environ.get("SHIPMATE_FAULTS_DOCKERD") != "1",
+    reason="copies the images into a private dockerd (about 2 minutes): scripts/faults.sh runs it",
+)
+def test_the_engine_restarted_under_a_running_environment(
+    private_engine: Callable[..., PrivateEngine],
+    make_plugin: Callable[..., Any],
+    built_images: dict[str, str],
+    packages: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    helpers: Any,
+) -> None:
+    """dockerd stopped (SIGTERM) and started again: Docker brings back what its restart policy
+    says, the agent relaunches the rest, the proxy routes again; statuses say what happened."""
+    engine = private_engine()
+    client = engine.start()
+    began = time.monotonic()
+    copied = subprocess.run(
+        f"docker save {built_images['prediction-server']} {built_images['traefik']}"
+        f" | docker -H {engine.url} load -q",
+        shell=True,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert copied.returncode == 0, copied.stderr
+    copy_seconds = time.monotonic() - began
+    monkeypatch.setenv("DOCKER_HOST", engine.url)
+    port = helpers.free_port()
+    # Bridged traffic between this engine's containers (proxy → prediction server) passes the
+    # host's FORWARD chain; the shared engine's policy there is DROP, and this engine adds no rules.
+    network = make_plugin().config.docker_network
+    bridge_name = f"shn{os.getpid() % 10**8}"
+    client.networks.create(network, driver="bridge", options={"com.docker.network.bridge.name": bridge_name})
+    rule = ["DOCKER-USER", "-i", bridge_name, "-o", bridge_name, "-j", "ACCEPT"]
+    if subprocess.run(["iptables", "-I", *rule], capture_output=True, check=False).returncode != 0:
+        pytest.skip("cannot let this engine's containers talk through iptables here")
+    try:
+        deps = ["kept1", "relaunched1"]
+        policy = {"kept1": "unless-stopped", "relaunched1": "no"}  # Docker restarts one, the agent the other
+
+        def plugin_for(dep: str) -> Any:
+            return make_plugin(deployments=deps, traefikPortMapping={80: port}, restartPolicy=policy[dep])
+
+        urls = {}
+        for dep in deps:
+            started = invoke(plugin_for(dep), Action.DEPLOYMENT_START, info(dep, "modelA", packages.model_a))
+            assert started.status is ActionStatus.OK, started.msg
+            urls[dep] = started.data["predictionUrl"]
+            assert httpx.post(urls[dep], json=[packages.row], timeout=10).status_code == 200
+
+        engine.stop()
+        down = invoke(plugin_for("kept1"), Action.PE_STATUS)
+        assert down.status is ActionStatus.ERROR and "Docker engine is not reachable" in str(down.msg)
+        status = invoke(plugin_for("kept1"), Action.DEPLOYMENT_STATUS, {"id": "kept1", "modelId": "modelA"})
+        assert (status.status, status.state) == (ActionStatus.ERROR, DeploymentState.UNKNOWN)
+        assert "Docker engine error" in str(status.msg)
+
+        restarted_at = time.monotonic()
+        client = engine.start()
+        routed_again = helpers.wait_until(
+            lambda: httpx.post(urls["kept1"], json=[packages.row], timeout=5).status_code == 200, 90
+        )
+        assert routed_again, engine.log.read_text()[-2000:]
+        back_seconds = time.monotonic() - restarted_at
+
+        plugin = plugin_for("kept1")
+        environment = invoke(plugin, Action.PE_STATUS)
+        assert environment.status is ActionStatus.OK, environment.msg
+        kept = environment.data["deploymentsStatus"]["kept1"]
+        assert kept["status"] == "passing" and "it stopped at" in kept["msg"], kept
+        relaunch = environment.data["deploymentsStatus"]["relaunched1"]
+        assert relaunch["status"] == "failing" and "exited with code" in relaunch["msg"], relaunch
+        # What the agent does on a failing deployment status: relaunch it.
+        healed = invoke(
+            plugin_for("relaunched1"),
+            Action.DEPLOYMENT_RELAUNCH,
+            info("relaunched1", "modelA", packages.model_a),
+        )
+        assert (healed.status, healed.state) == (ActionStatus.OK, DeploymentState.READY), healed.msg
+        assert httpx.post(urls["relaunched1"], json=[packages.row], timeout=10).status_code == 200
+        print(
+            f"\nFAULT-FIGURES dockerd restart: images copied in {copy_seconds:.1f} s; "
+            f"routing again {back_seconds:.1f} s after the engine started"
+        )
+    finally:
+        subprocess.run(["iptables", "-D", *rule], capture_output=True, check=False)
+        with contextlib.suppress(Exception):
+            for container in client.containers.list(all=True):
+                container.remove(force=True)
+        client.close()
+        engine.stop()  # an engine leaves its networks' bridges behind when it stops
+        subprocess.run(["ip", "link", "delete", bridge_name], capture_output=True, check=False)

@@ -306,6 +306,7 @@ def view_of(attrs: Mapping[str, Any]) -> ContainerView:
         restart_count=int(attrs.get("RestartCount") or 0),
         created=str(attrs.get("Created", "")),
         started_at=str(state.get("StartedAt", "")),
+        finished_at=str(state.get("FinishedAt", "")),
         health=health,
         oom_killed=bool(state.get("OOMKilled")),
         error=state.get("Error") or None,
