@@ -10,10 +10,14 @@
 # SHIPMATE_FAULTS_OUTAGE_SECONDS database outage (default 30)
 # SHIPMATE_FAULTS_BURST_SECONDS  write burst through two replicas (default 8)
 # SHIPMATE_FAULTS_LIFECYCLES     agent lifecycles under SIGKILL on PostgreSQL (default 60)
+# SHIPMATE_FAULTS_DOCKERD        1 (default here; off in CI): also restart a private dockerd under a
+#                                running Docker environment (copies the images into it: about 4 min)
 # Extra arguments go to pytest (e.g. scripts/faults.sh -k outage).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh --dev >/dev/null
 export PATH="$PWD/.venv/bin:$PATH"
-exec python -m pytest tests/faults -q -s -p no:cacheprovider --durations=0 "$@"
+export SHIPMATE_FAULTS_DOCKERD="${SHIPMATE_FAULTS_DOCKERD:-1}"
+exec python -m pytest tests/faults tests/plugins/docker/test_engine_faults.py -q -s -p no:cacheprovider \
+    --durations=0 "$@"

@@ -4,7 +4,7 @@ The engine fixture starts ``dockerd`` when none answers (images/scripts/ensure-d
 stops it again when the session ends, and skips the engine tests, saying why, when it
 cannot start one. The images fixture runs
 ``make -C images`` (debootstrap base OS, wheelhouse, runtime, prediction server,
-agent, proxy): every step is cached, so a warm run costs seconds; a cold one a few
+agent, Traefik): every step is cached, so a warm run costs seconds; a cold one a few
 minutes. Everything a session creates carries a unique environment id, container
 prefix, network and image prefix, and is removed at the end.
 """
@@ -115,7 +115,7 @@ def docker_client(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
 
 @pytest.fixture(scope="session")
 def built_images(docker_client: Any) -> dict[str, str]:
-    """Build (or reuse from cache) the base OS, runtime, prediction server, agent and proxy images."""
+    """Build (or reuse from cache) the base OS, runtime, prediction server, agent and Traefik images."""
     result = _run(["make", "-C", str(IMAGES), "all"], timeout=BUILD_TIMEOUT)
     if result.returncode != 0:
         pytest.fail(f"make -C images all failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
@@ -124,7 +124,7 @@ def built_images(docker_client: Any) -> dict[str, str]:
     images = {
         "prediction-server": f"shipmate/prediction-server:{__version__}",
         "agent": f"shipmate/agent:{__version__}",
-        "reverse-proxy": f"shipmate/reverse-proxy:{__version__}",
+        "traefik": f"shipmate/traefik:{__version__}",
     }
     for reference in images.values():
         docker_client.images.get(reference)  # raises if the build did not produce it
@@ -160,7 +160,7 @@ def plugin_config(session_names: Session) -> dict[str, Any]:
 
     return {
         "dockerNetwork": session_names.network,
-        "traefikImage": f"shipmate/reverse-proxy:{__version__}",
+        "traefikImage": f"shipmate/traefik:{__version__}",
         "ppsBaseImage": f"shipmate/prediction-server:{__version__}",
         "containerNamePrefix": session_names.container_prefix,
         "generatedImagePrefix": session_names.image_prefix,

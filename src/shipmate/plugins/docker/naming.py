@@ -28,8 +28,6 @@ MODEL_EXECUTION_TYPE = LABEL_PREFIX + "model-execution-type"
 PACKAGE_DIGEST = LABEL_PREFIX + "package-sha256"
 PREDICTION_URL = LABEL_PREFIX + "prediction-url"
 MODEL_FILE = LABEL_PREFIX + "model-file"
-PROXY_KIND_LABEL = LABEL_PREFIX + "proxy"
-"""Image label naming how to drive a reverse proxy image (``nginx``)."""
 
 ROLE_DEPLOYMENT = "deployment"
 ROLE_PROXY = "reverse-proxy"

@@ -108,13 +108,13 @@ class DockerPlugin(RolloutSteps, PluginBase):
                     cfg.docker_network, naming.environment_labels(cfg.environment_id, "network")
                 )
                 notes.append(f"network {cfg.docker_network} created")
-            view, created = self.proxy.ensure_running()
-            routes = {dep: c.name for dep, c in self._serving_by_deployment().items() if c.running}
-            if created or self.proxy.current_routes() != routes:
+            routes = self._running_routes()
+            view, created = self.proxy.ensure_running(routes)
+            if not created and self.proxy.current_routes() != routes:
                 self.proxy.replace_all(routes)
             notes.append(
-                f"reverse proxy {view.name} ({self.proxy.kind.value}) {'started' if created else 'running'}, "
-                f"{len(routes)} route(s)"
+                f"reverse proxy {view.name} (Traefik, {cfg.traefik_image}) "
+                f"{'started' if created else 'running'}, {len(routes)} route(s)"
             )
             if cfg.monitoring_enabled:
                 notes.append(self._ensure_monitoring())
@@ -159,10 +159,20 @@ class DockerPlugin(RolloutSteps, PluginBase):
             proxy = self.proxy.container()
             serving = self._serving_by_deployment()
             if proxy is None or not proxy.running:
-                problems.append(f"Reverse proxy {self.proxy.name} is not running")
-                statuses.append(ActionStatus.ERROR)
-            elif self.proxy.refresh_if_stale(list(serving.values())):
-                problems.append("route table reloaded: a deployment container had restarted")
+                # Removed by hand, or stopped: put it back, with the routes of what runs.
+                what = "was missing" if proxy is None else f"was {proxy.status}"
+                try:
+                    routes = {dep: c.name for dep, c in serving.items() if c.running}
+                    self.proxy.ensure_running(routes)
+                    problems.append(
+                        f"Reverse proxy {self.proxy.name} {what}: recreated with {len(routes)} route(s)"
+                    )
+                    statuses.append(ActionStatus.WARN)
+                except EngineError as exc:
+                    problems.append(
+                        f"Reverse proxy {self.proxy.name} {what} and could not be recreated: {exc}"
+                    )
+                    statuses.append(ActionStatus.ERROR)
             if not self.engine.network_exists(self.config.docker_network):
                 problems.append(f"network {self.config.docker_network} is missing")
                 statuses.append(ActionStatus.ERROR)

@@ -1,71 +1,52 @@
-"""The environment's reverse proxy: one endpoint for all deployments, switched without a restart.
+"""The environment's reverse proxy: Traefik, one endpoint for all deployments, switched live.
 
-Two ways to drive it, chosen by ``reverseProxy`` (or from the image):
+The plugin drives Traefik's file provider: it keeps the route table (``routes``) in
+the proxy container, changes one deployment at a time under a lock, writes the new
+table beside the watched directory and renames it into place (atomic: Traefik reads
+the old table or the new one, never half of one). Traefik swaps its routers without
+closing a connection, so nothing in flight or idle is dropped. The plugin then
+confirms through the proxy, by the ``X-Shipmate-Upstream`` header, that the new route
+is live before the caller stops anything.
 
-* **nginx** (Shipmate's ``shipmate/reverse-proxy`` image, built locally): the plugin
-  keeps the route table in the proxy (``routes.conf``), changes it one deployment at
-  a time, validates it (``nginx -t``) and reloads gracefully (``nginx -s reload``:
-  new workers take new connections, old ones finish their requests). It then
-  confirms through the proxy, by the ``X-Shipmate-Upstream`` header, that the new
-  route is live before the caller stops anything.
-* **traefik** (the documented image): Traefik discovers routes from container labels
-  (``routes.traefik_labels``) and only routes containers whose health check passes.
+Why the file provider and not Traefik's Docker provider (routes from container
+labels): with labels, a container leaves the table only when Docker reports it dead
+or unhealthy, i.e. after it has been told to stop, so requests sent meanwhile reach a
+server that is shutting down. With the file the plugin takes the old container out
+first, sees that it is out, and only then stops it. It also keeps the Docker socket
+(root on the host) out of a container that faces the network.
 """
 
 from __future__ import annotations
 
+import io
 import logging
-import re
+import tarfile
 import threading
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from shipmate.plugins.docker import naming
-from shipmate.plugins.docker.config import DockerPluginConfig, ProxyKind, ReadinessVia
+from shipmate.plugins.docker.config import DockerPluginConfig, ReadinessVia
 from shipmate.plugins.docker.decisions import ContainerView
 from shipmate.plugins.docker.engine import Engine, EngineError
 from shipmate.plugins.docker.routes import (
+    ROUTES_DIR,
     ROUTES_FILE,
+    ROUTES_FILE_NAME,
+    STAGING_DIR,
     UPSTREAM_HEADER,
-    UPSTREAMS_FILE,
-    render_nginx_routes,
-    render_nginx_upstreams,
-    route_table,
+    parse_routes,
+    render_routes_file,
     traefik_command,
 )
 
 log = logging.getLogger(__name__)
 
-_ROUTE_LINE = re.compile(r"^# route (\S+) (\S+):(\d+)$", re.MULTILINE)
 _LOCKS: dict[str, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
-
-
-def parse_nginx_routes(text: str) -> dict[str, str]:
-    """``deployment id → container`` from a ``routes.conf`` this module wrote."""
-    return {m.group(1): m.group(2) for m in _ROUTE_LINE.finditer(text)}
-
-
-def render_routes_file(active: Mapping[str, str]) -> str:
-    """``routes.conf`` with a machine-readable index, so the table can be read back and changed."""
-    routes = route_table(active)
-    index = "".join(f"# route {r.deployment_id} {r.upstream}\n" for r in routes)
-    return index + render_nginx_routes(routes)
-
-
-def render_route_files(active: Mapping[str, str]) -> dict[str, str]:
-    """Both files of the table, by path: the upstreams (http level) and the locations (server level)."""
-    return {
-        UPSTREAMS_FILE: render_nginx_upstreams(route_table(active)),
-        ROUTES_FILE: render_routes_file(active),
-    }
-
-
-def routes_are_stale(table: Mapping[str, str], views: list[ContainerView], loaded_at: str) -> bool:
-    """True when a routed container (re)started after the table was loaded: nginx may hold its old address."""
-    started = {v.name: v.started_at for v in views if v.running}
-    return any(started.get(name, "") > loaded_at for name in table.values())
+_PROXY_UID = 10001
+"""Owner of the route directories (the user Shipmate's Traefik image runs as; root may write anyway)."""
 
 
 def _lock_for(name: str) -> threading.Lock:
@@ -73,48 +54,44 @@ def _lock_for(name: str) -> threading.Lock:
         return _LOCKS.setdefault(name, threading.Lock())
 
 
+def initial_tree(active: Mapping[str, str]) -> bytes:
+    """A tar (extracted at ``/``) with the route directories and a first table: any Traefik image
+    has them before it starts, so the file provider finds its directory."""
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        for directory in ("etc/traefik", ROUTES_DIR.lstrip("/"), STAGING_DIR.lstrip("/")):
+            entry = tarfile.TarInfo(directory)
+            entry.type, entry.mode, entry.uid, entry.gid = tarfile.DIRTYPE, 0o775, _PROXY_UID, 0
+            tar.addfile(entry)
+        data = render_routes_file(active).encode()
+        entry = tarfile.TarInfo(ROUTES_FILE.lstrip("/"))
+        entry.size, entry.mode, entry.uid, entry.gid, entry.mtime = (
+            len(data),
+            0o644,
+            _PROXY_UID,
+            0,
+            int(time.time()),
+        )
+        tar.addfile(entry, io.BytesIO(data))
+    return archive.getvalue()
+
+
 class ReverseProxy:
-    """The proxy container of one environment, and its route table."""
+    """The Traefik container of one environment, and its route table."""
 
     def __init__(self, engine: Engine, config: DockerPluginConfig) -> None:
         self._engine = engine
         self._config = config
         self.name = naming.environment_container_name(config.prefix, config.environment_id, naming.ROLE_PROXY)
-        self._kind: ProxyKind | None = (
-            None if config.reverse_proxy is ProxyKind.AUTO else config.reverse_proxy
-        )
-
-    # -- what kind of proxy ------------------------------------------------------------
-
-    @property
-    def kind(self) -> ProxyKind:
-        if self._kind is None:
-            self._kind = self._detect_kind()
-        return self._kind
-
-    def _detect_kind(self) -> ProxyKind:
-        image = self._config.traefik_image
-        labels = self._engine.image_labels(image) if self._engine.image_id(image) else {}
-        declared = labels.get(naming.PROXY_KIND_LABEL)
-        if declared:
-            try:
-                return ProxyKind(declared)
-            except ValueError:
-                raise EngineError(f"image {image} declares an unknown proxy kind {declared!r}") from None
-        if "traefik" in image.rsplit("/", 1)[-1]:
-            return ProxyKind.TRAEFIK
-        raise EngineError(
-            f"cannot tell how to drive the reverse proxy image {image}: it is not Traefik and has no "
-            f"'{naming.PROXY_KIND_LABEL}' label; set reverseProxy: nginx or traefik"
-        )
 
     # -- the container -----------------------------------------------------------------
 
     def container(self) -> ContainerView | None:
         return self._engine.get(self.name)
 
-    def ensure_running(self) -> tuple[ContainerView, bool]:
-        """Start the proxy when missing (or not running); returns it and whether it was (re)created."""
+    def ensure_running(self, active: Mapping[str, str] | None = None) -> tuple[ContainerView, bool]:
+        """Start the proxy when missing (or not running) with the table ``active``; returns it and
+        whether it was (re)created. A running proxy keeps its table."""
         current = self._engine.get(self.name)
         if current is not None and current.running:
             return current, False
@@ -129,15 +106,13 @@ class ReverseProxy:
         kwargs: dict[str, Any] = {
             "image": cfg.traefik_image,
             "name": self.name,
+            "command": traefik_command(),
             "network": cfg.docker_network,
             "ports": ports,
             "labels": naming.environment_labels(cfg.environment_id, naming.ROLE_PROXY),
             "restart_policy": {"Name": "unless-stopped"},
         }
-        if self.kind is ProxyKind.TRAEFIK:
-            kwargs["command"] = traefik_command(cfg.environment_id, cfg.docker_network, naming.ENVIRONMENT)
-            kwargs["volumes"] = {"/var/run/docker.sock": {"bind": "/var/run/docker.sock", "mode": "ro"}}
-        view = self._engine.run(**kwargs)
+        view = self._engine.run(files=("/", initial_tree(active or {})), **kwargs)
         self._wait_answering()
         return view, True
 
@@ -155,10 +130,11 @@ class ReverseProxy:
         return f"http://{_host(self._config.publish_address)}:{port}"
 
     def _wait_answering(self, timeout: float = 30.0) -> None:
+        """Until the entry point answers (404 for an unknown path is an answer)."""
         import httpx
 
         deadline = time.monotonic() + timeout
-        url = self.base_url() + ("/healthz" if self.kind is ProxyKind.NGINX else "/")
+        url = self.base_url() + "/"
         while True:
             try:
                 httpx.get(url, timeout=2.0)
@@ -180,72 +156,34 @@ class ReverseProxy:
     # -- routes ------------------------------------------------------------------------
 
     def current_routes(self) -> dict[str, str]:
-        if self.kind is not ProxyKind.NGINX:
-            return {}
         code, text = self._engine.exec(self.name, ["cat", ROUTES_FILE])
-        return parse_nginx_routes(text) if code == 0 else {}
+        return parse_routes(text) if code == 0 else {}
 
     def replace_all(self, active: Mapping[str, str]) -> None:
-        """Rewrite the whole table (after the proxy was (re)created or to repair it)."""
-        if self.kind is not ProxyKind.NGINX:
-            return
+        """Rewrite the whole table (to repair it, or after the proxy was re-created)."""
         with _lock_for(self.name):
-            self._write_and_reload(dict(active))
+            self._write(dict(active))
 
     def set_route(self, deployment_id: str, container: str | None) -> None:
         """Route ``deployment_id`` to ``container`` (``None``: remove its route), then confirm it is live."""
-        if self.kind is not ProxyKind.NGINX:
-            return
         with _lock_for(self.name):
             table = self.current_routes()
             if container is None:
                 if table.pop(deployment_id, None) is None:
                     return
-            else:
-                # Reload even when the name is unchanged: a re-created container has a new
-                # address, and only fresh workers are sure not to hold the old one in cache.
+                self._write(table)
+            elif table.get(deployment_id) != container:
                 table[deployment_id] = container
-            self._write_and_reload(table)
+                self._write(table)
         self._confirm(deployment_id, container)
 
-    def _write_and_reload(self, table: dict[str, str]) -> None:
-        # nginx resolves upstream names when it loads the table: route only running containers.
-        for dep, container in list(table.items()):
-            view = self._engine.get(container)
-            if view is None or not view.running:
-                log.warning("dropping the route of %s: container %s is not running", dep, container)
-                del table[dep]
-        previous = {
-            path: self._engine.exec(self.name, ["cat", path])[1] for path in (UPSTREAMS_FILE, ROUTES_FILE)
-        }
-        self._put(render_route_files(table))
-        code, output = self._engine.exec(self.name, ["nginx", "-t", "-q"])
+    def _write(self, table: dict[str, str]) -> None:
+        """Write the table beside the watched directory, then rename it into place (atomic)."""
+        staged = f"{STAGING_DIR}/{ROUTES_FILE_NAME}"
+        self._engine.put_files(self.name, STAGING_DIR, {ROUTES_FILE_NAME: render_routes_file(table)})
+        code, output = self._engine.exec(self.name, ["mv", "-f", staged, ROUTES_FILE])
         if code != 0:
-            self._put(previous)
-            raise EngineError(
-                f"the new route table was rejected by nginx (previous table kept): {output.strip()}"
-            )
-        code, output = self._engine.exec(self.name, ["nginx", "-s", "reload"])
-        if code != 0:
-            raise EngineError(f"reloading the reverse proxy {self.name} failed: {output.strip()}")
-
-    def _put(self, files: Mapping[str, str]) -> None:
-        directory = ROUTES_FILE.rsplit("/", 1)[0]
-        self._engine.put_files(
-            self.name, directory, {path.rsplit("/", 1)[1]: text for path, text in files.items()}
-        )
-
-    def refresh_if_stale(self, views: list[ContainerView]) -> bool:
-        """Reload the table when a routed container restarted since it was loaded; True if it did."""
-        if self.kind is not ProxyKind.NGINX:
-            return False
-        command = ["date", "-u", "-r", ROUTES_FILE, "+%Y-%m-%dT%H:%M:%S.%N"]
-        code, loaded_at = self._engine.exec(self.name, command)
-        if code != 0 or not routes_are_stale(self.current_routes(), views, loaded_at.strip()):
-            return False
-        with _lock_for(self.name):
-            self._write_and_reload(self.current_routes())
-        return True
+            raise EngineError(f"installing the route table in {self.name} failed: {output.strip()}")
 
     def _confirm(self, deployment_id: str, container: str | None, timeout: float = 30.0) -> None:
         """Wait until requests for the deployment reach ``container`` (or, for ``None``, no container)."""
@@ -255,15 +193,16 @@ class ReverseProxy:
         wanted = f"{container}:{naming.PREDICTION_PORT}" if container else None
         deadline = time.monotonic() + timeout
         seen: str | None = "nothing yet"
-        while time.monotonic() < deadline:
-            try:
-                response = httpx.get(url, timeout=2.0)
-                seen = response.headers.get(UPSTREAM_HEADER)
-                if seen == wanted and (container is None or response.status_code == 200):
-                    return
-            except httpx.HTTPError as exc:
-                seen = f"error {exc}"
-            time.sleep(0.05)
+        with httpx.Client(timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                try:
+                    response = client.get(url)
+                    seen = response.headers.get(UPSTREAM_HEADER)
+                    if seen == wanted and (container is None or response.status_code == 200):
+                        return
+                except httpx.HTTPError as exc:
+                    seen = f"error {exc}"
+                time.sleep(0.05)
         raise EngineError(
             f"the reverse proxy did not switch deployment {deployment_id} to {wanted or 'no route'} "
             f"within {timeout:.0f} s (last answer from {seen})"

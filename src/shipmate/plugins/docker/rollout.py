@@ -13,11 +13,7 @@ from shipmate.plugin.errors import ConfigError
 from shipmate.plugin.info import DeploymentInfo, PEInfo
 from shipmate.plugin.status import ActionStatus, ActionStatusInfo, DataKey, DeploymentState
 from shipmate.plugins.docker import naming
-from shipmate.plugins.docker.config import (
-    DockerPluginConfig,
-    ProxyKind,
-    ReadinessVia,
-)
+from shipmate.plugins.docker.config import DockerPluginConfig, ReadinessVia
 from shipmate.plugins.docker.decisions import (
     ContainerView,
     StartDecision,
@@ -27,7 +23,6 @@ from shipmate.plugins.docker.decisions import (
 )
 from shipmate.plugins.docker.engine import Engine, EngineError
 from shipmate.plugins.docker.proxy import ReverseProxy
-from shipmate.plugins.docker.routes import traefik_labels
 
 
 class RolloutFailed(Exception):
@@ -55,6 +50,10 @@ class RolloutSteps:
 
     def _serving_by_deployment(self) -> dict[str, ContainerView]:
         raise NotImplementedError
+
+    def _running_routes(self) -> dict[str, str]:
+        """``deployment id → container`` for every deployment whose serving container runs."""
+        return {dep: c.name for dep, c in self._serving_by_deployment().items() if c.running}
 
     # -- the rollout: build, start, wait ready, switch, retire ----------------------------
 
@@ -146,11 +145,9 @@ class RolloutSteps:
             self.engine.create_network(
                 cfg.docker_network, naming.environment_labels(cfg.environment_id, "network")
             )
-        _, created = self.proxy.ensure_running()
-        if created:
-            self.proxy.replace_all(
-                {dep: c.name for dep, c in self._serving_by_deployment().items() if c.running}
-            )
+        proxy = self.proxy.container()
+        if proxy is None or not proxy.running:
+            self.proxy.ensure_running(self._running_routes())
 
     def _url_prefix(self, proxy_port: int | None = None) -> str:
         """``outfacingPredictionURLPrefix``, else the proxy's HTTP port as published on this host."""
@@ -232,20 +229,6 @@ class RolloutSteps:
             "tmpfs": {"/tmp": "rw,nosuid,nodev,size=512m,mode=1777"},
             "stop_signal": "SIGTERM",
         }
-        if self.proxy.kind is ProxyKind.TRAEFIK:
-            labels.update(traefik_labels(cfg.environment_id, info.id, cfg.docker_network))
-            kwargs["healthcheck"] = {
-                "test": [
-                    "CMD",
-                    "python3",
-                    "-c",
-                    "import urllib.request; "
-                    f"urllib.request.urlopen('http://127.0.0.1:{naming.PREDICTION_PORT}/ping', timeout=2)",
-                ],
-                "interval": 2_000_000_000,
-                "timeout": 3_000_000_000,
-                "retries": 3,
-            }
         return self.engine.run(**kwargs)
 
     def _wait_ready(self, view: ContainerView) -> ContainerView:
