@@ -17,4 +17,5 @@ umask 077
     fi
 } >"$conf"
 export RABBITMQ_CONFIG_FILE="$conf"
-exec rabbitmq-server "$@"
+# The server itself, not Debian's wrapper (which sends the log to a file and switches users).
+exec /usr/lib/rabbitmq/bin/rabbitmq-server "$@"
