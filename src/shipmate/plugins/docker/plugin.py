@@ -27,7 +27,7 @@ from shipmate.plugins.docker.decisions import (
     serving_container,
 )
 from shipmate.plugins.docker.engine import Engine, EngineError
-from shipmate.plugins.docker.monitoring import ensure_monitoring, monitoring_problems
+from shipmate.plugins.docker.monitoring import ensure_monitoring, monitoring_problems, remove_monitoring
 from shipmate.plugins.docker.proxy import ReverseProxy
 from shipmate.plugins.docker.rollout import RolloutSteps, dry_run_status
 
@@ -129,10 +129,14 @@ class DockerPlugin(RolloutSteps, PluginBase):
             plan = ["close the engine connection"]
             if self.config.stop_proxy_on_plugin_stop:
                 plan.insert(0, "stop and remove the reverse proxy")
+                if self.config.monitoring_enabled:
+                    plan.insert(0, "stop and remove the monitoring agent and RabbitMQ")
             return dry_run_status(plan)
         msg = "Docker plugin stopped; deployments and the reverse proxy keep serving"
         try:
             if self.config.stop_proxy_on_plugin_stop:
+                if self.config.monitoring_enabled:
+                    remove_monitoring(self.engine, self.config)
                 self.proxy.remove()
                 msg = "Docker plugin stopped; reverse proxy removed, deployment containers keep running"
         except EngineError as exc:
