@@ -64,6 +64,7 @@ def test_the_older_names_and_the_filesystem_default() -> None:
         ({"MLOPS_SPOOLER_TYPE": "RABBITMQ"}, "MLOPS_RABBITMQ_QUEUE_URL is required with MLOPS_SPOOLER_TYPE"),
         ({"MLOPS_AGENT_SERVER_PORT": "http"}, "MLOPS_AGENT_SERVER_PORT must be a port number"),
         ({"MLOPS_API_TOKEN": ""}, "apiToken is missing"),
+        ({"MLOPS_SERVICE_URL": "shipmate:8000"}, "MLOPS_SERVICE_URL must be an http"),
     ],
 )
 def test_wrong_variables_are_named(change: dict[str, str], message: str) -> None:

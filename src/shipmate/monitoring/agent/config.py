@@ -230,21 +230,24 @@ def from_environment(environ: Mapping[str, str]) -> AgentConfig:
     def fail(problem: str) -> ConfigError:
         return ConfigError(f"{ENVIRONMENT_SOURCE}: {problem}")
 
+    url = get(SERVICE_URL_VARIABLE) or ""
+    if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
+        raise fail(f"{SERVICE_URL_VARIABLE} must be an http(s) URL of the service, got {url!r}")
     spooler = (get("MLOPS_SPOOLER_TYPE", "MLOPS_OUTPUT_TYPE") or "FILESYSTEM").upper()
     spooler = {"OUTPUT_DIR": "FILESYSTEM", "RABBIT_MQ": "RABBITMQ"}.get(spooler, spooler)
-    document: dict[str, Any] = {"mlopsUrl": get(SERVICE_URL_VARIABLE)}
+    document: dict[str, Any] = {"mlopsUrl": url}
     if spooler == "FILESYSTEM":
         directory = get("MLOPS_FILESYSTEM_DIRECTORY", "MLOPS_SPOOLER_DIR_PATH") or "/tmp/ta"
         channel = {"type": "FS_SPOOL", "details": {"name": "filesystem", "spoolDirectoryPath": directory}}
     elif spooler == "RABBITMQ":
-        url = get("MLOPS_RABBITMQ_QUEUE_URL", "MLOPS_RABBITMQ_URL")
+        queue_url = get("MLOPS_RABBITMQ_QUEUE_URL", "MLOPS_RABBITMQ_URL")
         queue = get("MLOPS_RABBITMQ_QUEUE_NAME")
-        if url is None or queue is None:
-            missing = "MLOPS_RABBITMQ_QUEUE_URL" if url is None else "MLOPS_RABBITMQ_QUEUE_NAME"
+        if queue_url is None or queue is None:
+            missing = "MLOPS_RABBITMQ_QUEUE_URL" if queue_url is None else "MLOPS_RABBITMQ_QUEUE_NAME"
             raise fail(f"{missing} is required with MLOPS_SPOOLER_TYPE=RABBITMQ")
         channel = {
             "type": "RABBITMQ_SPOOL",
-            "details": {"name": "rabbitmq", "queueUrl": url, "queueName": queue},
+            "details": {"name": "rabbitmq", "queueUrl": queue_url, "queueName": queue},
         }
     else:
         raise fail(

@@ -25,7 +25,7 @@ from shipmate.plugins.docker.decisions import (
     unique_name,
 )
 from shipmate.plugins.docker.engine import Engine, EngineError
-from shipmate.plugins.docker.monitoring import prediction_environment
+from shipmate.plugins.docker.monitoring import ensure_monitoring, prediction_environment
 from shipmate.plugins.docker.proxy import ReverseProxy
 from shipmate.plugins.docker.routes import traefik_labels
 
@@ -136,7 +136,8 @@ class RolloutSteps:
         return self._ready(info, view, url, note=f"{verb} in {view.name} ({plan.reason})")
 
     def _ensure_environment(self) -> None:
-        """Network and proxy, in case this process never ran ``plugin_start`` (or someone removed them)."""
+        """Network, proxy (and monitoring), in case this process never ran ``plugin_start`` (or someone
+        removed them)."""
         cfg = self.config
         if not self.engine.network_exists(cfg.docker_network):
             if not cfg.create_network:
@@ -151,6 +152,8 @@ class RolloutSteps:
             self.proxy.replace_all(
                 {dep: c.name for dep, c in self._serving_by_deployment().items() if c.running}
             )
+        if cfg.monitoring_enabled:
+            ensure_monitoring(self.engine, cfg)
 
     def _url_prefix(self, proxy_port: int | None = None) -> str:
         """``outfacingPredictionURLPrefix``, else the proxy's HTTP port as published on this host."""
