@@ -157,6 +157,8 @@ def agent_spec(config: DockerPluginConfig, image: str, broker_host_port: int | N
                 "MLOPS_SPOOLER_TYPE": "RABBITMQ",
                 "MLOPS_RABBITMQ_QUEUE_URL": url,
                 "MLOPS_RABBITMQ_QUEUE_NAME": queue.queue_name,
+                # Empty: the variables above, even in an image that names a config file (older ones did).
+                "MLOPS_AGENT_CONFIG_YAML": "",
             },
             "restart_policy": {"Name": "unless-stopped"},
             "read_only": True,

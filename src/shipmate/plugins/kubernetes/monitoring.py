@@ -135,6 +135,8 @@ def sidecar_container(monitoring: MonitoringSettings) -> dict[str, Any]:
             {"name": "MLOPS_SPOOLER_TYPE", "value": "FILESYSTEM"},
             {"name": "MLOPS_FILESYSTEM_DIRECTORY", "value": SPOOL_DIRECTORY},
             {"name": "MLOPS_AGENT_SERVER_PORT", "value": str(AGENT_PORT)},
+            # Empty: the variables above, even in an image that names a config file (older ones did).
+            {"name": "MLOPS_AGENT_CONFIG_YAML", "value": ""},
             # DataRobot's agent image needs this on a spool shared between containers; Shipmate's ignores it.
             {"name": "MLOPS_FILESYSTEM_SKIP_LOCKFILE_CHECK", "value": "true"},
         ],
