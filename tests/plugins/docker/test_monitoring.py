@@ -155,3 +155,34 @@ def test_predictions_through_the_proxy_become_service_health(
     assert status.status is ActionStatus.WARN and "monitoring agent container" in str(status.msg)
     assert "started" in str(invoke(plugin, Action.PLUGIN_START).msg)
     assert invoke(plugin, Action.PE_STATUS).status is ActionStatus.OK
+
+
+class _StartingBroker:
+    """The engine seam as a starting broker shows it: its log, then its state."""
+
+    def __init__(self, logs: list[str], status: str = "running") -> None:
+        self.logs, self.status = logs, status
+
+    def logs_tail(self, name: str, lines: int) -> str:
+        return self.logs.pop(0) if len(self.logs) > 1 else self.logs[0]
+
+    def get(self, name: str) -> Any:
+        from shipmate.plugins.docker.decisions import ContainerView
+
+        return ContainerView(name=name, id="1", status=self.status)
+
+
+def test_a_new_broker_is_awaited_until_it_accepts_connections() -> None:
+    from shipmate.plugins.docker.monitoring import wait_for_broker
+
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    booting = ["Starting broker...", "Starting broker...", "... Server startup complete; 3 plugins started."]
+    assert wait_for_broker(_StartingBroker(booting), "b", sleep=sleep, clock=lambda: now[0]) is True
+    assert now[0] == 1.0
+    assert wait_for_broker(_StartingBroker(["booting"]), "b", 5, sleep=sleep, clock=lambda: now[0]) is False
+    with pytest.raises(EngineError, match="RabbitMQ container b stopped while starting:\nboom"):
+        wait_for_broker(_StartingBroker(["boom"], status="exited"), "b", sleep=sleep, clock=lambda: now[0])

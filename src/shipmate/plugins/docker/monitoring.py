@@ -22,6 +22,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -40,6 +42,8 @@ QUEUE_NAME = "shipmate"
 """The durable queue every prediction container of the environment publishes to."""
 AMQP_PORT = 5672
 BROKER_USER = "shipmate"
+BROKER_READY_LINE = "Server startup complete"
+"""What RabbitMQ logs once it accepts connections (its own line, in the official image's log too)."""
 CONFIG_DIGEST = naming.LABEL_PREFIX + "config-digest"
 """Label of the monitoring containers: a digest of what they were started with (recreated when it changes)."""
 
@@ -195,6 +199,30 @@ def resolve_image(engine: Engine, configured: str, local: str) -> tuple[str, str
         return local, f"{configured} cannot be pulled ({str(exc).split(';')[0]}), using {local}"
 
 
+def wait_for_broker(
+    engine: Engine,
+    name: str,
+    timeout: float = 60.0,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> bool:
+    """Until a new broker accepts connections (about 10 s), so that neither the agent nor the
+    prediction servers start by backing off; False after ``timeout`` (they then keep retrying)."""
+    deadline = clock() + timeout
+    while clock() < deadline:
+        if BROKER_READY_LINE in engine.logs_tail(name, 50):
+            return True
+        view = engine.get(name)
+        if view is None or view.status in ("exited", "dead"):
+            tail = engine.logs_tail(name, 10).strip()
+            raise EngineError(
+                f"RabbitMQ container {name} stopped while starting" + (f":\n{tail}" if tail else "")
+            )
+        sleep(0.5)
+    return False
+
+
 def ensure_monitoring(engine: Engine, config: DockerPluginConfig) -> str:
     """Start (or restart, when stopped or outdated) the broker and then the agent; a one-line summary."""
     notes: list[str] = []
@@ -206,6 +234,8 @@ def ensure_monitoring(engine: Engine, config: DockerPluginConfig) -> str:
         engine.stop_and_remove(spec["name"], timeout=10)
         broker = engine.run(**spec)
         notes.append(f"{spec['name']} started ({rabbit_image})")
+        if not wait_for_broker(engine, spec["name"]):
+            notes.append("RabbitMQ did not report ready within 60 s (the agent keeps retrying)")
     assert broker is not None
     agent_image, note = resolve_image(engine, config.agent_image, LOCAL_AGENT_IMAGE)
     notes += [note] if note else []
