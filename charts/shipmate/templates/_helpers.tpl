@@ -119,7 +119,21 @@ timeouts:
 {{- with $ps.ingressClassName }}{{ $_ := set $cfg "ingressClass" . }}{{ end -}}
 {{- with $ib.configMap }}{{ $_ := set $cfg "kanikoConfigmapName" . }}{{ end -}}
 {{- with $ib.secretName }}{{ $_ := set $cfg "kanikoSecretName" . }}{{ end -}}
-{{- with .Values.trackingAgent.image }}{{ $_ := set $cfg "agentImage" . }}{{ end -}}
+{{- $ta := .Values.trackingAgent -}}
+{{- with $ta.image }}{{ $_ := set $cfg "agentImage" . }}{{ end -}}
+{{- if and $ta.image $ta.enabled -}}
+{{- if and (not $ta.sidecar) (not $ta.spoolerSettings) -}}
+{{- fail "trackingAgent.spoolerSettings is required with trackingAgent.sidecar false: the channel the prediction servers report to" -}}
+{{- end -}}
+{{- $_ := set $cfg "MLOPS_BOSUN_PRED_ENV_ENABLE_MONITORING" true -}}
+{{- $_ := set $cfg "MLOPS_BOSUN_MONITORING_URL" ($ta.serviceUrl | default .Values.shipmate.serviceUrl) -}}
+{{- $_ := set $cfg "agentSidecar" $ta.sidecar -}}
+{{- $_ := set $cfg "agentApiSecretName" (include "shipmate.apiSecretName" .) -}}
+{{- $_ := set $cfg "agentApiSecretKey" .Values.datarobot.apiSecretKey -}}
+{{- $_ := set $cfg "agentResources" $ta.resources -}}
+{{- if kindIs "map" $ta.securityContext }}{{ $_ := set $cfg "agentSecurityContext" $ta.securityContext }}{{ end -}}
+{{- with $ta.spoolerSettings }}{{ $_ := set $cfg "spoolerSettings" . }}{{ end -}}
+{{- end -}}
 {{- if kindIs "map" $ps.podSecurityContext }}{{ $_ := set $cfg "ppsPodSecurityContext" $ps.podSecurityContext }}{{ end -}}
 {{- if kindIs "map" $ps.securityContext }}{{ $_ := set $cfg "ppsSecurityContext" $ps.securityContext }}{{ end -}}
 {{ toYaml $cfg }}

@@ -202,10 +202,20 @@ def monitor(
     ] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error")] = "info",
 ) -> None:
-    """Run the monitoring agent: forward spooled aggregates to the service."""
+    """Run the monitoring agent: forward spooled aggregates to the service.
+
+    Without a file, DataRobot's agent-image variables configure it (MLOPS_SERVICE_URL,
+    MLOPS_API_TOKEN, MLOPS_SPOOLER_TYPE, MLOPS_FILESYSTEM_DIRECTORY or MLOPS_RABBITMQ_QUEUE_URL
+    and MLOPS_RABBITMQ_QUEUE_NAME, MLOPS_AGENT_SERVER_PORT)."""
+    import os
+
+    from shipmate.monitoring.agent.config import SERVICE_URL_VARIABLE
     from shipmate.monitoring.agent.main import run
 
-    if config is None:
-        fail("no configuration: pass --config agent.yaml or set MLOPS_AGENT_CONFIG_YAML")
+    if config is None and not os.environ.get(SERVICE_URL_VARIABLE, "").strip():
+        fail(
+            "no configuration: pass --config agent.yaml, set MLOPS_AGENT_CONFIG_YAML, "
+            f"or configure it by variables ({SERVICE_URL_VARIABLE}, MLOPS_SPOOLER_TYPE ...)"
+        )
         return
     raise typer.Exit(run(config, log_level=log_level))

@@ -114,7 +114,7 @@ def test_the_documented_values_reach_the_plugin_and_the_agent() -> None:
     assert settings.ingress_class == "mlops" and settings.ingress_type is IngressType.NGINX
     assert settings.pps_base_image == "registry.your-company.com/shipmate/prediction-server:0.1.0"
     assert settings.generated_image_repo == "registry.your-company.com/mlops/frozen-models"
-    assert settings.agent_image == "registry.your-company.com/shipmate/tracking-agent:0.1.0"
+    assert settings.monitoring.agent_image == "registry.your-company.com/shipmate/tracking-agent:0.1.0"
     assert settings.kaniko_service_account == "shipmate-image-builder"
     (deployment,) = by_kind(objects, "Deployment")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]

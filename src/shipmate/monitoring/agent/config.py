@@ -4,6 +4,9 @@ Checked once at start-up; every error names the key and the file. The token come
 ``MLOPS_API_TOKEN`` when set (the name the published agent uses), else from ``apiToken``.
 Keys the published agent knows but this agent does not need are accepted and ignored, so
 an existing file works unchanged; an unknown key is an error (it is most likely a typo).
+
+Without a file, the agent reads the variables DataRobot's agent image is configured with
+(``from_environment``), which is how the Docker and Kubernetes plugins start it.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ IGNORED_KEYS = frozenset(
 """Keys of the published agent's file that mean nothing here (its JVM pools, stats file ...)."""
 
 UNSUPPORTED_CHANNELS = ("SQS_SPOOL", "PUBSUB_SPOOL", "KAFKA_SPOOL")
+
+SERVICE_URL_VARIABLE = "MLOPS_SERVICE_URL"
+"""Set: the agent takes its configuration from the environment (``from_environment``)."""
 
 
 class ConfigError(Exception):
@@ -200,3 +206,59 @@ def _flag(document: Mapping[str, Any], key: str, where: str, default: bool) -> b
     if not isinstance(value, bool):
         raise ConfigError(f"{where}: {key} must be true or false, got {value!r}")
     return value
+
+
+ENVIRONMENT_SOURCE = "the environment (MLOPS_SERVICE_URL ...)"
+
+
+def from_environment(environ: Mapping[str, str]) -> AgentConfig:
+    """The configuration DataRobot's agent image builds from its variables: one channel.
+
+    ``MLOPS_SERVICE_URL``, ``MLOPS_API_TOKEN``, ``MLOPS_SPOOLER_TYPE`` (``FILESYSTEM`` with
+    ``MLOPS_FILESYSTEM_DIRECTORY``, or ``RABBITMQ`` with ``MLOPS_RABBITMQ_QUEUE_URL`` and
+    ``MLOPS_RABBITMQ_QUEUE_NAME``; the older names too), ``MLOPS_AGENT_SERVER_PORT`` (serves
+    ``/metrics`` and ``/healthz``) and ``MLOPS_AGENT_VERIFY_SSL``. Errors name the variable.
+    """
+
+    def get(*names: str) -> str | None:
+        for name in names:
+            value = environ.get(name, "").strip()
+            if value:
+                return value
+        return None
+
+    def fail(problem: str) -> ConfigError:
+        return ConfigError(f"{ENVIRONMENT_SOURCE}: {problem}")
+
+    url = get(SERVICE_URL_VARIABLE) or ""
+    if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
+        raise fail(f"{SERVICE_URL_VARIABLE} must be an http(s) URL of the service, got {url!r}")
+    spooler = (get("MLOPS_SPOOLER_TYPE", "MLOPS_OUTPUT_TYPE") or "FILESYSTEM").upper()
+    spooler = {"OUTPUT_DIR": "FILESYSTEM", "RABBIT_MQ": "RABBITMQ"}.get(spooler, spooler)
+    document: dict[str, Any] = {"mlopsUrl": url}
+    if spooler == "FILESYSTEM":
+        directory = get("MLOPS_FILESYSTEM_DIRECTORY", "MLOPS_SPOOLER_DIR_PATH") or "/tmp/ta"
+        channel = {"type": "FS_SPOOL", "details": {"name": "filesystem", "spoolDirectoryPath": directory}}
+    elif spooler == "RABBITMQ":
+        queue_url = get("MLOPS_RABBITMQ_QUEUE_URL", "MLOPS_RABBITMQ_URL")
+        queue = get("MLOPS_RABBITMQ_QUEUE_NAME")
+        if queue_url is None or queue is None:
+            missing = "MLOPS_RABBITMQ_QUEUE_URL" if queue_url is None else "MLOPS_RABBITMQ_QUEUE_NAME"
+            raise fail(f"{missing} is required with MLOPS_SPOOLER_TYPE=RABBITMQ")
+        channel = {
+            "type": "RABBITMQ_SPOOL",
+            "details": {"name": "rabbitmq", "queueUrl": queue_url, "queueName": queue},
+        }
+    else:
+        raise fail(
+            f"MLOPS_SPOOLER_TYPE {spooler} is not supported by the agent; supported: FILESYSTEM, RABBITMQ"
+        )
+    document["channelConfigs"] = [channel]
+    port = get("MLOPS_AGENT_SERVER_PORT")
+    if port is not None:
+        if not port.isdigit():
+            raise fail(f"MLOPS_AGENT_SERVER_PORT must be a port number, got {port!r}")
+        document["serverMode"], document["serverPort"] = True, int(port)
+    if get("MLOPS_AGENT_VERIFY_SSL") is not None:
+        document["verifySSL"] = (get("MLOPS_AGENT_VERIFY_SSL") or "").lower() != "false"
+    return parse(document, ENVIRONMENT_SOURCE, environ)

@@ -1,4 +1,4 @@
-"""``shipmate monitor --config agent.yaml``: wiring of config, channels, the service and signals.
+"""``shipmate monitor [--config agent.yaml]``: wiring of config, channels, the service and signals.
 
 One forwarding thread per channel (a pika connection belongs to one thread). SIGTERM or
 SIGINT stops the loops after the post in flight; whatever was not acknowledged is read
@@ -9,6 +9,7 @@ it wherever it would appear).
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -18,7 +19,13 @@ from typing import Any
 
 from shipmate.common.backoff import Backoff
 from shipmate.common.masking import mask
-from shipmate.monitoring.agent.config import AgentConfig, ConfigError, FilesystemChannel, load
+from shipmate.monitoring.agent.config import (
+    AgentConfig,
+    ConfigError,
+    FilesystemChannel,
+    from_environment,
+    load,
+)
 from shipmate.monitoring.agent.forwarder import Forwarder, PostRefused, PostResult, ServiceDown
 from shipmate.monitoring.agent.metrics import AgentMetrics, serve
 from shipmate.monitoring.spool import SpoolReader
@@ -106,15 +113,17 @@ def _configure_logging(level: str) -> logging.Handler:
     return handler
 
 
-def run(config_path: Path, *, log_level: str = "info", stop: threading.Event | None = None) -> int:
+def run(config_path: Path | None, *, log_level: str = "info", stop: threading.Event | None = None) -> int:
     """Run until SIGTERM/SIGINT (or, with ``runOnce``, until the channels are empty); the exit code.
+
+    ``config_path`` ``None``: the configuration comes from the environment (``from_environment``).
 
     Without ``stop`` this is the process's entry point: it configures logging (with the token
     masked) and the signals. With one (tests, embedding) it touches neither.
     """
     handler = _configure_logging(log_level) if stop is None else None
     try:
-        config = load(config_path)
+        config = load(config_path) if config_path is not None else from_environment(os.environ)
     except ConfigError as exc:
         log.error("%s", exc)
         return 2

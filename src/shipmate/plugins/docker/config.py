@@ -61,9 +61,9 @@ class DockerPluginConfig:
 
     Default: the proxy's published HTTP port on ``publishAddress`` (found at run time
     when ``traefikPortMapping`` asks for a random port)."""
-    agent_image: str = "datarobot/mlops-tracking-agent:latest"
+    agent_image: str = f"shipmate/monitoring-agent:{__version__}"
     """``agentImage``: monitoring (tracking) agent, started only with monitoring enabled."""
-    rabbitmq_image: str = "rabbitmq:3-management"
+    rabbitmq_image: str = f"shipmate/rabbitmq:{__version__}"
     """``rabbitmqImage``: the monitoring channel, started only with monitoring enabled."""
     pps_base_image: str = DEFAULT_PREDICTION_SERVER_IMAGE
     """``ppsBaseImage``: prediction server base image; a model image is this + the package."""

@@ -27,6 +27,7 @@ from shipmate.plugins.docker.decisions import (
     serving_container,
 )
 from shipmate.plugins.docker.engine import Engine, EngineError
+from shipmate.plugins.docker.monitoring import ensure_monitoring, monitoring_problems, remove_monitoring
 from shipmate.plugins.docker.proxy import ReverseProxy
 from shipmate.plugins.docker.rollout import RolloutSteps, dry_run_status
 
@@ -89,7 +90,8 @@ class DockerPlugin(RolloutSteps, PluginBase):
             ]
             if cfg.monitoring_enabled:
                 plan.append(
-                    f"ensure tracking agent ({cfg.agent_image}) and RabbitMQ ({cfg.rabbitmq_image}) run"
+                    f"ensure RabbitMQ ({cfg.rabbitmq_image}, ports {_ports(cfg.rabbitmq_port_mapping)}) "
+                    f"and the monitoring agent ({cfg.agent_image}) run"
                 )
             return dry_run_status(plan)
         try:
@@ -117,7 +119,7 @@ class DockerPlugin(RolloutSteps, PluginBase):
                 f"{'started' if created else 'running'}, {len(routes)} route(s)"
             )
             if cfg.monitoring_enabled:
-                notes.append(self._ensure_monitoring())
+                notes.append(ensure_monitoring(self.engine, cfg))
         except EngineError as exc:
             return ActionStatusInfo(ActionStatus.ERROR, msg=f"Docker plugin could not start: {exc}")
         return ActionStatusInfo(ActionStatus.OK, msg="; ".join(notes))
@@ -127,10 +129,14 @@ class DockerPlugin(RolloutSteps, PluginBase):
             plan = ["close the engine connection"]
             if self.config.stop_proxy_on_plugin_stop:
                 plan.insert(0, "stop and remove the reverse proxy")
+                if self.config.monitoring_enabled:
+                    plan.insert(0, "stop and remove the monitoring agent and RabbitMQ")
             return dry_run_status(plan)
         msg = "Docker plugin stopped; deployments and the reverse proxy keep serving"
         try:
             if self.config.stop_proxy_on_plugin_stop:
+                if self.config.monitoring_enabled:
+                    remove_monitoring(self.engine, self.config)
                 self.proxy.remove()
                 msg = "Docker plugin stopped; reverse proxy removed, deployment containers keep running"
         except EngineError as exc:
@@ -176,6 +182,10 @@ class DockerPlugin(RolloutSteps, PluginBase):
             if not self.engine.network_exists(self.config.docker_network):
                 problems.append(f"network {self.config.docker_network} is missing")
                 statuses.append(ActionStatus.ERROR)
+            if self.config.monitoring_enabled:
+                missing = monitoring_problems(self.engine, self.config)
+                problems += missing
+                statuses += [ActionStatus.WARN] if missing else []
             per_deployment = {dep: self._status_of(dep, serving.get(dep)).to_dict() for dep in wanted}
         except EngineError as exc:
             return ActionStatusInfo(ActionStatus.ERROR, msg=f"Docker engine error: {exc}")

@@ -1,6 +1,5 @@
 """The steps of a Docker rollout: build the model image, start a container, wait until it is
-ready, switch the route, retire the old one; and the environment's shared containers
-(reverse proxy, tracking agent and its RabbitMQ channel). A part of `DockerPlugin`."""
+ready, switch the route, retire the old one. A part of `DockerPlugin`."""
 
 from __future__ import annotations
 
@@ -22,6 +21,7 @@ from shipmate.plugins.docker.decisions import (
     unique_name,
 )
 from shipmate.plugins.docker.engine import Engine, EngineError
+from shipmate.plugins.docker.monitoring import ensure_monitoring, prediction_environment
 from shipmate.plugins.docker.proxy import ReverseProxy
 
 
@@ -135,7 +135,8 @@ class RolloutSteps:
         return self._ready(info, view, url, note=f"{verb} in {view.name} ({plan.reason})")
 
     def _ensure_environment(self) -> None:
-        """Network and proxy, in case this process never ran ``plugin_start`` (or someone removed them)."""
+        """Network, proxy (and monitoring), in case this process never ran ``plugin_start`` (or someone
+        removed them)."""
         cfg = self.config
         if not self.engine.network_exists(cfg.docker_network):
             if not cfg.create_network:
@@ -148,6 +149,8 @@ class RolloutSteps:
         proxy = self.proxy.container()
         if proxy is None or not proxy.running:
             self.proxy.ensure_running(self._running_routes())
+        if cfg.monitoring_enabled:
+            ensure_monitoring(self.engine, cfg)
 
     def _url_prefix(self, proxy_port: int | None = None) -> str:
         """``outfacingPredictionURLPrefix``, else the proxy's HTTP port as published on this host."""
@@ -200,16 +203,12 @@ class RolloutSteps:
         environment = {
             "MLOPS_DEPLOYMENT_ID": info.id,
             "MLOPS_MODEL_ID": model_id,
-            "PREDICTION_API_MONITORING_ENABLED": str(cfg.monitoring_enabled),
             "MONITORING_AGENT": "False",
+            **prediction_environment(cfg),
         }
         workers = kv.get("PREDICTION_API_WORKERS") or cfg.prediction_server_workers
         if workers:
             environment["PREDICTION_API_WORKERS"] = str(workers)
-        if cfg.monitoring_enabled:
-            settings = self._spooler_settings()
-            environment["PREDICTION_API_MONITORING_SETTINGS"] = settings
-            environment["PORTABLE_PREDICTION_API_MONITORING_SETTINGS"] = settings
         host_port = kv.get("port")
         if host_port is not None and (isinstance(host_port, bool) or not str(host_port).isdigit()):
             raise ConfigError(
@@ -297,53 +296,6 @@ class RolloutSteps:
             },
         )
 
-    # -- monitoring (tracking agent + RabbitMQ channel) -----------------------------------
-
-    def _spooler_settings(self) -> str:
-        rabbit = naming.environment_container_name(
-            self.config.prefix, self.config.environment_id, naming.ROLE_RABBITMQ
-        )
-        return f"spooler_type=rabbitmq;rabbitmq_queue_url=amqp://{rabbit};rabbitmq_queue_name=shipmate"
-
-    def _ensure_monitoring(self) -> str:
-        cfg = self.config
-        rabbit = naming.environment_container_name(cfg.prefix, cfg.environment_id, naming.ROLE_RABBITMQ)
-        agent = naming.environment_container_name(cfg.prefix, cfg.environment_id, naming.ROLE_TRACKING_AGENT)
-        started = []
-        if not (self.engine.get(rabbit) or _absent()).running:
-            self.engine.stop_and_remove(rabbit, timeout=5)
-            self.engine.ensure_image(cfg.rabbitmq_image)
-            self.engine.run(
-                image=cfg.rabbitmq_image,
-                name=rabbit,
-                network=cfg.docker_network,
-                labels=naming.environment_labels(cfg.environment_id, naming.ROLE_RABBITMQ),
-                ports={
-                    f"{c}/tcp": (cfg.publish_address, h or None) for c, h in cfg.rabbitmq_port_mapping.items()
-                },
-                restart_policy={"Name": "unless-stopped"},
-            )
-            started.append(rabbit)
-        if not (self.engine.get(agent) or _absent()).running:
-            self.engine.stop_and_remove(agent, timeout=5)
-            self.engine.ensure_image(cfg.agent_image)
-            self.engine.run(
-                image=cfg.agent_image,
-                name=agent,
-                network=cfg.docker_network,
-                labels=naming.environment_labels(cfg.environment_id, naming.ROLE_TRACKING_AGENT),
-                environment={
-                    "MLOPS_SERVICE_URL": cfg.monitoring_url or "",
-                    "MLOPS_API_TOKEN": cfg.api_token or "",
-                    "MLOPS_SPOOLER_TYPE": "RABBITMQ",
-                    "MLOPS_RABBITMQ_QUEUE_URL": f"amqp://{rabbit}",
-                    "MLOPS_RABBITMQ_QUEUE_NAME": "shipmate",
-                },
-                restart_policy={"Name": "unless-stopped"},
-            )
-            started.append(agent)
-        return f"monitoring: {', '.join(started) + ' started' if started else 'running'}"
-
 
 def _load_failures(response: Any) -> str | None:
     """A prediction server that answers ``/ping`` 503 with ``failed`` and nothing ``loading`` has given up."""
@@ -357,10 +309,6 @@ def _load_failures(response: Any) -> str | None:
     if isinstance(failed, dict):
         return "; ".join(f"{key}: {error}" for key, error in failed.items())
     return str(failed)
-
-
-def _absent() -> ContainerView:
-    return ContainerView(name="", id="", status="absent")
 
 
 def _model_file(artifact: Path) -> str:

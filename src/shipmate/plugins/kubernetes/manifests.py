@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import quote
 
 from shipmate.plugin.info import DeploymentInfo
+from shipmate.plugins.kubernetes.monitoring import wire_monitoring
 from shipmate.plugins.kubernetes.naming import (
     ANNOTATION_IMAGE,
     ANNOTATION_MODEL_ID,
@@ -134,6 +135,7 @@ def render_deployment(
     if settings.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": n} for n in settings.image_pull_secrets]
     place_pod(pod_spec, settings.pps_node_selector, settings.pps_tolerations, settings.pps_affinity)
+    wire_monitoring(pod_spec, container, settings.monitoring, info)
     spec: dict[str, Any] = {
         "selector": {"matchLabels": deployment_selector(info.id)},
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},

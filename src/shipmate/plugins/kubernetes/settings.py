@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from shipmate.plugin.errors import ConfigError
+from shipmate.plugins.kubernetes.monitoring import MonitoringSettings, parse_monitoring
 
 IN_CLUSTER = "IN_CLUSTER"
 """``kubeConfigContext`` value meaning: use the pod's service account."""
@@ -52,8 +53,8 @@ class KubernetesSettings:
     kube_namespace: str | None = None
     environment_id: str | None = None
     """Prediction environment id, from ``pluginConfig`` or ``peInfo``; labels every object."""
-    agent_image: str | None = None
-    """Monitoring (tracking) agent image; kept for the monitoring work, not deployed yet."""
+    monitoring: MonitoringSettings = field(default_factory=MonitoringSettings)
+    """``MLOPS_BOSUN_PRED_ENV_ENABLE_MONITORING``, ``agentImage``, ``agentSidecar`` ...: see `monitoring`."""
     ingress_class: str | None = None
     ingress_type: IngressType = IngressType.NGINX
     kaniko_image: str = DEFAULT_KANIKO_IMAGE
@@ -154,7 +155,7 @@ def parse_settings(
         kube_config_file=r.optional_str("kubeConfigFile"),
         kube_namespace=r.optional_str("kubeNamespace"),
         environment_id=env_id,
-        agent_image=r.optional_str("agentImage"),
+        monitoring=parse_monitoring(r),
         ingress_class=r.optional_str("ingressClass"),
         ingress_type=ingress_type,
         kaniko_image=r.optional_str("kanikoImage") or DEFAULT_KANIKO_IMAGE,
