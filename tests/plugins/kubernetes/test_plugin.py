@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from shipmate.plugins.kubernetes.naming import (
 )
 
 REPO = "registry.example.com/mlops/frozen-models"
+fake_kube_api = sys.modules["shipmate_tests_fake_kube_api"]
 
 
 def _image(state: Any, name: str = "mlops-dep-1") -> str:
@@ -40,11 +42,42 @@ def test_plugin_start_reports_the_cluster(make_plugin: Any, fake_api: Any) -> No
     assert "v1.30.2" in result.msg and fake_api.url in result.msg and "namespace default" in result.msg
 
 
-def test_plugin_start_refuses_a_cluster_older_than_1_21(make_plugin: Any, fake_api: Any) -> None:
-    fake_api.state.version = {"major": "1", "minor": "20+", "gitVersion": "v1.20.15-eks"}
+def test_plugin_start_refuses_a_cluster_older_than_1_20(make_plugin: Any, fake_api: Any) -> None:
+    fake_api.state.version = {"major": "1", "minor": "19+", "gitVersion": "v1.19.16-eks"}
     result = make_plugin().plugin_start()
     assert result.status is ActionStatus.ERROR
-    assert "v1.20.15-eks is not supported" in result.msg
+    assert "v1.19.16-eks is not supported: Shipmate needs 1.20 or later" in result.msg
+
+
+def test_a_cluster_missing_a_kind_is_told_so_before_anything_is_applied(
+    make_plugin: Any, make_info: Any, fake_api: Any
+) -> None:
+    fake_api.state.served = fake_api.state.served - {"policy/v1"}
+    plugin = make_plugin()
+    for result in (plugin.plugin_start(), plugin.pe_status()):
+        assert result.status is ActionStatus.ERROR
+        assert (
+            "does not serve what the plugin needs: PodDisruptionBudget (none of policy/v1, policy/v1beta1)"
+            in (result.msg)
+        )
+    result = plugin.deployment_start(make_info("dep-1", keyValueConfig={"replicas": 2}))
+    assert result.status is ActionStatus.ERROR and "PodDisruptionBudget" in result.msg
+    assert fake_api.state.calls("POST", "jobs") == [] and fake_api.state.calls("PATCH") == []
+    assert plugin.deployment_stop(make_info("dep-1")).status is ActionStatus.OK
+
+
+def test_a_1_20_cluster_gets_the_beta_hpa_and_pdb(make_plugin: Any, make_info: Any, fake_api: Any) -> None:
+    fake_api.state.served = fake_kube_api.SERVED_BY_1_20
+    plugin = make_plugin()
+    kv = {"minReplicas": 2, "maxReplicas": 4, "cpuRequest": "500m"}
+    result = plugin.deployment_start(make_info("dep-1", keyValueConfig=kv))
+    assert result.status is ActionStatus.OK, result.msg
+    assert (
+        fake_api.state.get("horizontalpodautoscalers", "mlops-dep-1")["apiVersion"] == "autoscaling/v2beta2"
+    )
+    assert fake_api.state.get("poddisruptionbudgets", "mlops-dep-1")["apiVersion"] == "policy/v1beta1"
+    assert plugin.deployment_stop(make_info("dep-1")).status is ActionStatus.OK
+    assert fake_api.state.names("poddisruptionbudgets") == []
 
 
 def test_rejected_credentials_are_explained(make_plugin: Any, fake_api: Any) -> None:

@@ -170,7 +170,12 @@ def render_build(settings: KubernetesSettings, model_id: str, package: bytes) ->
         "command": ["sh", "-c", prepare_script],
         "volumeMounts": prepare_mounts,
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": {**DEFAULT_CONTAINER_SECURITY_CONTEXT, "runAsNonRoot": True, "runAsUser": 10001},
+        "securityContext": {
+            **DEFAULT_CONTAINER_SECURITY_CONTEXT,
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
     }
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
