@@ -188,7 +188,8 @@ def assess_rollout(
 
     if observed >= generation and updated >= desired and available >= desired and total <= updated:
         return verdict(Phase.COMPLETE, f"{available}/{desired} pods ready")
-    if progressing.get("reason") == "ProgressDeadlineExceeded":
+    # A deadline condition from before the latest change is stale until the controller sees it.
+    if progressing.get("reason") == "ProgressDeadlineExceeded" and observed >= generation:
         detail = problem.describe() if problem else progressing.get("message") or "no reason reported"
         return verdict(Phase.FAILED, f"the rollout made no progress before its deadline: {detail}")
     if problem is not None and problem.fatal:

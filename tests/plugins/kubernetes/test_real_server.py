@@ -1,0 +1,157 @@
+"""The Kubernetes plugin against a real API server (kube-apiserver v1.20.2 with etcd; see kube_server.py).
+
+Server-side apply, defaulting, validation, status subresources and RBAC are the real
+server's; there are no nodes, so the ``kubelet`` fixture completes build Jobs and makes
+Deployments available (or fails the rollout of chosen images). These tests run last in a
+session: the build of the server (cached) starts when they are collected.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from shipmate.plugin.info import DeploymentInfo
+from shipmate.plugin.status import ActionStatus, DataKey, DeploymentState
+from shipmate.plugins.kubernetes.naming import ANNOTATION_MODEL_ID
+
+pytestmark = pytest.mark.kube_server
+
+kube = sys.modules["shipmate_tests_kube_server"]
+REPO = "registry.example.com/mlops/frozen-models"
+
+
+@pytest.fixture
+def real_plugin(tmp_path: Path, real_config: dict[str, Any]) -> Callable[..., Any]:
+    from shipmate.plugins.kubernetes.plugin import KubernetesPlugin
+
+    counter = iter(range(1000))
+
+    def factory(*, pe_info: dict[str, Any] | None = None, **overrides: Any) -> Any:
+        path = tmp_path / f"plugin.k8s.conf.real.{next(counter)}.yaml"
+        path.write_text(yaml.safe_dump({k: v for k, v in {**real_config, **overrides}.items() if v is not None}))
+        plugin_config = {"MLOPS_BOSUN_PRED_ENV_ID": "env-1", "MLOPS_BOSUN_PRED_ENV_ENABLE_MONITORING": False}
+        return KubernetesPlugin(plugin_config, str(path), pe_info, False)
+
+    return factory
+
+
+def _get(server: Any, namespace: str, path: str) -> Any:
+    return server.request("GET", f"/apis/{path.format(ns=namespace)}")
+
+
+def _names(server: Any, namespace: str, api: str, plural: str) -> list[str]:
+    prefix = "/api/v1" if api == "v1" else f"/apis/{api}"
+    items = server.request("GET", f"{prefix}/namespaces/{namespace}/{plural}")["items"]
+    return sorted(i["metadata"]["name"] for i in items)
+
+
+def test_the_whole_lifecycle_on_a_real_server(
+    real_plugin: Any, make_info: Callable[..., DeploymentInfo], kube_server: Any, kube_namespace: str, kubelet: Any
+) -> None:
+    plugin = real_plugin()
+    started = plugin.plugin_start()
+    assert started.status is ActionStatus.OK and "v1.20.2" in started.msg, started.msg
+    health = plugin.pe_status()
+    assert health.status is ActionStatus.OK, health.msg
+
+    kv = {"replicas": 2}
+    result = plugin.deployment_start(make_info("dep-1", "model-a", keyValueConfig=kv))
+    assert result.status is ActionStatus.OK and result.state is DeploymentState.READY, result.msg
+    ns = kube_namespace
+    deployment = _get(kube_server, ns, "apps/v1/namespaces/{ns}/deployments/mlops-dep-1")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == f"{REPO}:m-model-a"
+    service = kube_server.request("GET", f"/api/v1/namespaces/{ns}/services/mlops-dep-1")
+    assert service["spec"]["ports"][0]["protocol"] == "TCP"
+    pdb = _get(kube_server, ns, "policy/v1beta1/namespaces/{ns}/poddisruptionbudgets/mlops-dep-1")
+    assert pdb["metadata"]["ownerReferences"][0]["name"] == "mlops-dep-1"
+    assert _names(kube_server, ns, "batch/v1", "jobs") == ["mlops-build-m-model-a"]
+    assert _names(kube_server, ns, "v1", "configmaps") == []  # the build context went with the build
+
+    status = plugin.deployment_status(make_info("dep-1", "model-a"))
+    assert status.status is ActionStatus.OK and status.msg == "2/2 pods ready", status.msg
+    listing = plugin.deployment_list()
+    assert list(listing.data) == ["dep-1"]
+
+    replaced = plugin.deployment_replace_model(make_info("dep-1", "model-b", keyValueConfig=kv))
+    assert replaced.status is ActionStatus.OK, replaced.msg
+    assert replaced.data[DataKey.CURRENT_MODEL_ID] == "model-b"
+
+    # A model whose pods never become ready: rolled back, every object back to the old model.
+    kubelet.failing_images.add(f"{REPO}:m-model-c")
+    failed = plugin.deployment_replace_model(make_info("dep-1", "model-c", keyValueConfig=kv))
+    assert failed.status is ActionStatus.ERROR and failed.data[DataKey.OLD_MODEL_IN_USE] is True, failed.msg
+    assert "rolled back to model model-b" in failed.msg
+    for api, plural in (("apps/v1", "deployments"), ("v1", "services"), ("networking.k8s.io/v1", "ingresses")):
+        prefix = "/api/v1" if api == "v1" else f"/apis/{api}"
+        obj = kube_server.request("GET", f"{prefix}/namespaces/{ns}/{plural}/mlops-dep-1")
+        assert obj["metadata"]["annotations"][ANNOTATION_MODEL_ID] == "model-b", plural
+    pdb = _get(kube_server, ns, "policy/v1beta1/namespaces/{ns}/poddisruptionbudgets/mlops-dep-1")
+    assert pdb["metadata"]["annotations"][ANNOTATION_MODEL_ID] == "model-b"
+
+    stopped = plugin.deployment_stop(make_info("dep-1", "model-b"))
+    assert stopped.status is ActionStatus.OK and stopped.state is DeploymentState.STOPPED, stopped.msg
+    for api, plural in (
+        ("apps/v1", "deployments"),
+        ("v1", "services"),
+        ("networking.k8s.io/v1", "ingresses"),
+        ("policy/v1beta1", "poddisruptionbudgets"),
+    ):
+        assert _names(kube_server, ns, api, plural) == [], plural
+    assert plugin.plugin_stop().status is ActionStatus.OK
+
+
+def test_switching_to_autoscaling_keeps_the_running_replicas(
+    real_plugin: Any, make_info: Callable[..., DeploymentInfo], kube_server: Any, kube_namespace: str, kubelet: Any
+) -> None:
+    """Server-side apply resets a field its manager stops setting (replicas 3 -> 1): not here."""
+    plugin = real_plugin()
+    assert plugin.deployment_start(make_info("dep-1", keyValueConfig={"replicas": 3})).status is ActionStatus.OK
+    kv = {"minReplicas": 2, "maxReplicas": 5, "cpuRequest": "250m"}
+    result = plugin.deployment_start(make_info("dep-1", keyValueConfig=kv))
+    assert result.status is ActionStatus.OK, result.msg
+    ns = kube_namespace
+    assert _get(kube_server, ns, "apps/v1/namespaces/{ns}/deployments/mlops-dep-1")["spec"]["replicas"] == 3
+    hpa = _get(kube_server, ns, "autoscaling/v2beta2/namespaces/{ns}/horizontalpodautoscalers/mlops-dep-1")
+    assert hpa["spec"]["minReplicas"] == 2
+    assert hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 80
+    # Re-applying (idempotent start) keeps it too, and a fresh autoscaled deployment starts at the minimum.
+    assert plugin.deployment_start(make_info("dep-1", keyValueConfig=kv)).status is ActionStatus.OK
+    assert _get(kube_server, ns, "apps/v1/namespaces/{ns}/deployments/mlops-dep-1")["spec"]["replicas"] == 3
+    assert plugin.deployment_start(make_info("dep-2", keyValueConfig=kv)).status is ActionStatus.OK
+    assert _get(kube_server, ns, "apps/v1/namespaces/{ns}/deployments/mlops-dep-2")["spec"]["replicas"] == 2
+
+
+def test_a_wrong_field_in_a_setting_is_named_before_any_build(
+    real_plugin: Any, make_info: Callable[..., DeploymentInfo], kube_server: Any, kube_namespace: str
+) -> None:
+    plugin = real_plugin(ppsTolerations=[{"key": "gpu", "operator": "Exists", "efect": "NoSchedule"}])
+    result = plugin.deployment_start(make_info("dep-1"))
+    assert result.status is ActionStatus.ERROR
+    assert "check the setting ppsTolerations" in result.msg and "efect" in result.msg, result.msg
+    assert "422" in result.msg  # not a retryable server failure
+    assert _names(kube_server, kube_namespace, "batch/v1", "jobs") == []
+    assert _names(kube_server, kube_namespace, "apps/v1", "deployments") == []
+
+    plugin = real_plugin(kanikoExtraVolumeMounts=[{"name": "cache", "mountPth": "/cache"}])
+    result = plugin.deployment_start(make_info("dep-1"))
+    assert result.status is ActionStatus.ERROR
+    assert "check the setting kanikoExtraVolumeMounts" in result.msg, result.msg
+    assert _names(kube_server, kube_namespace, "batch/v1", "jobs") == []
+
+
+def test_pe_status_as_a_user_without_rights_lists_every_missing_permission(
+    real_plugin: Any, kube_server: Any, kube_namespace: str, tmp_path: Path
+) -> None:
+    kubeconfig = kube_server.kubeconfig(tmp_path / "nobody.yaml", kube.NOBODY_TOKEN, kube_namespace)
+    plugin = real_plugin(kubeConfigFile=str(kubeconfig), pe_info={"id": "env-1", "deployments": ["dep-1"]})
+    result = plugin.pe_status()
+    assert result.status is ActionStatus.ERROR
+    assert "missing permissions in namespace" in result.msg and "create jobs.batch" in result.msg, result.msg
+    assert "list pods" in result.msg and "deployments not checked" in result.msg
