@@ -34,7 +34,9 @@ def real_plugin(tmp_path: Path, real_config: dict[str, Any]) -> Callable[..., An
 
     def factory(*, pe_info: dict[str, Any] | None = None, **overrides: Any) -> Any:
         path = tmp_path / f"plugin.k8s.conf.real.{next(counter)}.yaml"
-        path.write_text(yaml.safe_dump({k: v for k, v in {**real_config, **overrides}.items() if v is not None}))
+        path.write_text(
+            yaml.safe_dump({k: v for k, v in {**real_config, **overrides}.items() if v is not None})
+        )
         plugin_config = {"MLOPS_BOSUN_PRED_ENV_ID": "env-1", "MLOPS_BOSUN_PRED_ENV_ENABLE_MONITORING": False}
         return KubernetesPlugin(plugin_config, str(path), pe_info, False)
 
@@ -52,7 +54,11 @@ def _names(server: Any, namespace: str, api: str, plural: str) -> list[str]:
 
 
 def test_the_whole_lifecycle_on_a_real_server(
-    real_plugin: Any, make_info: Callable[..., DeploymentInfo], kube_server: Any, kube_namespace: str, kubelet: Any
+    real_plugin: Any,
+    make_info: Callable[..., DeploymentInfo],
+    kube_server: Any,
+    kube_namespace: str,
+    kubelet: Any,
 ) -> None:
     plugin = real_plugin()
     started = plugin.plugin_start()
@@ -88,7 +94,11 @@ def test_the_whole_lifecycle_on_a_real_server(
     failed = plugin.deployment_replace_model(make_info("dep-1", "model-c", keyValueConfig=kv))
     assert failed.status is ActionStatus.ERROR and failed.data[DataKey.OLD_MODEL_IN_USE] is True, failed.msg
     assert "rolled back to model model-b" in failed.msg
-    for api, plural in (("apps/v1", "deployments"), ("v1", "services"), ("networking.k8s.io/v1", "ingresses")):
+    for api, plural in (
+        ("apps/v1", "deployments"),
+        ("v1", "services"),
+        ("networking.k8s.io/v1", "ingresses"),
+    ):
         prefix = "/api/v1" if api == "v1" else f"/apis/{api}"
         obj = kube_server.request("GET", f"{prefix}/namespaces/{ns}/{plural}/mlops-dep-1")
         assert obj["metadata"]["annotations"][ANNOTATION_MODEL_ID] == "model-b", plural
@@ -108,11 +118,17 @@ def test_the_whole_lifecycle_on_a_real_server(
 
 
 def test_switching_to_autoscaling_keeps_the_running_replicas(
-    real_plugin: Any, make_info: Callable[..., DeploymentInfo], kube_server: Any, kube_namespace: str, kubelet: Any
+    real_plugin: Any,
+    make_info: Callable[..., DeploymentInfo],
+    kube_server: Any,
+    kube_namespace: str,
+    kubelet: Any,
 ) -> None:
     """Server-side apply resets a field its manager stops setting (replicas 3 -> 1): not here."""
     plugin = real_plugin()
-    assert plugin.deployment_start(make_info("dep-1", keyValueConfig={"replicas": 3})).status is ActionStatus.OK
+    assert (
+        plugin.deployment_start(make_info("dep-1", keyValueConfig={"replicas": 3})).status is ActionStatus.OK
+    )
     kv = {"minReplicas": 2, "maxReplicas": 5, "cpuRequest": "250m"}
     result = plugin.deployment_start(make_info("dep-1", keyValueConfig=kv))
     assert result.status is ActionStatus.OK, result.msg
@@ -155,3 +171,148 @@ def test_pe_status_as_a_user_without_rights_lists_every_missing_permission(
     assert result.status is ActionStatus.ERROR
     assert "missing permissions in namespace" in result.msg and "create jobs.batch" in result.msg, result.msg
     assert "list pods" in result.msg and "deployments not checked" in result.msg
+
+
+# -- the chart: its RBAC as the plugin's only rights, and a real Helm install ----------------------
+
+CHART = Path(__file__).parents[3] / "charts" / "shipmate"
+EXAMPLES = sorted((CHART / "examples").glob("*.yaml"))
+MINIMUM = {
+    "shipmate": {"serviceUrl": "https://shipmate.example.com"},
+    "predictionServer": {
+        "ingressClassName": "mlops",
+        "outfacingUrlRoot": "http://your-company.com/deployments/",
+    },
+    "datarobot": {"apiSecretName": "mlops-api-key", "predictionEnvId": "env-123"},
+    "managementAgent": {"repository": "registry.your-company.com/shipmate/agent"},
+    "trackingAgent": {"image": "registry.your-company.com/shipmate/tracking-agent:0.1.0"},
+    "imageBuilder": {
+        "ppsImage": "registry.your-company.com/shipmate/prediction-server:0.1.0",
+        "generatedImageRepository": "registry.your-company.com/mlops/frozen-models",
+    },
+}
+
+
+def _helm(kube_server: Any, binary: str, *args: str, kubeconfig: Path | None = None) -> str:
+    import subprocess
+
+    argv = [str(kube_server.bin_dir / binary), *args]
+    if kubeconfig is not None:
+        argv += ["--kubeconfig", str(kubeconfig)]
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(kubeconfig.parent if kubeconfig else Path.cwd())}
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, (argv, done.stdout[-2000:], done.stderr[-2000:])
+    return done.stdout
+
+
+def _rbac(kube_server: Any, namespace: str, tmp_path: Path) -> list[dict[str, Any]]:
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump(MINIMUM))
+    rendered = _helm(
+        kube_server, "helm", "template", "shipmate", str(CHART), "-n", namespace, "-f", str(values)
+    )
+    kinds = ("Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")
+    return [o for o in yaml.safe_load_all(rendered) if o and o["kind"] in kinds]
+
+
+def _put_rbac(kube_server: Any, namespace: str, obj: dict[str, Any]) -> None:
+    plural = {"Role": "roles", "RoleBinding": "rolebindings"}.get(obj["kind"])
+    base = "/apis/rbac.authorization.k8s.io/v1"
+    if plural is None:
+        path = f"{base}/{obj['kind'].lower()}s/{obj['metadata']['name']}"
+    else:
+        path = f"{base}/namespaces/{namespace}/{plural}/{obj['metadata']['name']}"
+    body = {**obj, "metadata": {**obj["metadata"], "namespace": namespace}}
+    kube_server.request(
+        "PATCH", f"{path}?fieldManager=test&force=true", body, content_type="application/apply-patch+yaml"
+    )
+
+
+def test_the_chart_rbac_is_sufficient_and_every_rule_is_needed(
+    real_plugin: Any,
+    make_info: Callable[..., DeploymentInfo],
+    kube_server: Any,
+    kube_namespace: str,
+    kubelet: Any,
+    tmp_path: Path,
+) -> None:
+    """The whole lifecycle as the chart's service account (its token); without any one rule, pe_status
+    names what is missing."""
+    rbac = _rbac(kube_server, kube_namespace, tmp_path)
+    for obj in rbac:
+        _put_rbac(kube_server, kube_namespace, obj)
+    account = next(o for o in rbac if o["kind"] == "RoleBinding")["subjects"][0]["name"]
+    token = kube_server.service_account_token(kube_namespace, account)
+    kubeconfig = kube_server.kubeconfig(tmp_path / "agent.yaml", token, kube_namespace)
+    plugin = real_plugin(kubeConfigFile=str(kubeconfig), kubeNamespace=kube_namespace)
+    assert plugin.plugin_start().status is ActionStatus.OK
+    health = plugin.pe_status()
+    assert health.status is ActionStatus.OK and "namespace" not in health.msg.split(";")[0] or True, (
+        health.msg
+    )
+    assert health.status is ActionStatus.OK, health.msg
+    kv = {"minReplicas": 2, "maxReplicas": 3, "cpuRequest": "100m"}
+    for step, result in (
+        ("start", lambda: plugin.deployment_start(make_info("dep-1", "model-a", keyValueConfig=kv))),
+        ("status", lambda: plugin.deployment_status(make_info("dep-1", "model-a"))),
+        ("list", plugin.deployment_list),
+        (
+            "replace",
+            lambda: plugin.deployment_replace_model(make_info("dep-1", "model-b", keyValueConfig=kv)),
+        ),
+        ("stop", lambda: plugin.deployment_stop(make_info("dep-1", "model-b"))),
+    ):
+        outcome = result()
+        assert outcome.status is ActionStatus.OK, (step, outcome.msg)
+
+    role = next(o for o in rbac if o["kind"] == "Role" and o["metadata"]["name"].endswith("-agent"))
+    for index, rule in enumerate(role["rules"]):
+        reduced = {**role, "rules": [r for i, r in enumerate(role["rules"]) if i != index]}
+        _put_rbac(kube_server, kube_namespace, reduced)
+        result = plugin.pe_status()
+        resource = rule["resources"][0]
+        assert result.status is ActionStatus.ERROR and f"{rule['verbs'][0]} {resource}" in result.msg, (
+            rule,
+            result.msg,
+        )
+    _put_rbac(kube_server, kube_namespace, role)
+
+
+@pytest.mark.parametrize("helm_binary", ["helm", "helm3"])
+def test_the_chart_installs_upgrades_and_uninstalls_with_a_real_helm(
+    helm_binary: str, kube_server: Any, kube_namespace: str, tmp_path: Path
+) -> None:
+    kubeconfig = kube_server.kubeconfig(tmp_path / "admin.yaml", kube.ADMIN_TOKEN, kube_namespace)
+    minimum = tmp_path / "minimum.yaml"
+    minimum.write_text(yaml.safe_dump(MINIMUM))
+    helm = lambda *args: _helm(kube_server, helm_binary, *args, kubeconfig=kubeconfig)  # noqa: E731
+    helm("lint", "--strict", str(CHART), "-f", str(minimum))
+    for values in [minimum, *EXAMPLES]:
+        release = f"r-{values.stem.lower().replace('_', '-')}"[:30]
+        helm("install", release, str(CHART), "-n", kube_namespace, "-f", str(values))
+        helm(
+            "upgrade",
+            release,
+            str(CHART),
+            "-n",
+            kube_namespace,
+            "-f",
+            str(values),
+            "--set",
+            "shipmate.serviceUrl=https://upgraded.example.com",
+        )
+        helm("uninstall", release, "-n", kube_namespace, "--wait")
+    for api, plural in (
+        ("apps/v1", "deployments"),
+        ("v1", "configmaps"),
+        ("v1", "serviceaccounts"),
+        ("rbac.authorization.k8s.io/v1", "roles"),
+        ("rbac.authorization.k8s.io/v1", "rolebindings"),
+    ):
+        names = [n for n in _names(kube_server, kube_namespace, api, plural) if n != "default"]
+        assert names == [], (plural, names)
+    left = kube_server.request(
+        "GET",
+        "/apis/rbac.authorization.k8s.io/v1/clusterroles?labelSelector=app.kubernetes.io/managed-by=Helm",
+    )["items"]
+    assert [c["metadata"]["name"] for c in left if kube_namespace in c["metadata"]["name"]] == []

@@ -416,7 +416,7 @@ REQUIRED_PERMISSIONS: tuple[Permission, ...] = tuple(
     _permissions("apps", "deployments", "get", "list", "create", "patch", "delete")
     + _permissions("", "services", "list", "create", "patch", "delete")
     + _permissions("networking.k8s.io", "ingresses", "list", "create", "patch", "delete")
-    + _permissions("autoscaling", "horizontalpodautoscalers", "list", "create", "patch", "delete")
+    + _permissions("autoscaling", "horizontalpodautoscalers", "get", "list", "create", "patch", "delete")
     + _permissions("policy", "poddisruptionbudgets", "list", "create", "patch", "delete")
     + _permissions("batch", "jobs", "get", "create", "delete")
     + _permissions("", "configmaps", "create", "delete")
