@@ -91,6 +91,7 @@ class FakeKubeState:
     """Everything a test can read or steer."""
 
     namespaces: set[str] = field(default_factory=lambda: {"default"})
+    namespace_labels: dict[str, dict[str, str]] = field(default_factory=dict)
     token: str = "fake-token"
     version: dict[str, str] = field(
         default_factory=lambda: {
@@ -297,7 +298,7 @@ def _dispatch(state: FakeKubeState, req: Request, authorization: str | None) -> 
         return 200, {
             "apiVersion": "v1",
             "kind": "Namespace",
-            "metadata": {"name": name},
+            "metadata": {"name": name, "labels": state.namespace_labels.get(name, {})},
             "status": {"phase": "Active"},
         }
     match = _PATH.match(req.path)

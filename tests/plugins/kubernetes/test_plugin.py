@@ -404,6 +404,61 @@ def test_a_failed_build_keeps_the_old_model(make_plugin: Any, make_info: Any, fa
     assert _image(fake_api.state) == f"{REPO}:m-model-a"
 
 
+def test_a_failed_apply_during_a_replacement_rolls_everything_back(
+    make_plugin: Any, make_info: Any, fake_api: Any
+) -> None:
+    """The PDB apply fails after the Deployment was switched: all or nothing, the old model serves."""
+    kv = {"replicas": 2}
+    assert make_plugin().deployment_start(make_info("dep-1", "model-a", keyValueConfig=kv)).ok
+    fake_api.state.fail_next("PATCH", "/poddisruptionbudgets/", 500, "etcdserver: request timed out")
+    result = make_plugin().deployment_replace_model(
+        make_info("dep-1", "model-a", newModelId="model-b", keyValueConfig=kv)
+    )
+    assert result.status is ActionStatus.ERROR and result.data is not None, result.msg
+    assert result.data[DataKey.OLD_MODEL_IN_USE] is True and result.data[DataKey.CURRENT_MODEL_ID] == "model-a"
+    assert "cannot apply PodDisruptionBudget mlops-dep-1" in result.msg
+    assert "rolled back to model model-a" in result.msg
+    assert _image(fake_api.state) == f"{REPO}:m-model-a"
+    for plural in ("deployments", "services", "ingresses", "poddisruptionbudgets"):
+        annotations = fake_api.state.get(plural, "mlops-dep-1")["metadata"]["annotations"]
+        assert annotations[ANNOTATION_MODEL_ID] == "model-a", plural
+
+
+def test_the_prediction_url_is_encoded_like_the_ingress_path(
+    make_plugin: Any, make_info: Any, fake_api: Any
+) -> None:
+    result = make_plugin().deployment_start(make_info("churn model/1"))
+    assert result.ok, result.msg
+    url = result.data[DataKey.PREDICTION_URL]
+    assert url == "https://models.example.com/deployments/churn%20model%2F1/predictions"
+    ingress = fake_api.state.items("ingresses")[0]
+    assert "churn%20model%2F1" in ingress["spec"]["rules"][0]["http"]["paths"][0]["path"]
+
+
+def test_an_autoscaled_deployment_below_its_minimum_is_not_ready(
+    make_plugin: Any, make_info: Any, fake_api: Any
+) -> None:
+    kv = {"minReplicas": 2, "maxReplicas": 3, "cpuRequest": "1"}
+    assert make_plugin().deployment_start(make_info("dep-1", keyValueConfig=kv)).ok
+    with fake_api.state.lock:  # something scaled it to 1 behind the HPA's back
+        deployment = fake_api.state.objects[("deployments", "default", "mlops-dep-1")]
+        deployment["spec"]["replicas"] = 1
+        deployment["status"].update(replicas=1, updatedReplicas=1, readyReplicas=1, availableReplicas=1)
+    status = make_plugin().deployment_status(make_info("dep-1"))
+    assert status.status is not ActionStatus.OK and "1/2" in status.msg, status.msg
+
+
+def test_a_namespace_enforcing_restricted_pod_security_is_refused_before_the_build(
+    make_plugin: Any, make_info: Any, fake_api: Any
+) -> None:
+    """Kaniko runs as root, which "restricted" forbids: say so now, not after buildTimeoutSeconds."""
+    fake_api.state.namespace_labels["default"] = {"pod-security.kubernetes.io/enforce": "restricted"}
+    result = make_plugin().deployment_start(make_info("dep-1"))
+    assert result.status is ActionStatus.ERROR
+    assert 'enforces the "restricted" Pod Security Standard' in result.msg, result.msg
+    assert fake_api.state.calls("POST", "jobs") == []
+
+
 def test_replace_model_of_a_missing_deployment_starts_it(
     make_plugin: Any, make_info: Any, fake_api: Any
 ) -> None:
