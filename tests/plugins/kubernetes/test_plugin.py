@@ -415,7 +415,9 @@ def test_a_failed_apply_during_a_replacement_rolls_everything_back(
         make_info("dep-1", "model-a", newModelId="model-b", keyValueConfig=kv)
     )
     assert result.status is ActionStatus.ERROR and result.data is not None, result.msg
-    assert result.data[DataKey.OLD_MODEL_IN_USE] is True and result.data[DataKey.CURRENT_MODEL_ID] == "model-a"
+    assert (
+        result.data[DataKey.OLD_MODEL_IN_USE] is True and result.data[DataKey.CURRENT_MODEL_ID] == "model-a"
+    )
     assert "cannot apply PodDisruptionBudget mlops-dep-1" in result.msg
     assert "rolled back to model model-a" in result.msg
     assert _image(fake_api.state) == f"{REPO}:m-model-a"

@@ -113,7 +113,7 @@ class ImageSteps:
             raise ImageBuildError(
                 f'namespace {self.cluster.namespace} enforces the "restricted" Pod Security Standard '
                 f"({POD_SECURITY_ENFORCE}=restricted), which rejects the Kaniko build pod (Kaniko runs as "
-                "root): run the plugin in a namespace at baseline or privileged, or build the images elsewhere"
+                "root): run the plugin in a namespace at baseline or privileged, or build elsewhere"
             )
 
     def _wait_for_build(self, image: str, job_name: str, selector: str, context: list[str]) -> str:
