@@ -143,6 +143,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if not real:
         return
     items[:] = [item for item in items if item.get_closest_marker("kube_server") is None] + real
+    for item in real:  # one server per session: keep them on one pytest-xdist worker
+        item.add_marker(pytest.mark.xdist_group("kube-server"))
     _BUILD.start()
 
 
