@@ -315,24 +315,161 @@ def test_the_chart_installs_upgrades_and_uninstalls_with_a_real_helm(
     assert [c["metadata"]["name"] for c in left if kube_namespace in c["metadata"]["name"]] == []
 
 
-def test_shipmate_plugin_check_via_the_runner_passes_on_the_real_server(
-    real_config: dict[str, Any], kube_server: Any, kube_namespace: str, kubelet: Any, tmp_path: Path
+def test_shipmate_plugin_check_and_the_runner_pass_on_the_real_server(
+    real_config: dict[str, Any],
+    make_info: Callable[..., DeploymentInfo],
+    kube_server: Any,
+    kube_namespace: str,
+    kubelet: Any,
+    tmp_path: Path,
 ) -> None:
-    """The conformance kit as a user runs it: every action a ``bosun-plugin-runner`` process of its own."""
+    """The conformance kit as ``shipmate plugin check`` runs it, then start and stop each in a
+    ``bosun-plugin-runner`` process of its own (the kit's --via-runner costs a minute: not in CI)."""
     import subprocess
 
     private = tmp_path / "plugin.k8s.conf.yaml"
     private.write_text(yaml.safe_dump(real_config))
-    shipmate = Path(sys.executable).parent / "shipmate"
+    bin_dir = Path(sys.executable).parent
     (tmp_path / "work").mkdir()
-    argv = [str(shipmate), "plugin", "check", "--plugin", "kubernetes", "--private-config", str(private)]
+    argv = [
+        str(bin_dir / "shipmate"),
+        "plugin",
+        "check",
+        "--plugin",
+        "kubernetes",
+        "--private-config",
+        str(private),
+    ]
     done = subprocess.run(
-        [*argv, "--work-dir", str(tmp_path / "work"), "--via-runner"],
-        capture_output=True,
-        text=True,
-        timeout=240,
+        [*argv, "--work-dir", str(tmp_path / "work")], capture_output=True, text=True, timeout=240
     )
     assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
     assert _names(kube_server, kube_namespace, "apps/v1", "deployments") == [], (
         "the kit stops what it started"
     )
+
+    config = tmp_path / "action.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "pluginConfig": {
+                    "MLOPS_BOSUN_PRED_ENV_ID": "env-1",
+                    "MLOPS_BOSUN_PRED_ENV_ENABLE_MONITORING": False,
+                },
+                "peInfo": {"id": "env-1", "name": "k8s"},
+                "deploymentInfo": make_info("dep-7", "model-x", size=1000).to_dict(),
+            }
+        )
+    )
+    status_file = tmp_path / "status.yaml"
+    for action, state in (("deployment_start", "ready"), ("deployment_stop", "stopped")):
+        runner = [str(bin_dir / "bosun-plugin-runner"), "--plugin", "kubernetes", "--config", str(config)]
+        runner += ["--private-config", str(private), "--action", action, "--status-file", str(status_file)]
+        done = subprocess.run(runner, capture_output=True, text=True, timeout=120)
+        status = yaml.safe_load(status_file.read_text())
+        assert done.returncode == 0 and status["status"] == "passing", (done.stderr[-2000:], status)
+        assert status["state"] == state
+    assert _names(kube_server, kube_namespace, "apps/v1", "deployments") == []
+
+
+def test_a_real_agent_driven_by_a_real_service_deploys_on_the_real_server(
+    real_config: dict[str, Any],
+    make_package: Any,
+    kube_server: Any,
+    kube_namespace: str,
+    kubelet: Any,
+    tmp_path: Path,
+) -> None:
+    """``shipmate server`` and ``shipmate agent`` (kubernetes plugin) as processes: create, replace, delete."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from shipmate.client.client import ShipmateClient
+
+    def wait_until(predicate: Callable[[], Any], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if predicate():
+                    return True
+            except Exception:  # the service may not answer yet
+                pass
+            time.sleep(0.3)
+        return False
+
+    shipmate = [sys.executable, "-c", "from shipmate.cli.main import main; main()"]
+    admin_token = "admin-token-for-kubernetes-tests-0123456789"
+    port = kube._free_port()
+    url = f"http://127.0.0.1:{port}"
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(command: list[str], log: Path, env: dict[str, str]) -> None:
+        with open(log, "ab") as out:
+            started.append(
+                subprocess.Popen(
+                    command,
+                    env={**os.environ, **env},
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+
+    try:
+        start(
+            [*shipmate, "server", "--data-dir", str(tmp_path / "service"), "--port", str(port)],
+            tmp_path / "server.log",
+            {"SHIPMATE_ADMIN_TOKEN": admin_token},
+        )
+        admin = ShipmateClient(url, admin_token)
+        assert wait_until(lambda: admin.list_environments() is not None, 60), (
+            tmp_path / "server.log"
+        ).read_text()
+        env = admin.create_environment("k8s-real", "kubernetes")
+        _, secret = admin.create_token(kind="agent", environment_id=env.id)
+        first = admin.upload_model_package(make_package(name="churn", version="1"))
+        second = admin.upload_model_package(make_package(name="churn", version="2"))
+        private = tmp_path / "plugin.k8s.conf.yaml"
+        private.write_text(yaml.safe_dump(real_config))
+        agent_config = tmp_path / "agent.yaml"
+        agent_config.write_text(
+            yaml.safe_dump(
+                {
+                    "serviceUrl": url,
+                    "environmentId": env.id,
+                    "plugin": {"name": "kubernetes", "privateConfig": str(private)},
+                    "workDir": str(tmp_path / "work"),
+                    "metrics": {"port": 0},
+                    "retry": {"maxAttempts": 3, "initialDelay": 0.2, "maxDelay": 1},
+                    "intervals": {"feedWait": 2, "reconnectMax": 0.5, "peStatus": 2, "deploymentStatus": 2},
+                }
+            )
+        )
+        log = tmp_path / "agent.log"
+        start([*shipmate, "agent", "--config", str(agent_config)], log, {"MLOPS_API_TOKEN": secret})
+
+        deployment = admin.create_deployment(env.id, first.id, name="churn")
+        ready = wait_until(lambda: admin.get_deployment(deployment.id).observed.state == "ready", 120)
+        assert ready, log.read_text()[-3000:]
+        observed = admin.get_deployment(deployment.id).observed
+        assert (
+            observed.prediction_url == f"https://models.example.com/deployments/{deployment.id}/predictions"
+        )
+        admin.replace_model(deployment.id, second.id)
+        replaced = wait_until(
+            lambda: admin.get_deployment(deployment.id).observed.model_package_id == second.id, 120
+        )
+        assert replaced, log.read_text()[-3000:]
+        admin.delete(deployment.id)
+        gone = wait_until(lambda: _names(kube_server, kube_namespace, "apps/v1", "deployments") == [], 120)
+        assert gone, log.read_text()[-3000:]
+    finally:
+        for process in started:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(10)
