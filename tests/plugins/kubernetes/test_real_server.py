@@ -380,7 +380,7 @@ def test_a_real_agent_driven_by_a_real_service_deploys_on_the_real_server(
     kubelet: Any,
     tmp_path: Path,
 ) -> None:
-    """``shipmate server`` and ``shipmate agent`` (kubernetes plugin) as processes: create, replace, delete."""
+    """``shipmate server`` and ``shipmate agent`` (kubernetes plugin) as processes."""
     import os
     import signal
     import subprocess
