@@ -547,3 +547,13 @@ def test_a_server_without_a_kind_is_named() -> None:
     versions = choose_versions({"v1", "apps/v1", "autoscaling/v1"})
     assert versions.of("PodDisruptionBudget") is None
     assert "PodDisruptionBudget (none of policy/v1, policy/v1beta1)" in versions.missing()
+
+
+def test_build_jobs_expire_and_every_build_container_has_a_seccomp_profile() -> None:
+    """Finished builds do not pile up; the init container passes the restricted profile's checks
+    (Kaniko itself cannot: it runs as root, see docs/kubernetes.md)."""
+    job = render_build(settings(), "model-a", b"package").job
+    assert job["spec"]["ttlSecondsAfterFinished"] == 7 * 24 * 3600
+    (prepare,) = job["spec"]["template"]["spec"]["initContainers"]
+    assert prepare["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert prepare["securityContext"]["runAsNonRoot"] is True
