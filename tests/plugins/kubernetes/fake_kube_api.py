@@ -53,6 +53,20 @@ RESOURCES: dict[str, tuple[str, str, str]] = {
     "pods": ("v1", "Pod", "/api/v1"),
 }
 GROUPS = {plural: (api.rpartition("/")[0]) for plural, (api, _, _) in RESOURCES.items()}
+NEWEST_SERVED = frozenset(
+    {api for api, _, _ in RESOURCES.values()} | {"autoscaling/v2", "authorization.k8s.io/v1"}
+)
+"""What a current API server serves of what the plugin uses (discovery: /api and /apis)."""
+SERVED_BY_1_20 = frozenset(
+    {"v1", "apps/v1", "networking.k8s.io/v1", "batch/v1", "authorization.k8s.io/v1"}
+    | {"autoscaling/v1", "autoscaling/v2beta1", "autoscaling/v2beta2", "policy/v1beta1"}
+)
+# Old API versions, validated with the oldest schemas kubernetes-validate ships that have them
+# (policy/v1beta1 is gone from those: its PodDisruptionBudget has policy/v1's shape).
+SCHEMA_FOR = {
+    "autoscaling/v2beta2": ("autoscaling/v2beta2", "1.25.0"),
+    "policy/v1beta1": ("policy/v1", "1.25.0"),
+}
 WRITABLE = set(RESOURCES) - {"pods"}
 
 _PATH = re.compile(
@@ -77,6 +91,7 @@ class FakeKubeState:
     """Everything a test can read or steer."""
 
     namespaces: set[str] = field(default_factory=lambda: {"default"})
+    namespace_labels: dict[str, dict[str, str]] = field(default_factory=dict)
     token: str = "fake-token"
     version: dict[str, str] = field(
         default_factory=lambda: {
@@ -86,6 +101,10 @@ class FakeKubeState:
             "platform": "linux/amd64",
         }
     )
+    served: frozenset[str] = NEWEST_SERVED
+    """The group versions discovery lists; HPAs and PDBs are served in any of these."""
+    replica_owners: dict[tuple[str, str, str], set[str]] = field(default_factory=dict)
+    """Field managers owning a Deployment's spec.replicas (server-side apply's bookkeeping)."""
     denied: set[tuple[str, str, str]] = field(default_factory=set)
     """(verb, group, resource) this user may not do."""
     image_outcomes: dict[str, str] = field(default_factory=dict)
@@ -124,8 +143,15 @@ class FakeKubeState:
     def names(self, plural: str, namespace: str = "default") -> list[str]:
         return [o["metadata"]["name"] for o in self.items(plural, namespace)]
 
-    def calls(self, method: str, plural: str | None = None) -> list[Request]:
-        return [r for r in self.requests if r.method == method and (plural is None or f"/{plural}" in r.path)]
+    def calls(self, method: str, plural: str | None = None, *, dry_run: bool = False) -> list[Request]:
+        """The requests made (server-side dry runs only when ``dry_run``)."""
+        return [
+            r
+            for r in self.requests
+            if r.method == method
+            and (plural is None or f"/{plural}" in r.path)
+            and bool(r.query.get("dryRun")) == dry_run
+        ]
 
     def next_rv(self) -> str:
         return str(next(self._rv))
@@ -224,11 +250,33 @@ def _dispatch(state: FakeKubeState, req: Request, authorization: str | None) -> 
     if authorization != f"Bearer {state.token}":
         return _status(401, "Unauthorized", "Unauthorized")
     for index, (method, pattern, code, message) in enumerate(state.failures):
-        if method == req.method and pattern.search(req.path):
+        if method == req.method and pattern.search(req.path) and not req.query.get("dryRun"):
             del state.failures[index]
             return _status(code, "InternalError" if code >= 500 else "Invalid", message)
     if req.method == "GET" and req.path in ("/version", "/version/"):
         return 200, state.version
+    if req.method == "GET" and req.path == "/api":
+        return 200, {"kind": "APIVersions", "versions": ["v1"] if "v1" in state.served else []}
+    if req.method == "GET" and req.path == "/apis":
+        groups: dict[str, list[str]] = {}
+        for version in sorted(state.served, reverse=True):
+            if "/" in version:
+                groups.setdefault(version.partition("/")[0], []).append(version)
+        return 200, {
+            "kind": "APIGroupList",
+            "apiVersion": "v1",
+            "groups": [
+                {
+                    "name": name,
+                    "versions": [{"groupVersion": v, "version": v.partition("/")[2]} for v in versions],
+                    "preferredVersion": {
+                        "groupVersion": versions[0],
+                        "version": versions[0].partition("/")[2],
+                    },
+                }
+                for name, versions in sorted(groups.items())
+            ],
+        }
     if req.path == "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews" and req.method == "POST":
         attributes = req.body["spec"]["resourceAttributes"]
         key = (attributes["verb"], attributes.get("group", ""), attributes["resource"])
@@ -250,15 +298,22 @@ def _dispatch(state: FakeKubeState, req: Request, authorization: str | None) -> 
         return 200, {
             "apiVersion": "v1",
             "kind": "Namespace",
-            "metadata": {"name": name},
+            "metadata": {"name": name, "labels": state.namespace_labels.get(name, {})},
             "status": {"phase": "Active"},
         }
     match = _PATH.match(req.path)
-    if (
-        not match
-        or match.group("plural") not in RESOURCES
-        or RESOURCES[match.group("plural")][2] != match.group("prefix")
-    ):
+    served_prefix = match is not None and (
+        (match.group("prefix").removeprefix("/apis/").removeprefix("/api/") in state.served)
+        and match.group("plural") in RESOURCES
+        and (
+            RESOURCES[match.group("plural")][2] == match.group("prefix")
+            or (
+                match.group("plural") in ("horizontalpodautoscalers", "poddisruptionbudgets")
+                and match.group("prefix").startswith(RESOURCES[match.group("plural")][2].rpartition("/")[0])
+            )
+        )
+    )
+    if not match or not served_prefix:
         state.unexpected.append(f"{req.method} {req.path}")
         return _status(404, "NotFound", "the server could not find the requested resource")
     plural, namespace, name = match.group("plural"), match.group("ns"), match.group("name")
@@ -331,11 +386,24 @@ def _get(state: FakeKubeState, plural: str, namespace: str, name: str) -> tuple[
     return 200, copy.deepcopy(state.objects[key])
 
 
-def _invalid(plural: str, name: str, obj: dict[str, Any]) -> tuple[int, dict[str, Any]] | None:
+def _invalid(
+    plural: str, name: str, obj: dict[str, Any], *, apply: bool = False
+) -> tuple[int, dict[str, Any]] | None:
+    """422 for an invalid object; for server-side apply an unknown field is a 500, as a real
+    server answers (it cannot build the typed patch before it validates anything)."""
+    api_version, schemas = SCHEMA_FOR.get(
+        obj.get("apiVersion", ""), (obj.get("apiVersion"), VALIDATE_VERSION)
+    )
     try:
-        kubernetes_validate.validate(obj, VALIDATE_VERSION, strict=True)
+        kubernetes_validate.validate({**obj, "apiVersion": api_version}, schemas, strict=True)
     except kubernetes_validate.ValidationError as exc:
-        where = ".".join(str(p) for p in exc.path)
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in exc.path)
+        if apply and exc.validator == "additionalProperties":
+            return _status(
+                500,
+                "InternalError",
+                f"failed to create typed patch object: {where}: field not declared in schema ({exc.message})",
+            )
         return _status(422, "Invalid", f'{RESOURCES[plural][1]} "{name}" is invalid: {where}: {exc.message}')
     return None
 
@@ -365,6 +433,8 @@ def _create(state: FakeKubeState, plural: str, namespace: str, req: Request) -> 
         return problem
     if (plural, namespace, name) in state.objects:
         return _status(409, "AlreadyExists", f'{_qualified(plural)} "{name}" already exists', {"name": name})
+    if req.query.get("dryRun"):
+        return 201, copy.deepcopy(obj)
     stored = _stamp(state, plural, namespace, obj)
     state.objects[(plural, namespace, name)] = stored
     if plural == "jobs":
@@ -382,12 +452,36 @@ def _apply(state: FakeKubeState, plural: str, namespace: str, name: str, req: Re
     desired = req.body
     if desired["metadata"].get("name") != name:
         return _status(400, "BadRequest", "the name of the object does not match the name on the URL")
-    if (problem := _invalid(plural, name, desired)) is not None:
-        return problem
     key = (plural, namespace, name)
     existing = state.objects.get(key)
+    if plural == "deployments" and existing is not None and set(desired.get("spec") or {}) == {"replicas"}:
+        desired = copy.deepcopy(existing)  # a partial apply: only spec.replicas
+        desired["spec"]["replicas"] = req.body["spec"]["replicas"]
+        desired.pop("status", None)
+        for generated in ("uid", "resourceVersion", "creationTimestamp", "generation", "managedFields"):
+            desired["metadata"].pop(generated, None)
+    if (problem := _invalid(plural, name, desired, apply=True)) is not None:
+        return problem
+    if req.query.get("dryRun"):
+        return 200, copy.deepcopy(desired)
+    if plural == "deployments":
+        manager = req.query["fieldManager"][0]
+        owners = state.replica_owners.setdefault(key, set())
+        wanted = (req.body.get("spec") or {}).get("replicas")
+        if wanted is None:
+            owners.discard(manager)
+        elif existing is None or wanted != existing["spec"].get("replicas"):
+            owners.clear()
+            owners.add(manager)
+        else:
+            owners.add(manager)
     if existing is None:
         stored = _stamp(state, plural, namespace, desired)
+        if plural == "deployments":
+            stored["metadata"]["managedFields"] = [
+                {"manager": m, "operation": "Apply", "fieldsV1": {"f:spec": {"f:replicas": {}}}}
+                for m in sorted(state.replica_owners.get(key, ()))
+            ]
         state.objects[key] = stored
         if plural == "deployments":
             _rollout(state, stored, previous_template=None)
@@ -402,7 +496,14 @@ def _apply(state: FakeKubeState, plural: str, namespace: str, name: str, req: Re
     if "status" in existing:
         updated["status"] = existing["status"]
     if plural == "deployments" and "replicas" not in updated["spec"]:
-        updated["spec"]["replicas"] = existing["spec"].get("replicas", 1)
+        # A field no manager owns any more is removed, and the server defaults replicas to 1.
+        owned = state.replica_owners.get(key)
+        updated["spec"]["replicas"] = existing["spec"].get("replicas", 1) if owned else 1
+    if plural == "deployments":
+        metadata["managedFields"] = [
+            {"manager": m, "operation": "Apply", "fieldsV1": {"f:spec": {"f:replicas": {}}}}
+            for m in sorted(state.replica_owners.get(key, ()))
+        ]
     if plural == "services":
         updated["spec"]["clusterIP"] = existing["spec"].get("clusterIP")
     changed = updated.get("spec") != existing.get("spec")

@@ -80,7 +80,7 @@ def config_files(objects: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[st
 
 
 def test_helm_lint_passes_strict() -> None:
-    for kube_version in ("v1.21.0", "v1.37.0"):
+    for kube_version in ("v1.20.0", "v1.37.0"):
         report = helm.lint(str(CHART), MINIMUM, strict=True, kube_version=kube_version)
         problems = [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]
         assert problems == [], problems
@@ -232,10 +232,17 @@ def test_rbac_and_service_accounts_can_be_left_to_the_platform() -> None:
     assert by_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]["serviceAccountName"] == "agent"
 
 
+def plugin_volumes(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    _, plugin = config_files(objects)
+    return list(plugin.get("kanikoExtraVolumes") or [])
+
+
 def test_openshift_example_grants_the_scc_and_routes_through_the_router() -> None:
     objects = render(yaml.safe_load((CHART / "examples" / "OpenShift_values.yaml").read_text()))
     scc = next(r for r in by_kind(objects, "Role") if r["metadata"]["name"].endswith("image-builder-scc"))
-    assert scc["rules"][0]["resourceNames"] == ["anyuid"] and scc["rules"][0]["verbs"] == ["use"]
+    # Kaniko runs as root and the example mounts a hostPath: anyuid alone forbids hostPath volumes.
+    assert any("hostPath" in v for v in plugin_volumes(objects))
+    assert scc["rules"][0]["resourceNames"] == ["hostmount-anyuid"] and scc["rules"][0]["verbs"] == ["use"]
     _, plugin = config_files(objects)
     settings = parse_settings(plugin)
     assert settings.ingress_type is IngressType.OPENSHIFT

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import sys
 from decimal import Decimal
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 
 from shipmate.plugin.errors import ConfigError
 from shipmate.plugin.info import DeploymentInfo
+from shipmate.plugins.kubernetes.apis import choose_versions
 from shipmate.plugins.kubernetes.build import CONTEXT_CHUNK_BYTES, render_build
 from shipmate.plugins.kubernetes.manifests import render_deployment_objects
 from shipmate.plugins.kubernetes.naming import (
@@ -38,6 +40,8 @@ def _schema_versions() -> tuple[str, str]:
 
 
 SCHEMA_VERSIONS = _schema_versions()
+NEWEST_SERVED = sys.modules["shipmate_tests_fake_kube_api"].NEWEST_SERVED
+SERVED_BY_1_20 = sys.modules["shipmate_tests_fake_kube_api"].SERVED_BY_1_20
 BASE = {
     "outfacingPredictionURLPrefix": "https://models.example.com/deployments/",
     "ppsBaseImage": "registry.example.com/shipmate/prediction-server:0.1.0",
@@ -431,6 +435,17 @@ def _pod(model: str = "model-b", **container: Any) -> dict[str, Any]:
             Phase.FAILED,
             "deadline",
         ),
+        (  # the deadline of the previous template: the controller has not seen the new one yet
+            _deployment(
+                updatedReplicas=0,
+                availableReplicas=2,
+                observedGeneration=1,
+                conditions=[{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}],
+            ),
+            [],
+            Phase.PROGRESSING,
+            "rollout in progress",
+        ),
     ],
 )
 def test_assess_rollout(
@@ -492,3 +507,53 @@ def test_a_ready_pod_has_no_problem() -> None:
 def test_assess_build(job: dict[str, Any], pods: list[dict[str, Any]], phase: Phase, text: str) -> None:
     verdict = assess_build(job, pods)
     assert verdict.phase is phase and text in verdict.message
+
+
+def test_an_hpa_minimum_above_the_spec_is_not_complete() -> None:
+    deployment = _deployment(desired=1, updatedReplicas=1, availableReplicas=1, replicas=1, readyReplicas=1)
+    assert assess_rollout(deployment, []).phase is Phase.COMPLETE
+    rollout = assess_rollout(deployment, [], minimum=2)
+    assert rollout.phase is Phase.PROGRESSING and rollout.desired == 2
+
+
+@pytest.mark.parametrize(
+    ("served", "hpa_version", "pdb_version", "schema"),
+    [
+        (NEWEST_SERVED, "autoscaling/v2", "policy/v1", "1.37.0"),
+        (SERVED_BY_1_20, "autoscaling/v2beta2", "policy/v1beta1", "1.25.0"),
+        ({"v1", "apps/v1", "autoscaling/v1", "policy/v1beta1"}, "autoscaling/v1", "policy/v1beta1", "1.25.0"),
+    ],
+)
+def test_hpa_and_pdb_follow_what_the_server_serves(
+    served: set[str], hpa_version: str, pdb_version: str, schema: str
+) -> None:
+    versions = choose_versions(served)
+    kv = {"minReplicas": 2, "maxReplicas": 4, "cpuRequest": "1", "targetCpuUtilizationPercent": 60}
+    objects = render_deployment_objects(settings(), info(kv), versions)
+    assert objects.hpa is not None and objects.pdb is not None
+    assert objects.hpa["apiVersion"] == hpa_version and objects.pdb["apiVersion"] == pdb_version
+    spec = objects.hpa["spec"]
+    target = (
+        spec["targetCPUUtilizationPercentage"]
+        if hpa_version == "autoscaling/v1"
+        else spec["metrics"][0]["resource"]["target"]["averageUtilization"]
+    )
+    assert target == 60
+    kubernetes_validate.validate(objects.hpa, schema, strict=True)
+    kubernetes_validate.validate({**objects.pdb, "apiVersion": "policy/v1"}, schema, strict=True)
+
+
+def test_a_server_without_a_kind_is_named() -> None:
+    versions = choose_versions({"v1", "apps/v1", "autoscaling/v1"})
+    assert versions.of("PodDisruptionBudget") is None
+    assert "PodDisruptionBudget (none of policy/v1, policy/v1beta1)" in versions.missing()
+
+
+def test_build_jobs_expire_and_every_build_container_has_a_seccomp_profile() -> None:
+    """Finished builds do not pile up; the init container passes the restricted profile's checks
+    (Kaniko itself cannot: it runs as root, see docs/kubernetes.md)."""
+    job = render_build(settings(), "model-a", b"package").job
+    assert job["spec"]["ttlSecondsAfterFinished"] == 7 * 24 * 3600
+    (prepare,) = job["spec"]["template"]["spec"]["initContainers"]
+    assert prepare["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert prepare["securityContext"]["runAsNonRoot"] is True

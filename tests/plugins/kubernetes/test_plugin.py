@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from shipmate.plugins.kubernetes.naming import (
 )
 
 REPO = "registry.example.com/mlops/frozen-models"
+fake_kube_api = sys.modules["shipmate_tests_fake_kube_api"]
 
 
 def _image(state: Any, name: str = "mlops-dep-1") -> str:
@@ -40,11 +42,42 @@ def test_plugin_start_reports_the_cluster(make_plugin: Any, fake_api: Any) -> No
     assert "v1.30.2" in result.msg and fake_api.url in result.msg and "namespace default" in result.msg
 
 
-def test_plugin_start_refuses_a_cluster_older_than_1_21(make_plugin: Any, fake_api: Any) -> None:
-    fake_api.state.version = {"major": "1", "minor": "20+", "gitVersion": "v1.20.15-eks"}
+def test_plugin_start_refuses_a_cluster_older_than_1_20(make_plugin: Any, fake_api: Any) -> None:
+    fake_api.state.version = {"major": "1", "minor": "19+", "gitVersion": "v1.19.16-eks"}
     result = make_plugin().plugin_start()
     assert result.status is ActionStatus.ERROR
-    assert "v1.20.15-eks is not supported" in result.msg
+    assert "v1.19.16-eks is not supported: Shipmate needs 1.20 or later" in result.msg
+
+
+def test_a_cluster_missing_a_kind_is_told_so_before_anything_is_applied(
+    make_plugin: Any, make_info: Any, fake_api: Any
+) -> None:
+    fake_api.state.served = fake_api.state.served - {"policy/v1"}
+    plugin = make_plugin()
+    for result in (plugin.plugin_start(), plugin.pe_status()):
+        assert result.status is ActionStatus.ERROR
+        assert (
+            "does not serve what the plugin needs: PodDisruptionBudget (none of policy/v1, policy/v1beta1)"
+            in (result.msg)
+        )
+    result = plugin.deployment_start(make_info("dep-1", keyValueConfig={"replicas": 2}))
+    assert result.status is ActionStatus.ERROR and "PodDisruptionBudget" in result.msg
+    assert fake_api.state.calls("POST", "jobs") == [] and fake_api.state.calls("PATCH") == []
+    assert plugin.deployment_stop(make_info("dep-1")).status is ActionStatus.OK
+
+
+def test_a_1_20_cluster_gets_the_beta_hpa_and_pdb(make_plugin: Any, make_info: Any, fake_api: Any) -> None:
+    fake_api.state.served = fake_kube_api.SERVED_BY_1_20
+    plugin = make_plugin()
+    kv = {"minReplicas": 2, "maxReplicas": 4, "cpuRequest": "500m"}
+    result = plugin.deployment_start(make_info("dep-1", keyValueConfig=kv))
+    assert result.status is ActionStatus.OK, result.msg
+    assert (
+        fake_api.state.get("horizontalpodautoscalers", "mlops-dep-1")["apiVersion"] == "autoscaling/v2beta2"
+    )
+    assert fake_api.state.get("poddisruptionbudgets", "mlops-dep-1")["apiVersion"] == "policy/v1beta1"
+    assert plugin.deployment_stop(make_info("dep-1")).status is ActionStatus.OK
+    assert fake_api.state.names("poddisruptionbudgets") == []
 
 
 def test_rejected_credentials_are_explained(make_plugin: Any, fake_api: Any) -> None:
@@ -369,6 +402,63 @@ def test_a_failed_build_keeps_the_old_model(make_plugin: Any, make_info: Any, fa
     assert result.status is ActionStatus.ERROR and result.data[DataKey.OLD_MODEL_IN_USE] is True
     assert "model model-a keeps serving" in result.msg
     assert _image(fake_api.state) == f"{REPO}:m-model-a"
+
+
+def test_a_failed_apply_during_a_replacement_rolls_everything_back(
+    make_plugin: Any, make_info: Any, fake_api: Any
+) -> None:
+    """The PDB apply fails after the Deployment was switched: all or nothing, the old model serves."""
+    kv = {"replicas": 2}
+    assert make_plugin().deployment_start(make_info("dep-1", "model-a", keyValueConfig=kv)).ok
+    fake_api.state.fail_next("PATCH", "/poddisruptionbudgets/", 500, "etcdserver: request timed out")
+    result = make_plugin().deployment_replace_model(
+        make_info("dep-1", "model-a", newModelId="model-b", keyValueConfig=kv)
+    )
+    assert result.status is ActionStatus.ERROR and result.data is not None, result.msg
+    assert (
+        result.data[DataKey.OLD_MODEL_IN_USE] is True and result.data[DataKey.CURRENT_MODEL_ID] == "model-a"
+    )
+    assert "cannot apply PodDisruptionBudget mlops-dep-1" in result.msg
+    assert "rolled back to model model-a" in result.msg
+    assert _image(fake_api.state) == f"{REPO}:m-model-a"
+    for plural in ("deployments", "services", "ingresses", "poddisruptionbudgets"):
+        annotations = fake_api.state.get(plural, "mlops-dep-1")["metadata"]["annotations"]
+        assert annotations[ANNOTATION_MODEL_ID] == "model-a", plural
+
+
+def test_the_prediction_url_is_encoded_like_the_ingress_path(
+    make_plugin: Any, make_info: Any, fake_api: Any
+) -> None:
+    result = make_plugin().deployment_start(make_info("churn model/1"))
+    assert result.ok, result.msg
+    url = result.data[DataKey.PREDICTION_URL]
+    assert url == "https://models.example.com/deployments/churn%20model%2F1/predictions"
+    ingress = fake_api.state.items("ingresses")[0]
+    assert "churn%20model%2F1" in ingress["spec"]["rules"][0]["http"]["paths"][0]["path"]
+
+
+def test_an_autoscaled_deployment_below_its_minimum_is_not_ready(
+    make_plugin: Any, make_info: Any, fake_api: Any
+) -> None:
+    kv = {"minReplicas": 2, "maxReplicas": 3, "cpuRequest": "1"}
+    assert make_plugin().deployment_start(make_info("dep-1", keyValueConfig=kv)).ok
+    with fake_api.state.lock:  # something scaled it to 1 behind the HPA's back
+        deployment = fake_api.state.objects[("deployments", "default", "mlops-dep-1")]
+        deployment["spec"]["replicas"] = 1
+        deployment["status"].update(replicas=1, updatedReplicas=1, readyReplicas=1, availableReplicas=1)
+    status = make_plugin().deployment_status(make_info("dep-1"))
+    assert status.status is not ActionStatus.OK and "1/2" in status.msg, status.msg
+
+
+def test_a_namespace_enforcing_restricted_pod_security_is_refused_before_the_build(
+    make_plugin: Any, make_info: Any, fake_api: Any
+) -> None:
+    """Kaniko runs as root, which "restricted" forbids: say so now, not after buildTimeoutSeconds."""
+    fake_api.state.namespace_labels["default"] = {"pod-security.kubernetes.io/enforce": "restricted"}
+    result = make_plugin().deployment_start(make_info("dep-1"))
+    assert result.status is ActionStatus.ERROR
+    assert 'enforces the "restricted" Pod Security Standard' in result.msg, result.msg
+    assert fake_api.state.calls("POST", "jobs") == []
 
 
 def test_replace_model_of_a_missing_deployment_starts_it(

@@ -39,6 +39,9 @@ CONTEXT_CHUNK_BYTES = 900 * 1024
 # -- image build (Kaniko) ---------------------------------------------------------------
 
 
+BUILD_JOB_TTL_SECONDS = 7 * 24 * 3600
+"""How long a finished build Job (the record that an image exists) is kept."""
+
 @dataclass(frozen=True, slots=True)
 class BuildPlan:
     """A Kaniko Job and the ConfigMaps carrying its build context (Dockerfile + package chunks)."""
@@ -170,7 +173,12 @@ def render_build(settings: KubernetesSettings, model_id: str, package: bytes) ->
         "command": ["sh", "-c", prepare_script],
         "volumeMounts": prepare_mounts,
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": {**DEFAULT_CONTAINER_SECURITY_CONTEXT, "runAsNonRoot": True, "runAsUser": 10001},
+        "securityContext": {
+            **DEFAULT_CONTAINER_SECURITY_CONTEXT,
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
     }
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
@@ -188,6 +196,9 @@ def render_build(settings: KubernetesSettings, model_id: str, package: bytes) ->
         "metadata": {"name": job_name, "labels": labels, "annotations": annotations},
         "spec": {
             "backoffLimit": 1,
+            # Finished builds do not pile up (1.21+; ignored before): after a week the Job goes,
+            # and a later deployment of that model rebuilds its image once.
+            "ttlSecondsAfterFinished": BUILD_JOB_TTL_SECONDS,
             "activeDeadlineSeconds": max(60, int(settings.build_timeout_seconds)),
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },

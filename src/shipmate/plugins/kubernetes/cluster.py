@@ -15,12 +15,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
+from shipmate.plugins.kubernetes.apis import KNOWN_VERSIONS, PLURALS, ApiVersions, choose_versions
 from shipmate.plugins.kubernetes.settings import IN_CLUSTER, KubernetesSettings
 
 log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "shipmate"
+REPLICAS_FIELD_MANAGER = "shipmate-replicas"
+"""Owns a Deployment's ``spec.replicas`` while it is handed over to its HPA (see the plugin)."""
 SERVICE_ACCOUNT_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 
@@ -35,44 +39,6 @@ class KubernetesApiError(Exception):
         super().__init__(message)
         self.status = status
         self.retryable = retryable
-
-
-@dataclass(frozen=True, slots=True)
-class Kind:
-    """How to reach one resource type through the official client."""
-
-    kind: str
-    api_version: str
-    api_class: str
-    method_suffix: str
-    plural: str
-
-    @property
-    def group(self) -> str:
-        return self.api_version.rpartition("/")[0]
-
-
-KINDS: dict[str, Kind] = {
-    k.kind: k
-    for k in (
-        Kind("Deployment", "apps/v1", "AppsV1Api", "deployment", "deployments"),
-        Kind("Service", "v1", "CoreV1Api", "service", "services"),
-        Kind("Ingress", "networking.k8s.io/v1", "NetworkingV1Api", "ingress", "ingresses"),
-        Kind(
-            "HorizontalPodAutoscaler",
-            "autoscaling/v1",
-            "AutoscalingV1Api",
-            "horizontal_pod_autoscaler",
-            "horizontalpodautoscalers",
-        ),
-        Kind(
-            "PodDisruptionBudget", "policy/v1", "PolicyV1Api", "pod_disruption_budget", "poddisruptionbudgets"
-        ),
-        Kind("Job", "batch/v1", "BatchV1Api", "job", "jobs"),
-        Kind("ConfigMap", "v1", "CoreV1Api", "config_map", "configmaps"),
-        Kind("Pod", "v1", "CoreV1Api", "pod", "pods"),
-    )
-}
 
 
 def resolve_namespace(settings: KubernetesSettings, context_namespace: str | None) -> str:
@@ -92,6 +58,7 @@ class Cluster:
         self.api_client = api_client
         self.namespace = namespace
         self._apis: dict[str, Any] = {}
+        self._versions: ApiVersions | None = None
 
     @classmethod
     def connect(cls, settings: KubernetesSettings) -> Cluster:
@@ -156,9 +123,84 @@ class Cluster:
         loaded = json.loads(data) if data else {}
         return loaded if isinstance(loaded, dict) else {}
 
-    def _method(self, kind: str, verb: str) -> Callable[..., Any]:
-        k = KINDS[kind]
-        return getattr(self._api(k.api_class), f"{verb}_namespaced_{k.method_suffix}")  # type: ignore[no-any-return]
+    def _rest(
+        self,
+        what: str,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, Any]] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        namespaced: bool = True,
+    ) -> dict[str, Any]:
+        """One REST call by path: every kind and version the server serves, through the client."""
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        with translate_errors(what, self, namespaced=namespaced):
+            data = self._send(method, path, query or [], headers, body)
+        loaded = json.loads(data) if data else {}
+        return loaded if isinstance(loaded, dict) else {}
+
+    def _send(
+        self, method: str, path: str, query: list[tuple[str, Any]], headers: dict[str, str], body: Any
+    ) -> bytes:
+        from kubernetes.client.exceptions import ApiException
+
+        client = self.api_client
+        if hasattr(client, "param_serialize"):  # the client generated since v35
+            request = client.param_serialize(
+                method,
+                path,
+                query_params=query,
+                header_params=headers,
+                body=body,
+                auth_settings=["BearerToken"],
+            )
+            response = client.call_api(*request)
+            response.read()
+            if not 200 <= response.status <= 299:
+                raise ApiException.from_response(
+                    http_resp=response, body=response.data.decode("utf-8", "replace"), data=None
+                )
+            return bytes(response.data)
+        response = client.call_api(  # the older client
+            path,
+            method,
+            query_params=query,
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+            _return_http_data_only=True,
+        )
+        return bytes(response.data)
+
+    def api_versions(self) -> ApiVersions:
+        """The version of each kind this server serves (discovery, asked once per connection)."""
+        if self._versions is None:
+            core = self._rest("discover the core API (/api)", "GET", "/api", namespaced=False)
+            groups = self._rest("discover the API groups (/apis)", "GET", "/apis", namespaced=False)
+            served = list(core.get("versions") or [])
+            for group in groups.get("groups") or []:
+                served.extend(v.get("groupVersion", "") for v in group.get("versions") or [])
+            self._versions = choose_versions(served)
+        return self._versions
+
+    def version_of(self, kind: str) -> str:
+        """The API version to use for ``kind``; a ``KubernetesApiError`` if the server serves none."""
+        version = self.api_versions().of(kind)
+        if version is None:
+            raise KubernetesApiError(
+                f"this Kubernetes cluster does not serve {kind} in any version the plugin knows "
+                f"({', '.join(KNOWN_VERSIONS[kind])}): it is too old or the API is disabled"
+            )
+        return version
+
+    def _path(self, kind: str, name: str | None = None) -> str:
+        version = self.version_of(kind)
+        prefix = f"/apis/{version}" if "/" in version else f"/api/{version}"
+        path = f"{prefix}/namespaces/{quote(self.namespace, safe='')}/{PLURALS[kind]}"
+        return f"{path}/{quote(name, safe='')}" if name else path
 
     # -- the calls -------------------------------------------------------------------
 
@@ -200,59 +242,83 @@ class Cluster:
 
     def get(self, kind: str, name: str) -> dict[str, Any] | None:
         try:
-            return self._call(f"read {kind} {name}", self._method(kind, "read"), name, self.namespace)
+            return self._rest(f"read {kind} {name}", "GET", self._path(kind, name))
         except KubernetesApiError as exc:
             if exc.status == 404:
                 return None
             raise
 
     def list(self, kind: str, label_selector: str) -> list[dict[str, Any]]:
-        result = self._call(
-            f"list {KINDS[kind].plural} ({label_selector})",
-            self._method(kind, "list"),
-            self.namespace,
-            label_selector=label_selector,
+        result = self._rest(
+            f"list {PLURALS[kind]} ({label_selector})",
+            "GET",
+            self._path(kind),
+            query=[("labelSelector", label_selector)],
         )
         items = result.get("items") or []
         for item in items:  # list items carry no apiVersion/kind; restore them for the caller
-            item.setdefault("apiVersion", KINDS[kind].api_version)
+            item.setdefault("apiVersion", self.version_of(kind))
             item.setdefault("kind", kind)
         return list(items)
 
-    def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+    def apply(self, manifest: dict[str, Any], *, field_manager: str = FIELD_MANAGER) -> dict[str, Any]:
         """Server-side apply: create or update to exactly ``manifest``; idempotent."""
         kind = manifest["kind"]
         name = manifest["metadata"]["name"]
-        return self._call(
+        return self._rest(
             f"apply {kind} {name}",
-            self._method(kind, "patch"),
-            name,
-            self.namespace,
-            manifest,
-            field_manager=FIELD_MANAGER,
-            force=True,
-            _content_type="application/apply-patch+yaml",
+            "PATCH",
+            self._path(kind, name),
+            query=[("fieldManager", field_manager), ("force", "true")],
+            body=manifest,
+            content_type="application/apply-patch+yaml",
         )
+
+    def dry_run(self, manifest: dict[str, Any]) -> None:
+        """Let the server validate ``manifest`` without storing it (Jobs as a create: their
+        template is immutable; everything else as the apply the plugin will make)."""
+        kind = manifest["kind"]
+        name = manifest["metadata"]["name"]
+        try:
+            if kind in ("Job", "ConfigMap"):
+                self._rest(
+                    f"check {kind} {name} (dry run)",
+                    "POST",
+                    self._path(kind),
+                    query=[("fieldManager", FIELD_MANAGER), ("dryRun", "All"), ("fieldValidation", "Strict")],
+                    body=manifest,
+                )
+            else:
+                self._rest(
+                    f"check {kind} {name} (dry run)",
+                    "PATCH",
+                    self._path(kind, name),
+                    query=[("fieldManager", FIELD_MANAGER), ("force", "true"), ("dryRun", "All")],
+                    body=manifest,
+                    content_type="application/apply-patch+yaml",
+                )
+        except KubernetesApiError as exc:
+            if exc.status != 409:  # it exists already: what matters here is that it is valid
+                raise
 
     def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
         kind = manifest["kind"]
-        return self._call(
+        return self._rest(
             f"create {kind} {manifest['metadata']['name']}",
-            self._method(kind, "create"),
-            self.namespace,
-            manifest,
-            field_manager=FIELD_MANAGER,
+            "POST",
+            self._path(kind),
+            query=[("fieldManager", FIELD_MANAGER)],
+            body=manifest,
         )
 
     def delete(self, kind: str, name: str) -> bool:
         """Delete (background propagation: owned objects follow); ``False`` if it was already gone."""
         try:
-            self._call(
+            self._rest(
                 f"delete {kind} {name}",
-                self._method(kind, "delete"),
-                name,
-                self.namespace,
-                propagation_policy="Background",
+                "DELETE",
+                self._path(kind, name),
+                query=[("propagationPolicy", "Background")],
             )
         except KubernetesApiError as exc:
             if exc.status == 404:
@@ -297,11 +363,18 @@ def translate_errors(what: str, cluster: Cluster | None = None, *, namespaced: b
         )
         if status == 404 and "namespaces" in server_message and cluster is not None:
             advice = f"namespace {cluster.namespace} does not exist: create it or set kubeNamespace"
+        invalid = status == 500 and "failed to create typed patch object" in server_message
+        if invalid:  # before 1.2x, server-side apply answers an unknown field with a 500
+            status, advice = 422, _STATUS_ADVICE[422]
         retryable = status in (409, 410, 429) or status >= 500
         raise KubernetesApiError(
             f"cannot {what}{namespace}: {status} {advice} ({server_message})".replace(" ()", ""),
             status=status,
             retryable=retryable,
+        ) from None
+    except (ValueError, TypeError) as exc:  # the client library's own checks
+        raise KubernetesApiError(
+            f"cannot {what}{namespace}: the Kubernetes client refused it: {exc}"
         ) from None
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         host = cluster.host if cluster else "the API server"
@@ -343,7 +416,7 @@ REQUIRED_PERMISSIONS: tuple[Permission, ...] = tuple(
     _permissions("apps", "deployments", "get", "list", "create", "patch", "delete")
     + _permissions("", "services", "list", "create", "patch", "delete")
     + _permissions("networking.k8s.io", "ingresses", "list", "create", "patch", "delete")
-    + _permissions("autoscaling", "horizontalpodautoscalers", "list", "create", "patch", "delete")
+    + _permissions("autoscaling", "horizontalpodautoscalers", "get", "list", "create", "patch", "delete")
     + _permissions("policy", "poddisruptionbudgets", "list", "create", "patch", "delete")
     + _permissions("batch", "jobs", "get", "create", "delete")
     + _permissions("", "configmaps", "create", "delete")

@@ -24,6 +24,8 @@ from shipmate.plugins.kubernetes.settings import KubernetesSettings
 
 log = logging.getLogger(__name__)
 
+POD_SECURITY_ENFORCE = "pod-security.kubernetes.io/enforce"
+
 
 class ImageBuildError(Exception):
     """The Kaniko build of a model image failed; the message says why."""
@@ -68,6 +70,7 @@ class ImageSteps:
                 return self._wait_for_build(plan.image, name, selector, [])
             cluster.delete("Job", name)
             self._wait_until_gone("Job", name)
+        self._refuse_restricted_namespace()
         try:
             job = cluster.create(plan.job)
         except KubernetesApiError as exc:
@@ -95,6 +98,23 @@ class ImageSteps:
                 cluster.delete("ConfigMap", owned["metadata"]["name"])  # left by an interrupted build
                 created.append(self._create_retrying(owned)["metadata"]["name"])
         return self._wait_for_build(plan.image, name, selector, created)
+
+    def _refuse_restricted_namespace(self) -> None:
+        """Kaniko unpacks image layers as root, which the "restricted" Pod Security Standard forbids:
+        its pod would be rejected and the build wait until ``buildTimeoutSeconds`` for nothing."""
+        try:
+            namespace = self.cluster.read_namespace()
+        except KubernetesApiError as exc:
+            if exc.status == 403:  # reading namespaces is optional; the build then tells the story
+                return
+            raise
+        labels = ((namespace or {}).get("metadata") or {}).get("labels") or {}
+        if labels.get(POD_SECURITY_ENFORCE) == "restricted":
+            raise ImageBuildError(
+                f'namespace {self.cluster.namespace} enforces the "restricted" Pod Security Standard '
+                f"({POD_SECURITY_ENFORCE}=restricted), which rejects the Kaniko build pod (Kaniko runs as "
+                "root): run the plugin in a namespace at baseline or privileged, or build elsewhere"
+            )
 
     def _wait_for_build(self, image: str, job_name: str, selector: str, context: list[str]) -> str:
         deadline = self._clock() + self.settings.build_timeout_seconds

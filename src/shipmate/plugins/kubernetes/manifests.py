@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import quote
 
 from shipmate.plugin.info import DeploymentInfo
+from shipmate.plugins.kubernetes.apis import KNOWN_VERSIONS, NEWEST, ApiVersions
 from shipmate.plugins.kubernetes.monitoring import wire_monitoring
 from shipmate.plugins.kubernetes.naming import (
     ANNOTATION_IMAGE,
@@ -77,15 +78,20 @@ class DeploymentObjects:
         return [m for m in (self.service, self.ingress, self.hpa, self.pdb) if m is not None]
 
 
-def render_deployment_objects(settings: KubernetesSettings, info: DeploymentInfo) -> DeploymentObjects:
-    """Render the prediction-server objects of ``info`` (its current model)."""
+def render_deployment_objects(
+    settings: KubernetesSettings, info: DeploymentInfo, versions: ApiVersions = NEWEST
+) -> DeploymentObjects:
+    """Render the prediction-server objects of ``info`` (its current model) in the API
+    versions the cluster serves (``versions``, from discovery)."""
     workload = parse_workload(info.key_value_config, settings)
+    hpa_version = versions.of("HorizontalPodAutoscaler") or KNOWN_VERSIONS["HorizontalPodAutoscaler"][0]
+    pdb_version = versions.of("PodDisruptionBudget") or KNOWN_VERSIONS["PodDisruptionBudget"][0]
     return DeploymentObjects(
         deployment=render_deployment(settings, info, workload),
         service=render_service(settings, info),
         ingress=render_ingress(settings, info),
-        hpa=render_hpa(settings, info, workload) if workload.autoscaled else None,
-        pdb=render_pdb(settings, info) if workload.needs_disruption_budget else None,
+        hpa=render_hpa(settings, info, workload, hpa_version) if workload.autoscaled else None,
+        pdb=render_pdb(settings, info, pdb_version) if workload.needs_disruption_budget else None,
     )
 
 
@@ -244,30 +250,49 @@ def render_ingress(settings: KubernetesSettings, info: DeploymentInfo) -> dict[s
     }
 
 
-def render_hpa(settings: KubernetesSettings, info: DeploymentInfo, workload: Workload) -> dict[str, Any]:
-    """``autoscaling/v1`` on CPU: the one HPA version served by every Kubernetes from 1.21 on."""
+def render_hpa(
+    settings: KubernetesSettings,
+    info: DeploymentInfo,
+    workload: Workload,
+    api_version: str = KNOWN_VERSIONS["HorizontalPodAutoscaler"][0],
+) -> dict[str, Any]:
+    """An HPA on CPU utilisation in ``api_version`` (``autoscaling/v2``, ``v2beta2`` or ``v1``)."""
     assert workload.min_replicas is not None and workload.max_replicas is not None
+    target = workload.target_cpu_percent or settings.pps_cpu_utilization_percent
+    spec: dict[str, Any] = {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": resource_name(info.id)},
+        "minReplicas": workload.min_replicas,
+        "maxReplicas": workload.max_replicas,
+    }
+    if api_version == "autoscaling/v1":
+        spec["targetCPUUtilizationPercentage"] = target
+    else:
+        spec["metrics"] = [
+            {
+                "type": "Resource",
+                "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": target}},
+            }
+        ]
     return {
-        "apiVersion": "autoscaling/v1",
+        "apiVersion": api_version,
         "kind": "HorizontalPodAutoscaler",
         "metadata": {
             "name": resource_name(info.id),
             "labels": object_labels(settings, info.id, COMPONENT_PREDICTION_SERVER),
             "annotations": object_annotations(settings, info),
         },
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": resource_name(info.id)},
-            "minReplicas": workload.min_replicas,
-            "maxReplicas": workload.max_replicas,
-            "targetCPUUtilizationPercentage": workload.target_cpu_percent
-            or settings.pps_cpu_utilization_percent,
-        },
+        "spec": spec,
     }
 
 
-def render_pdb(settings: KubernetesSettings, info: DeploymentInfo) -> dict[str, Any]:
+def render_pdb(
+    settings: KubernetesSettings,
+    info: DeploymentInfo,
+    api_version: str = KNOWN_VERSIONS["PodDisruptionBudget"][0],
+) -> dict[str, Any]:
+    """Keep one pod up during voluntary disruptions (``policy/v1``, or ``v1beta1`` before 1.21)."""
     return {
-        "apiVersion": "policy/v1",
+        "apiVersion": api_version,
         "kind": "PodDisruptionBudget",
         "metadata": {
             "name": resource_name(info.id),

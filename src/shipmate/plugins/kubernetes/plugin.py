@@ -22,7 +22,10 @@ from shipmate.plugin.config import merge_private_config
 from shipmate.plugin.errors import ConfigError
 from shipmate.plugin.info import DeploymentInfo, PEInfo
 from shipmate.plugin.status import ActionStatus, ActionStatusInfo, DataKey, DeploymentState, worst
+from shipmate.plugins.kubernetes.build import render_build
 from shipmate.plugins.kubernetes.cluster import (
+    FIELD_MANAGER,
+    REPLICAS_FIELD_MANAGER,
     REQUIRED_PERMISSIONS,
     Cluster,
     KubernetesApiError,
@@ -38,11 +41,12 @@ from shipmate.plugins.kubernetes.naming import (
     resource_name,
 )
 from shipmate.plugins.kubernetes.rollout import Phase, Rollout, assess_rollout
-from shipmate.plugins.kubernetes.settings import KubernetesSettings, parse_settings
+from shipmate.plugins.kubernetes.settings import KubernetesSettings, parse_settings, setting_behind
 
 log = logging.getLogger(__name__)
 
-MINIMUM_VERSION = (1, 21)
+MINIMUM_VERSION = (1, 20)
+"""The oldest Kubernetes tested (a real 1.20 API server in CI); kinds come from discovery."""
 DEPENDENT_KINDS = ("Service", "Ingress", "HorizontalPodAutoscaler", "PodDisruptionBudget")
 
 
@@ -90,7 +94,7 @@ class KubernetesPlugin(ImageSteps, PluginBase):
     def plugin_start(self) -> ActionStatusInfo:
         def start() -> ActionStatusInfo:
             version = self.cluster.version()
-            problem = _version_problem(version)
+            problem = _version_problem(version) or self._missing_kinds()
             if problem:
                 return ActionStatusInfo(ActionStatus.ERROR, msg=problem)
             return ActionStatusInfo(
@@ -116,7 +120,7 @@ class KubernetesPlugin(ImageSteps, PluginBase):
         cluster = self.cluster
         version = cluster.version()
         findings: list[tuple[ActionStatus, str]] = []
-        problem = _version_problem(version)
+        problem = _version_problem(version) or self._missing_kinds()
         findings.append(
             (ActionStatus.ERROR, problem)
             if problem
@@ -156,12 +160,21 @@ class KubernetesPlugin(ImageSteps, PluginBase):
         data: dict[str, Any] | None = None
         wanted = self.pe_info.deployment_ids if self.pe_info else []
         if wanted:
-            statuses = self._statuses(wanted)
-            data = {DataKey.DEPLOYMENTS_STATUS: {dep_id: info.to_dict() for dep_id, info in statuses.items()}}
-            running = {
-                (d["metadata"].get("annotations") or {}).get(ANNOTATION_DEPLOYMENT_ID, d["metadata"]["name"])
-                for d in cluster.list("Deployment", managed_selector(self.settings.environment_id))
-            }
+            try:
+                statuses = self._statuses(wanted)
+                running = {
+                    (d["metadata"].get("annotations") or {}).get(
+                        ANNOTATION_DEPLOYMENT_ID, d["metadata"]["name"]
+                    )
+                    for d in cluster.list("Deployment", managed_selector(self.settings.environment_id))
+                }
+            except KubernetesApiError as exc:  # keep what was found so far (e.g. the missing permissions)
+                findings.append((ActionStatus.ERROR, f"deployments not checked: {exc}"))
+                statuses, running = {}, set()
+            if statuses:
+                data = {
+                    DataKey.DEPLOYMENTS_STATUS: {dep_id: info.to_dict() for dep_id, info in statuses.items()}
+                }
             orphans = sorted(running - set(wanted))
             if orphans:
                 findings.append(
@@ -215,15 +228,19 @@ class KubernetesPlugin(ImageSteps, PluginBase):
                 )
                 continue
             pods = self.cluster.list("Pod", deployment_label_selector(dep_id))
-            out[dep_id] = _status_from_rollout(assess_rollout(deployment, pods))
+            out[dep_id] = _status_from_rollout(
+                assess_rollout(deployment, pods, minimum=self._hpa_minimum(resource_name(dep_id)))
+            )
         return out
 
     def deployment_start(self, deployment_info: DeploymentInfo) -> ActionStatusInfo:
         return self._guarded(lambda: self._start(deployment_info), state_on_error=DeploymentState.ERRORED)
 
     def _start(self, info: DeploymentInfo) -> ActionStatusInfo:
-        objects = render_deployment_objects(self.settings, info)  # bad key-value config fails before any call
-        self._ensure_image(info.current_model_id, _read_artifact(info))
+        objects = self._render(info)  # bad key-value config fails before any call
+        artifact = _read_artifact(info)
+        self._check_with_server(objects, info.current_model_id, artifact)
+        self._ensure_image(info.current_model_id, artifact)
         self._apply(objects)
         rollout = self._wait_for_rollout(info.id)
         url = self.settings.prediction_url(info.id)
@@ -259,10 +276,13 @@ class KubernetesPlugin(ImageSteps, PluginBase):
         old_raw = {**info.to_dict(), "modelId": old_model or info.model_id}
         old_raw.pop("newModelId", None)
         old_info = DeploymentInfo.from_dict(old_raw)
-        objects = render_deployment_objects(self.settings, info)
+        objects = self._render(info)
+        old_objects = self._render(old_info)
         url = self.settings.prediction_url(info.id)
+        artifact = _read_artifact(info)
+        self._check_with_server(objects, new_model, artifact)
         try:
-            self._ensure_image(new_model, _read_artifact(info))
+            self._ensure_image(new_model, artifact)
         except ImageBuildError as exc:
             return ActionStatusInfo(
                 ActionStatus.ERROR,
@@ -274,7 +294,11 @@ class KubernetesPlugin(ImageSteps, PluginBase):
                     DataKey.PREDICTION_URL: url,
                 },
             )
-        self._apply(objects)
+        try:
+            self._apply(objects)
+        except KubernetesApiError as exc:
+            # All or nothing: whatever was switched goes back to the old model.
+            return self._rolled_back(info.id, old_objects, old_model, url, f"Model {new_model} failed: {exc}")
         rollout = self._wait_for_rollout(info.id)
         if rollout.phase is Phase.COMPLETE:
             return ActionStatusInfo(
@@ -284,16 +308,27 @@ class KubernetesPlugin(ImageSteps, PluginBase):
                 data={DataKey.CURRENT_MODEL_ID: new_model, DataKey.PREDICTION_URL: url},
             )
         # Roll back to the old model's template: its pods never stopped serving (maxUnavailable 0).
-        self._apply(render_deployment_objects(self.settings, old_info), dependents=False)
-        back = self._wait_for_rollout(info.id)
-        outcome = (
-            f"rolled back to model {old_model}, which is serving ({back.message})"
-            if back.phase is Phase.COMPLETE
-            else f"the rollback to model {old_model} has not completed either: {back.message}"
+        return self._rolled_back(
+            info.id, old_objects, old_model, url, f"Model {new_model} never became ready ({rollout.message})"
         )
+
+    def _rolled_back(
+        self, deployment_id: str, old_objects: DeploymentObjects, old_model: str | None, url: str, why: str
+    ) -> ActionStatusInfo:
+        """Re-apply the old model's objects (all of them: annotations too); the replacement failed."""
+        try:
+            self._apply(old_objects)
+            back = self._wait_for_rollout(deployment_id)
+            outcome = (
+                f"rolled back to model {old_model}, which is serving ({back.message})"
+                if back.phase is Phase.COMPLETE
+                else f"the rollback to model {old_model} has not completed either: {back.message}"
+            )
+        except KubernetesApiError as exc:
+            outcome = f"the rollback to model {old_model} failed too: {exc}"
         return ActionStatusInfo(
             ActionStatus.ERROR,
-            msg=f"Model {new_model} never became ready ({rollout.message}); {outcome}",
+            msg=f"{why}; {outcome}",
             state=DeploymentState.ERRORED,
             data={
                 DataKey.OLD_MODEL_IN_USE: True,
@@ -310,7 +345,10 @@ class KubernetesPlugin(ImageSteps, PluginBase):
         removed = ["Deployment"] if cluster.delete("Deployment", resource_name(deployment_id)) else []
         # Owner references make the garbage collector delete the rest; delete them here too so
         # nothing lingers if the collector is slow or an object predates its owner.
+        served = cluster.api_versions()
         for kind in DEPENDENT_KINDS:
+            if served.of(kind) is None:  # a kind this cluster does not serve cannot have been created
+                continue
             for obj in cluster.list(kind, deployment_label_selector(deployment_id)):
                 if cluster.delete(kind, obj["metadata"]["name"]):
                     removed.append(kind)
@@ -323,10 +361,80 @@ class KubernetesPlugin(ImageSteps, PluginBase):
 
     # -- steps -----------------------------------------------------------------------------
 
-    def _apply(self, objects: DeploymentObjects, *, dependents: bool = True) -> None:
+    def _render(self, info: DeploymentInfo) -> DeploymentObjects:
+        """The objects of ``info`` in the API versions this cluster serves (a missing kind fails here)."""
+        problem = self._missing_kinds()
+        if problem:
+            raise KubernetesApiError(problem)
+        return render_deployment_objects(self.settings, info, self.cluster.api_versions())
+
+    def _missing_kinds(self) -> str | None:
+        missing = self.cluster.api_versions().missing()
+        if not missing:
+            return None
+        return (
+            f"this Kubernetes cluster does not serve what the plugin needs: {'; '.join(missing)}. "
+            "Upgrade the cluster or enable those APIs"
+        )
+
+    def _check_with_server(self, objects: DeploymentObjects, model_id: str, artifact: bytes) -> None:
+        """A server-side dry run of every object, before any image is built or anything changes.
+
+        The API server validates exactly what it would store, so a wrong field in a
+        configured mapping (``ppsTolerations``, ``kanikoExtraVolumeMounts``…) is named now.
+        """
+        plan = render_build(self.settings, model_id, artifact)
+        for manifest in [objects.deployment, *objects.dependents(), plan.job]:
+            try:
+                self.cluster.dry_run(manifest)
+            except KubernetesApiError as exc:
+                setting = setting_behind(manifest["kind"], str(exc)) if exc.status in (400, 422) else None
+                if setting is None:
+                    raise
+                raise KubernetesApiError(f"{exc}; check the setting {setting}", status=exc.status) from None
+
+    def _hpa_minimum(self, name: str) -> int | None:
+        if self.cluster.api_versions().of("HorizontalPodAutoscaler") is None:
+            return None
+        hpa = self.cluster.get("HorizontalPodAutoscaler", name)
+        return int((hpa or {}).get("spec", {}).get("minReplicas") or 1) if hpa else None
+
+    def _hand_replicas_to_hpa(self, live: dict[str, Any], hpa: dict[str, Any]) -> None:
+        """Keep the running replica count when the HPA takes over ``spec.replicas``.
+
+        A server-side apply that stops setting a field this manager owned removes it,
+        and the server then defaults ``replicas`` to 1, below the HPA's minimum. Setting
+        it under a second field manager (clamped to the HPA's range) keeps the field
+        owned, so the plugin's apply leaves it alone and the HPA scales from there.
+        """
+        name = live["metadata"]["name"]
+        owners = {
+            entry.get("manager")
+            for entry in live["metadata"].get("managedFields") or []
+            if "f:replicas" in ((entry.get("fieldsV1") or {}).get("f:spec") or {})
+        }
+        if owners - {FIELD_MANAGER}:
+            return  # someone else (the HPA controller, an earlier hand-over) already owns it
+        current = int(live["spec"].get("replicas") or 1)
+        spec = hpa["spec"]
+        replicas = min(max(current, int(spec["minReplicas"])), int(spec["maxReplicas"]))
+        self.cluster.apply(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": name},
+                "spec": {"replicas": replicas},
+            },
+            field_manager=REPLICAS_FIELD_MANAGER,
+        )
+
+    def _apply(self, objects: DeploymentObjects) -> None:
+        existing = self.cluster.get("Deployment", objects.deployment["metadata"]["name"])
+        if objects.hpa is not None and existing is not None:  # before: the apply would reset replicas
+            self._hand_replicas_to_hpa(existing, objects.hpa)
         live = self.cluster.apply(objects.deployment)
-        if not dependents:
-            return
+        if objects.hpa is not None and existing is None:  # after: start at the HPA's minimum
+            self._hand_replicas_to_hpa(live, objects.hpa)
         for manifest in objects.dependents():
             self.cluster.apply(owned_by(manifest, live))
         name = objects.deployment["metadata"]["name"]
@@ -345,7 +453,9 @@ class KubernetesPlugin(ImageSteps, PluginBase):
                     f"Deployment {name} disappeared during its rollout (deleted by someone else?)"
                 )
             rollout = assess_rollout(
-                deployment, self.cluster.list("Pod", deployment_label_selector(deployment_id))
+                deployment,
+                self.cluster.list("Pod", deployment_label_selector(deployment_id)),
+                minimum=self._hpa_minimum(name),
             )
             if rollout.phase is not Phase.PROGRESSING:
                 return rollout
@@ -381,7 +491,8 @@ def _version_problem(version: Mapping[str, Any]) -> str | None:
         return None  # an unusual build string: do not refuse on a guess
     if (major, minor) < MINIMUM_VERSION:
         shown = version.get("gitVersion", f"{major}.{minor}")
-        return f"Kubernetes {shown} is not supported: Shipmate needs 1.21 or later"
+        wanted = ".".join(str(p) for p in MINIMUM_VERSION)
+        return f"Kubernetes {shown} is not supported: Shipmate needs {wanted} or later"
     return None
 
 

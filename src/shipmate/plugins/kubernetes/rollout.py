@@ -152,18 +152,23 @@ def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
     return None
 
 
-def assess_rollout(deployment: dict[str, Any], pods: list[dict[str, Any]]) -> Rollout:
+def assess_rollout(
+    deployment: dict[str, Any], pods: list[dict[str, Any]], *, minimum: int | None = None
+) -> Rollout:
     """Judge a Deployment from its status and its current pods.
 
     Complete when the controller has seen the latest spec and every desired
     replica runs the new template and is available; failed when Kubernetes gave
     up (ProgressDeadlineExceeded) or a new pod hit a reason that waiting will not
-    fix; under way otherwise.
+    fix; under way otherwise. ``minimum`` is the HPA's ``minReplicas`` when one owns the
+    replica count: fewer replicas than that is not "ready", whatever the spec says.
     """
     spec = deployment.get("spec") or {}
     status = deployment.get("status") or {}
     metadata = deployment.get("metadata") or {}
     desired = int(spec.get("replicas", 1) if spec.get("replicas") is not None else 1)
+    if minimum is not None:
+        desired = max(desired, minimum)
     updated = int(status.get("updatedReplicas") or 0)
     ready = int(status.get("readyReplicas") or 0)
     available = int(status.get("availableReplicas") or 0)
@@ -183,7 +188,8 @@ def assess_rollout(deployment: dict[str, Any], pods: list[dict[str, Any]]) -> Ro
 
     if observed >= generation and updated >= desired and available >= desired and total <= updated:
         return verdict(Phase.COMPLETE, f"{available}/{desired} pods ready")
-    if progressing.get("reason") == "ProgressDeadlineExceeded":
+    # A deadline condition from before the latest change is stale until the controller sees it.
+    if progressing.get("reason") == "ProgressDeadlineExceeded" and observed >= generation:
         detail = problem.describe() if problem else progressing.get("message") or "no reason reported"
         return verdict(Phase.FAILED, f"the rollout made no progress before its deadline: {detail}")
     if problem is not None and problem.fatal:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from shipmate.plugin.errors import ConfigError
 from shipmate.plugins.kubernetes.monitoring import MonitoringSettings, parse_monitoring
@@ -108,8 +108,39 @@ class KubernetesSettings:
         return urlsplit(self.outfacing_prediction_url_prefix).scheme == "https"
 
     def prediction_url(self, deployment_id: str) -> str:
-        """Where clients send predictions for ``deployment_id`` (the prediction server's ``/predictions``)."""
-        return f"{self.outfacing_prediction_url_prefix.rstrip('/')}/{deployment_id}/predictions"
+        """Where clients send predictions for ``deployment_id`` (the prediction server's ``/predictions``);
+        the id is percent-encoded exactly as in the Ingress path."""
+        segment = quote(deployment_id, safe="")
+        return f"{self.outfacing_prediction_url_prefix.rstrip('/')}/{segment}/predictions"
+
+
+# (kind, a fragment of the field path the API server names, the setting that fills that field);
+# the first match wins, so the more specific fragments come first.
+_FIELD_SETTINGS: tuple[tuple[str, str, str], ...] = (
+    ("Job", "volumeMounts", "kanikoExtraVolumeMounts"),
+    ("Job", "volumes", "kanikoExtraVolumes"),
+    ("Job", "tolerations", "kanikoTolerations"),
+    ("Job", "affinity", "kanikoAffinity"),
+    ("Job", "nodeSelector", "kanikoNodeSelector"),
+    ("Job", "resources", "kanikoResources"),
+    ("Job", "args", "kanikoExtraArguments"),
+    ("Deployment", "tolerations", "ppsTolerations"),
+    ("Deployment", "affinity", "ppsAffinity"),
+    ("Deployment", "nodeSelector", "ppsNodeSelector"),
+    ("Deployment", ".env", "ppsExtraEnvironment"),
+    ("Deployment", "resources", "ppsResources (or the deployment's cpu/memory key-values)"),
+    ("Deployment", "containers[0].securityContext", "ppsSecurityContext"),
+    ("Deployment", "securityContext", "ppsPodSecurityContext"),
+    ("Deployment", "imagePullSecrets", "imagePullSecrets"),
+)
+
+
+def setting_behind(kind: str, server_message: str) -> str | None:
+    """The plugin setting that filled the field an API server's rejection names, if any."""
+    for fragment_kind, fragment, setting in _FIELD_SETTINGS:
+        if fragment_kind == kind and fragment in server_message:
+            return setting
+    return None
 
 
 def parse_settings(
