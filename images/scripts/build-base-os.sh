@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the local base OS image (minimal Debian + Python 3 + nginx-light) with
+# Builds the local base OS image (minimal Debian + Python 3) with
 # debootstrap and `docker import`, because no image registry is reachable here.
 #
 # Cached twice, keyed by a recipe hash (release + package list + this script):
@@ -17,9 +17,8 @@ release="${RELEASE:-$(. /etc/os-release && echo "${VERSION_CODENAME}")}"
 image="${BASE_OS_IMAGE:-shipmate/debian-base:$release}"
 cache_dir="${CACHE_DIR:-$repo/.cache/images}"
 # python3-venv: the images install Shipmate into a venv (Debian's python is
-# externally managed); tini: PID 1 that reaps and forwards signals; nginx-light:
-# the local reverse proxy (about 1 MB, cheaper than a second bootstrap).
-packages="python3,python3-venv,ca-certificates,tini,nginx-light"
+# externally managed); tini: PID 1 that reaps and forwards signals.
+packages="python3,python3-venv,ca-certificates,tini"
 
 recipe="$( (echo "$release $packages"; cat "$0") | sha256sum | cut -c1-16)"
 tarball="$cache_dir/debian-$release-$recipe.tar"
