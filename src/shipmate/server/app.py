@@ -24,6 +24,7 @@ from shipmate.server.models import TokenKind
 from shipmate.server.openapi import document_errors
 from shipmate.server.routers import (
     deployments,
+    drift,
     environments,
     events,
     health,
@@ -159,7 +160,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.state.runtime = runtime
     _install_error_handlers(app)
     api = APIRouter(prefix=API_PREFIX)
-    for module in (health, packages, environments, deployments, events, tokens, monitoring):
+    for module in (health, packages, environments, deployments, events, tokens, monitoring, drift):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(ui.router)

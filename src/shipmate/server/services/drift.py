@@ -1,0 +1,346 @@
+"""Drift on the service: the 15-minute slots of bin counts drift reads, a deployment's drift
+settings, and the drift of a deployment over a range (the scoring is ``shipmate.monitoring.drift``).
+
+Slots are written in the same transaction as the minute buckets (``monitoring.ingest`` hands
+over the records it stored), so drift never disagrees with what was counted. A slot holds only
+the bin counts, as one JSON document stored as bytes: a day of a 1,000-feature deployment is 96
+rows of about 80 KB, read and summed in well under a second (bench/drift_bench.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+from sqlalchemy import delete, select, tuple_
+from sqlalchemy.orm import Session
+
+from shipmate.monitoring import drift
+from shipmate.monitoring.records import MinuteAggregate
+from shipmate.server.models import Deployment, DriftSettings, DriftSlot, utcnow
+
+SLOT_MINUTES = 15
+MAX_WINDOWS_COLUMNS = 50
+"""Columns whose series of windows one answer may hold (each window is scored on its own)."""
+
+
+def slot_of(minute: int) -> int:
+    return minute - minute % SLOT_MINUTES
+
+
+# ---- writing: from the records ingest stored -----------------------------------------------
+
+
+SlotKey = tuple[str, str, int]
+
+
+@dataclass(frozen=True)
+class Counts:
+    """A stored record's bin counts, copied before the bucket addition reuses its lists."""
+
+    key: SlotKey
+    rows: int
+    features: dict[str, list[int]]
+    predictions: dict[str, list[int]]
+
+
+def counts_of(record: MinuteAggregate) -> Counts:
+    return Counts(
+        key=(record.deployment_id, record.model_id or "", slot_of(record.minute)),
+        rows=record.rows,
+        features={name: list(bins.counts) for name, bins in record.features.items()},
+        predictions={name: list(bins.counts) for name, bins in record.predictions.items()},
+    )
+
+
+def add_counts(session: Session, stored: Iterable[Counts]) -> None:
+    """Add stored records' bin counts into their slots (one read and one write per slot)."""
+    pending: dict[SlotKey, list[Counts]] = {}
+    for counts in stored:
+        if counts.features or counts.predictions or counts.rows:
+            pending.setdefault(counts.key, []).append(counts)
+    if not pending:
+        return
+    keys = sorted(pending)
+    columns = tuple_(DriftSlot.deployment_id, DriftSlot.model_id, DriftSlot.minute)
+    rows: dict[SlotKey, DriftSlot] = {}
+    for start in range(0, len(keys), 100):
+        for row in session.scalars(select(DriftSlot).where(columns.in_(keys[start : start + 100]))):
+            rows[(row.deployment_id, row.model_id, row.minute)] = row
+    for key, batch in pending.items():
+        found = rows.get(key)
+        doc = orjson.loads(found.counts) if found is not None else {"f": {}, "p": {}}
+        for counts in batch:
+            _add_lists(doc["f"], counts.features)
+            _add_lists(doc["p"], counts.predictions)
+        row = found or DriftSlot(deployment_id=key[0], model_id=key[1], minute=key[2], rows=0)
+        if found is None:
+            session.add(row)
+        row.rows = (row.rows or 0) + sum(c.rows for c in batch)
+        row.counts = orjson.dumps(doc)
+
+
+def expire(session: Session, before_minute: int) -> int:
+    result: Any = session.execute(delete(DriftSlot).where(DriftSlot.minute < before_minute))
+    count = getattr(result, "rowcount", 0)
+    return int(count) if count and count > 0 else 0
+
+
+# ---- settings ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    metric: drift.Metric = drift.Metric.PSI
+    min_rows: int = drift.DEFAULT_MIN_ROWS
+    reference_since: dt.datetime | None = None
+    reference_until: dt.datetime | None = None
+    starred: tuple[str, ...] = ()
+    updated_at: dt.datetime | None = None
+    updated_by: str | None = None
+
+
+def settings_of(session: Session, deployment_id: str) -> Settings:
+    row = session.get(DriftSettings, deployment_id)
+    if row is None:
+        return Settings()
+    return Settings(
+        metric=drift.Metric(row.metric),
+        min_rows=row.min_rows,
+        reference_since=row.reference_since,
+        reference_until=row.reference_until,
+        starred=tuple(row.starred or ()),
+        updated_at=row.updated_at,
+        updated_by=row.updated_by,
+    )
+
+
+def save_settings(session: Session, deployment_id: str, settings: Settings, actor: str) -> Settings:
+    row = session.get(DriftSettings, deployment_id)
+    if row is None:
+        row = DriftSettings(deployment_id=deployment_id)
+        session.add(row)
+    row.metric = settings.metric.value
+    row.min_rows = settings.min_rows
+    row.reference_since = settings.reference_since
+    row.reference_until = settings.reference_until
+    row.starred = list(settings.starred)
+    row.updated_by = actor
+    row.updated_at = utcnow()
+    session.flush()
+    return settings_of(session, deployment_id)
+
+
+# ---- reading -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Slot:
+    minute: int
+    rows: int
+    features: dict[str, list[int]]
+    predictions: dict[str, list[int]]
+
+
+def slots_between(
+    session: Session,
+    deployment_id: str,
+    since_minute: int,
+    until_minute: int,
+    model_id: str | None = None,
+) -> list[Slot]:
+    """The deployment's slots starting in [since, until), by time; the models' slots of one
+    15 minutes are added together."""
+    query = select(DriftSlot.minute, DriftSlot.rows, DriftSlot.counts).where(
+        DriftSlot.deployment_id == deployment_id,
+        DriftSlot.minute >= since_minute,
+        DriftSlot.minute < until_minute,
+    )
+    if model_id is not None:
+        query = query.where(DriftSlot.model_id == model_id)
+    by_minute: dict[int, Slot] = {}
+    for minute, rows, counts in session.execute(query.order_by(DriftSlot.minute)):
+        doc = orjson.loads(counts)
+        found = by_minute.get(minute)
+        if found is None:
+            by_minute[minute] = Slot(minute, rows, doc["f"], doc["p"])
+        else:  # two models in one slot: add (layouts that differ stay apart and are not scored)
+            _add_lists(found.features, doc["f"])
+            _add_lists(found.predictions, doc["p"])
+            by_minute[minute] = Slot(minute, found.rows + rows, found.features, found.predictions)
+    return [by_minute[m] for m in sorted(by_minute)]
+
+
+def _add_lists(into: dict[str, list[int]], other: dict[str, list[int]]) -> None:
+    """Add count lists by name; lists of another length (two baselines under one model id) are
+    left out, the first one's counts kept."""
+    for name, counts in other.items():
+        mine = into.get(name)
+        if mine is None:
+            into[name] = counts
+        elif len(mine) == len(counts):
+            into[name] = [a + b for a, b in zip(mine, counts, strict=True)]
+
+
+def _sum(slots: Sequence[Slot], side: str, name: str, size: int) -> np.ndarray | None:
+    vectors = [c for s in slots if (c := getattr(s, side).get(name)) is not None and len(c) == size]
+    if not vectors:
+        return None
+    total: np.ndarray = np.asarray(vectors, dtype=np.int64).sum(axis=0)
+    return total
+
+
+# ---- the answer ----------------------------------------------------------------------------
+
+
+@dataclass
+class Window:
+    start_minute: int
+    end_minute: int
+    rows: int
+
+
+@dataclass
+class Result:
+    deployment_id: str
+    status: drift.DeploymentStatus
+    metric: drift.Metric
+    since: dt.datetime
+    until: dt.datetime
+    rows: int
+    min_rows: int
+    reference: str
+    """``baseline`` (the package's) or ``window`` (the reference window in the settings)."""
+    features: list[drift.ColumnDrift]
+    predictions: list[drift.ColumnDrift]
+    windows: list[Window] = field(default_factory=list)
+    series: dict[str, list[drift.ColumnDrift]] = field(default_factory=dict)
+    """Per column (``feature:<name>`` / ``prediction:<name>``), the column scored per window."""
+    reason: str | None = None
+
+
+class TooManyColumns(ValueError):
+    pass
+
+
+def compute(
+    session: Session,
+    deployment: Deployment,
+    since: dt.datetime,
+    until: dt.datetime,
+    *,
+    metric: drift.Metric | None = None,
+    features: Sequence[str] = (),
+    model_id: str | None = None,
+    windows: bool = False,
+) -> Result:
+    """Drift of a deployment over [since, until), widened to whole 15-minute slots."""
+    settings = settings_of(session, deployment.id)
+    metric = metric or settings.metric
+    since_minute = slot_of(int(since.timestamp() // 60))
+    until_minute = math.ceil(until.timestamp() / 60)
+    until_minute = -(-until_minute // SLOT_MINUTES) * SLOT_MINUTES
+    slots = slots_between(session, deployment.id, since_minute, until_minute, model_id)
+    reference_slots: list[Slot] | None = None
+    if settings.reference_since is not None and settings.reference_until is not None:
+        reference_slots = slots_between(
+            session,
+            deployment.id,
+            slot_of(int(settings.reference_since.timestamp() // 60)),
+            slot_of(int(settings.reference_until.timestamp() // 60)) + SLOT_MINUTES,
+            model_id,
+        )
+    manifest = deployment.model_package.manifest or {}
+    importance = manifest.get("featureImportance") or {}
+    starred = set(settings.starred)
+    feature_specs = {
+        str(f.get("name")): (manifest.get("baseline") or {}).get(str(f.get("name")), {}).get("bins")
+        for f in manifest.get("features") or []
+        if isinstance(f, dict)
+    }
+    output_specs = dict(manifest.get("predictionBaseline") or {})
+    wanted = set(features)
+    if wanted:
+        feature_specs = {n: s for n, s in feature_specs.items() if n in wanted}
+        output_specs = {n: s for n, s in output_specs.items() if n in wanted}
+    if windows and len(feature_specs) + len(output_specs) > MAX_WINDOWS_COLUMNS:
+        raise TooManyColumns(
+            f"windows are scored for at most {MAX_WINDOWS_COLUMNS} columns; this deployment has "
+            f"{len(feature_specs) + len(output_specs)}: name the features wanted"
+        )
+    groups = drift.group_windows([s.rows for s in slots], settings.min_rows) if windows else []
+    result = Result(
+        deployment_id=deployment.id,
+        status=drift.DeploymentStatus.GREEN,
+        metric=metric,
+        since=dt.datetime.fromtimestamp(since_minute * 60, dt.UTC),
+        until=dt.datetime.fromtimestamp(until_minute * 60, dt.UTC),
+        rows=sum(s.rows for s in slots),
+        min_rows=settings.min_rows,
+        reference="window" if reference_slots is not None else "baseline",
+        features=[],
+        predictions=[],
+        windows=[
+            Window(slots[a].minute, slots[b - 1].minute + SLOT_MINUTES, sum(s.rows for s in slots[a:b]))
+            for a, b in groups
+        ],
+    )
+    for side, key, specs, into in (
+        ("features", "feature", feature_specs, result.features),
+        ("predictions", "prediction", output_specs, result.predictions),
+    ):
+        for name, spec in specs.items():
+            weight = importance.get(name) if side == "features" else None
+            weight = float(weight) if isinstance(weight, int | float) else None
+            important = side == "predictions" or drift.is_important(weight, name in starred, bool(importance))
+            try:
+                layout = drift.Layout.from_spec(spec if isinstance(spec, dict) else {})
+            except ValueError:
+                column = drift.ColumnDrift(name=name, metric=metric, importance=weight, important=important)
+                column.reason = "the package has no monitoring bins for this column"
+                into.append(column)
+                continue
+            reference = None
+            if reference_slots is not None:
+                found = _sum(reference_slots, side, name, layout.size)
+                reference = found if found is not None else np.zeros(layout.size, dtype=np.int64)
+
+            def score(part: Sequence[Slot], *, name: str = name, layout: drift.Layout = layout,
+                      reference: np.ndarray | None = reference, weight: float | None = weight,
+                      important: bool = important, side: str = side) -> drift.ColumnDrift:  # fmt: skip
+                return drift.score_column(
+                    name,
+                    layout,
+                    _sum(part, side, name, layout.size),
+                    metric=metric,
+                    min_rows=settings.min_rows,
+                    reference=reference,
+                    importance=weight,
+                    important=important,
+                )
+
+            into.append(score(slots))
+            if windows:
+                result.series[f"{key}:{name}"] = [score(slots[a:b]) for a, b in groups]
+    result.status = drift.deployment_status([*result.features, *result.predictions])
+    if not slots:
+        result.reason = "no traffic counted in this range"
+    elif not feature_specs and not output_specs:
+        result.reason = "the package has no monitoring bins" if not wanted else "no such feature or output"
+    return result
+
+
+def deployment_drift_status(
+    session: Session, deployment_id: str, since: dt.datetime, until: dt.datetime
+) -> str:
+    """The deployment's drift status over [since, until): ``green``, ``yellow`` or ``red``, with its
+    own drift settings (for the alert engine; an unknown deployment is ``green``)."""
+    deployment = session.get(Deployment, deployment_id)
+    if deployment is None:
+        return drift.DeploymentStatus.GREEN.value
+    return compute(session, deployment, since, until).status.value
