@@ -33,6 +33,7 @@ AREAS = (
     "shipmate.cli.package",  # shipmate package build|inspect|verify
     "shipmate.cli.demo",  # shipmate demo
     "shipmate.cli.monitoring",  # shipmate health|monitor
+    "shipmate.cli.drift",  # shipmate drift
 )
 DEBUG_ENV = "SHIPMATE_DEBUG"
 
