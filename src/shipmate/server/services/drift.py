@@ -187,12 +187,27 @@ def _add_lists(into: dict[str, list[int]], other: dict[str, list[int]]) -> None:
             into[name] = [a + b for a, b in zip(mine, counts, strict=True)]
 
 
-def _sum(slots: Sequence[Slot], side: str, name: str, size: int) -> np.ndarray | None:
-    vectors = [c for s in slots if (c := getattr(s, side).get(name)) is not None and len(c) == size]
-    if not vectors:
-        return None
-    total: np.ndarray = np.asarray(vectors, dtype=np.int64).sum(axis=0)
-    return total
+def _totals(slots: Sequence[Slot], side: str, sizes: dict[str, int]) -> dict[str, np.ndarray]:
+    """Each column's counts summed over the slots (columns of the expected length only; a column
+    no slot has is absent). One array per slot and layout length, not one per column and slot."""
+    by_size: dict[int, list[str]] = {}
+    for name, size in sizes.items():
+        by_size.setdefault(size, []).append(name)
+    totals: dict[str, np.ndarray] = {}
+    for size, names in by_size.items():
+        total = np.zeros((len(names), size), dtype=np.int64)
+        seen = np.zeros(len(names), dtype=bool)
+        for slot in slots:
+            columns: dict[str, list[int]] = getattr(slot, side)
+            lists = [columns.get(name) for name in names]
+            fits = [i for i, counts in enumerate(lists) if counts is not None and len(counts) == size]
+            if len(fits) == len(names):
+                total += np.array(lists, dtype=np.int64)
+            elif fits:
+                total[fits] += np.array([lists[i] for i in fits], dtype=np.int64)
+            seen[fits] = True
+        totals.update((name, total[i]) for i, name in enumerate(names) if seen[i])
+    return totals
 
 
 # ---- the answer ----------------------------------------------------------------------------
@@ -294,29 +309,38 @@ def compute(
         ("features", "feature", feature_specs, result.features),
         ("predictions", "prediction", output_specs, result.predictions),
     ):
+        layouts: dict[str, drift.Layout] = {}
         for name, spec in specs.items():
+            try:
+                layouts[name] = drift.Layout.from_spec(spec if isinstance(spec, dict) else {})
+            except ValueError:
+                layouts.pop(name, None)
+        sizes = {name: layout.size for name, layout in layouts.items()}
+        totals = _totals(slots, side, sizes)
+        references = _totals(reference_slots, side, sizes) if reference_slots is not None else {}
+        per_window = [_totals(slots[a:b], side, sizes) for a, b in groups]
+        for name in specs:
             weight = importance.get(name) if side == "features" else None
             weight = float(weight) if isinstance(weight, int | float) else None
             important = side == "predictions" or drift.is_important(weight, name in starred, bool(importance))
-            try:
-                layout = drift.Layout.from_spec(spec if isinstance(spec, dict) else {})
-            except ValueError:
+            layout = layouts.get(name)
+            if layout is None:
                 column = drift.ColumnDrift(name=name, metric=metric, importance=weight, important=important)
                 column.reason = "the package has no monitoring bins for this column"
                 into.append(column)
                 continue
             reference = None
             if reference_slots is not None:
-                found = _sum(reference_slots, side, name, layout.size)
+                found = references.get(name)
                 reference = found if found is not None else np.zeros(layout.size, dtype=np.int64)
 
-            def score(part: Sequence[Slot], *, name: str = name, layout: drift.Layout = layout,
+            def score(current: np.ndarray | None, *, name: str = name, layout: drift.Layout = layout,
                       reference: np.ndarray | None = reference, weight: float | None = weight,
-                      important: bool = important, side: str = side) -> drift.ColumnDrift:  # fmt: skip
+                      important: bool = important) -> drift.ColumnDrift:  # fmt: skip
                 return drift.score_column(
                     name,
                     layout,
-                    _sum(part, side, name, layout.size),
+                    current,
                     metric=metric,
                     min_rows=settings.min_rows,
                     reference=reference,
@@ -324,9 +348,9 @@ def compute(
                     important=important,
                 )
 
-            into.append(score(slots))
+            into.append(score(totals.get(name)))
             if windows:
-                result.series[f"{key}:{name}"] = [score(slots[a:b]) for a, b in groups]
+                result.series[f"{key}:{name}"] = [score(window.get(name)) for window in per_window]
     result.status = drift.deployment_status([*result.features, *result.predictions])
     if not slots:
         result.reason = "no traffic counted in this range"
