@@ -33,6 +33,12 @@ def slot_of(minute: int) -> int:
     return minute - minute % SLOT_MINUTES
 
 
+def slot_end(moment: dt.datetime) -> int:
+    """The first slot boundary at or after ``moment`` (epoch minutes): an exclusive end widened."""
+    minute = math.ceil(moment.timestamp() / 60)
+    return -(-minute // SLOT_MINUTES) * SLOT_MINUTES
+
+
 # ---- writing: from the records ingest stored -----------------------------------------------
 
 
@@ -258,8 +264,7 @@ def compute(
     settings = settings_of(session, deployment.id)
     metric = metric or settings.metric
     since_minute = slot_of(int(since.timestamp() // 60))
-    until_minute = math.ceil(until.timestamp() / 60)
-    until_minute = -(-until_minute // SLOT_MINUTES) * SLOT_MINUTES
+    until_minute = slot_end(until)
     slots = slots_between(session, deployment.id, since_minute, until_minute, model_id)
     reference_slots: list[Slot] | None = None
     if settings.reference_since is not None and settings.reference_until is not None:
@@ -267,7 +272,7 @@ def compute(
             session,
             deployment.id,
             slot_of(int(settings.reference_since.timestamp() // 60)),
-            slot_of(int(settings.reference_until.timestamp() // 60)) + SLOT_MINUTES,
+            slot_end(settings.reference_until),
             model_id,
         )
     manifest = deployment.model_package.manifest or {}
