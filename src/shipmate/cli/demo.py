@@ -3,8 +3,10 @@
 Starts the service (SQLite), an agent on a filesystem environment and a
 prediction server over that environment's directory; builds a small model from
 data shipped with scikit-learn (no downloads), registers it, deploys it, shows
-progress until it is ready, sends a few predictions and prints the answers.
-Then it keeps everything running until interrupted (``--once`` stops after the
+progress until it is ready, sends a few predictions and prints the answers and
+the service health, then a batch with one feature shifted and the drift the service
+found. The prediction server flushes its monitoring every 0.5 s (2 s by default) so
+the figures arrive sooner. Then it keeps everything running until interrupted (``--once`` stops after the
 demonstration). Each part runs as its own process, as it would in production;
 their logs go to ``<data-dir>/logs/``.
 """
@@ -212,7 +214,7 @@ class _Demo:
                 "prediction-server",
                 ["serve", "--deployments-dir", str(deployments_dir), "--port", str(predict_port),
                  "--workers", "1", "--poll-interval", "0.2", "--work-dir", str(self.dir / "serve-work"),
-                 "--monitor-settings", f"spooler_type=FILESYSTEM;directory={spool}"],
+                 "--monitor-settings", f"spooler_type=FILESYSTEM;directory={spool};flush_seconds=0.5"],
                 {},
             )  # fmt: skip
             monitor = ["monitor", "--config", str(monitor_config)]
