@@ -9,9 +9,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
-from shipmate.server.schemas import ApiModel, ErrorBody, RequestModel
+from shipmate.server.schemas import ApiModel, ErrorBody, RequestModel, storable_text
 
 MAX_RECORDS_PER_BATCH = 10_000
 
@@ -139,8 +139,8 @@ class DriftSettingsIn(RequestModel):
     min_rows: int = Field(default=200, ge=1, le=10_000_000)
     reference_since: dt.datetime | None = None
     reference_until: dt.datetime | None = None
-    starred: list[Annotated[str, Field(min_length=1, max_length=1024)]] = Field(
-        default_factory=list, max_length=1000
+    starred: list[Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(storable_text)]] = (
+        Field(default_factory=list, max_length=1000, description="features always weighed as important")
     )
 
 
