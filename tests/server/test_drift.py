@@ -184,7 +184,7 @@ def test_settings_change_metric_min_rows_stars_and_the_reference_window(
 
 
 def test_access_and_bad_input_give_clear_answers(
-    api: httpx.Client, drifting: dict[str, Any], make_package: Any
+    api: httpx.Client, drifting: dict[str, Any], make_package: Any, monkeypatch: pytest.MonkeyPatch
 ):
     dep = drifting["deployment"]
     other = api.post("/api/v1/environments", json={"name": "other", "platform": "filesystem"}).json()
@@ -204,6 +204,11 @@ def test_access_and_bad_input_give_clear_answers(
         assert answer.status_code == 422 and "\n" not in answer.json()["detail"], (params, answer.text)
     put = api.put(f"/api/v1/deployments/{dep}/drift/settings", json={"metric": "ks", "minRows": 0})
     assert put.status_code == 422
+    post(api, drifting["token"], record(dep, int(time.time() // 60), [0, *[1] * 10, 0, 0], [1, 1, 0, 0], 10))
+    monkeypatch.setattr(drift_store, "MAX_COLUMN_SLOTS", 3)  # one slot x 4 columns is too much now
+    too_much = api.get(f"/api/v1/deployments/{dep}/drift")
+    assert too_much.status_code == 422 and "shorter range" in too_much.json()["detail"]
+    assert get_drift(api, dep, feature="x")["rows"] == 10  # fewer columns fit
     bare = upload(api, make_package(name="bare"))  # a package without monitoring bins
     body = {"environmentId": drifting["env"]["id"], "modelPackageId": bare["id"], "name": "bare"}
     dep2 = api.post("/api/v1/deployments", json=body).json()["id"]

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import orjson
-from sqlalchemy import delete, select, tuple_
+from sqlalchemy import delete, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from shipmate.monitoring import drift
@@ -246,7 +246,12 @@ class Result:
 
 
 class TooManyColumns(ValueError):
-    pass
+    """An answer that would read or score more than the service does in one request."""
+
+
+MAX_COLUMN_SLOTS = 4_000_000
+"""Column-slots one answer may read (about a minute of CPU at most): 1,000 columns over 41
+days, 20 columns over the whole hour retention."""
 
 
 def compute(
@@ -265,6 +270,22 @@ def compute(
     metric = metric or settings.metric
     since_minute = slot_of(int(since.timestamp() // 60))
     until_minute = slot_end(until)
+    manifest = deployment.model_package.manifest or {}
+    columns = len(manifest.get("features") or []) + len(manifest.get("predictionBaseline") or {})
+    if features:
+        columns = min(columns, len(set(features)))
+    stored = session.scalar(
+        select(func.count()).where(
+            DriftSlot.deployment_id == deployment.id,
+            DriftSlot.minute >= since_minute,
+            DriftSlot.minute < until_minute,
+        )
+    )
+    if (stored or 0) * max(columns, 1) > MAX_COLUMN_SLOTS:
+        raise TooManyColumns(
+            f"{stored} slots of 15 minutes x {columns} columns is more than one answer reads "
+            f"({MAX_COLUMN_SLOTS:,}): choose a shorter range or name the features wanted"
+        )
     slots = slots_between(session, deployment.id, since_minute, until_minute, model_id)
     reference_slots: list[Slot] | None = None
     if settings.reference_since is not None and settings.reference_until is not None:
@@ -275,7 +296,6 @@ def compute(
             slot_end(settings.reference_until),
             model_id,
         )
-    manifest = deployment.model_package.manifest or {}
     importance = manifest.get("featureImportance") or {}
     starred = set(settings.starred)
     feature_specs = {
@@ -368,7 +388,8 @@ def deployment_drift_status(
     session: Session, deployment_id: str, since: dt.datetime, until: dt.datetime
 ) -> str:
     """The deployment's drift status over [since, until): ``green``, ``yellow`` or ``red``, with its
-    own drift settings (for the alert engine; an unknown deployment is ``green``)."""
+    own drift settings (for the alert engine; an unknown deployment is ``green``). Raises
+    `TooManyColumns` for a range longer than one answer reads (weeks at 1,000 features)."""
     deployment = session.get(Deployment, deployment_id)
     if deployment is None:
         return drift.DeploymentStatus.GREEN.value
