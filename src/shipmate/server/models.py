@@ -245,8 +245,8 @@ class DriftSlot(Base):
     """One deployment's bin counts for one model over 15 minutes from ``minute`` (epoch minutes):
     what drift reads, so a day of 1,000 features is 96 small rows instead of 1,440 large ones.
 
-    ``counts`` is JSON (orjson, stored as bytes so neither backend parses it):
-    ``{"f": {feature: [counts]}, "p": {output: [counts]}}`` in the layout of the package's bins.
+    ``counts`` is the bin counts of every feature and output, in the layout of the package's
+    bins, in the binary form of ``shipmate.server.services.drift.encode`` (names once, int64 counts).
     """
 
     __tablename__ = "drift_slots"
