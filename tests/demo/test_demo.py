@@ -48,3 +48,6 @@ def test_demo_once_runs_the_whole_loop(tmp_path):
     # every part was stopped cleanly: the agent ran plugin_stop on SIGTERM
     assert "plugin_stop: passing" in (data / "logs" / "agent.log").read_text()
     assert oct((data / "admin-token").stat().st_mode & 0o777) == "0o600"
+    # after the clean predictions, a batch with petal length moved up: the service saw the drift
+    assert summary["drift"]["status"] == "red", summary["drift"]
+    assert "petal length (cm)" in summary["drift"]["atRisk"], summary["drift"]

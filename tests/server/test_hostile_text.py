@@ -84,6 +84,7 @@ def _routes(world: dict[str, Any]) -> list[tuple[str, str, dict[str, Any], list[
             agent,
         ),
         ("POST", f"{V1}/tokens", {"name": "t", "kind": "admin"}, ["name"], {}),
+        ("PUT", f"{V1}/deployments/{dep}/drift/settings", {"starred": ["x"]}, ["starred.0"], {}),
     ]
 
 
@@ -101,7 +102,7 @@ def _poison(body: dict[str, Any], path: str, value: str) -> tuple[dict[str, Any]
     if last == "<key>":
         node[value] = "v"
         return doc, ".".join(parts[:-1])
-    node[last] = value
+    node[int(last) if isinstance(node, list) else last] = value
     return doc, path
 
 

@@ -3,8 +3,10 @@
 Starts the service (SQLite), an agent on a filesystem environment and a
 prediction server over that environment's directory; builds a small model from
 data shipped with scikit-learn (no downloads), registers it, deploys it, shows
-progress until it is ready, sends a few predictions and prints the answers.
-Then it keeps everything running until interrupted (``--once`` stops after the
+progress until it is ready, sends a few predictions and prints the answers and
+the service health, then a batch with one feature shifted and the drift the service
+found. The prediction server flushes its monitoring every 0.5 s (2 s by default) so
+the figures arrive sooner. Then it keeps everything running until interrupted (``--once`` stops after the
 demonstration). Each part runs as its own process, as it would in production;
 their logs go to ``<data-dir>/logs/``.
 """
@@ -212,7 +214,7 @@ class _Demo:
                 "prediction-server",
                 ["serve", "--deployments-dir", str(deployments_dir), "--port", str(predict_port),
                  "--workers", "1", "--poll-interval", "0.2", "--work-dir", str(self.dir / "serve-work"),
-                 "--monitor-settings", f"spooler_type=FILESYSTEM;directory={spool}"],
+                 "--monitor-settings", f"spooler_type=FILESYSTEM;directory={spool};flush_seconds=0.5"],
                 {},
             )  # fmt: skip
             monitor = ["monitor", "--config", str(monitor_config)]
@@ -235,6 +237,7 @@ class _Demo:
             table.add_row(*[str(v) for v in record.values()], str(answer))
         console.print(table)
         health = self._health(admin, deployment.id, len(answers))
+        drift = self._drift(admin, deployment.id, url)
         console.print(f"prediction URL: [bold]{url}[/bold]")
         console.print(
             f"service URL:    [bold]{service_url}[/bold]  (admin token in {self.dir / 'admin-token'})"
@@ -247,6 +250,7 @@ class _Demo:
             "modelPackageId": package.id,
             "predictions": answers,
             "serviceHealth": health,
+            "drift": drift,
         }
 
     def _monitor_config(self, service_url: str, spool: Path) -> Path:
@@ -275,6 +279,32 @@ class _Demo:
         render_service_health(result, self.console)
         figures: dict[str, Any] = result.summary.model_dump(mode="json", by_alias=True)
         return figures
+
+    def _drift(self, admin: Any, deployment_id: str, url: str) -> dict[str, Any]:
+        """Send a batch whose petal length moved up, wait until the service counted it, print its drift."""
+        from shipmate.cli.drift import fetch_drift, render_drift
+
+        before = fetch_drift(admin, deployment_id, since="1h").rows
+        batch = _shifted_batch()
+        self._predict(url, batch)
+        self.console.print(
+            f"sent {len(batch)} more rows with [bold]{SHIFTED_FEATURE}[/bold] moved up by {SHIFT_CM} cm"
+        )
+        deadline = time.monotonic() + 60
+        with self.console.status("Waiting for the shifted batch to reach the service's drift figures…"):
+            while True:
+                self._check_alive()
+                result = fetch_drift(admin, deployment_id, since="1h")
+                if result.rows >= before + len(batch) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+        render_drift(result, self.console)
+        columns = [*result.features, *result.predictions]
+        return {
+            "status": result.status,
+            "atRisk": [c.name for c in columns if c.status == "at_risk"],
+            "warning": [c.name for c in columns if c.status == "warning"],
+        }
 
     def _admin_token(self) -> str:
         path = self.dir / "admin-token"
@@ -323,7 +353,7 @@ class _Demo:
         model = LogisticRegression(max_iter=500).fit(X, names[y])
         path = self.dir / "iris-demo.mlpkg"
         version = time.strftime("%Y%m%d-%H%M%S")
-        build_sklearn_package(model, X.head(30), path, name="iris-demo", version=version)
+        build_sklearn_package(model, X, path, name="iris-demo", version=version)  # all 150 rows: the baseline
         return path
 
     def _agent_config(self, service_url: str, env_id: str, deployments_dir: Path, predict_url: str) -> Path:
@@ -461,6 +491,19 @@ def _sample() -> list[dict[str, Any]]:
     X = load_iris(as_frame=True).data
     sample = X.sample(n=min(50, len(X)), random_state=7).to_dict(orient="records")
     return [{str(k): float(v) for k, v in row.items()} for row in sample]
+
+
+SHIFTED_FEATURE = "petal length (cm)"
+SHIFT_CM = 2.5
+
+
+def _shifted_batch(rows: int = 300) -> list[dict[str, Any]]:
+    """Iris rows drawn again, with one feature moved: the drift the demo shows."""
+    from sklearn.datasets import load_iris
+
+    X = load_iris(as_frame=True).data.sample(n=rows, replace=True, random_state=11)
+    X[SHIFTED_FEATURE] += SHIFT_CM
+    return [{str(k): float(v) for k, v in row.items()} for row in X.to_dict(orient="records")]
 
 
 def _free_port() -> int:

@@ -34,6 +34,7 @@ AREAS = (
     "shipmate.cli.demo",  # shipmate demo
     "shipmate.cli.monitoring",  # shipmate health|monitor
     "shipmate.cli.accuracy",  # shipmate actuals upload, accuracy, alerts [rules]
+    "shipmate.cli.drift",  # shipmate drift
 )
 DEBUG_ENV = "SHIPMATE_DEBUG"
 

@@ -23,6 +23,8 @@ from shipmate.client.models import (
     Deployment,
     DeploymentPage,
     DesiredState,
+    Drift,
+    DriftSettings,
     Environment,
     Event,
     EventPage,
@@ -200,6 +202,38 @@ class ShipmateClient:
         if model_id is not None:
             params["modelId"] = model_id
         return self._get(ServiceHealth, f"/deployments/{dep_id}/service-health", params=params)
+
+    def drift(
+        self,
+        dep_id: str,
+        *,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        metric: str | None = None,
+        features: list[str] | None = None,
+        model_id: str | None = None,
+        windows: bool = False,
+    ) -> Drift:
+        """Data and prediction drift of a deployment over [since, until) (default: the last 24 h)."""
+        params: dict[str, Any] = {"windows": "true" if windows else "false"}
+        if since is not None:
+            params["since"] = since.isoformat()
+        if until is not None:
+            params["until"] = until.isoformat()
+        if metric is not None:
+            params["metric"] = metric
+        if features:
+            params["feature"] = list(features)
+        if model_id is not None:
+            params["modelId"] = model_id
+        return self._get(Drift, f"/deployments/{dep_id}/drift", params=params)
+
+    def drift_settings(self, dep_id: str) -> DriftSettings:
+        return self._get(DriftSettings, f"/deployments/{dep_id}/drift/settings")
+
+    def set_drift_settings(self, dep_id: str, settings: dict[str, Any]) -> DriftSettings:
+        """Replace the drift settings (``metric``, ``minRows``, ``referenceSince``/``Until``, ``starred``)."""
+        return self._send(DriftSettings, "PUT", f"/deployments/{dep_id}/drift/settings", json=settings)
 
     # ---- model packages ----------------------------------------------------------------------
 

@@ -216,6 +216,61 @@ class HealthFigures(WireModel):
     coarsened: bool = False
 
 
+class ColumnDrift(WireModel):
+    """One feature's or model output's drift over a range (``status``: ok, warning, at_risk)."""
+
+    name: str
+    metric: str
+    value: float | None = None
+    threshold_warning: float | None = None
+    threshold_at_risk: float | None = None
+    rows: int = 0
+    status: str
+    drift_status: str = "ok"
+    importance: float | None = None
+    important: bool = False
+    missing_rate: float | None = None
+    out_of_range_rate: float | None = None
+    new_category_rate: float | None = None
+    signals: dict[str, str] = Field(default_factory=dict)
+    reason: str | None = None
+
+
+class DriftWindow(WireModel):
+    start: dt.datetime
+    end: dt.datetime
+    rows: int
+
+
+class Drift(WireModel):
+    """A deployment's data and prediction drift over a range (``status``: green, yellow, red)."""
+
+    deployment_id: str
+    status: str
+    metric: str
+    since: dt.datetime
+    until: dt.datetime
+    rows: int
+    min_rows: int
+    reference: str
+    features: list[ColumnDrift] = Field(default_factory=list)
+    predictions: list[ColumnDrift] = Field(default_factory=list)
+    windows: list[DriftWindow] = Field(default_factory=list)
+    series: dict[str, list[ColumnDrift]] = Field(default_factory=dict)
+    reason: str | None = None
+
+
+class DriftSettings(WireModel):
+    deployment_id: str
+    metric: str
+    min_rows: int
+    reference_since: dt.datetime | None = None
+    reference_until: dt.datetime | None = None
+    starred: list[str] = Field(default_factory=list)
+    updated_at: dt.datetime | None = None
+    updated_by: str | None = None
+
+
 class ServiceHealth(WireModel):
     """A deployment's service health over a range: a summary and one entry per period."""
 

@@ -26,6 +26,7 @@ from shipmate.server.routers import (
     accuracy,
     alerts,
     deployments,
+    drift,
     environments,
     events,
     health,
@@ -170,7 +171,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app.state.runtime = runtime
     _install_error_handlers(app)
     api = APIRouter(prefix=API_PREFIX)
-    for module in (health, packages, environments, deployments, events, tokens, monitoring, accuracy, alerts):
+    for module in (
+        health, packages, environments, deployments, events, tokens, monitoring, drift, accuracy, alerts
+    ):
         api.include_router(module.router)
     app.include_router(api)
     app.mount(f"{ui.UI_PREFIX}/static", ui.static_files(), name="console-static")

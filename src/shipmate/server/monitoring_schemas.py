@@ -7,11 +7,11 @@ checked one by one by ``MinuteAggregate.from_json`` so a bad record is refused a
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
-from shipmate.server.schemas import ApiModel, ErrorBody
+from shipmate.server.schemas import ApiModel, ErrorBody, RequestModel, storable_text
 
 MAX_RECORDS_PER_BATCH = 10_000
 
@@ -138,3 +138,74 @@ class AccuracyOut(BaseModel):
     metrics: dict[str, float | None]
     timeline: list[dict[str, Any]]
     """One entry per period: ``start``, ``rows`` and the metrics, flat."""
+
+
+# ---- drift ---------------------------------------------------------------------------------
+
+
+class ColumnDriftOut(ApiModel):
+    """One feature's (or model output's) drift: ``status`` is the worst of the distribution's
+    (``driftStatus``) and the rate signals' (``signals``: missing, outOfRange, newCategory)."""
+
+    name: str
+    metric: str
+    value: float | None
+    threshold_warning: float | None
+    threshold_at_risk: float | None
+    rows: int
+    status: str
+    drift_status: str
+    importance: float | None
+    important: bool
+    missing_rate: float | None
+    out_of_range_rate: float | None
+    new_category_rate: float | None
+    signals: dict[str, str]
+    reason: str | None
+
+
+class DriftWindowOut(ApiModel):
+    start: dt.datetime
+    end: dt.datetime
+    rows: int
+
+
+class DriftOut(ApiModel):
+    deployment_id: str
+    status: str
+    """``green``, ``yellow`` or ``red``: drift weighed by importance."""
+    metric: str
+    since: dt.datetime
+    until: dt.datetime
+    rows: int
+    min_rows: int
+    reference: str
+    """``baseline`` (the package's bins) or ``window`` (the reference window in the settings)."""
+    features: list[ColumnDriftOut]
+    predictions: list[ColumnDriftOut]
+    windows: list[DriftWindowOut] = Field(default_factory=list)
+    series: dict[str, list[ColumnDriftOut]] = Field(default_factory=dict)
+    """With ``windows=true``: per column (``feature:<name>``, ``prediction:<name>``) its drift in
+    each window (consecutive 15-minute slots merged until they hold ``minRows`` rows)."""
+    reason: str | None = None
+
+
+class DriftSettingsIn(RequestModel):
+    metric: Literal["psi", "js", "hellinger"] = "psi"
+    min_rows: int = Field(default=200, ge=1, le=10_000_000)
+    reference_since: dt.datetime | None = None
+    reference_until: dt.datetime | None = None
+    starred: list[Annotated[str, Field(min_length=1, max_length=1024), AfterValidator(storable_text)]] = (
+        Field(default_factory=list, max_length=1000, description="features always weighed as important")
+    )
+
+
+class DriftSettingsOut(ApiModel):
+    deployment_id: str
+    metric: str
+    min_rows: int
+    reference_since: dt.datetime | None
+    reference_until: dt.datetime | None
+    starred: list[str]
+    updated_at: dt.datetime | None
+    updated_by: str | None

@@ -39,6 +39,7 @@ from shipmate.monitoring.alerts import (
 from shipmate.server.errors import InvalidInput, NotFound
 from shipmate.server.models import Alert, AlertRule, Deployment, utcnow
 from shipmate.server.services import accuracy, events
+from shipmate.server.services import drift as drift_service
 from shipmate.server.services import monitoring as buckets
 
 log = logging.getLogger(__name__)
@@ -51,13 +52,28 @@ DriftSignal = Callable[[Session, Deployment, int, int], str | None]
 """The drift status word (``green``, ``yellow``, ``red``) of a deployment over [since, until)
 epoch minutes, or None when there is nothing to judge."""
 
-_drift_signal: DriftSignal | None = None
+def drift_status(session: Session, deployment: Deployment, since: int, until: int) -> str | None:
+    """The drift service's status word for the window, None when it holds too few rows to judge
+    (fewer than the deployment's ``minRows``) or more than one drift answer reads."""
+    start = dt.datetime.fromtimestamp(since * 60, dt.UTC)
+    end = dt.datetime.fromtimestamp(until * 60, dt.UTC)
+    try:
+        result = drift_service.compute(session, deployment, start, end)
+    except drift_service.TooManyColumns as exc:
+        log.warning("drift rule of deployment %s not judged: %s", deployment.id, exc)
+        return None
+    if result.rows < result.min_rows:
+        return None
+    return result.status.value
+
+
+_drift_signal: DriftSignal = drift_status
 
 
 def set_drift_signal(signal: DriftSignal | None) -> None:
-    """Wire the drift status into the ``drift`` rule (until then the rule sees no data)."""
+    """Replace where the ``drift`` rule reads its status (None: the drift service again)."""
     global _drift_signal
-    _drift_signal = signal
+    _drift_signal = signal or drift_status
 
 
 # ---- rules ---------------------------------------------------------------------------------------
@@ -173,8 +189,6 @@ def signal(session: Session, deployment: Deployment, rule: Rule, since: int, unt
         if stats.rows < MIN_ACCURACY_ROWS:
             return None
         return accuracy.metrics_of(stats).get(rule.metric or "")
-    if _drift_signal is None:
-        return None
     word = _drift_signal(session, deployment, since, until)
     return DRIFT_LEVELS.get(word or "")
 

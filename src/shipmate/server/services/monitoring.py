@@ -33,6 +33,7 @@ from shipmate.monitoring.records import (
 )
 from shipmate.monitoring.service_health import Bucket
 from shipmate.server.models import Deployment, MonitoringBucket, utcnow
+from shipmate.server.services import drift as drift_slots
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,7 @@ def ingest(
 
     rows = _load_buckets(session, {_bucket_key(r) for _, r in allowed})
     sums: dict[BucketKey, _Sum] = {}
+    drift_counts: list[drift_slots.Counts] = []
     for index, record in allowed:
         key = _bucket_key(record)
         total = sums.get(key)
@@ -162,6 +164,7 @@ def ingest(
         if problem:
             result.add(RecordResult(index, record.record_id, Outcome.REJECTED, problem))
             continue
+        drift_counts.append(drift_slots.counts_of(record))  # before add_record reuses its lists
         total.add_record(record, now)
         result.add(RecordResult(index, record.record_id, Outcome.STORED))
     for key, total in sums.items():
@@ -171,6 +174,7 @@ def ingest(
                 row = _new_bucket(key)
                 session.add(row)
             total.write(row)
+    drift_slots.add_counts(session, drift_counts)
     return result
 
 
@@ -178,6 +182,7 @@ def ingest(
 class MaintenanceResult:
     rolled_up: int = 0
     expired_buckets: int = 0
+    expired_drift_slots: int = 0
 
 
 def maintain(session: Session, *, retention: Retention, now: float | None = None) -> MaintenanceResult:
@@ -217,6 +222,7 @@ def maintain(session: Session, *, retention: Retention, now: float | None = None
     outcome.expired_buckets = _deleted(
         session.execute(delete(MonitoringBucket).where(MonitoringBucket.minute < expire_before))
     )
+    outcome.expired_drift_slots = drift_slots.expire(session, expire_before)
     return outcome
 
 
