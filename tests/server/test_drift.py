@@ -214,3 +214,34 @@ def test_access_and_bad_input_give_clear_answers(
     dep2 = api.post("/api/v1/deployments", json=body).json()["id"]
     result = get_drift(api, dep2)
     assert result["status"] == "green" and result["features"][0]["reason"].startswith("the package has no")
+
+
+def test_the_drift_alert_rule_reads_the_drift_service(
+    api: httpx.Client, drifting: dict[str, Any], server: LiveServer
+):
+    """The alert engine's ``drift`` rule, wired to the real drift computation: two shifted
+    15-minute windows open one alert; a window with fewer rows than ``minRows`` judges nothing."""
+    from shipmate.server.services import alerts
+
+    dep, token = drifting["deployment"], drifting["token"]
+    rule = api.put(f"/api/v1/deployments/{dep}/alert-rules/drift", json={"windowMinutes": 15})
+    assert rule.status_code == 200, rule.text
+    now = int(time.time() // 60)
+    start = now - now % 15 - 60  # four whole slots ago
+    shifted = [0, *[0] * 7, 100, 100, 100, 0, 0]
+    post(api, token, *[record(dep, start + i, shifted, [180, 120, 0, 0], 300) for i in range(2)])
+    post(api, token, *[record(dep, start + 15 + i, shifted, [180, 120, 0, 0], 300) for i in range(2)])
+    post(api, token, record(dep, start + 30, shifted, [1, 0, 0, 0], 1))  # too few rows to judge
+
+    database = Database(server.settings.resolved_database_url())
+    try:
+        states = []
+        for window_end in (start + 15, start + 30, start + 45):
+            with database.write() as session:
+                at = dt.datetime.fromtimestamp(window_end * 60 + 5, dt.UTC)
+                states.append([(c.rule, c.state) for c in alerts.evaluate(session, now=at)])
+    finally:
+        database.dispose()
+    assert states == [[], [("drift", "open")], []]
+    (opened,) = api.get("/api/v1/alerts", params={"deployment_id": dep, "state": "open"}).json()
+    assert opened["kind"] == "drift" and opened["rule"] == "drift"
