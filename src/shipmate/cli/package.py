@@ -50,6 +50,7 @@ def inspect(
     if manifest.class_labels:
         console.print(f"class labels: {manifest.class_labels}")
     console.print(f"created {manifest.created_at.isoformat()}")
+    console.print(f"scoring: {_scoring_line(manifest.scoring, manifest.compiled_scoring)}")
     table = Table("feature", "type", "baseline")
     for f in manifest.features:
         b = manifest.baseline.get(f.name, {})
@@ -63,6 +64,17 @@ def inspect(
     for name, digest in sorted(manifest.files.items()):
         files.add_row(name, digest)
     console.print(files)
+
+
+def _scoring_line(scoring: dict[str, Any] | None, compiled: bool) -> str:
+    """Which scorer served the model when the package was built, and the measured difference."""
+    off = "" if compiled else " (compilation turned off by --no-compile)"
+    if not scoring:
+        return f"not recorded (built before Shipmate recorded it){off}"
+    diff = scoring.get("maxDifference")
+    measured = f", largest difference from the model's own method {diff:.3g}" if diff is not None else ""
+    note = f"; {scoring['note']}" if scoring.get("note") else ""
+    return f"{scoring.get('scorer')}{measured}{note}{off}"
 
 
 @package_app.command("verify")
@@ -129,6 +141,13 @@ def build(
             help="Permutation importance per feature [default: when it takes under 10 s].",
         ),
     ] = None,
+    compile_model: Annotated[
+        bool,
+        typer.Option(
+            "--compile/--no-compile",
+            help="Let servers score through a compiled scorer once proven equal (docs/serving.md).",
+        ),
+    ] = True,
 ) -> None:
     """Build a package; the model is validated by scoring the sample first.
 
@@ -172,10 +191,12 @@ def build(
     try:
         if kind is Kind.sklearn:
             manifest = build_sklearn_package(
-                _load_sklearn(model), frame, out, target_type=kind_type, **common
+                _load_sklearn(model), frame, out, target_type=kind_type, compile=compile_model, **common
             )
         elif kind is Kind.mlflow:
-            manifest = build_mlflow_package(model, frame, out, target_type=kind_type, **common)
+            manifest = build_mlflow_package(
+                model, frame, out, target_type=kind_type, compile=compile_model, **common
+            )
         else:
             builder = build_onnx_package if kind is Kind.onnx else build_custom_package
             manifest = builder(model, frame, out, target_type=kind_type or "", **common)

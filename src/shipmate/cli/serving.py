@@ -55,6 +55,14 @@ def serve(
             show_default="on",
         ),
     ] = None,
+    compile_models: Annotated[
+        bool | None,
+        typer.Option(
+            "--compile/--no-compile",
+            help="Serve scikit-learn models through compiled scorers once proven equal (docs/serving.md).",
+            show_default="on",
+        ),
+    ] = None,
     poll_interval: Annotated[
         float | None, typer.Option(help="Deployments-dir scan interval, s.", show_default="1")
     ] = None,
@@ -88,6 +96,7 @@ def serve(
         "allow_pickled_uploads": allow_pickled_uploads,
         "max_body_bytes": int(max_body_mb * MIB) if max_body_mb is not None else None,
         "fanout": fanout,
+        "compile": compile_models,
         "poll_interval_s": poll_interval,
         "work_dir": work_dir,
         "log_level": log_level,

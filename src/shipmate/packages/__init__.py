@@ -37,13 +37,14 @@ if TYPE_CHECKING:
         build_onnx_package,
         build_sklearn_package,
     )
-    from shipmate.packages.runtime import InputKind, LoadedModel, Scores, load_model
+    from shipmate.packages.runtime import Columns, InputKind, LoadedModel, Scores, load_model
 
 _LAZY = {
     "build_custom_package": "shipmate.packages.builders",
     "build_mlflow_package": "shipmate.packages.builders",
     "build_onnx_package": "shipmate.packages.builders",
     "build_sklearn_package": "shipmate.packages.builders",
+    "Columns": "shipmate.packages.runtime",
     "InputKind": "shipmate.packages.runtime",
     "LoadedModel": "shipmate.packages.runtime",
     "Scores": "shipmate.packages.runtime",
@@ -62,6 +63,7 @@ __all__ = [
     "DEFAULT_LIMITS",
     "FORMAT_VERSION",
     "MANIFEST_NAME",
+    "Columns",
     "Feature",
     "FeatureType",
     "Framework",

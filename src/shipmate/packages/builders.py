@@ -84,6 +84,7 @@ def _validate(
             f"validation failed: scoring {len(sample)} sample rows raised {type(exc).__name__}: {exc}"
         ) from exc
     _check_scores(scores, len(sample))
+    manifest = manifest.model_copy(update={"scoring": model.scoring.to_json()})
     try:
         return _with_output_baseline(model, manifest, frame, bins, importance)
     except PackageError:
@@ -149,6 +150,7 @@ def _build(
     runtime: dict[str, str],
     monitoring_bins: int = baseline.DEFAULT_NUMERIC_BINS,
     importance: bool | None = None,
+    compile: bool = True,
 ) -> Manifest:
     try:
         bins = baseline.check_bin_count(monitoring_bins)
@@ -189,6 +191,7 @@ def _build(
                 model_path=model_path,
                 runtime=runtime,
                 files=files,
+                compiled_scoring=compile,
             )
         except ValidationError as exc:
             problems = "; ".join(
@@ -244,6 +247,7 @@ def build_sklearn_package(
     target_name: str | None = None,
     monitoring_bins: int = baseline.DEFAULT_NUMERIC_BINS,
     importance: bool | None = None,
+    compile: bool = True,
 ) -> Manifest:
     """Package a fitted scikit-learn estimator or pipeline (stored with joblib).
 
@@ -251,7 +255,9 @@ def build_sklearn_package(
     unless given; features and the baseline come from ``X_sample``. Every builder also
     fixes the monitoring bins (``monitoring_bins`` per numeric feature, 5-20) and the output
     baseline on the sample, and with ``importance`` (default: when it takes under 10 s)
-    the permutation importance of each feature (see docs/monitoring.md).
+    the permutation importance of each feature (see docs/monitoring.md). ``compile=False``
+    records that the package must be served by the model's own methods, never a compiled
+    scorer (docs/serving.md).
     """
     import joblib
 
@@ -284,6 +290,7 @@ def build_sklearn_package(
         target_name=target_name,
         monitoring_bins=monitoring_bins,
         importance=importance,
+        compile=compile,
         runtime=_versions("scikit-learn", "numpy", "pandas", "joblib"),
     )
 
@@ -356,6 +363,7 @@ def build_mlflow_package(
     target_name: str | None = None,
     monitoring_bins: int = baseline.DEFAULT_NUMERIC_BINS,
     importance: bool | None = None,
+    compile: bool = True,
 ) -> Manifest:
     """Package an MLflow model directory (pyfunc flavour) unchanged, under ``model/``.
 
@@ -397,6 +405,7 @@ def build_mlflow_package(
         target_name=target_name,
         monitoring_bins=monitoring_bins,
         importance=importance,
+        compile=compile,
         runtime=_versions("mlflow-skinny", "mlflow", "scikit-learn"),
     )
 

@@ -89,6 +89,15 @@ class Manifest(_Camel):
     model_path: str = Field(min_length=1, description="The model's file or directory inside the zip")
     runtime: dict[str, str] = Field(default_factory=dict, description="Library versions it was built with")
     files: dict[str, str]
+    compiled_scoring: bool = Field(
+        default=True,
+        description="False: never serve through a compiled scorer (shipmate package build --no-compile)",
+    )
+    scoring: dict[str, Any] | None = Field(
+        default=None,
+        description="The scorer chosen when the package was built, and the largest difference "
+        "measured against the model's public method (packages/proof.py)",
+    )
 
     @field_validator("format_version")
     @classmethod

@@ -91,6 +91,7 @@ class Manager:
                     key=final.name,
                     work_dir=self.watcher.work_dir,
                     model_id=model_id,
+                    compile=self.watcher.compile,
                 )
             except (PackageError, ModelError) as exc:
                 raise UploadRefused(str(exc).replace(str(target_pkg), filename)) from None

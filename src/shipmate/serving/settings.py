@@ -100,6 +100,11 @@ class ServeSettings(BaseSettings):
         default=None, description="Where packages are unpacked (default: a temp dir)."
     )
     log_level: str = "info"
+    compile: bool = Field(
+        default=True,
+        description="Serve scikit-learn models through a compiled scorer once it is proven to give "
+        "the model's own results (see docs/serving.md); off: always the model's own methods.",
+    )
 
     # -- monitoring (shipmate.monitoring.settings reads the MLOPS_* variables and the PPS names)
     monitor_settings: str | None = Field(
