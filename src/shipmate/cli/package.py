@@ -17,6 +17,8 @@ class Kind(StrEnum):
     onnx = "onnx"
     mlflow = "mlflow"
     custom = "custom"
+    xgboost = "xgboost"
+    lightgbm = "lightgbm"
 
 
 def _fail(message: str) -> NoReturn:
@@ -113,7 +115,8 @@ def build(
         Path,
         typer.Argument(
             help="sklearn: a joblib/pickle file; onnx: a .onnx file; "
-            "mlflow: a model directory; custom: a directory with custom.py."
+            "mlflow: a model directory; custom: a directory with custom.py; "
+            "xgboost: a .json/.ubj file from save_model; lightgbm: a text file from save_model."
         ),
     ],
     sample: Annotated[
@@ -126,7 +129,8 @@ def build(
         str | None, typer.Option(help="Target column in the sample (dropped; recorded as the target name).")
     ] = None,
     target_type: Annotated[
-        TargetKind | None, typer.Option(help="Read from a scikit-learn/MLflow model when left out.")
+        TargetKind | None,
+        typer.Option(help="Read from a scikit-learn, MLflow, XGBoost or LightGBM model when left out."),
     ] = None,
     class_labels: Annotated[str | None, typer.Option(help="Comma-separated class labels, in order.")] = None,
     description: Annotated[str, typer.Option(help="Free text.")] = "",
@@ -156,17 +160,21 @@ def build(
     from shipmate.packages import (
         PackageError,
         build_custom_package,
+        build_lightgbm_package,
         build_mlflow_package,
         build_onnx_package,
         build_sklearn_package,
+        build_xgboost_package,
     )
 
     if not out.parent.is_dir():
         _fail(f"--out {out}: the directory {out.parent} does not exist")
     frame = _read_sample(sample)
+    target_values = None
     if target:
         if target not in frame.columns:
             _fail(f"--sample {sample}: no column {target!r} (the --target); columns: {list(frame.columns)}")
+        target_values = frame[target].tolist()
         frame = frame.drop(columns=target)
     labels: list[Any] | None = None
     if class_labels:
@@ -192,6 +200,11 @@ def build(
         if kind is Kind.sklearn:
             manifest = build_sklearn_package(
                 _load_sklearn(model), frame, out, target_type=kind_type, compile=compile_model, **common
+            )
+        elif kind in (Kind.xgboost, Kind.lightgbm):
+            booster_builder = build_xgboost_package if kind is Kind.xgboost else build_lightgbm_package
+            manifest = booster_builder(
+                model, frame, out, target_type=kind_type, target_values=target_values, **common
             )
         elif kind is Kind.mlflow:
             manifest = build_mlflow_package(

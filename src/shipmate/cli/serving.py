@@ -42,7 +42,10 @@ def serve(
     ] = None,
     allow_pickled_uploads: Annotated[
         bool | None,
-        typer.Option("--allow-pickled-uploads", help="Accept uploads of non-ONNX packages (they run code)."),
+        typer.Option(
+            "--allow-pickled-uploads",
+            help="Accept uploads of packages that run code when loaded (all but ONNX, XGBoost, LightGBM).",
+        ),
     ] = None,
     max_body_mb: Annotated[
         float | None, typer.Option(help="Largest request body, MB.", show_default="50")

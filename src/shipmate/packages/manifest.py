@@ -27,11 +27,13 @@ class Framework(StrEnum):
     ONNX = "onnx"  # a graph, no code: safe for untrusted sources
     MLFLOW = "mlflow"  # an MLflow model directory, pyfunc flavour (usually pickles)
     CUSTOM = "custom"  # custom.py with load_model/score hooks: arbitrary code
+    XGBOOST = "xgboost"  # XGBoost's JSON or UBJSON model: data, no code
+    LIGHTGBM = "lightgbm"  # LightGBM's text model: data, no code
 
     @property
     def executes_code_on_load(self) -> bool:
         """True when loading the model can run arbitrary code (see docs/packages.md)."""
-        return self is not Framework.ONNX
+        return self not in (Framework.ONNX, Framework.XGBOOST, Framework.LIGHTGBM)
 
 
 class TargetType(StrEnum):

@@ -488,6 +488,52 @@ def _refuse_unscored_rows(scores: Scores, rows: np.ndarray | pd.DataFrame, names
     raise ModelError(f"the model returned a non-finite score for row {row}")
 
 
+class BoosterModel(LoadedModel):
+    """An XGBoost or LightGBM booster from its native file (`boosters`): a float matrix in,
+    through the booster's own compiled predict; missing values go to the trees' default branches."""
+
+    input_kind = InputKind.MATRIX
+
+    def __init__(self, manifest: Manifest, model_file: Path) -> None:
+        from shipmate.packages import boosters
+
+        super().__init__(manifest)
+        if not _all_numeric(manifest):
+            raise ModelError(f"{manifest.framework} packages take numeric features only")
+        self._framework = manifest.framework
+        self.booster = boosters.load_booster(manifest.framework, model_file)
+        objective = (
+            boosters.xgboost_objective(self.booster)
+            if manifest.framework is Framework.XGBOOST
+            else boosters.lightgbm_objective(self.booster)
+        )
+        if objective.target_type is not manifest.target_type:
+            raise ModelError(
+                f"the model's objective makes it a {objective.target_type} model, "
+                f"the manifest says {manifest.target_type}"
+            )
+        labels = manifest.class_labels or []
+        if objective.classes and objective.classes != len(labels):
+            raise ModelError(f"the model has {objective.classes} classes, the manifest {len(labels)} labels")
+        self._order = boosters.column_order(
+            boosters.booster_features(manifest.framework, self.booster),
+            manifest.feature_names,
+            boosters.input_width(manifest.framework, self.booster),
+        )
+        self._raw = boosters.raw_predict
+        self.scoring = Scoring(ScorerKind.NATIVE, note=f"{manifest.framework}'s own compiled predict")
+
+    def predict(self, rows: Rows) -> Scores:
+        if not isinstance(rows, np.ndarray):
+            rows = as_frame(rows, self.manifest.feature_names).to_numpy(dtype=np.float64)
+        matrix = rows if self._order is None else rows[:, self._order]
+        out = self._raw(self._framework, self.booster, np.ascontiguousarray(matrix, dtype=np.float64))
+        if self.manifest.target_type is TargetType.BINARY:
+            p = out.reshape(-1).astype(np.float64)
+            return Scores(probabilities=np.column_stack([1.0 - p, p]))
+        return normalize_output(out.astype(np.float64, copy=False), self.manifest, len(rows))
+
+
 class PyfuncModel(LoadedModel):
     """An MLflow pyfunc model, scored through MLflow (schema enforcement included)."""
 
@@ -575,6 +621,8 @@ def load_model(root: str | Path, manifest: Manifest, *, compile: bool = True) ->
             model = OnnxModel(manifest, target)
         elif manifest.framework is Framework.MLFLOW:
             model = _mlflow_model(manifest, target, compile)
+        elif manifest.framework in (Framework.XGBOOST, Framework.LIGHTGBM):
+            model = BoosterModel(manifest, target)
         else:
             model = CustomModel(manifest, _import_hooks(root / CUSTOM_HOOKS_FILE), root)
     except (PackageError, ModelError):

@@ -73,9 +73,9 @@ class Manager:
             raise UploadRefused(str(exc).replace(str(package_file), filename)) from None
         if manifest.framework.executes_code_on_load and not self.allow_pickled:
             raise UploadRefused(
-                f"{filename}: {manifest.framework} models execute code when loaded; this server accepts only "
-                "ONNX packages over HTTP (start it with --allow-pickled-uploads to accept others from "
-                "holders of the API key)"
+                f"{filename}: {manifest.framework} models execute code when loaded; this server accepts "
+                "only ONNX, XGBoost and LightGBM packages over HTTP (start it with --allow-pickled-uploads "
+                "to accept others from holders of the API key)"
             )
         final = self._directory(deployment_id)
         staging = Path(layout.staging_directory(str(final)))

@@ -86,7 +86,7 @@ class ServeSettings(BaseSettings):
     allow_pickled_uploads: bool = Field(
         default=False,
         description="Accept uploads of packages whose models execute code when loaded (sklearn, MLflow, "
-        "custom). Off: only ONNX packages can be uploaded over HTTP.",
+        "custom). Off: only ONNX, XGBoost and LightGBM packages can be uploaded over HTTP.",
     )
 
     # -- model lifecycle
