@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pandas as pd
 import pytest
 import xgboost
 from sklearn.datasets import make_classification, make_regression
+from threadpoolctl import threadpool_limits
 
 from shipmate.packages import (
     Framework,
@@ -21,6 +23,14 @@ from shipmate.packages import (
     load_model,
 )
 from shipmate.packages.proof import ScorerKind
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """One OpenMP thread, as a server worker has on a busy machine: spin-waiting pools make the
+    histogram-boosting models here many times slower on a loaded 2-core box."""
+    with threadpool_limits(limits=1):
+        yield
 
 
 def _classes(n_classes: int) -> tuple[pd.DataFrame, np.ndarray]:

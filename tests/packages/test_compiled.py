@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,20 @@ from sklearn.preprocessing import (
     StandardScaler,
 )
 from sklearn.tree import DecisionTreeClassifier
+from threadpoolctl import threadpool_limits
 
 import shipmate.packages.compiled as compiled
 from shipmate.packages import Columns, build_sklearn_package, extract_package, load_model
 from shipmate.packages.proof import UNSEEN, ScorerKind
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """One OpenMP thread, as a server worker has on a busy machine: spin-waiting pools make the
+    histogram-boosting models here many times slower on a loaded 2-core box."""
+    with threadpool_limits(limits=1):
+        yield
+
 
 NUM = ["n0", "n1", "n2", "n3"]
 CAT = ["plan", "region"]
@@ -61,7 +72,7 @@ def _pre(encoder: Any = None) -> ColumnTransformer:
 ORDINAL = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1)
 PIPELINES: dict[str, Any] = {
     "forest": lambda: Pipeline([("pre", _pre()), ("m", RandomForestClassifier(20, random_state=0))]),
-    "hist boosting": lambda: Pipeline([("pre", _pre()), ("m", HistGradientBoostingClassifier(max_iter=20))]),
+    "hist boosting": lambda: Pipeline([("pre", _pre()), ("m", HistGradientBoostingClassifier(max_iter=10))]),
     "logistic": lambda: Pipeline([("pre", _pre()), ("m", LogisticRegression(max_iter=500))]),
     "boosting, ordinal": lambda: Pipeline(
         [("pre", _pre(ORDINAL)), ("m", GradientBoostingClassifier(n_estimators=20, random_state=0))]
@@ -129,7 +140,7 @@ def test_a_pipeline_serves_compiled_and_scores_like_its_public_method(kind: str,
     "make",
     [
         lambda: LogisticRegression(max_iter=500),
-        lambda: HistGradientBoostingRegressor(max_iter=20),
+        lambda: HistGradientBoostingRegressor(max_iter=10),
         lambda: Ridge(alpha=0.5),
         lambda: Pipeline([("sc", StandardScaler()), ("m", Ridge())]),
     ],
