@@ -100,6 +100,8 @@ FLOOR = r'''
 import json, pickle, sys, time, numpy as np, pandas as pd, warnings
 from pathlib import Path
 d = Path(sys.argv[1]); warnings.simplefilter("ignore")
+from threadpoolctl import threadpool_limits
+threadpool_limits(1)  # as each server worker on this 2-core machine; spinning OpenMP pools cost more here
 model = pickle.loads((d / "model.pkl").read_bytes())
 rows = pd.read_csv(d / "rows_1000.csv")
 def timed(f, n):
