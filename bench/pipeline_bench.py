@@ -134,7 +134,7 @@ print(json.dumps(out))
 MLFLOW_SAVE = r'''
 import pickle, sys, mlflow.sklearn
 model = pickle.loads(open(sys.argv[1], "rb").read())
-mlflow.sklearn.save_model(model, sys.argv[2])
+mlflow.sklearn.save_model(model, sys.argv[2], serialization_format="cloudpickle")
 '''
 
 
@@ -204,6 +204,45 @@ def serve_ours(d: Path, port: int, extra: list[str]) -> list[str]:
             "--log-level", "warning", *extra]  # fmt: skip
 
 
+def command(
+    name: str, d: Path, port: int, env: dict[str, str], mlflow_py: Path | None, drum_py: Path | None
+) -> tuple[list[str], str, str, list[tuple[str, Path, Path, str]]]:
+    """How to start server ``name`` for the model in ``d``: command, health URL, scoring URL and
+    the bodies it takes (``env`` is updated in place)."""
+    if name.startswith("shipmate"):
+        extra = [] if name == "shipmate" else ["--no-compile"]
+        if name == "shipmate-omp2":
+            env["OMP_NUM_THREADS"] = "2"
+        cmd = serve_ours(d, port, extra)
+        health, url = f"http://127.0.0.1:{port}/ping", f"http://127.0.0.1:{port}/predictions"
+        bodies = [("json", d / "records_1.json", d / "records_1000.json", "application/json")]
+    elif name == "mlflow":
+        assert mlflow_py is not None
+        if not (d / "mlflow").exists():
+            python = str(mlflow_py / "python")
+            save = [python, "-c", MLFLOW_SAVE, str(d / "model.pkl"), str(d / "mlflow")]
+            subprocess.run(save, check=True, capture_output=True)
+        cmd = [str(mlflow_py / "mlflow"), "models", "serve", "-m", str(d / "mlflow"),
+               "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]  # fmt: skip
+        env["PATH"] = f"{mlflow_py}:{env['PATH']}"
+        health, url = f"http://127.0.0.1:{port}/ping", f"http://127.0.0.1:{port}/invocations"
+        bodies = [("json", d / "mlflow_1.json", d / "mlflow_1000.json", "application/json")]
+    else:
+        assert drum_py is not None
+        code = d / "drum"
+        code.mkdir(exist_ok=True)
+        (code / "model.pkl").write_bytes((d / "model.pkl").read_bytes())
+        env["MAX_WORKERS"] = "2" if name == "drum-w2" else "1"
+        env["PATH"] = f"{drum_py}:{env['PATH']}"
+        cmd = [str(drum_py / "drum"), "server", "--code-dir", str(code), "--target-type", "binary",
+               "--positive-class-label", "1", "--negative-class-label", "0",
+               "--address", f"127.0.0.1:{port}"]  # fmt: skip
+        health, url = f"http://127.0.0.1:{port}/ping/", f"http://127.0.0.1:{port}/predict/"
+        bodies = []
+    bodies.append(("csv", d / "rows_1.csv", d / "rows_1000.csv", "text/csv"))
+    return cmd, health, url, bodies
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="rf,hgb,xgb,lgb,gbc")
@@ -252,37 +291,11 @@ def main() -> None:
         for name in servers:
             port = free_port()
             env = dict(os.environ)
-            if name.startswith("shipmate"):
-                extra = [] if name == "shipmate" else ["--no-compile"]
-                if name == "shipmate-omp2":
-                    env["OMP_NUM_THREADS"] = "2"
-                cmd = serve_ours(d, port, extra)
-                health, url = f"http://127.0.0.1:{port}/ping", f"http://127.0.0.1:{port}/predictions"
-                bodies = [("json", d / "records_1.json", d / "records_1000.json", "application/json")]
-            elif name == "mlflow":
-                assert mlflow_py is not None
-                if not (d / "mlflow").exists():
-                    python = str(mlflow_py / "python")
-                    save = [python, "-c", MLFLOW_SAVE, str(d / "model.pkl"), str(d / "mlflow")]
-                    subprocess.run(save, check=True, capture_output=True)
-                cmd = [str(mlflow_py / "mlflow"), "models", "serve", "-m", str(d / "mlflow"),
-                       "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]  # fmt: skip
-                env["PATH"] = f"{mlflow_py}:{env['PATH']}"
-                health, url = f"http://127.0.0.1:{port}/ping", f"http://127.0.0.1:{port}/invocations"
-                bodies = [("json", d / "mlflow_1.json", d / "mlflow_1000.json", "application/json")]
-            else:
-                assert drum_py is not None
-                code = d / "drum"
-                code.mkdir(exist_ok=True)
-                (code / "model.pkl").write_bytes((d / "model.pkl").read_bytes())
-                env["MAX_WORKERS"] = "2" if name == "drum-w2" else "1"
-                env["PATH"] = f"{drum_py}:{env['PATH']}"
-                cmd = [str(drum_py / "drum"), "server", "--code-dir", str(code), "--target-type", "binary",
-                       "--positive-class-label", "1", "--negative-class-label", "0",
-                       "--address", f"127.0.0.1:{port}"]  # fmt: skip
-                health, url = f"http://127.0.0.1:{port}/ping/", f"http://127.0.0.1:{port}/predict/"
-                bodies = []
-            bodies.append(("csv", d / "rows_1.csv", d / "rows_1000.csv", "text/csv"))
+            try:
+                cmd, health, url, bodies = command(name, d, port, env, mlflow_py, drum_py)
+            except subprocess.CalledProcessError as exc:
+                log(f"{kind} {name}: {exc.stderr[-300:] if exc.stderr else exc}")
+                continue
             try:
                 with server(cmd, health, env, OUT / f"server_{kind}_{name}.log") as pgid:
                     for fmt, single, batch, ctype in bodies:
@@ -290,7 +303,7 @@ def main() -> None:
                             got = load_step(url, single, batch, ctype, step, args.duration, pgid)
                             results[f"{kind}/{name}/{fmt}/{step}"] = got
                             log(f"{kind} {name} {fmt} {step}: {got}")
-            except SystemExit as exc:
+            except (SystemExit, subprocess.CalledProcessError) as exc:
                 log(f"{kind} {name}: {exc}")
                 results[f"{kind}/{name}"] = {"error": str(exc)}
         (OUT / "results.json").write_text(json.dumps(results, indent=1))
