@@ -243,12 +243,47 @@ def command(
     return cmd, health, url, bodies
 
 
+def report(results: dict[str, dict]) -> str:
+    """The figures as markdown, one table per model: each server's best format."""
+    lines: list[str] = []
+    kinds = sorted({k.split("/")[0] for k in results}, key=["rf", "hgb", "xgb", "lgb", "gbc"].index)
+    for kind in kinds:
+        floor = results.get(f"{kind}/floor", {})
+        cpu = {k: 1e3 * v[1] for k, v in floor.items() if isinstance(v, list)}
+        lines += [
+            f"**{kind}**: in-process, one thread: public `predict_proba` {cpu['public_1']:.2f} ms CPU "
+            f"for 1 row, {cpu['public_1000']:.1f} ms for 1,000; the served scorer "
+            f"({floor['scorer']}) {cpu['served_1']:.3f} ms and {cpu['served_1000']:.1f} ms.",
+            "",
+            "| server, format | c=8 req/s (p99 ms) | CPU per request | 1,000-row batch rows/s | CPU per 1,000 rows |",
+            "|---|---|---|---|---|",
+        ]
+        names = sorted({k.split("/")[1] for k in results if k.startswith(f"{kind}/") and k.count("/") == 3})
+        for name in names:
+            for fmt in ("json", "csv"):
+                single = results.get(f"{kind}/{name}/{fmt}/single")
+                batch = results.get(f"{kind}/{name}/{fmt}/batch")
+                if not single or not batch or "error" in single or "error" in batch:
+                    continue
+                lines.append(
+                    f"| {name}, {fmt} | {single['rps']:,.0f} ({single['p99_ms']:,.0f}) "
+                    f"| {single['cpu_ms_per_request']:.2f} ms | {batch['rows_per_s']:,.0f} "
+                    f"| {batch['cpu_ms_per_request']:.1f} ms |"
+                )
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="rf,hgb,xgb,lgb,gbc")
     ap.add_argument("--servers", default="shipmate,mlflow,drum,drum-w2")
     ap.add_argument("--duration", type=int, default=4)
+    ap.add_argument("--report", action="store_true", help="only print the tables of the last results")
     args = ap.parse_args()
+    if args.report:
+        print(report(json.loads((OUT / "results.json").read_text())))
+        return
     if not (SHARED / "serve_bench.py").is_file():
         raise SystemExit(f"peer harness not found in {SHARED} (set SHARED_BENCH to its directory)")
     models = CACHE / "models"
@@ -307,7 +342,7 @@ def main() -> None:
                 log(f"{kind} {name}: {exc}")
                 results[f"{kind}/{name}"] = {"error": str(exc)}
         (OUT / "results.json").write_text(json.dumps(results, indent=1))
-    print(json.dumps(results, indent=1))
+    print(report(results))
 
 
 if __name__ == "__main__":
