@@ -255,7 +255,8 @@ def report(results: dict[str, dict]) -> str:
             f"for 1 row, {cpu['public_1000']:.1f} ms for 1,000; the served scorer "
             f"({floor['scorer']}) {cpu['served_1']:.3f} ms and {cpu['served_1000']:.1f} ms.",
             "",
-            "| server, format | c=8 req/s (p99 ms) | CPU per request | 1,000-row batch rows/s | CPU per 1,000 rows |",
+            "| server, format | c=8 req/s (p99 ms) | CPU per request | 1,000-row batches: rows/s "
+            "| CPU per 1,000 rows |",
             "|---|---|---|---|---|",
         ]
         names = sorted({k.split("/")[1] for k in results if k.startswith(f"{kind}/") and k.count("/") == 3})
