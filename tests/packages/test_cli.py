@@ -46,6 +46,9 @@ def test_build_inspect_verify(iris: Any, iris_model: Any, tmp_path: Path, rewrit
     manifest = json.loads(shown.output)
     assert manifest["version"] == "2" and manifest["classLabels"] == [0, 1, 2]
     assert "species" not in [f["name"] for f in manifest["features"]]
+    assert manifest["scoring"]["scorer"] == "compiled" and manifest["compiledScoring"] is True
+    readable = runner.invoke(app, ["package", "inspect", str(out)]).output
+    assert "scoring: compiled, largest difference from the model's own method 0" in readable
     assert runner.invoke(app, ["package", "verify", str(out)]).exit_code == 0
     tampered = rewrite(out, tmp_path / "t.mlpkg", replace={"model.joblib": b"evil"})
     failed = runner.invoke(app, ["package", "verify", str(tampered)])
@@ -91,3 +94,24 @@ def test_build_sets_monitoring_bins_and_importance(iris: Any, iris_model: Any, t
     assert len(manifest["baseline"]["sepal length (cm)"]["bins"]["edges"]) <= 6
     refused = runner.invoke(app, [*args, "-o", str(tmp_path / "b.mlpkg"), "--monitoring-bins", "99"])
     assert refused.exit_code == 1 and "between 5 and 20" in refused.output
+
+
+def test_a_lightgbm_text_model_builds_with_labels_from_the_target(tmp_path: Path) -> None:
+    import lightgbm
+    import pandas as pd
+
+    frame = pd.DataFrame({"a": [0.1, 0.5, 0.9, 0.3, 0.7, 0.2] * 20, "b": [1.0, 0.0, 1.0, 0.5, 0.2, 0.9] * 20})
+    frame["kind"] = (frame.a > 0.4).map({True: "high", False: "low"})
+    booster = lightgbm.LGBMClassifier(n_estimators=5, min_child_samples=2, verbose=-1)
+    booster.fit(frame[["a", "b"]], frame.kind).booster_.save_model(str(tmp_path / "model.txt"))
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    out = tmp_path / "l.mlpkg"
+    built = CliRunner().invoke(
+        build_app(),
+        ["package", "build", "lightgbm", str(tmp_path / "model.txt"), "--sample", str(tmp_path / "train.csv"),
+         "--target", "kind", "--name", "l", "-o", str(out), "--json"],
+    )  # fmt: skip
+    assert built.exit_code == 0, built.output
+    manifest = json.loads(built.output)
+    assert manifest["framework"] == "lightgbm" and manifest["classLabels"] == ["high", "low"]
+    assert manifest["scoring"]["scorer"] == "native"

@@ -17,6 +17,8 @@ class Kind(StrEnum):
     onnx = "onnx"
     mlflow = "mlflow"
     custom = "custom"
+    xgboost = "xgboost"
+    lightgbm = "lightgbm"
 
 
 def _fail(message: str) -> NoReturn:
@@ -50,6 +52,7 @@ def inspect(
     if manifest.class_labels:
         console.print(f"class labels: {manifest.class_labels}")
     console.print(f"created {manifest.created_at.isoformat()}")
+    console.print(f"scoring: {_scoring_line(manifest.scoring, manifest.compiled_scoring)}")
     table = Table("feature", "type", "baseline")
     for f in manifest.features:
         b = manifest.baseline.get(f.name, {})
@@ -63,6 +66,17 @@ def inspect(
     for name, digest in sorted(manifest.files.items()):
         files.add_row(name, digest)
     console.print(files)
+
+
+def _scoring_line(scoring: dict[str, Any] | None, compiled: bool) -> str:
+    """Which scorer served the model when the package was built, and the measured difference."""
+    off = "" if compiled else " (compilation turned off by --no-compile)"
+    if not scoring:
+        return f"not recorded (built before Shipmate recorded it){off}"
+    diff = scoring.get("maxDifference")
+    measured = f", largest difference from the model's own method {diff:.3g}" if diff is not None else ""
+    note = f"; {scoring['note']}" if scoring.get("note") else ""
+    return f"{scoring.get('scorer')}{measured}{note}{off}"
 
 
 @package_app.command("verify")
@@ -101,7 +115,8 @@ def build(
         Path,
         typer.Argument(
             help="sklearn: a joblib/pickle file; onnx: a .onnx file; "
-            "mlflow: a model directory; custom: a directory with custom.py."
+            "mlflow: a model directory; custom: a directory with custom.py; "
+            "xgboost: a .json/.ubj file from save_model; lightgbm: a text file from save_model."
         ),
     ],
     sample: Annotated[
@@ -114,7 +129,8 @@ def build(
         str | None, typer.Option(help="Target column in the sample (dropped; recorded as the target name).")
     ] = None,
     target_type: Annotated[
-        TargetKind | None, typer.Option(help="Read from a scikit-learn/MLflow model when left out.")
+        TargetKind | None,
+        typer.Option(help="Read from a scikit-learn, MLflow, XGBoost or LightGBM model when left out."),
     ] = None,
     class_labels: Annotated[str | None, typer.Option(help="Comma-separated class labels, in order.")] = None,
     description: Annotated[str, typer.Option(help="Free text.")] = "",
@@ -129,6 +145,13 @@ def build(
             help="Permutation importance per feature [default: when it takes under 10 s].",
         ),
     ] = None,
+    compile_model: Annotated[
+        bool,
+        typer.Option(
+            "--compile/--no-compile",
+            help="Let servers score through a compiled scorer once proven equal (docs/serving.md).",
+        ),
+    ] = True,
 ) -> None:
     """Build a package; the model is validated by scoring the sample first.
 
@@ -137,17 +160,21 @@ def build(
     from shipmate.packages import (
         PackageError,
         build_custom_package,
+        build_lightgbm_package,
         build_mlflow_package,
         build_onnx_package,
         build_sklearn_package,
+        build_xgboost_package,
     )
 
     if not out.parent.is_dir():
         _fail(f"--out {out}: the directory {out.parent} does not exist")
     frame = _read_sample(sample)
+    target_values = None
     if target:
         if target not in frame.columns:
             _fail(f"--sample {sample}: no column {target!r} (the --target); columns: {list(frame.columns)}")
+        target_values = frame[target].tolist()
         frame = frame.drop(columns=target)
     labels: list[Any] | None = None
     if class_labels:
@@ -172,10 +199,17 @@ def build(
     try:
         if kind is Kind.sklearn:
             manifest = build_sklearn_package(
-                _load_sklearn(model), frame, out, target_type=kind_type, **common
+                _load_sklearn(model), frame, out, target_type=kind_type, compile=compile_model, **common
+            )
+        elif kind in (Kind.xgboost, Kind.lightgbm):
+            booster_builder = build_xgboost_package if kind is Kind.xgboost else build_lightgbm_package
+            manifest = booster_builder(
+                model, frame, out, target_type=kind_type, target_values=target_values, **common
             )
         elif kind is Kind.mlflow:
-            manifest = build_mlflow_package(model, frame, out, target_type=kind_type, **common)
+            manifest = build_mlflow_package(
+                model, frame, out, target_type=kind_type, compile=compile_model, **common
+            )
         else:
             builder = build_onnx_package if kind is Kind.onnx else build_custom_package
             manifest = builder(model, frame, out, target_type=kind_type or "", **common)

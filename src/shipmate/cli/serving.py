@@ -42,7 +42,10 @@ def serve(
     ] = None,
     allow_pickled_uploads: Annotated[
         bool | None,
-        typer.Option("--allow-pickled-uploads", help="Accept uploads of non-ONNX packages (they run code)."),
+        typer.Option(
+            "--allow-pickled-uploads",
+            help="Accept uploads of packages that run code when loaded (all but ONNX, XGBoost, LightGBM).",
+        ),
     ] = None,
     max_body_mb: Annotated[
         float | None, typer.Option(help="Largest request body, MB.", show_default="50")
@@ -52,6 +55,14 @@ def serve(
         typer.Option(
             "--fanout/--no-fanout",
             help="Score large batches on idle sibling workers too (needs --workers > 1).",
+            show_default="on",
+        ),
+    ] = None,
+    compile_models: Annotated[
+        bool | None,
+        typer.Option(
+            "--compile/--no-compile",
+            help="Serve scikit-learn models through compiled scorers once proven equal (docs/serving.md).",
             show_default="on",
         ),
     ] = None,
@@ -88,6 +99,7 @@ def serve(
         "allow_pickled_uploads": allow_pickled_uploads,
         "max_body_bytes": int(max_body_mb * MIB) if max_body_mb is not None else None,
         "fanout": fanout,
+        "compile": compile_models,
         "poll_interval_s": poll_interval,
         "work_dir": work_dir,
         "log_level": log_level,

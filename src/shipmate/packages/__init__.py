@@ -33,17 +33,22 @@ from shipmate.packages.manifest import (
 if TYPE_CHECKING:
     from shipmate.packages.builders import (
         build_custom_package,
+        build_lightgbm_package,
         build_mlflow_package,
         build_onnx_package,
         build_sklearn_package,
+        build_xgboost_package,
     )
-    from shipmate.packages.runtime import InputKind, LoadedModel, Scores, load_model
+    from shipmate.packages.runtime import Columns, InputKind, LoadedModel, Scores, load_model
 
 _LAZY = {
     "build_custom_package": "shipmate.packages.builders",
+    "build_lightgbm_package": "shipmate.packages.builders",
+    "build_xgboost_package": "shipmate.packages.builders",
     "build_mlflow_package": "shipmate.packages.builders",
     "build_onnx_package": "shipmate.packages.builders",
     "build_sklearn_package": "shipmate.packages.builders",
+    "Columns": "shipmate.packages.runtime",
     "InputKind": "shipmate.packages.runtime",
     "LoadedModel": "shipmate.packages.runtime",
     "Scores": "shipmate.packages.runtime",
@@ -62,6 +67,7 @@ __all__ = [
     "DEFAULT_LIMITS",
     "FORMAT_VERSION",
     "MANIFEST_NAME",
+    "Columns",
     "Feature",
     "FeatureType",
     "Framework",
@@ -75,9 +81,11 @@ __all__ = [
     "Scores",
     "TargetType",
     "build_custom_package",
+    "build_lightgbm_package",
     "build_mlflow_package",
     "build_onnx_package",
     "build_sklearn_package",
+    "build_xgboost_package",
     "extract_package",
     "file_sha256",
     "load_model",

@@ -84,6 +84,7 @@ def _validate(
             f"validation failed: scoring {len(sample)} sample rows raised {type(exc).__name__}: {exc}"
         ) from exc
     _check_scores(scores, len(sample))
+    manifest = manifest.model_copy(update={"scoring": model.scoring.to_json()})
     try:
         return _with_output_baseline(model, manifest, frame, bins, importance)
     except PackageError:
@@ -149,6 +150,7 @@ def _build(
     runtime: dict[str, str],
     monitoring_bins: int = baseline.DEFAULT_NUMERIC_BINS,
     importance: bool | None = None,
+    compile: bool = True,
 ) -> Manifest:
     try:
         bins = baseline.check_bin_count(monitoring_bins)
@@ -189,6 +191,7 @@ def _build(
                 model_path=model_path,
                 runtime=runtime,
                 files=files,
+                compiled_scoring=compile,
             )
         except ValidationError as exc:
             problems = "; ".join(
@@ -244,6 +247,7 @@ def build_sklearn_package(
     target_name: str | None = None,
     monitoring_bins: int = baseline.DEFAULT_NUMERIC_BINS,
     importance: bool | None = None,
+    compile: bool = True,
 ) -> Manifest:
     """Package a fitted scikit-learn estimator or pipeline (stored with joblib).
 
@@ -251,7 +255,9 @@ def build_sklearn_package(
     unless given; features and the baseline come from ``X_sample``. Every builder also
     fixes the monitoring bins (``monitoring_bins`` per numeric feature, 5-20) and the output
     baseline on the sample, and with ``importance`` (default: when it takes under 10 s)
-    the permutation importance of each feature (see docs/monitoring.md).
+    the permutation importance of each feature (see docs/monitoring.md). ``compile=False``
+    records that the package must be served by the model's own methods, never a compiled
+    scorer (docs/serving.md).
     """
     import joblib
 
@@ -284,6 +290,7 @@ def build_sklearn_package(
         target_name=target_name,
         monitoring_bins=monitoring_bins,
         importance=importance,
+        compile=compile,
         runtime=_versions("scikit-learn", "numpy", "pandas", "joblib"),
     )
 
@@ -356,6 +363,7 @@ def build_mlflow_package(
     target_name: str | None = None,
     monitoring_bins: int = baseline.DEFAULT_NUMERIC_BINS,
     importance: bool | None = None,
+    compile: bool = True,
 ) -> Manifest:
     """Package an MLflow model directory (pyfunc flavour) unchanged, under ``model/``.
 
@@ -397,6 +405,7 @@ def build_mlflow_package(
         target_name=target_name,
         monitoring_bins=monitoring_bins,
         importance=importance,
+        compile=compile,
         runtime=_versions("mlflow-skinny", "mlflow", "scikit-learn"),
     )
 
@@ -452,3 +461,182 @@ def build_custom_package(
         importance=importance,
         runtime=_versions(),
     )
+
+
+def _booster_labels(
+    objective: Any, class_labels: Sequence[Any] | None, model: Any, target_values: Sequence[Any] | None
+) -> list[Any] | None:
+    """Class ``i`` of a booster is the i-th label: given ones, a scikit-learn wrapper's
+    ``classes_``, the sorted distinct values of the sample's target (how the wrappers encode
+    labels), or else 0, 1, …"""
+    if not objective.target_type.is_classification:
+        return None
+    if class_labels is not None:
+        return list(class_labels)
+    classes = getattr(model, "classes_", None)
+    if classes is not None:
+        return list(classes)
+    if target_values is not None:
+        distinct = sorted(pd.Series(list(target_values)).dropna().unique().tolist())
+        if len(distinct) == objective.classes:
+            return distinct
+        raise PackageError(
+            f"the sample's target has {len(distinct)} distinct values, the model "
+            f"{objective.classes} classes; give the class labels in the model's order"
+        )
+    return list(range(objective.classes))
+
+
+def _build_booster(
+    framework: Framework,
+    data: bytes,
+    filename: str,
+    booster: Any,
+    model: Any,
+    X_sample: Any,
+    path: str | os.PathLike[str],
+    *,
+    target_type: TargetType | str | None,
+    class_labels: Sequence[Any] | None,
+    target_values: Sequence[Any] | None,
+    features: Sequence[Feature] | None,
+    **common: Any,
+) -> Manifest:
+    from shipmate.packages import boosters
+
+    objective = (
+        boosters.xgboost_objective(booster)
+        if framework is Framework.XGBOOST
+        else boosters.lightgbm_objective(booster)
+    )
+    if target_type is not None and TargetType(target_type) is not objective.target_type:
+        raise PackageError(
+            f"target type {TargetType(target_type).value}: the model's objective makes it "
+            f"a {objective.target_type.value} model"
+        )
+    trained = boosters.booster_features(framework, booster)
+    if trained and features is None and isinstance(X_sample, pd.DataFrame):
+        names = boosters.package_names(trained, [str(c) for c in X_sample.columns])
+        if names is None:
+            missing = [n for n in trained if n not in X_sample.columns]
+            raise PackageError(f"the sample lacks columns the model was trained on: {missing}")
+        X_sample = X_sample[names]
+
+    def stage(d: Path) -> None:
+        (d / filename).write_bytes(data)
+
+    return _build(
+        path,
+        framework=framework,
+        stage=stage,
+        model_path=filename,
+        X_sample=X_sample,
+        target_type=objective.target_type,
+        class_labels=_booster_labels(objective, class_labels, model, target_values),
+        features=features,
+        runtime=_versions(str(framework), f"{framework}-cpu", "numpy"),
+        **common,
+    )
+
+
+def build_xgboost_package(
+    model: Any,
+    X_sample: Any,
+    path: str | os.PathLike[str],
+    *,
+    name: str,
+    version: str = "1",
+    target_type: TargetType | str | None = None,
+    class_labels: Sequence[Any] | None = None,
+    target_values: Sequence[Any] | None = None,
+    features: Sequence[Feature] | None = None,
+    feature_names: Sequence[str] | None = None,
+    description: str = "",
+    prediction_threshold: float | None = None,
+    target_name: str | None = None,
+    monitoring_bins: int = baseline.DEFAULT_NUMERIC_BINS,
+    importance: bool | None = None,
+) -> Manifest:
+    """Package an XGBoost model in its native format (no pickle: safe to accept from anyone).
+
+    ``model``: a ``.json``/``.ubj`` file saved by ``save_model``, a ``Booster``, or a fitted
+    ``XGBClassifier``/``XGBRegressor``. The target type is read from the objective
+    (``binary:logistic``, ``multi:softprob``, or regression); class ``i`` is labelled by
+    ``class_labels``, the wrapper's ``classes_``, or the sorted distinct ``target_values``.
+    """
+    try:
+        import xgboost
+    except ImportError:
+        raise PackageError("install xgboost to package XGBoost models") from None
+    if hasattr(model, "get_booster"):
+        model_booster = model.get_booster()
+    elif isinstance(model, xgboost.Booster):
+        model_booster = model
+    else:
+        source = Path(model)
+        suffix = source.suffix.lower()
+        if suffix not in (".json", ".ubj"):
+            raise PackageError(f"{source.name}: save XGBoost models as .json or .ubj (save_model)")
+        data, filename = source.read_bytes(), f"model{suffix}"
+        model_booster = None
+    if model_booster is not None:
+        data, filename = bytes(model_booster.save_raw("json")), "model.json"
+    try:
+        booster = xgboost.Booster()
+        booster.load_model(bytearray(data))
+    except Exception as exc:
+        raise PackageError(f"not a readable XGBoost model: {exc}") from None
+    return _build_booster(
+        Framework.XGBOOST, data, filename, booster, model, X_sample, path,
+        target_type=target_type, class_labels=class_labels, target_values=target_values, features=features,
+        name=name, version=version, feature_names=feature_names, description=description,
+        prediction_threshold=prediction_threshold, target_name=target_name,
+        monitoring_bins=monitoring_bins, importance=importance,
+    )  # fmt: skip
+
+
+def build_lightgbm_package(
+    model: Any,
+    X_sample: Any,
+    path: str | os.PathLike[str],
+    *,
+    name: str,
+    version: str = "1",
+    target_type: TargetType | str | None = None,
+    class_labels: Sequence[Any] | None = None,
+    target_values: Sequence[Any] | None = None,
+    features: Sequence[Feature] | None = None,
+    feature_names: Sequence[str] | None = None,
+    description: str = "",
+    prediction_threshold: float | None = None,
+    target_name: str | None = None,
+    monitoring_bins: int = baseline.DEFAULT_NUMERIC_BINS,
+    importance: bool | None = None,
+) -> Manifest:
+    """Package a LightGBM model in its text format (no pickle: safe to accept from anyone).
+
+    ``model``: a text file saved by ``save_model``, a ``Booster``, or a fitted
+    ``LGBMClassifier``/``LGBMRegressor``; labels as for `build_xgboost_package`.
+    """
+    try:
+        import lightgbm
+    except ImportError:
+        raise PackageError("install lightgbm to package LightGBM models") from None
+    if hasattr(model, "booster_"):
+        text = model.booster_.model_to_string()
+    elif isinstance(model, lightgbm.Booster):
+        text = model.model_to_string()
+    else:
+        text = Path(model).read_text(encoding="utf-8", errors="replace")
+    try:
+        booster = lightgbm.Booster(model_str=text)
+    except Exception as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise PackageError(f"not a readable LightGBM model: {first}") from None
+    return _build_booster(
+        Framework.LIGHTGBM, text.encode(), "model.txt", booster, model, X_sample, path,
+        target_type=target_type, class_labels=class_labels, target_values=target_values, features=features,
+        name=name, version=version, feature_names=feature_names, description=description,
+        prediction_threshold=prediction_threshold, target_name=target_name,
+        monitoring_bins=monitoring_bins, importance=importance,
+    )  # fmt: skip

@@ -27,11 +27,13 @@ class Framework(StrEnum):
     ONNX = "onnx"  # a graph, no code: safe for untrusted sources
     MLFLOW = "mlflow"  # an MLflow model directory, pyfunc flavour (usually pickles)
     CUSTOM = "custom"  # custom.py with load_model/score hooks: arbitrary code
+    XGBOOST = "xgboost"  # XGBoost's JSON or UBJSON model: data, no code
+    LIGHTGBM = "lightgbm"  # LightGBM's text model: data, no code
 
     @property
     def executes_code_on_load(self) -> bool:
         """True when loading the model can run arbitrary code (see docs/packages.md)."""
-        return self is not Framework.ONNX
+        return self not in (Framework.ONNX, Framework.XGBOOST, Framework.LIGHTGBM)
 
 
 class TargetType(StrEnum):
@@ -89,6 +91,15 @@ class Manifest(_Camel):
     model_path: str = Field(min_length=1, description="The model's file or directory inside the zip")
     runtime: dict[str, str] = Field(default_factory=dict, description="Library versions it was built with")
     files: dict[str, str]
+    compiled_scoring: bool = Field(
+        default=True,
+        description="False: never serve through a compiled scorer (shipmate package build --no-compile)",
+    )
+    scoring: dict[str, Any] | None = Field(
+        default=None,
+        description="The scorer chosen when the package was built, and the largest difference "
+        "measured against the model's public method (packages/proof.py)",
+    )
 
     @field_validator("format_version")
     @classmethod

@@ -20,13 +20,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
 
 from shipmate.packages.errors import InputRejected, ModelError, PackageError
 from shipmate.packages.manifest import FeatureType, Framework, Manifest, TargetType
+from shipmate.packages.proof import Proof, ScorerKind, Scoring, edge_inputs, prove
 from shipmate.packages.schema import probe_frame
 from shipmate.packages.sklearn_direct import DirectScorer, direct_scorer
 
@@ -40,6 +41,38 @@ class InputKind(StrEnum):
 
     MATRIX = "matrix"  # float64 ndarray, columns in manifest feature order
     FRAME = "frame"  # DataFrame with the manifest's feature columns
+
+
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """The rows of a frame-input model as one array per feature (float64 for numeric
+    features, object otherwise), built once per request. A compiled scorer reads them
+    as they are; the model's own methods get one DataFrame of them (`frame`)."""
+
+    data: dict[str, np.ndarray]
+    rows: int
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.data, index=range(self.rows))
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame, names: Sequence[str]) -> Columns:
+        return cls({n: frame[n].to_numpy() for n in names}, len(frame))
+
+
+Rows: TypeAlias = np.ndarray | pd.DataFrame | Columns
+"""What ``LoadedModel.predict`` takes: a float matrix, a DataFrame or `Columns`."""
+
+
+def as_frame(rows: Rows, names: Sequence[str]) -> pd.DataFrame:
+    if isinstance(rows, pd.DataFrame):
+        return rows
+    if isinstance(rows, Columns):
+        return rows.frame()
+    return pd.DataFrame(rows, columns=list(names))
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,9 +158,10 @@ class LoadedModel(ABC):
 
     def __init__(self, manifest: Manifest) -> None:
         self.manifest = manifest
+        self.scoring = Scoring(ScorerKind.ORIGINAL, note="the model's own methods")
 
     @abstractmethod
-    def predict(self, rows: np.ndarray | pd.DataFrame) -> Scores: ...
+    def predict(self, rows: Rows) -> Scores: ...
 
     def predict_checked(self, rows: np.ndarray) -> Scores:
         """`predict` for a float matrix the caller has already checked: no infinite value,
@@ -160,6 +194,7 @@ class SklearnModel(LoadedModel):
     def __init__(self, manifest: Manifest, estimator: Any) -> None:
         super().__init__(manifest)
         self.estimator = estimator
+        self._compiled: Any = None  # compiled.Compiled, once proven against the public method
         self._proba = manifest.target_type.is_classification and hasattr(estimator, "predict_proba")
         self._order: np.ndarray | None = None
         self._unnamed: Any = None  # a copy that takes unnamed float matrices without warning
@@ -190,7 +225,14 @@ class SklearnModel(LoadedModel):
         """Probability columns from the estimator's class order to the manifest's."""
         return proba if self._order is None else proba[:, self._order]
 
-    def predict(self, rows: np.ndarray | pd.DataFrame) -> Scores:
+    def predict(self, rows: Rows) -> Scores:
+        if isinstance(rows, Columns):
+            if self._compiled is not None:
+                try:
+                    return self._normalize(self._compiled.from_columns(rows.data), len(rows))
+                except Exception:  # the public method below gives its own error, or scores
+                    pass
+            rows = rows.frame()
         if isinstance(rows, np.ndarray) and self._unnamed is not None:
             raw = self._raw(rows, self._unnamed)
         elif isinstance(rows, np.ndarray):
@@ -201,12 +243,17 @@ class SklearnModel(LoadedModel):
             raw = self._raw(rows, self.estimator)
         return normalize_output(raw, self.manifest, len(rows))
 
+    def _normalize(self, raw: np.ndarray, rows: int) -> Scores:
+        return normalize_output(self._in_label_order(raw) if self._proba else raw, self.manifest, rows)
+
     def predict_checked(self, rows: np.ndarray) -> Scores:
+        if self._compiled is not None:
+            try:
+                return self._normalize(self._compiled.from_matrix(rows), len(rows))
+            except Exception:  # the public method below gives its own error, or scores
+                pass
         if self._direct is not None:
-            raw = self._direct(rows)
-            return normalize_output(
-                self._in_label_order(raw) if self._proba else raw, self.manifest, len(rows)
-            )
+            return self._normalize(self._direct(rows), len(rows))
         if self._trusts_checks is None:
             return self.predict(rows)
         # scikit-learn would check that every value is finite at each validation (about 50 µs
@@ -239,6 +286,47 @@ class SklearnModel(LoadedModel):
         matrices = [probe.to_numpy(dtype="float64")] + ([with_gap] if self.accepts_missing else [])
         self._unnamed = self._unnamed_copy(matrices[0], a)
         self._direct = self._proven_direct(matrices)
+        if self._direct is not None:
+            self.scoring = Scoring(ScorerKind.DIRECT, 0.0, "the public method minus its input checks")
+
+    def compile(self) -> None:
+        """Score with a compiled scorer (`compiled`) once it has given the same labels and
+        scores within `proof.TOLERANCE` of the public method on probe and edge rows."""
+        from shipmate.packages.compiled import Unsupported, compile_model
+
+        if direct_scorer(self.estimator, self._proba) is not None:
+            return  # a bare tree model: the direct scorer, held to exact equality, is that compiled form
+        try:
+            compiled = compile_model(self.estimator, self.manifest.feature_names, self._proba)
+        except Unsupported as exc:
+            self.scoring = self.scoring.with_note(f"not compiled: {exc}")
+            return
+        except Exception as exc:  # an estimator of a layout this release does not know
+            self.scoring = self.scoring.with_note(f"not compiled: {type(exc).__name__}: {exc}")
+            return
+        inputs = edge_inputs(self.manifest, self.estimator, with_missing=self.accepts_missing)
+        batches: list[Rows]
+        if self.input_kind is InputKind.MATRIX:
+            names = self.manifest.feature_names
+            batches = [f[names].to_numpy(dtype="float64") for f in inputs]
+        else:
+            batches = [_columns_of(f, self.manifest) for f in inputs]
+
+        def original(rows: Rows) -> np.ndarray:
+            return _output(self.predict(rows))  # the public method (nothing compiled yet)
+
+        def fast(rows: Rows) -> np.ndarray:
+            if isinstance(rows, Columns):
+                return _output(self._normalize(compiled.from_columns(rows.data), len(rows)))
+            assert isinstance(rows, np.ndarray)
+            return _output(self._normalize(compiled.from_matrix(rows), len(rows)))
+
+        proof: Proof = prove(original, fast, batches, self.manifest)
+        if proof.passed:
+            self._compiled = compiled
+            self.scoring = Scoring(ScorerKind.COMPILED, proof.max_difference, proof.summary)
+        else:
+            self.scoring = self.scoring.with_note(f"compiled scorer refused: {proof.summary}")
 
     def _unnamed_copy(self, matrix: np.ndarray, expected: np.ndarray) -> Any:
         """sklearn checks column names on every call and warns when a matrix has none; the
@@ -272,6 +360,28 @@ class SklearnModel(LoadedModel):
             log.debug("direct scoring refused for %s: %s", self.manifest.name, exc)
             return None
         return direct if proven else None
+
+
+def _output(scores: Scores) -> np.ndarray:
+    out = scores.probabilities if scores.probabilities is not None else scores.values
+    assert out is not None
+    return out
+
+
+def _columns_of(frame: pd.DataFrame, manifest: Manifest) -> Columns:
+    """A DataFrame as the `Columns` the server builds: float64 numbers, other values as text."""
+    data: dict[str, np.ndarray] = {}
+    for f in manifest.features:
+        col = frame[f.name]
+        if f.type is FeatureType.NUMERIC:
+            data[f.name] = col.to_numpy(dtype=np.float64)
+        elif f.type is FeatureType.BOOLEAN:
+            data[f.name] = np.asarray(col.tolist())
+        else:
+            text = col.astype(object).where(col.isna(), col.astype(str)).to_numpy(dtype=object, copy=True)
+            text[col.isna().to_numpy()] = np.nan  # as the server gives a missing category
+            data[f.name] = text
+    return Columns(data, len(frame))
 
 
 class OnnxModel(LoadedModel):
@@ -324,8 +434,10 @@ class OnnxModel(LoadedModel):
             arr = np.asarray(values, dtype=np.float32)
         return arr.reshape(-1, 1)
 
-    def predict(self, rows: np.ndarray | pd.DataFrame) -> Scores:
+    def predict(self, rows: Rows) -> Scores:
         names = self.manifest.feature_names
+        if isinstance(rows, Columns):
+            rows = rows.frame()
         if self._single:
             matrix = rows if isinstance(rows, np.ndarray) else rows.to_numpy()
             if self._dtype is np.float32:
@@ -376,6 +488,52 @@ def _refuse_unscored_rows(scores: Scores, rows: np.ndarray | pd.DataFrame, names
     raise ModelError(f"the model returned a non-finite score for row {row}")
 
 
+class BoosterModel(LoadedModel):
+    """An XGBoost or LightGBM booster from its native file (`boosters`): a float matrix in,
+    through the booster's own compiled predict; missing values go to the trees' default branches."""
+
+    input_kind = InputKind.MATRIX
+
+    def __init__(self, manifest: Manifest, model_file: Path) -> None:
+        from shipmate.packages import boosters
+
+        super().__init__(manifest)
+        if not _all_numeric(manifest):
+            raise ModelError(f"{manifest.framework} packages take numeric features only")
+        self._framework = manifest.framework
+        self.booster = boosters.load_booster(manifest.framework, model_file)
+        objective = (
+            boosters.xgboost_objective(self.booster)
+            if manifest.framework is Framework.XGBOOST
+            else boosters.lightgbm_objective(self.booster)
+        )
+        if objective.target_type is not manifest.target_type:
+            raise ModelError(
+                f"the model's objective makes it a {objective.target_type} model, "
+                f"the manifest says {manifest.target_type}"
+            )
+        labels = manifest.class_labels or []
+        if objective.classes and objective.classes != len(labels):
+            raise ModelError(f"the model has {objective.classes} classes, the manifest {len(labels)} labels")
+        self._order = boosters.column_order(
+            boosters.booster_features(manifest.framework, self.booster),
+            manifest.feature_names,
+            boosters.input_width(manifest.framework, self.booster),
+        )
+        self._raw = boosters.raw_predict
+        self.scoring = Scoring(ScorerKind.NATIVE, note=f"{manifest.framework}'s own compiled predict")
+
+    def predict(self, rows: Rows) -> Scores:
+        if not isinstance(rows, np.ndarray):
+            rows = as_frame(rows, self.manifest.feature_names).to_numpy(dtype=np.float64)
+        matrix = rows if self._order is None else rows[:, self._order]
+        out = self._raw(self._framework, self.booster, np.ascontiguousarray(matrix, dtype=np.float64))
+        if self.manifest.target_type is TargetType.BINARY:
+            p = out.reshape(-1).astype(np.float64)
+            return Scores(probabilities=np.column_stack([1.0 - p, p]))
+        return normalize_output(out.astype(np.float64, copy=False), self.manifest, len(rows))
+
+
 class PyfuncModel(LoadedModel):
     """An MLflow pyfunc model, scored through MLflow (schema enforcement included)."""
 
@@ -383,12 +541,8 @@ class PyfuncModel(LoadedModel):
         super().__init__(manifest)
         self.pyfunc = pyfunc
 
-    def predict(self, rows: np.ndarray | pd.DataFrame) -> Scores:
-        frame = (
-            rows
-            if isinstance(rows, pd.DataFrame)
-            else pd.DataFrame(rows, columns=self.manifest.feature_names)
-        )
+    def predict(self, rows: Rows) -> Scores:
+        frame = as_frame(rows, self.manifest.feature_names)
         return normalize_output(self.pyfunc.predict(frame), self.manifest, len(frame))
 
 
@@ -401,12 +555,8 @@ class CustomModel(LoadedModel):
         load = getattr(module, "load_model", None)
         self.model = load(str(model_dir)) if callable(load) else None
 
-    def predict(self, rows: np.ndarray | pd.DataFrame) -> Scores:
-        frame = (
-            rows
-            if isinstance(rows, pd.DataFrame)
-            else pd.DataFrame(rows, columns=self.manifest.feature_names)
-        )
+    def predict(self, rows: Rows) -> Scores:
+        frame = as_frame(rows, self.manifest.feature_names)
         return normalize_output(self.module.score(self.model, frame), self.manifest, len(frame))
 
 
@@ -426,7 +576,19 @@ def _import_hooks(path: Path) -> Any:
     return module
 
 
-def _mlflow_model(manifest: Manifest, model_dir: Path) -> LoadedModel:
+def _sklearn_model(manifest: Manifest, estimator: Any, compile: bool) -> SklearnModel:
+    model = SklearnModel(manifest, estimator)
+    model.choose_input_kind()
+    if compile and manifest.compiled_scoring:
+        model.compile()
+    elif compile:
+        model.scoring = model.scoring.with_note("compilation turned off when the package was built")
+    else:
+        model.scoring = model.scoring.with_note("compilation turned off for this server")
+    return model
+
+
+def _mlflow_model(manifest: Manifest, model_dir: Path, compile: bool) -> LoadedModel:
     try:
         with warnings.catch_warnings():  # mlflow warns about its own type hints on import
             warnings.simplefilter("ignore")
@@ -439,15 +601,14 @@ def _mlflow_model(manifest: Manifest, model_dir: Path) -> LoadedModel:
     except Exception:
         raw = None
     if raw is not None and hasattr(raw, "predict") and hasattr(raw, "fit"):
-        model = SklearnModel(manifest, raw)
-        model.choose_input_kind()
-        return model
+        return _sklearn_model(manifest, raw, compile)
     return PyfuncModel(manifest, pyfunc)
 
 
-def load_model(root: str | Path, manifest: Manifest) -> LoadedModel:
+def load_model(root: str | Path, manifest: Manifest, *, compile: bool = True) -> LoadedModel:
     """Load the model of an unpacked, verified package. Pickled frameworks execute code here:
-    call it only for packages you trust (see docs/packages.md)."""
+    call it only for packages you trust (see docs/packages.md). ``compile``: try a compiled
+    scorer (scikit-learn models; used only once proven, see `SklearnModel.compile`)."""
     root = Path(root)
     target = root / manifest.model_path
     try:
@@ -455,12 +616,13 @@ def load_model(root: str | Path, manifest: Manifest) -> LoadedModel:
         if manifest.framework is Framework.SKLEARN:
             import joblib
 
-            model = SklearnModel(manifest, joblib.load(target))
-            model.choose_input_kind()
+            model = _sklearn_model(manifest, joblib.load(target), compile)
         elif manifest.framework is Framework.ONNX:
             model = OnnxModel(manifest, target)
         elif manifest.framework is Framework.MLFLOW:
-            model = _mlflow_model(manifest, target)
+            model = _mlflow_model(manifest, target, compile)
+        elif manifest.framework in (Framework.XGBOOST, Framework.LIGHTGBM):
+            model = BoosterModel(manifest, target)
         else:
             model = CustomModel(manifest, _import_hooks(root / CUSTOM_HOOKS_FILE), root)
     except (PackageError, ModelError):

@@ -14,9 +14,8 @@ import logging
 from collections.abc import Callable, Sequence
 
 import numpy as np
-import pandas as pd
 
-from shipmate.packages import InputRejected, Manifest, ModelError, Scores, TargetType
+from shipmate.packages import Columns, InputRejected, Manifest, ModelError, Scores, TargetType
 from shipmate.serving.deployments import Deployment, Registry
 from shipmate.serving.errors import DeploymentNotFound, DeploymentNotReady, PredictionFailed
 from shipmate.serving.inputs import check_finite, check_no_missing, first_missing, model_input
@@ -85,17 +84,16 @@ class DataPlane:
 
     def score(
         self, deployment: Deployment, request: InferenceRequest
-    ) -> tuple[np.ndarray | pd.DataFrame, Scores]:
+    ) -> tuple[np.ndarray | Columns, Scores]:
         """Check and score the rows without telling the hooks: the rows as the model saw them, and scores."""
         model = deployment.model
         rows = model_input(request, deployment.manifest, model.input_kind, deployment.features)
-        checked = isinstance(rows, np.ndarray)
-        if checked:
+        if isinstance(rows, np.ndarray):
             check_finite(rows, deployment.features)
             if not model.accepts_missing:
                 check_no_missing(rows, deployment.features)
         try:
-            return rows, model.predict_checked(rows) if checked else model.predict(rows)
+            return rows, model.predict_checked(rows) if isinstance(rows, np.ndarray) else model.predict(rows)
         except InputError:
             raise
         except InputRejected as exc:

@@ -85,6 +85,7 @@ class Deployment:
             "createdAt": m.created_at.isoformat(),
             "loadedAt": self.loaded_at.isoformat(),
             "inputLayout": self.model.input_kind,
+            "scoring": self.model.scoring.to_json(),
         }
 
 
@@ -115,9 +116,11 @@ def load_deployment(
     model_id: str | None = None,
     fingerprint: str = "",
     expected: Checksum | None = None,
+    compile: bool = True,
 ) -> Deployment:
     """Verify (against ``expected``, the checksum its directory records), unpack and load one
-    package (blocking: run it in a thread). Raises PackageError/ModelError."""
+    package (blocking: run it in a thread); ``compile``: try a compiled scorer. Raises
+    PackageError/ModelError."""
     sha = file_sha256(package)
     problem = expected.problem(str(package), sha256=sha) if expected is not None else None
     if problem is not None:
@@ -127,7 +130,7 @@ def load_deployment(
     unpacked = Path(tempfile.mkdtemp(prefix=f"{key[:40]}-", dir=work_dir)) / "pkg"
     try:
         manifest = extract_package(package, unpacked)
-        model = load_model(unpacked, manifest)
+        model = load_model(unpacked, manifest, compile=compile)
     except BaseException:
         shutil.rmtree(unpacked.parent, ignore_errors=True)
         raise

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from shipmate.packages import FeatureType, InputKind, Manifest
+from shipmate.packages import Columns, FeatureType, InputKind, Manifest
 from shipmate.serving.protocol import InferenceRequest, InputError
 
 _TRUE = {"true", "1", "yes", "t", "y"}
@@ -115,41 +115,78 @@ def _to_bool(value: Any, row: int, name: str) -> Any:
     raise InputError(f"expected true or false, got {_describe(value)}", row=row, column=name)
 
 
-def _as_frame(request: InferenceRequest, manifest: Manifest) -> pd.DataFrame:
+def _numeric_values(values: list[Any], name: str) -> np.ndarray:
+    """A column of a JSON body as float64 (numbers, numeric text, booleans, null as NaN), or
+    `InputError` naming the first value that is none of those."""
+    try:
+        column = np.asarray(values, dtype=np.float64)
+        if column.ndim == 1:
+            return column
+    except (ValueError, TypeError):
+        pass
+    for i, value in enumerate(values):
+        problem = _numeric_problem(value)
+        if problem:
+            raise InputError(problem, row=i, column=name)
+    raise InputError("expected numbers", row=0, column=name)
+
+
+def _text_values(values: list[Any]) -> np.ndarray:
+    """Categories as text; a missing value (null, an empty CSV cell) is NaN, as pandas reads a
+    training CSV and as scikit-learn's imputers look for it by default."""
+    out = np.empty(len(values), dtype=object)
+    out[:] = [np.nan if v is None or (isinstance(v, float) and v != v) else str(v) for v in values]
+    return out
+
+
+def _as_columns(request: InferenceRequest, manifest: Manifest) -> Columns:
+    """One array per feature, checked and typed; no DataFrame is built for a JSON body."""
     features = manifest.feature_names
     _missing_columns(request.columns, features)
-    if request.frame is not None:
-        frame = request.frame
+    frame = request.frame
+    if frame is not None:
+        rows = len(frame)
+
+        def values(name: str) -> list[Any]:
+            return list(frame[name].tolist())
+
     else:
-        try:
-            frame = pd.DataFrame(
-                list(request.rows if request.rows is not None else ()), columns=list(request.columns)
-            )
-        except (ValueError, TypeError):
-            raise _locate_matrix_problem(
-                request.rows if request.rows is not None else (), request.columns
-            ) from None
-    columns: dict[str, Any] = {}
+        records = request.rows if request.rows is not None else ()
+        width = len(request.columns)
+        if any(not isinstance(r, list | tuple | np.ndarray) or len(r) != width for r in records):
+            raise _locate_matrix_problem(records, request.columns)
+        rows = len(records)
+        transposed = list(zip(*records, strict=True)) if rows else [() for _ in request.columns]
+        by_name = dict(zip(request.columns, transposed, strict=True))
+
+        def values(name: str) -> list[Any]:
+            return list(by_name[name])
+
+    data: dict[str, np.ndarray] = {}
     for feature in manifest.features:
-        col = frame[feature.name]
         if feature.type is FeatureType.NUMERIC:
-            columns[feature.name] = _check_numeric_column(col, feature.name)
+            if frame is not None:
+                data[feature.name] = _check_numeric_column(frame[feature.name], feature.name).to_numpy()
+            else:
+                data[feature.name] = _numeric_values(values(feature.name), feature.name)
         elif feature.type is FeatureType.BOOLEAN:
-            columns[feature.name] = [_to_bool(v, i, feature.name) for i, v in enumerate(col.tolist())]
+            data[feature.name] = np.asarray(
+                [_to_bool(v, i, feature.name) for i, v in enumerate(values(feature.name))]
+            )
         else:
-            columns[feature.name] = col.astype(object).where(col.isna(), col.astype(str))
-    return pd.DataFrame(columns, index=range(len(frame)))
+            data[feature.name] = _text_values(values(feature.name))
+    return Columns(data, rows)
 
 
 def model_input(
     request: InferenceRequest, manifest: Manifest, kind: InputKind, features: tuple[str, ...]
-) -> np.ndarray | pd.DataFrame:
+) -> np.ndarray | Columns:
     """The request's rows in the layout the model takes, or `InputError` naming the bad row/column."""
     if len(request) == 0:
         raise InputError("no rows to score", status=400)
     if kind is InputKind.MATRIX:
         return _as_matrix(request, features)
-    return _as_frame(request, manifest)
+    return _as_columns(request, manifest)
 
 
 def check_finite(matrix: np.ndarray, features: Sequence[str]) -> None:
@@ -170,8 +207,12 @@ def check_no_missing(matrix: np.ndarray, features: Sequence[str]) -> None:
         )
 
 
-def first_missing(rows: np.ndarray | pd.DataFrame, features: Sequence[str]) -> tuple[int, str] | None:
+def first_missing(
+    rows: np.ndarray | pd.DataFrame | Columns, features: Sequence[str]
+) -> tuple[int, str] | None:
     """The row and column of the first missing value in what the model was given, if any."""
+    if isinstance(rows, Columns):
+        rows = rows.frame()
     if isinstance(rows, pd.DataFrame):
         gaps = rows.isna().to_numpy()
         names: Sequence[str] = [str(c) for c in rows.columns]

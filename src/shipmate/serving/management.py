@@ -73,9 +73,9 @@ class Manager:
             raise UploadRefused(str(exc).replace(str(package_file), filename)) from None
         if manifest.framework.executes_code_on_load and not self.allow_pickled:
             raise UploadRefused(
-                f"{filename}: {manifest.framework} models execute code when loaded; this server accepts only "
-                "ONNX packages over HTTP (start it with --allow-pickled-uploads to accept others from "
-                "holders of the API key)"
+                f"{filename}: {manifest.framework} models execute code when loaded; this server accepts "
+                "only ONNX, XGBoost and LightGBM packages over HTTP (start it with --allow-pickled-uploads "
+                "to accept others from holders of the API key)"
             )
         final = self._directory(deployment_id)
         staging = Path(layout.staging_directory(str(final)))
@@ -91,6 +91,7 @@ class Manager:
                     key=final.name,
                     work_dir=self.watcher.work_dir,
                     model_id=model_id,
+                    compile=self.watcher.compile,
                 )
             except (PackageError, ModelError) as exc:
                 raise UploadRefused(str(exc).replace(str(target_pkg), filename)) from None

@@ -84,6 +84,16 @@ INFO: Schema = {
         "createdAt": {"type": "string"},
         "loadedAt": {"type": "string"},
         "inputLayout": {"type": "string"},
+        "scoring": {
+            "type": "object",
+            "description": "Which scorer serves the model and the largest difference measured against "
+            "the model's own method (docs/serving.md, compiled scoring)",
+            "properties": {
+                "scorer": {"type": "string", "enum": ["original", "direct", "compiled", "native"]},
+                "maxDifference": {"type": ["number", "null"]},
+                "note": {"type": "string"},
+            },
+        },
         "replacementError": {"type": "string"},
     },
 }

@@ -17,6 +17,7 @@ from typing import Any
 from starlette.applications import Starlette
 
 from shipmate.serving.settings import ServeSettings
+from shipmate.serving.threads import limit_thread_pools
 
 SETTINGS_ENV = "SHIPMATE_SERVE_SETTINGS_JSON"
 
@@ -35,6 +36,7 @@ def app_from_environment() -> Starlette | Any:
     raw = os.environ.get(SETTINGS_ENV)
     settings = ServeSettings.model_validate_json(raw) if raw else ServeSettings()
     configure_logging(settings.log_level)  # a spawned worker starts with logging unconfigured
+    limit_thread_pools(settings.effective_workers())  # before any model loads its own pool
     return build_app(settings)
 
 

@@ -91,7 +91,7 @@ class ServeSettings(BaseSettings):
     allow_pickled_uploads: bool = Field(
         default=False,
         description="Accept uploads of packages whose models execute code when loaded (sklearn, MLflow, "
-        "custom). Off: only ONNX packages can be uploaded over HTTP.",
+        "custom). Off: only ONNX, XGBoost and LightGBM packages can be uploaded over HTTP.",
     )
 
     # -- model lifecycle
@@ -105,6 +105,11 @@ class ServeSettings(BaseSettings):
         default=None, description="Where packages are unpacked (default: a temp dir)."
     )
     log_level: str = "info"
+    compile: bool = Field(
+        default=True,
+        description="Serve scikit-learn models through a compiled scorer once it is proven to give "
+        "the model's own results (see docs/serving.md); off: always the model's own methods.",
+    )
 
     # -- monitoring (shipmate.monitoring.settings reads the MLOPS_* variables and the PPS names)
     monitor_settings: str | None = Field(

@@ -171,8 +171,10 @@ class DirectoryWatcher:
         info_file: str,
         poll_interval: float,
         unload_after: int,
+        compile: bool = True,
     ) -> None:
         self.registry = registry
+        self.compile = compile  # try compiled scorers (packages.compiled) for what it loads
         self.root = root
         self.work_dir = work_dir
         self.prefix = prefix
@@ -237,6 +239,7 @@ class DirectoryWatcher:
                 model_id=seen.model_id,
                 fingerprint=seen.fingerprint,
                 expected=seen.checksum,
+                compile=self.compile,
             )
         except (PackageError, ModelError, OSError) as exc:
             self._failed(seen, str(exc))

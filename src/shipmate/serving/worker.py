@@ -50,6 +50,7 @@ class Worker:
                 info_file=settings.deployment_info_file,
                 poll_interval=settings.poll_interval_s,
                 unload_after=settings.unload_after_scans,
+                compile=settings.compile,
             )
             self.manager = Manager(self.registry, self.watcher, allow_pickled=settings.allow_pickled_uploads)
         key = settings.api_key.get_secret_value().encode() if settings.api_key else None
@@ -73,6 +74,7 @@ class Worker:
                 key="default",
                 work_dir=self.work_dir,
                 model_id=self.settings.model_id,
+                compile=self.settings.compile,
             )
         except Exception as exc:
             log.error("model %s cannot be loaded: %s", model, exc)
@@ -80,11 +82,13 @@ class Worker:
         else:
             self.registry.publish(dep)
             log.info(
-                "model %s %s ready as deployment %s (%s input)",
+                "model %s %s ready as deployment %s (%s input, %s scorer: %s)",
                 dep.manifest.name,
                 dep.manifest.version,
                 dep.id,
                 dep.model.input_kind,
+                dep.model.scoring.scorer,
+                dep.model.scoring.note,
             )
         self.registry.initialized = True
 

@@ -243,6 +243,8 @@ def test_pipeline_with_categorical_and_boolean_features(
         "promo": "boolean",
     }
     assert info["inputLayout"] == "frame"
+    assert info["scoring"]["scorer"] == "compiled", info["scoring"]
+    assert 0 <= info["scoring"]["maxDifference"] <= 1e-6
     rows = [{"plan": "basic", "tenure": 3, "promo": True}, {"plan": "team", "tenure": 60, "promo": "false"}]
     data = client.post("/predictions", json=rows).json()["data"]
     assert [d["prediction"] for d in data] == ["yes", "no"]
@@ -322,3 +324,16 @@ def test_a_missing_value_the_model_cannot_take_is_a_422_naming_it(
     assert "missing value" in message and "\n" not in message and "Input X contains NaN" in message
     fine = client.post("/predictions", json=[{"plan": None, "promo": True, "tenure": 3}])
     assert fine.status_code == 200, fine.text  # a missing value the model does take still scores
+
+
+def test_a_server_told_not_to_compile_serves_with_the_models_own_methods(
+    make_client: Callable[..., TestClient], packages: dict[str, Path]
+) -> None:
+    client = make_client(model=packages["churn"], compile=False)
+    scoring = client.get("/info").json()["scoring"]
+    assert scoring["scorer"] == "original"
+    assert "turned off for this server" in scoring["note"]
+    bad = [{"plan": "basic", "tenure": 3, "promo": True}, {"plan": "team", "tenure": "ten", "promo": True}]
+    reply = client.post("/predictions", json=bad)
+    assert reply.status_code == 422
+    assert reply.json()["message"] == "row 1, column 'tenure': expected a number, got 'ten'"

@@ -88,6 +88,39 @@ def test_onnx_upload_is_accepted_without_pickles(
     assert data[0]["prediction"] == 2
 
 
+@pytest.mark.parametrize("kind", ["xgboost", "lightgbm"])
+def test_native_booster_uploads_are_accepted_without_pickles(
+    kind: str, make_client: Callable[..., TestClient], root: Path, tmp_path: Path
+) -> None:
+    import pandas as pd
+    from sklearn.datasets import load_iris
+
+    from shipmate.packages import build_lightgbm_package, build_xgboost_package
+
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    if kind == "xgboost":
+        import xgboost
+
+        model = xgboost.XGBClassifier(n_estimators=10, max_depth=3).fit(X, y)
+        build = build_xgboost_package
+    else:
+        import lightgbm
+
+        model = lightgbm.LGBMClassifier(n_estimators=10, verbose=-1).fit(X, y)
+        build = build_lightgbm_package
+    names = ["setosa", "versicolor", "virginica"]
+    package = tmp_path / f"{kind}.mlpkg"
+    build(model, X, package, name=kind, class_labels=names, importance=False)
+    client = make_client(deployments_dir=root, api_key=KEY)  # pickled uploads not allowed
+    reply = client.post(f"/deployments/{kind}", content=package.read_bytes(), headers={"x-api-key": KEY})
+    assert reply.status_code == 201, reply.text
+    assert reply.json()["framework"] == kind
+    data = client.post(f"/deployments/{kind}/predictions", json=[IRIS_ROW]).json()["data"]
+    expected = model.predict_proba(pd.DataFrame([IRIS_ROW]))[0]
+    assert data[0]["prediction"] == names[int(expected.argmax())] == "virginica"
+    assert [v["value"] for v in data[0]["predictionValues"]] == pytest.approx(expected.tolist(), abs=1e-6)
+
+
 def test_a_failed_deployment_can_be_deleted(
     make_client: Callable[..., TestClient], deploy: Callable[..., Path], root: Path, tmp_path: Path
 ) -> None:

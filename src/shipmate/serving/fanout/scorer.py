@@ -10,9 +10,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from shipmate.packages import Scores
+from shipmate.packages import Columns, Scores
 from shipmate.serving import codecs
 from shipmate.serving.dataplane import DataPlane, respond
 from shipmate.serving.deployments import Deployment, Registry
@@ -22,7 +21,7 @@ from shipmate.serving.protocol import InputError
 
 log = logging.getLogger(__name__)
 
-Part = tuple[np.ndarray | pd.DataFrame, Scores]  # the rows as the model saw them, and their scores
+Part = tuple[np.ndarray | Columns, Scores]  # the rows as the model saw them, and their scores
 
 
 def score_chunk(dataplane: DataPlane, deployment: Deployment, chunk: bytes, fmt: str) -> Part:

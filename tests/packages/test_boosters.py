@@ -1,0 +1,128 @@
+"""XGBoost and LightGBM packages: native formats, loaded without unpickling, labels right."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import lightgbm
+import numpy as np
+import pandas as pd
+import pytest
+import xgboost
+from sklearn.datasets import make_classification, make_regression
+from threadpoolctl import threadpool_limits
+
+from shipmate.packages import (
+    Framework,
+    PackageError,
+    build_lightgbm_package,
+    build_xgboost_package,
+    extract_package,
+    load_model,
+)
+from shipmate.packages.proof import ScorerKind
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """One OpenMP thread, as a server worker has on a busy machine: spin-waiting pools make the
+    histogram-boosting models here many times slower on a loaded 2-core box."""
+    with threadpool_limits(limits=1):
+        yield
+
+
+def _classes(n_classes: int) -> tuple[pd.DataFrame, np.ndarray]:
+    X, y = make_classification(300, 6, n_informative=4, n_classes=n_classes, random_state=0)
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(6)])
+    frame.iloc[::11, 1] = np.nan  # the boosters' own missing-value branches
+    return frame, y
+
+
+def _load(path: Path, tmp_path: Path) -> Any:
+    return load_model(tmp_path / "x", extract_package(path, tmp_path / "x"))
+
+
+BUILD = {"xgboost": build_xgboost_package, "lightgbm": build_lightgbm_package}
+
+
+def _fit(kind: str, X: pd.DataFrame, y: Any, regression: bool = False) -> Any:
+    if kind == "xgboost":
+        return (xgboost.XGBRegressor if regression else xgboost.XGBClassifier)(
+            n_estimators=15, max_depth=3
+        ).fit(X, y)
+    model = lightgbm.LGBMRegressor if regression else lightgbm.LGBMClassifier
+    return model(n_estimators=15, verbose=-1).fit(X, y)
+
+
+def _save(kind: str, model: Any, tmp_path: Path, suffix: str = ".json") -> Path:
+    if kind == "xgboost":
+        path = tmp_path / f"model{suffix}"
+        model.get_booster().save_model(path)
+    else:
+        path = tmp_path / "model.txt"
+        model.booster_.save_model(path)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["xgboost", "lightgbm"])
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_a_saved_classifier_is_labelled_by_the_samples_target(
+    kind: str, n_classes: int, tmp_path: Path
+) -> None:
+    X, y = _classes(n_classes)
+    names = np.array(["ant", "bee", "cow"])[:n_classes]
+    model = _fit(kind, X, y)
+    shuffled = X[list(reversed(X.columns))]  # the booster's trained order wins over the sample's
+    manifest = BUILD[kind](
+        _save(kind, model, tmp_path),
+        shuffled,
+        tmp_path / "p.mlpkg",
+        name="m",
+        target_values=names[y],
+        importance=False,
+    )
+    assert manifest.framework is Framework(kind)
+    assert not manifest.framework.executes_code_on_load
+    assert manifest.class_labels == list(names)
+    assert manifest.target_type == ("binary" if n_classes == 2 else "multiclass")
+    loaded = _load(tmp_path / "p.mlpkg", tmp_path)
+    assert loaded.input_kind == "matrix" and loaded.scoring.scorer is ScorerKind.NATIVE
+    rows = X.head(30)
+    got = loaded.predict_checked(rows[manifest.feature_names].to_numpy(dtype="float64"))
+    np.testing.assert_allclose(got.probabilities, model.predict_proba(rows), atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["xgboost", "lightgbm"])
+def test_a_fitted_regressor_object_packages_and_scores(kind: str, tmp_path: Path) -> None:
+    X, y = make_regression(200, 5, random_state=0)
+    frame = pd.DataFrame(X, columns=[f"r{i}" for i in range(5)])
+    model = _fit(kind, frame, y, regression=True)
+    manifest = BUILD[kind](model, frame, tmp_path / "p.mlpkg", name="r", importance=False)
+    assert manifest.target_type == "regression" and manifest.class_labels is None
+    got = _load(tmp_path / "p.mlpkg", tmp_path).predict_checked(frame.head(20).to_numpy(dtype="float64"))
+    np.testing.assert_allclose(got.values, model.predict(frame.head(20)), rtol=1e-6)
+
+
+def test_xgboost_ubjson_files_are_kept_as_they_are(tmp_path: Path) -> None:
+    X, y = _classes(2)
+    model = _fit("xgboost", X, y)
+    source = _save("xgboost", model, tmp_path, ".ubj")
+    manifest = build_xgboost_package(source, X, tmp_path / "p.mlpkg", name="u", importance=False)
+    assert manifest.model_path == "model.ubj" and manifest.class_labels == [0, 1]
+
+
+def test_a_target_type_the_objective_contradicts_is_refused(tmp_path: Path) -> None:
+    X, y = _classes(2)
+    with pytest.raises(PackageError, match="the model's objective makes it a binary model"):
+        build_lightgbm_package(
+            _fit("lightgbm", X, y), X, tmp_path / "p.mlpkg", name="m", target_type="regression"
+        )
+
+
+def test_a_file_that_is_not_a_model_is_refused_in_one_line(tmp_path: Path) -> None:
+    bogus = tmp_path / "model.json"
+    bogus.write_text('{"not": "a model"}')
+    with pytest.raises(PackageError, match="not a readable XGBoost model"):
+        build_xgboost_package(bogus, pd.DataFrame({"a": [1.0]}), tmp_path / "p.mlpkg", name="m")
