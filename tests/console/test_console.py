@@ -293,8 +293,10 @@ def test_events_filter_page_and_follow(admin_page: Any, console: Console):
     assert page.locator("#events time").first.get_attribute("title")  # the local time, on hover
     page.goto(f"{console.base_url}/ui/events")
     before = page.locator("#events tbody tr").count()
+    created = page.locator("#events >> text=environment.created").count()
     console.api.post("/api/v1/environments", json={"name": "spare", "platform": "filesystem"})
-    page.wait_for_selector("#events >> text=environment.created >> nth=1", timeout=WAIT)  # live follow
+    # live follow: one more environment.created than before
+    page.wait_for_selector(f"#events >> text=environment.created >> nth={created}", timeout=WAIT)
     assert page.locator("#events tbody tr").count() > before
     shoot(page, "events")
 
