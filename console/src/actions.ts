@@ -1,5 +1,6 @@
 /** Every change the console offers: confirmed, made through the REST API, its result said in words. */
 
+import { actualsFromCsv, actualsFromJson, actualsSummary, type ActualsAnswer } from "./actuals";
 import { ApiFailure, call } from "./api";
 
 export function notice(text: string, kind: "ok" | "error" = "ok"): void {
@@ -75,6 +76,24 @@ async function submitUpload(form: HTMLFormElement): Promise<unknown> {
   return answer;
 }
 
+/** Actuals: the file parsed here into the API's JSON rows; the answer's counts and refusals said in words. */
+async function submitActuals(form: HTMLFormElement): Promise<string[]> {
+  const file = form.querySelector<HTMLInputElement>("input[type=file]")?.files?.[0];
+  if (!file) throw new ApiFailure(422, "Choose a file first");
+  const field = (name: string) => form.querySelector<HTMLInputElement>(`input[name=${name}]`)?.value.trim() || undefined;
+  const text = await file.text();
+  const csv = !(file.name.toLowerCase().endsWith(".json") || file.type === "application/json");
+  let data: unknown[];
+  try {
+    data = csv ? actualsFromCsv(text, field("idColumn"), field("valueColumn")) : actualsFromJson(text);
+  } catch (error) {
+    throw new ApiFailure(422, `${file.name}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  const answer = (await call("POST", form.dataset.actuals as string, { data })) as ActualsAnswer;
+  form.reset();
+  return actualsSummary(answer, csv);
+}
+
 /** Wires buttons and forms by their data attributes (delegated, so swapped-in content works too). */
 export function install(refresh: () => void): void {
   const after = (el: HTMLElement, result: unknown) => {
@@ -113,12 +132,18 @@ export function install(refresh: () => void): void {
 
   document.addEventListener("submit", async (event) => {
     const form = event.target as HTMLFormElement;
-    if (form.dataset.api === undefined && form.dataset.upload === undefined) return;
+    if (form.dataset.api === undefined && form.dataset.upload === undefined && form.dataset.actuals === undefined) return;
     event.preventDefault();
     const submit = form.querySelector<HTMLButtonElement>("button[type=submit]");
     if (submit) submit.disabled = true;
     try {
-      after(form, form.dataset.api !== undefined ? await submitApi(form) : await submitUpload(form));
+      if (form.dataset.actuals !== undefined) {
+        const lines = await submitActuals(form);
+        notice(lines.join("\n"), lines.length > 1 ? "error" : "ok");
+        refresh();
+      } else {
+        after(form, form.dataset.api !== undefined ? await submitApi(form) : await submitUpload(form));
+      }
     } catch (error) {
       failed(error);
     } finally {

@@ -7,15 +7,18 @@ import { ApiFailure, call } from "./api";
 import {
   accuracyColumns,
   accuracyMetrics,
-  driftColumns,
   driftRows,
+  driftSeriesColumns,
   healthColumns,
   histogram,
+  shownAlerts,
+  statusWord,
   timeRange,
   type AccuracyAnswer,
   type Bins,
-  type DriftFeature,
+  type DriftAnswer,
 } from "./series";
+import { relativeTime } from "./format";
 
 const INK = "#1d232b";
 const BLUE = "#1f5fbf";
@@ -85,58 +88,85 @@ async function serviceHealth(el: HTMLElement): Promise<void> {
   );
 }
 
+/** How many of the most important features the drift-over-time chart draws. */
+const DRIFT_LINES = 5;
+
 async function drift(el: HTMLElement): Promise<void> {
   const range = timeRange(hours(el), new Date());
-  const answer = (await fetchOrSay(el, `${el.dataset.url}?since=${encodeURIComponent(range.since)}`)) as
-    | { status?: string; features?: DriftFeature[] }
-    | undefined;
+  const since = `since=${encodeURIComponent(range.since)}`;
+  const answer = (await fetchOrSay(el, `${el.dataset.url}?${since}`)) as DriftAnswer | undefined;
   if (!answer) return;
   const rows = driftRows(answer);
   el.replaceChildren();
   const head = document.createElement("p");
-  head.innerHTML = `Overall: <span class="status status-${cssWord(answer.status)}"></span>`;
-  (head.querySelector("span") as HTMLElement).textContent = answer.status ?? "unknown";
+  head.innerHTML = `Overall: <span class="status"></span>`;
+  const word = head.querySelector("span") as HTMLElement;
+  word.classList.add(`status-${cssWord(answer.status)}`);
+  word.textContent = statusWord(answer.status);
+  head.append(` (${answer.metric ?? "drift"} over ${answer.rows ?? 0} rows${answer.reason ? `; ${answer.reason}` : ""})`);
   el.append(head);
   if (!rows.length) {
-    say(el, "No drift figures yet: they appear once predictions have been scored.");
+    el.append(paragraph("No drift figures yet: they appear once the deployment has scored rows.", "muted"));
     return;
   }
+  el.dataset.features = String(rows.length);
+  el.append(table(["Feature", "Importance", "Drift", "Warning at", "At risk at", "Rows", "Missing", "Status"],
+    rows.map((r) => [r.name + (r.important ? " (important)" : ""), fmt(r.importance), fmt(r.value),
+      fmt(r.thresholdWarning), fmt(r.thresholdAtRisk), String(r.rows ?? ""), percent(r.missingRate),
+      r.reason && r.value == null ? r.reason : statusWord(r.status)])));
+  const names = rows.slice(0, DRIFT_LINES).map((r) => r.name);
+  const features = names.map((n) => `&feature=${encodeURIComponent(n)}`).join("");
   const plot = document.createElement("div");
-  el.append(plot);
-  new uPlot(
-    {
-      width: width(el),
-      height: 220,
-      scales: { x: { time: false, range: [-0.5, rows.length - 0.5] }, y: { range: (_u, _min, max) => [0, Math.max(max, 0) * 1.1 || 1] } },
-      series: [{ label: "feature", value: (_u, v) => rows[v]?.name ?? "" }, { label: rows[0].metric ?? "drift", stroke: BLUE, fill: "rgba(31,95,191,0.3)", paths: bars() }],
-      axes: [{ stroke: INK, values: (_u, ticks) => ticks.map((t) => rows[t]?.name ?? "") }, { stroke: INK }],
-    },
-    driftColumns(rows) as uPlot.AlignedData,
-    plot,
-  );
-  el.append(table(["Feature", "Metric", "Value", "Warning at", "At risk at", "Rows", "Status", "Importance"],
-    rows.map((r) => [r.name, r.metric ?? "", fmt(r.value), fmt(r.threshold_warning), fmt(r.threshold_at_risk), String(r.rows ?? ""), r.status ?? "", fmt(r.importance)])));
-}
-
-async function accuracy(el: HTMLElement): Promise<void> {
-  const range = timeRange(hours(el), new Date());
-  const answer = (await fetchOrSay(el, `${el.dataset.url}?since=${encodeURIComponent(range.since)}`)) as AccuracyAnswer | undefined;
-  if (!answer) return;
-  el.replaceChildren();
-  const metrics = accuracyMetrics(answer);
-  const summary = Object.entries(answer.metrics ?? {}).map(([k, v]) => [k, typeof v === "number" ? fmt(v) : String(v)]);
-  if (summary.length) el.append(table(["Metric", "Value"], summary));
-  if (!metrics.length) {
-    say(el, "No accuracy yet: upload actuals (the ids and true values of scored rows) to see it.");
+  plot.className = "chart";
+  plot.setAttribute("role", "img");
+  plot.setAttribute("aria-label", "Drift of the most important features over time");
+  el.append(heading(`Drift over time of the ${names.length} most important features`), plot);
+  const windowed = (await fetchOrSay(plot, `${el.dataset.url}?${since}&windows=true${features}`)) as DriftAnswer | undefined;
+  if (!windowed) return;
+  const data = driftSeriesColumns(windowed, names);
+  plot.dataset.points = String(data[0].length);
+  if (!data[0].length) {
+    say(plot, `No window holds ${windowed.minRows ?? "enough"} rows yet: drift over time appears as rows arrive.`);
     return;
   }
-  const plot = document.createElement("div");
-  el.prepend(plot);
   new uPlot(
     {
       width: width(el),
       height: 240,
-      series: [{}, ...metrics.map((m, i) => ({ label: m, stroke: PALETTE[i % PALETTE.length], width: 2, spanGaps: true }))],
+      series: [{}, ...names.map((n, i) => ({ label: n, stroke: PALETTE[i % PALETTE.length], width: 2, spanGaps: true,
+        points: { show: true } }))],
+      axes: [{ stroke: INK }, { stroke: INK, label: windowed.metric ?? "drift" }],
+    },
+    data as uPlot.AlignedData,
+    plot,
+  );
+}
+
+async function accuracy(el: HTMLElement): Promise<void> {
+  const range = timeRange(hours(el), new Date());
+  const url = `${el.dataset.url}?since=${encodeURIComponent(range.since)}&resolution=${range.resolution}`;
+  const answer = (await fetchOrSay(el, url)) as AccuracyAnswer | undefined;
+  if (!answer) return;
+  el.replaceChildren();
+  const metrics = accuracyMetrics(answer);
+  if (!answer.rows) {
+    say(el, "No accuracy yet: upload actuals (the ids and true values of scored rows) to see it.");
+    return;
+  }
+  el.dataset.rows = String(answer.rows);
+  el.append(paragraph(`${answer.rows} predictions with actuals (${answer.targetType ?? "model"}).`));
+  el.append(table(["Metric", "Value"], Object.entries(answer.metrics ?? {}).map(([k, v]) => [k.replace(/_/g, " "), fmt(v)])));
+  const plot = document.createElement("div");
+  plot.className = "chart";
+  plot.setAttribute("role", "img");
+  plot.setAttribute("aria-label", "Accuracy over time");
+  el.append(heading("Over time, by prediction time"), plot);
+  new uPlot(
+    {
+      width: width(el),
+      height: 240,
+      series: [{}, ...metrics.map((m, i) => ({ label: m.replace(/_/g, " "), stroke: PALETTE[i % PALETTE.length], width: 2,
+        spanGaps: true, points: { show: true } }))],
       axes: [{ stroke: INK }, { stroke: INK }],
     },
     accuracyColumns(answer, metrics) as uPlot.AlignedData,
@@ -172,14 +202,47 @@ export async function alerts(el: HTMLElement): Promise<void> {
     else say(el, error instanceof Error ? error.message : String(error), "error");
     return;
   }
-  let list = (Array.isArray(answer) ? answer : []) as Record<string, string | null>[];
-  if (el.dataset.openOnly) list = list.filter((a) => !a.cleared_at);
+  const list = shownAlerts(answer, Boolean(el.dataset.openOnly));
   if (!list.length) {
     say(el, el.dataset.openOnly ? "No open alerts." : "No alerts for this deployment.");
     return;
   }
-  el.replaceChildren(table(["Rule", "State", "Opened", "Cleared", "Message"],
-    list.map((a) => [a.rule ?? "", a.state ?? "", a.opened_at ?? "", a.cleared_at ?? "", a.message ?? ""])));
+  const head = el.dataset.openOnly ? ["Deployment", "Rule", "Opened", "Message"] : ["Rule", "State", "Opened", "Cleared", "Message"];
+  const rows = list.map((a) => el.dataset.openOnly
+    ? [a.deploymentId, a.rule, when(a.openedAt), a.message]
+    : [a.rule, a.state, when(a.openedAt), a.clearedAt ? when(a.clearedAt) : "", a.message]);
+  el.replaceChildren(table(head, rows));
+  if (el.dataset.openOnly) {
+    // the deployment column links to the deployment's Alerts tab
+    el.querySelectorAll("tbody tr").forEach((tr, i) => {
+      const cell = tr.firstElementChild as HTMLElement;
+      const link = document.createElement("a");
+      link.href = `${el.dataset.base ?? "/ui"}/deployments/${encodeURIComponent(list[i].deploymentId)}?tab=alerts`;
+      link.textContent = list[i].deploymentId;
+      cell.replaceChildren(link);
+    });
+  }
+}
+
+function when(iso: string): string {
+  return relativeTime(new Date(iso), new Date());
+}
+
+function paragraph(text: string, cls = ""): HTMLElement {
+  const p = document.createElement("p");
+  if (cls) p.className = cls;
+  p.textContent = text;
+  return p;
+}
+
+function heading(text: string): HTMLElement {
+  const h = document.createElement("h3");
+  h.textContent = text;
+  return h;
+}
+
+function percent(v: number | null | undefined): string {
+  return v === null || v === undefined ? "" : `${Number((v * 100).toPrecision(3))}%`;
 }
 
 function table(head: string[], rows: string[][]): HTMLElement {

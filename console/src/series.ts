@@ -23,11 +23,26 @@ export interface DriftFeature {
   name: string;
   metric?: string;
   value?: number | null;
-  threshold_warning?: number | null;
-  threshold_at_risk?: number | null;
+  thresholdWarning?: number | null;
+  thresholdAtRisk?: number | null;
   rows?: number;
   status?: string;
   importance?: number | null;
+  important?: boolean;
+  missingRate?: number | null;
+  reason?: string | null;
+}
+
+export interface DriftAnswer {
+  status?: string;
+  metric?: string;
+  rows?: number;
+  minRows?: number;
+  reason?: string | null;
+  features?: DriftFeature[];
+  predictions?: DriftFeature[];
+  windows?: { start: string; end: string; rows: number }[];
+  series?: Record<string, DriftFeature[]>;
 }
 
 /** Drift per feature, most important first (then the most drifted). */
@@ -37,22 +52,42 @@ export function driftRows(answer: { features?: DriftFeature[] }): DriftFeature[]
   );
 }
 
-/** Drift values as bars: x is the feature's position in `driftRows`. */
-export function driftColumns(rows: DriftFeature[]): Columns {
-  return [rows.map((_, i) => i), rows.map((r) => r.value ?? null)];
+const STATUS_WORDS: Record<string, string> = {
+  ok: "no drift",
+  warning: "drifting",
+  at_risk: "at risk",
+  green: "green: no important feature drifts",
+  yellow: "yellow: some drift",
+  red: "red: important features drift",
+};
+
+/** A feature's or the deployment's drift status in words. */
+export function statusWord(status: string | undefined): string {
+  return STATUS_WORDS[status ?? ""] ?? (status ? status.replace(/_/g, " ") : "unknown");
+}
+
+/** Drift of each named column in each window: x is the window's start in unix seconds. */
+export function driftSeriesColumns(answer: DriftAnswer, names: string[]): Columns {
+  const windows = answer.windows ?? [];
+  return [
+    windows.map((w) => Date.parse(w.start) / 1000),
+    ...names.map((n) => windows.map((_, i) => answer.series?.[`feature:${n}`]?.[i]?.value ?? null)),
+  ];
 }
 
 export interface AccuracyAnswer {
-  metrics?: Record<string, unknown>;
-  timeline?: Record<string, unknown>[];
+  targetType?: string;
+  rows?: number;
+  metrics?: Record<string, number | null | undefined>;
+  timeline?: { start: string; rows: number; metrics?: Record<string, number | null | undefined> }[];
 }
 
-/** The numeric metric names a timeline carries (besides its start and row count). */
+/** The metric names that have a value in some period of the timeline. */
 export function accuracyMetrics(answer: AccuracyAnswer): string[] {
   const names = new Set<string>();
   for (const point of answer.timeline ?? []) {
-    for (const [key, value] of Object.entries(point)) {
-      if (key !== "start" && key !== "rows" && typeof value === "number") names.add(key);
+    for (const [key, value] of Object.entries(point.metrics ?? {})) {
+      if (typeof value === "number") names.add(key);
     }
   }
   return [...names].sort();
@@ -61,9 +96,26 @@ export function accuracyMetrics(answer: AccuracyAnswer): string[] {
 export function accuracyColumns(answer: AccuracyAnswer, metrics: string[]): Columns {
   const timeline = answer.timeline ?? [];
   return [
-    timeline.map((p) => Date.parse(String(p.start)) / 1000),
-    ...metrics.map((m) => timeline.map((p) => (typeof p[m] === "number" ? (p[m] as number) : null))),
+    timeline.map((p) => Date.parse(p.start) / 1000),
+    ...metrics.map((m) => timeline.map((p) => p.metrics?.[m] ?? null)),
   ];
+}
+
+export interface Alert {
+  id: number;
+  deploymentId: string;
+  rule: string;
+  kind?: string;
+  state: string;
+  openedAt: string;
+  clearedAt?: string | null;
+  message: string;
+}
+
+/** The alerts to show: all, or only the open ones (the overview's list). */
+export function shownAlerts(answer: unknown, openOnly: boolean): Alert[] {
+  const list = (Array.isArray(answer) ? answer : []) as Alert[];
+  return openOnly ? list.filter((a) => a.state === "open") : list;
 }
 
 export interface Bins {

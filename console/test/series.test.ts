@@ -1,6 +1,16 @@
 import { describe, expect, it } from "vitest";
 
-import { accuracyColumns, accuracyMetrics, driftColumns, driftRows, healthColumns, histogram, timeRange } from "../src/series";
+import {
+  accuracyColumns,
+  accuracyMetrics,
+  driftRows,
+  driftSeriesColumns,
+  healthColumns,
+  histogram,
+  shownAlerts,
+  statusWord,
+  timeRange,
+} from "../src/series";
 
 describe("healthColumns", () => {
   it("turns periods into x seconds, requests and p95", () => {
@@ -28,7 +38,33 @@ describe("drift", () => {
       ],
     });
     expect(rows.map((r) => r.name)).toEqual(["b", "a", "c", "d"]);
-    expect(driftColumns(rows)).toEqual([[0, 1, 2, 3], [0.5, 0.1, 0.9, 0.3]]);
+  });
+  it("lines up each named feature's drift by window, null where a window has no figure", () => {
+    const answer = {
+      windows: [
+        { start: "2026-12-07T12:00:00Z", end: "2026-12-07T12:15:00Z", rows: 300 },
+        { start: "2026-12-07T12:15:00Z", end: "2026-12-07T12:45:00Z", rows: 250 },
+      ],
+      series: {
+        "feature:age": [{ name: "age", value: 0.01 }, { name: "age", value: 0.4 }],
+        "feature:city": [{ name: "city", value: null }],
+        "prediction:score": [{ name: "score", value: 9 }, { name: "score", value: 9 }],
+      },
+    };
+    expect(driftSeriesColumns(answer, ["age", "city", "gone"])).toEqual([
+      [1796644800, 1796645700],
+      [0.01, 0.4],
+      [null, null],
+      [null, null],
+    ]);
+    expect(driftSeriesColumns({}, ["age"])).toEqual([[], []]);
+  });
+  it("says statuses in words", () => {
+    expect(statusWord("at_risk")).toBe("at risk");
+    expect(statusWord("ok")).toBe("no drift");
+    expect(statusWord("red")).toBe("red: important features drift");
+    expect(statusWord("no_data")).toBe("no data");
+    expect(statusWord(undefined)).toBe("unknown");
   });
 });
 
@@ -36,12 +72,24 @@ describe("accuracy", () => {
   it("finds the numeric metrics of the timeline and lines them up", () => {
     const answer = {
       timeline: [
-        { start: "2026-12-07T12:00:00Z", rows: 10, rmse: 1.5, label: "x" },
-        { start: "2026-12-07T13:00:00Z", rows: 0, auc: 0.8 },
+        { start: "2026-12-07T12:00:00Z", rows: 10, metrics: { rmse: 1.5, r2: null } },
+        { start: "2026-12-07T13:00:00Z", rows: 0, metrics: { auc: 0.8 } },
       ],
     };
     expect(accuracyMetrics(answer)).toEqual(["auc", "rmse"]);
     expect(accuracyColumns(answer, ["auc", "rmse"])).toEqual([[1796644800, 1796648400], [null, 0.8], [1.5, null]]);
+  });
+});
+
+describe("alerts", () => {
+  const alerts = [
+    { id: 2, deploymentId: "d", rule: "drift", state: "open", openedAt: "2026-12-07T12:00:00Z", clearedAt: null, message: "m" },
+    { id: 1, deploymentId: "d", rule: "error_rate", state: "cleared", openedAt: "2026-12-07T11:00:00Z", clearedAt: "2026-12-07T11:30:00Z", message: "m" },
+  ];
+  it("keeps only the open ones for the overview", () => {
+    expect(shownAlerts(alerts, true).map((a) => a.id)).toEqual([2]);
+    expect(shownAlerts(alerts, false).map((a) => a.id)).toEqual([2, 1]);
+    expect(shownAlerts({ detail: "x" }, false)).toEqual([]);
   });
 });
 

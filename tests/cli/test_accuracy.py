@@ -45,6 +45,7 @@ def test_actuals_upload_accuracy_and_alerts(
     assert "2 predictions with actuals" in shown.output and "rmse" in shown.output
     doc = json.loads(runner.invoke(app, ["accuracy", dep.id, "--json", "--since", "1h"], env=env).output)
     assert doc["rows"] == 2 and doc["metrics"]["mae"] == 1.0 and doc["metrics"]["r2"] is not None
+    assert doc["targetType"] == "regression" and doc["timeline"][-1]["metrics"]["mae"] == 1.0
 
     rules = runner.invoke(app, ["alerts", "rules", "price", "--set", "latency_p95", "--threshold", "500",
                                 "--clear-threshold", "400", "--json"], env=env)  # fmt: skip

@@ -91,14 +91,18 @@ def test_actuals_join_predictions_and_accuracy_is_reported_by_prediction_time(
     answer = api.get(f"/api/v1/deployments/{dep}/accuracy", params={"since": since, "resolution": "hour"})
     assert answer.status_code == 200, answer.text
     body = answer.json()
-    assert body["deployment_id"] == dep and body["target_type"] == "binary" and body["rows"] == 7
+    assert body["deploymentId"] == dep and body["targetType"] == "binary" and body["rows"] == 7
     actual = [1 if truth[k] == "yes" else 0 for k in ["a1", "a2", "a3", "a4", "b1", "b2", "b3"]]
     scores = probs_a + probs_b
     assert body["metrics"]["accuracy"] == pytest.approx(accuracy_score(actual, [s >= 0.5 for s in scores]))
     assert body["metrics"]["auc"] == pytest.approx(roc_auc_score(actual, scores), abs=1e-3)
     timeline = body["timeline"]
     assert [p["rows"] for p in timeline] == [4, 3, 0]  # by prediction time, empty periods included
-    assert timeline[2]["accuracy"] is None and timeline[0]["accuracy"] == pytest.approx(0.75)
+    assert timeline[2]["metrics"]["accuracy"] is None
+    assert timeline[0]["metrics"]["accuracy"] == pytest.approx(0.75)
+    keys = {"deploymentId", "targetType", "since", "until", "resolution", "rows", "metrics", "timeline"}
+    assert set(body) == keys
+    assert set(timeline[0]) == {"start", "rows", "metrics"} and "balanced_accuracy" in timeline[0]["metrics"]
     assert "NaN" not in answer.text
     late_actuals_wrong_targets_and_unknown_deployments(api, world, binary)  # one live service for both
 

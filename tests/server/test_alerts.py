@@ -48,20 +48,21 @@ def test_rules_fire_after_two_bad_windows_and_clear_with_hysteresis(
     assert [[c.state for c in changes] for changes in seen] == [[], ["open"], [], ["cleared"]]
     assert evaluate(db, base + 20) == []  # a window is judged once
 
-    listed = api.get("/api/v1/alerts", params={"deployment_id": dep}).json()
+    listed = api.get("/api/v1/alerts", params={"deploymentId": dep}).json()
     assert len(listed) == 1 and listed[0]["state"] == "cleared" and listed[0]["rule"] == "error_rate"
     assert set(listed[0]) == {
         "id",
-        "deployment_id",
+        "deploymentId",
         "rule",
         "kind",
         "state",
-        "opened_at",
-        "cleared_at",
+        "openedAt",
+        "clearedAt",
         "message",
     }
     assert "above 0.05 for 2 consecutive 5-minute windows" in listed[0]["message"]
     assert api.get("/api/v1/alerts", params={"state": "open"}).json() == []
+    assert api.get("/api/v1/alerts", params={"deploymentId": "another"}).json() == []  # the filter applies
     events = api.get(
         "/api/v1/events", params={"deploymentId": dep, "type": ["alert.opened", "alert.cleared"]}
     )
@@ -88,7 +89,7 @@ def edited_rules_and_the_drift_hook(api: httpx.Client, world: dict[str, Any], db
     finally:
         alerts.set_drift_signal(None)
     assert states == [[], ["open"], [], [], ["cleared"]]  # one open alert however long it stays red
-    (alert,) = api.get("/api/v1/alerts", params={"deployment_id": dep, "state": "cleared"}).json()[:1]
+    (alert,) = api.get("/api/v1/alerts", params={"deploymentId": dep, "state": "cleared"}).json()[:1]
     assert alert["kind"] == "drift"
 
 

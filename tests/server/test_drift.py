@@ -243,5 +243,5 @@ def test_the_drift_alert_rule_reads_the_drift_service(
     finally:
         database.dispose()
     assert states == [[], [("drift", "open")], []]
-    (opened,) = api.get("/api/v1/alerts", params={"deployment_id": dep, "state": "open"}).json()
+    (opened,) = api.get("/api/v1/alerts", params={"deploymentId": dep, "state": "open"}).json()
     assert opened["kind"] == "drift" and opened["rule"] == "drift"

@@ -154,7 +154,7 @@ def accuracy(
             deployment_id(service, deployment), since=start, until=now, resolution=resolution
         )
     if as_json:
-        emit_json(result.model_dump(mode="json"))
+        emit_json(result)
         return
     typer.echo(
         f"Accuracy of {result.deployment_id} ({result.target_type}): {result.rows} predictions with actuals"
@@ -165,7 +165,7 @@ def accuracy(
         [(name, _metric(value)) for name, value in result.metrics.items()],
     )
     headline = HEADLINE.get(result.target_type, "accuracy")
-    points = [p.get(headline) for p in result.timeline]
+    points = [p.metrics.get(headline) for p in result.timeline]
     if any(v is not None for v in points):
         typer.echo(f"{headline} per {resolution}: {sparkline([v or 0.0 for v in points])}")
 
@@ -188,7 +188,7 @@ def alerts(
         dep = deployment_id(service, deployment) if deployment else None
         found = service.alerts(deployment_id=dep, state=state)
     if as_json:
-        emit_json([a.model_dump(mode="json") for a in found])
+        emit_json(found)
         return
     table(
         "Alerts",

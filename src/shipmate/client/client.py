@@ -167,7 +167,7 @@ class ShipmateClient:
 
     def alerts(self, *, deployment_id: str | None = None, state: str | None = None) -> list[Alert]:
         """Alerts, newest first."""
-        params = {k: v for k, v in {"deployment_id": deployment_id, "state": state}.items() if v is not None}
+        params = {k: v for k, v in {"deploymentId": deployment_id, "state": state}.items() if v is not None}
         return [Alert.model_validate(a) for a in self._request("GET", "/alerts", params=params).json()]
 
     def alert_rules(self, dep_id: str) -> list[AlertRule]:

@@ -303,6 +303,12 @@ class ActualsResult(WireModel):
     problems: list[ActualProblem] = Field(default_factory=list)
 
 
+class AccuracyPeriod(WireModel):
+    start: dt.datetime
+    rows: int
+    metrics: dict[str, float | None] = Field(default_factory=dict)
+
+
 class Accuracy(WireModel):
     """A deployment's accuracy over a range, in total and per period of prediction time."""
 
@@ -313,7 +319,7 @@ class Accuracy(WireModel):
     resolution: str
     rows: int
     metrics: dict[str, float | None]
-    timeline: list[dict[str, Any]] = Field(default_factory=list)
+    timeline: list[AccuracyPeriod] = Field(default_factory=list)
 
 
 class Alert(WireModel):

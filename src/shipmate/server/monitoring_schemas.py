@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, Field
 
 from shipmate.server.schemas import ApiModel, ErrorBody, RequestModel, storable_text
 
@@ -124,10 +124,11 @@ class AccuracyPeriod(ApiModel):
     start: dt.datetime
     rows: int
     metrics: dict[str, float | None]
+    """Keyed by metric name, the names an accuracy alert rule takes (``balanced_accuracy``, ``r2``)."""
 
 
-class AccuracyOut(BaseModel):
-    """Accuracy over a range (snake_case keys, as the monitoring outputs of drift and alerts)."""
+class AccuracyOut(ApiModel):
+    """Accuracy over a range, in total and per period of prediction time."""
 
     deployment_id: str
     target_type: str
@@ -136,8 +137,8 @@ class AccuracyOut(BaseModel):
     resolution: str
     rows: int
     metrics: dict[str, float | None]
-    timeline: list[dict[str, Any]]
-    """One entry per period: ``start``, ``rows`` and the metrics, flat."""
+    timeline: list[AccuracyPeriod]
+    """One entry per period, empty periods included (their metrics null)."""
 
 
 # ---- drift ---------------------------------------------------------------------------------

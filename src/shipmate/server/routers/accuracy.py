@@ -12,6 +12,7 @@ from shipmate.server.errors import InvalidInput
 from shipmate.server.monitoring_schemas import (
     ERRORS,
     AccuracyOut,
+    AccuracyPeriod,
     ActualProblemOut,
     ActualsBatch,
     ActualsResultOut,
@@ -123,7 +124,10 @@ def get_accuracy(
         resolution=resolution,
         rows=total.rows,
         metrics=store.metrics_of(total),
-        timeline=[{"start": p.start, "rows": p.stats.rows, **store.metrics_of(p.stats)} for p in periods],
+        timeline=[
+            AccuracyPeriod(start=p.start, rows=p.stats.rows, metrics=store.metrics_of(p.stats))
+            for p in periods
+        ],
     )
 
 

@@ -13,7 +13,7 @@ import logging
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
@@ -30,10 +30,8 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 }
 
 
-class AlertOut(BaseModel):
-    """One alert (snake_case keys, as the monitoring outputs of drift and accuracy)."""
-
-    model_config = ConfigDict(from_attributes=True)
+class AlertOut(ApiModel):
+    """One alert; ``clearedAt`` is null while it is open."""
 
     id: int
     deployment_id: str
@@ -75,7 +73,7 @@ class EvaluationOut(ApiModel):
 def list_alerts(
     runtime: RuntimeDep,
     caller: CallerDep,
-    deployment_id: Annotated[str | None, Query(max_length=40, pattern=NO_NUL)] = None,
+    deployment_id: Annotated[str | None, Query(alias="deploymentId", max_length=40, pattern=NO_NUL)] = None,
     state: Literal["open", "cleared"] | None = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> list[AlertOut]:
