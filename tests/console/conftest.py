@@ -99,7 +99,7 @@ def _start_server(work: Path, port: int) -> subprocess.Popen[bytes]:
         time.sleep(0.1)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     work = tmp_path_factory.mktemp("console")
     port = _free_port()
@@ -119,8 +119,10 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
                 process.kill()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """One browser for the module, closed after it: Playwright's sync API keeps an event loop
+    running in the main thread while it is open, and every later ``asyncio.run`` would fail."""
     if shutil.which(CHROMIUM) is None:
         pytest.skip("Debian chromium is not installed (apt-get install chromium)")
     playwright_api = pytest.importorskip("playwright.sync_api")
