@@ -114,6 +114,7 @@ class ReverseProxy:
         }
         view = self._engine.run(files=("/", initial_tree(active or {})), **kwargs)
         self._wait_answering()
+        self._wait_routes_loaded(active or {})
         return view, True
 
     def base_url(self) -> str:
@@ -149,6 +150,29 @@ class ReverseProxy:
                 tail = self._engine.logs_tail(self.name, 10)
                 raise EngineError(f"the reverse proxy {self.name} stopped during start-up: {tail.strip()}")
             time.sleep(0.2)
+
+    def _wait_routes_loaded(self, active: Mapping[str, str], timeout: float = 30.0) -> None:
+        """Until the table is loaded: the entry point answers before the file provider has read it,
+        and until then every route is Traefik's own 404. Any other answer (a container that is
+        still starting included) means the router matched."""
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=2.0) as client:
+            for deployment_id in active:
+                url = f"{self.base_url()}/{deployment_id}/ping"
+                while True:
+                    try:
+                        if client.get(url).status_code != 404:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise EngineError(
+                            f"the reverse proxy {self.name} did not load the route of deployment "
+                            f"{deployment_id} within {timeout:.0f} s"
+                        )
+                    time.sleep(0.05)
 
     def remove(self) -> bool:
         return self._engine.stop_and_remove(self.name, timeout=5)
