@@ -14,9 +14,10 @@ well under 60 s.
 Then, at that scale: one alert evaluation pass (``POST /api/v1/alerts/evaluate``), one drift
 query of a deployment over the simulated range, and the maintenance that bounds storage
 (``monitoring.maintain``, what the server runs after ingest once a minute) run in this process
-with the clock moved past the minute retention (roll-up to hours) and past the hour retention
-(expiry), with the sizes after each. The steady-state sizes at the default retention are
-projected from the measured bytes per row.
+with the clock moved past the minute retention (roll-up to hours), past the drift slot retention
+(15-minute drift slots to hours) and past the hour retention (expiry), with the sizes after
+each. The steady-state sizes at the default retention are projected from the measured bytes
+per row.
 
     python3 bench/monitoring_scale.py                 # 30 simulated minutes, a few minutes
     python3 bench/monitoring_scale.py --minutes 5     # quick check
@@ -45,8 +46,9 @@ ADMIN_TOKEN = "smt_bench-admin-token-0123456789abcdef"
 BINS = 10
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 TABLES = ["monitoring_buckets", "drift_slots", "prediction_records", "alerts", "events"]
-# server defaults (ServerSettings): minute buckets 48 h, hour buckets and drift slots 400 days
-MINUTE_HOURS, HOUR_DAYS = 48.0, 400.0
+# server defaults (ServerSettings): minute buckets 48 h, 15-minute drift slots 7 days, hour buckets
+# and hour drift slots 400 days
+MINUTE_HOURS, HOUR_DAYS, DRIFT_SLOT_DAYS = 48.0, 400.0, 7.0
 
 
 def log(message: str) -> None:
@@ -264,10 +266,14 @@ def maintenance(url: str, pg: Postgres) -> dict[str, Any]:
     from shipmate.server.db import Database
     from shipmate.server.services import monitoring
 
-    retention = monitoring.Retention(minute_hours=MINUTE_HOURS, hour_days=HOUR_DAYS, max_future_minutes=10)
+    retention = monitoring.Retention(
+        minute_hours=MINUTE_HOURS, hour_days=HOUR_DAYS, max_future_minutes=10, drift_slot_days=DRIFT_SLOT_DAYS
+    )
     db = Database(url)
     out: dict[str, Any] = {}
-    for label, ahead_s in (("rollUp", (MINUTE_HOURS + 2) * 3600), ("expiry", (HOUR_DAYS + 1) * 86400)):
+    steps = (("rollUp", (MINUTE_HOURS + 2) * 3600), ("driftRollUp", (DRIFT_SLOT_DAYS + 1) * 86400),
+             ("expiry", (HOUR_DAYS + 1) * 86400))  # fmt: skip
+    for label, ahead_s in steps:
         passes, wall, cpu, done = 0, time.perf_counter(), time.process_time(), monitoring.MaintenanceResult()
         while True:
             with db.write() as session:
@@ -276,13 +282,14 @@ def maintenance(url: str, pg: Postgres) -> dict[str, Any]:
             done.rolled_up += step.rolled_up
             done.expired_buckets += step.expired_buckets
             done.expired_drift_slots += step.expired_drift_slots
-            if step.rolled_up < monitoring.ROLLUP_BATCH:
+            done.rolled_up_drift_slots += step.rolled_up_drift_slots
+            if max(step.rolled_up, step.rolled_up_drift_slots) < monitoring.ROLLUP_BATCH:
                 break
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         pg.vacuum()
         out[label] = {"passes": passes, "wallS": wall, "cpuS": cpu, "rolledUp": done.rolled_up,
                       "expiredBuckets": done.expired_buckets, "expiredDriftSlots": done.expired_drift_slots,
-                      "sizes": pg.sizes()}  # fmt: skip
+                      "rolledUpDriftSlots": done.rolled_up_drift_slots, "sizes": pg.sizes()}  # fmt: skip
     db.dispose()
     return out
 
@@ -314,30 +321,36 @@ def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
     minute_row = buckets["liveBytes"] / max(1, buckets["rows"])
     slot_row = slots["liveBytes"] / max(1, slots["rows"])
     m = result["maintenance"]
-    for label in ("rollUp", "expiry"):
+    ahead = {"rollUp": "50 h", "driftRollUp": f"{DRIFT_SLOT_DAYS + 1:g} days", "expiry": "401 days"}
+    for label in ("rollUp", "driftRollUp", "expiry"):
         step = m[label]
         b, s = step["sizes"]["monitoring_buckets"], step["sizes"]["drift_slots"]
-        print(f"  maintenance, clock +{'50 h' if label == 'rollUp' else '401 days'}: {step['passes']} passes,"
+        print(f"  maintenance, clock +{ahead[label]}: {step['passes']} passes,"
               f" {step['wallS']:.2f} s wall / {step['cpuS']:.2f} s CPU (this process);"
-              f" {step['rolledUp']} minute buckets rolled up, {step['expiredBuckets']} buckets and"
+              f" {step['rolledUp']} minute buckets and {step['rolledUpDriftSlots']} drift slots rolled up,"
+              f" {step['expiredBuckets']} buckets and"
               f" {step['expiredDriftSlots']} drift slots expired; then buckets {b['rows']} rows"
               f" ({mib(b['liveBytes'])} live, {mib(b['bytes'])} on disk),"
               f" drift slots {s['rows']} rows ({mib(s['liveBytes'])} live,"
               f" {mib(s['bytes'])} on disk)")  # fmt: skip
     rolled = m["rollUp"]["sizes"]["monitoring_buckets"]
     hour_row = rolled["liveBytes"] / max(1, rolled["rows"])
+    hour_slots = m["driftRollUp"]["sizes"]["drift_slots"]
+    hour_slot_row = hour_slots["liveBytes"] / max(1, hour_slots["rows"])
     d = args.deployments
     steady = {
         "minute buckets": d * MINUTE_HOURS * 60 * minute_row,
         "hour buckets": d * HOUR_DAYS * 24 * hour_row,
-        "drift slots": d * HOUR_DAYS * 24 * 4 * slot_row,
+        "15-minute drift slots": d * DRIFT_SLOT_DAYS * 24 * 4 * slot_row,
+        "hour drift slots": d * (HOUR_DAYS - DRIFT_SLOT_DAYS) * 24 * hour_slot_row,
     }
     print(f"  live bytes a row: minute bucket {minute_row / 1024:.1f} KB,"
           f" hour bucket {hour_row / 1024:.1f} KB,"
-          f" drift slot {slot_row / 1024:.1f} KB (TOAST-compressed)")  # fmt: skip
+          f" drift slot {slot_row / 1024:.1f} KB, hour drift slot {hour_slot_row / 1024:.1f} KB"
+          f" (TOAST-compressed)")  # fmt: skip
     print(
-        "  steady state at the default retention (48 h of minutes, 400 days of hours and slots): "
-        + ", ".join(f"{k} {v / 2**30:.1f} GiB" for k, v in steady.items())
+        "  steady state at the default retention (48 h of minutes, 7 days of 15-minute drift slots,"
+        " 400 days of hours): " + ", ".join(f"{k} {v / 2**30:.1f} GiB" for k, v in steady.items())
     )
     result["steadyStateBytes"] = steady
 

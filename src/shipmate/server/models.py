@@ -320,8 +320,9 @@ class Alert(Base):
 
 
 class DriftSlot(Base):
-    """One deployment's bin counts for one model over 15 minutes from ``minute`` (epoch minutes):
-    what drift reads, so a day of 1,000 features is 96 small rows instead of 1,440 large ones.
+    """One deployment's bin counts for one model over ``width`` minutes (15, or 60 once rolled up)
+    from ``minute`` (epoch minutes): what drift reads, so a day of 1,000 features is 96 small rows
+    instead of 1,440 large ones, and an older day 24.
 
     ``counts`` is the bin counts of every feature and output, in the layout of the package's
     bins, in the binary form of ``shipmate.server.services.drift.encode`` (names once, int64 counts).
@@ -332,12 +333,13 @@ class DriftSlot(Base):
     id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
     deployment_id: Mapped[str] = mapped_column(String(40))
     model_id: Mapped[str] = mapped_column(String(200))
+    width: Mapped[int] = mapped_column(Integer, default=15, server_default="15")
     minute: Mapped[int] = mapped_column(BigInteger)
     rows: Mapped[int] = mapped_column(BigInteger, default=0)
     counts: Mapped[bytes] = mapped_column(LargeBinary)
 
     __table_args__ = (
-        Index("uq_drift_slots_key", "deployment_id", "model_id", "minute", unique=True),
+        Index("uq_drift_slots_key", "deployment_id", "model_id", "width", "minute", unique=True),
         Index("ix_drift_slots_minute", "minute"),
     )
 

@@ -57,6 +57,10 @@ class ServerSettings(BaseSettings):
     monitoring_hour_retention_days: float = Field(default=400.0, gt=0)
     """Hour buckets older than this are deleted (bounded growth)."""
 
+    monitoring_drift_slot_retention_days: float = Field(default=7.0, gt=0)
+    """Drift's 15-minute slots of bin counts keep that resolution this long; then they are added
+    into hour slots (exactly: counts add), which expire with the hour buckets."""
+
     monitoring_max_future_minutes: int = Field(default=10, ge=0)
     """Records stamped further ahead of the service's clock are refused (clock skew)."""
 

@@ -42,6 +42,7 @@ def retention_of(runtime: Runtime) -> store.Retention:
         minute_hours=settings.monitoring_minute_retention_hours,
         hour_days=settings.monitoring_hour_retention_days,
         max_future_minutes=settings.monitoring_max_future_minutes,
+        drift_slot_days=settings.monitoring_drift_slot_retention_days,
     )
 
 
@@ -87,8 +88,13 @@ def _maybe_maintain(runtime: Runtime, retention: store.Retention) -> None:
     except SQLAlchemyError as exc:  # the next pass retries; nothing is lost by waiting
         log.warning("monitoring roll-up failed, retried in %.0f s: %s", MAINTENANCE_INTERVAL, exc)
         return
-    if done.rolled_up or done.expired_buckets:
-        log.info("monitoring: %d minute buckets rolled up, %d expired", done.rolled_up, done.expired_buckets)
+    if done.rolled_up or done.expired_buckets or done.rolled_up_drift_slots:
+        log.info(
+            "monitoring: %d minute buckets and %d drift slots rolled up, %d buckets expired",
+            done.rolled_up,
+            done.rolled_up_drift_slots,
+            done.expired_buckets,
+        )
 
 
 Resolution = service_health.Resolution

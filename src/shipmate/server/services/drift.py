@@ -6,6 +6,10 @@ over the records it stored), so drift never disagrees with what was counted. A s
 the bin counts, in one binary blob (`encode`): the column names once, then every count as an
 int64, so a query sums a slot with one numpy gather per layout length. A day of a 1,000-feature
 deployment is 96 rows of about 120 KB (bench/drift_bench.py).
+
+After a retention period (``SHIPMATE_MONITORING_DRIFT_SLOT_RETENTION_DAYS``) `roll_up` adds the
+15-minute slots of each hour into one hour slot (``width`` 60): counts add, so every range made
+of whole hours gives the same drift as before; a range that cuts an hour slot is widened to it.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ from shipmate.monitoring.records import MinuteAggregate
 from shipmate.server.models import Deployment, DriftSettings, DriftSlot, utcnow
 
 SLOT_MINUTES = 15
+HOUR_MINUTES = 60
+"""The width of a rolled-up slot, the widest there is: a read looks this far back for slots that
+started before its range and reach into it."""
 MAX_WINDOWS_COLUMNS = 50
 """Columns whose series of windows one answer may hold (each window is scored on its own)."""
 
@@ -77,7 +84,10 @@ def add_counts(session: Session, stored: Iterable[Counts]) -> None:
     columns = tuple_(DriftSlot.deployment_id, DriftSlot.model_id, DriftSlot.minute)
     rows: dict[SlotKey, DriftSlot] = {}
     for start in range(0, len(keys), 100):
-        for row in session.scalars(select(DriftSlot).where(columns.in_(keys[start : start + 100]))):
+        query = select(DriftSlot).where(
+            DriftSlot.width == SLOT_MINUTES, columns.in_(keys[start : start + 100])
+        )
+        for row in session.scalars(query):
             rows[(row.deployment_id, row.model_id, row.minute)] = row
     for key, batch in pending.items():
         found = rows.get(key)
@@ -89,11 +99,83 @@ def add_counts(session: Session, stored: Iterable[Counts]) -> None:
         for counts in batch:
             _add_lists(features, counts.features)
             _add_lists(predictions, counts.predictions)
-        row = found or DriftSlot(deployment_id=key[0], model_id=key[1], minute=key[2], rows=0)
+        row = found or DriftSlot(
+            deployment_id=key[0], model_id=key[1], width=SLOT_MINUTES, minute=key[2], rows=0
+        )
         if found is None:
             session.add(row)
         row.rows = (row.rows or 0) + sum(c.rows for c in batch)
         row.counts = encode(features, predictions)
+
+
+def roll_up(session: Session, before_minute: int, *, limit: int) -> int:
+    """Add the 15-minute slots that start before ``before_minute`` (an hour boundary) into the
+    hour slots that hold them, and delete them; at most ``limit`` a call, oldest first.
+
+    Exact (counts add, the hour slot's own counts first) and idempotent: a slot is added and
+    deleted in one transaction, so run again it is not there to add twice. Two service processes
+    are safe on PostgreSQL because maintenance runs in the serialised write transaction: the
+    second one waits for the first's commit, then finds nothing left to roll. A record stored
+    late into a rolled-up hour makes a new 15-minute slot, rolled up by the next call; until then
+    reads add both."""
+    quarters = list(
+        session.scalars(
+            select(DriftSlot)
+            .where(DriftSlot.width == SLOT_MINUTES, DriftSlot.minute < before_minute)
+            .order_by(DriftSlot.minute, DriftSlot.id)
+            .limit(limit)
+        )
+    )
+    if not quarters:
+        return 0
+    groups: dict[SlotKey, list[DriftSlot]] = {}
+    for quarter in quarters:
+        key = (quarter.deployment_id, quarter.model_id, quarter.minute - quarter.minute % HOUR_MINUTES)
+        groups.setdefault(key, []).append(quarter)
+    keys = sorted(groups)
+    columns = tuple_(DriftSlot.deployment_id, DriftSlot.model_id, DriftSlot.minute)
+    hours: dict[SlotKey, DriftSlot] = {}
+    for start in range(0, len(keys), 100):
+        query = select(DriftSlot).where(
+            DriftSlot.width == HOUR_MINUTES, columns.in_(keys[start : start + 100])
+        )
+        for row in session.scalars(query):
+            hours[(row.deployment_id, row.model_id, row.minute)] = row
+    for key, members in groups.items():
+        hour = hours.get(key)
+        parts = ([hour] if hour is not None else []) + members
+        if hour is None:
+            hour = DriftSlot(deployment_id=key[0], model_id=key[1], width=HOUR_MINUTES, minute=key[2])
+            session.add(hour)
+        hour.rows = sum(part.rows or 0 for part in parts)
+        hour.counts = merged([part.counts for part in parts])
+        for member in members:
+            session.delete(member)
+    return len(quarters)
+
+
+def merged(blobs: Sequence[bytes]) -> bytes:
+    """The sum of slots' counts as one slot: one numpy addition when they share a layout (the
+    usual case), else by name, as reads add them (`_add_lists`: the first layout of a column wins)."""
+    decoded = [decode(blob) for blob in blobs]
+    first_features, first_predictions = decoded[0]
+    same = all(
+        f.names == first_features.names
+        and f.sizes == first_features.sizes
+        and p.names == first_predictions.names
+        and p.sizes == first_predictions.sizes
+        for f, p in decoded[1:]
+    )
+    if same:
+        length = 8 + int.from_bytes(blobs[0][4:8], "big")
+        total = np.sum([np.concatenate([f.values, p.values]) for f, p in decoded], axis=0, dtype=np.int64)
+        return blobs[0][:length] + total.astype("<i8").tobytes()
+    features: dict[str, list[int]] = {}
+    predictions: dict[str, list[int]] = {}
+    for f, p in decoded:
+        _add_lists(features, f.as_dict())
+        _add_lists(predictions, p.as_dict())
+    return encode(features, predictions)
 
 
 def expire(session: Session, before_minute: int) -> int:
@@ -212,6 +294,11 @@ class Slot:
     rows: int
     features: Block
     predictions: Block
+    width: int = SLOT_MINUTES
+
+    @property
+    def end(self) -> int:
+        return self.minute + self.width
 
 
 def slots_between(
@@ -221,27 +308,44 @@ def slots_between(
     until_minute: int,
     model_id: str | None = None,
 ) -> list[Slot]:
-    """The deployment's slots starting in [since, until), by time; the models' slots of one
-    15 minutes are added together."""
-    query = select(DriftSlot.minute, DriftSlot.rows, DriftSlot.counts).where(
-        DriftSlot.deployment_id == deployment_id,
-        DriftSlot.minute >= since_minute,
-        DriftSlot.minute < until_minute,
+    """The deployment's slots that overlap [since, until), by time (an hour slot that starts
+    before ``since`` included: callers widen their range to `covered`); the models' slots of one
+    start and width are added together."""
+    query = select(DriftSlot.minute, DriftSlot.width, DriftSlot.rows, DriftSlot.counts).where(
+        *_overlapping(deployment_id, since_minute, until_minute)
     )
     if model_id is not None:
         query = query.where(DriftSlot.model_id == model_id)
-    by_minute: dict[int, Slot] = {}
-    for minute, rows, counts in session.execute(query.order_by(DriftSlot.minute)):
+    by_minute: dict[tuple[int, int], Slot] = {}
+    for minute, width, rows, counts in session.execute(query.order_by(DriftSlot.minute)):
+        if minute + width <= since_minute:
+            continue
         features, predictions = decode(counts)
-        found = by_minute.get(minute)
+        found = by_minute.get((minute, width))
         if found is not None:  # two models in one slot: add (layouts that differ are not scored)
             merged_features, merged_predictions = found.features.as_dict(), found.predictions.as_dict()
             _add_lists(merged_features, features.as_dict())
             _add_lists(merged_predictions, predictions.as_dict())
             features, predictions = decode(encode(merged_features, merged_predictions))
             rows += found.rows
-        by_minute[minute] = Slot(minute, rows, features, predictions)
-    return [by_minute[m] for m in sorted(by_minute)]
+        by_minute[(minute, width)] = Slot(minute, rows, features, predictions, width)
+    return [by_minute[k] for k in sorted(by_minute)]
+
+
+def _overlapping(deployment_id: str, since_minute: int, until_minute: int) -> tuple[Any, ...]:
+    """Conditions for the slots that may overlap [since, until) (on the unique key's index)."""
+    return (
+        DriftSlot.deployment_id == deployment_id,
+        DriftSlot.minute > since_minute - HOUR_MINUTES,
+        DriftSlot.minute < until_minute,
+    )
+
+
+def covered(slots: Sequence[Slot], since_minute: int, until_minute: int) -> tuple[int, int]:
+    """[since, until) widened to the slots read (an hour slot cut by the range counts whole)."""
+    if not slots:
+        return since_minute, until_minute
+    return min(since_minute, slots[0].minute), max(until_minute, max(s.end for s in slots))
 
 
 def _add_lists(into: dict[str, list[int]], other: dict[str, list[int]]) -> None:
@@ -353,11 +457,7 @@ def compute(
     if features:
         columns = min(columns, len(set(features)))
     stored = session.scalar(
-        select(func.count()).where(
-            DriftSlot.deployment_id == deployment.id,
-            DriftSlot.minute >= since_minute,
-            DriftSlot.minute < until_minute,
-        )
+        select(func.count()).where(*_overlapping(deployment.id, since_minute, until_minute))
     )
     if (stored or 0) * max(columns, 1) > MAX_COLUMN_SLOTS:
         raise TooManyColumns(
@@ -365,6 +465,7 @@ def compute(
             f"({MAX_COLUMN_SLOTS:,}): choose a shorter range or name the features wanted"
         )
     slots = slots_between(session, deployment.id, since_minute, until_minute, model_id)
+    since_minute, until_minute = covered(slots, since_minute, until_minute)
     reference_slots: list[Slot] | None = None
     if settings.reference_since is not None and settings.reference_until is not None:
         reference_slots = slots_between(
@@ -404,7 +505,7 @@ def compute(
         features=[],
         predictions=[],
         windows=[
-            Window(slots[a].minute, slots[b - 1].minute + SLOT_MINUTES, sum(s.rows for s in slots[a:b]))
+            Window(slots[a].minute, max(s.end for s in slots[a:b]), sum(s.rows for s in slots[a:b]))
             for a, b in groups
         ],
     )

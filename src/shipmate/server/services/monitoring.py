@@ -85,6 +85,8 @@ class Retention:
     minute_hours: float
     hour_days: float
     max_future_minutes: int
+    drift_slot_days: float = 7.0
+    """15-minute drift slots older than this are rolled up into hour slots."""
 
 
 def _minute(now: float) -> int:
@@ -183,10 +185,12 @@ class MaintenanceResult:
     rolled_up: int = 0
     expired_buckets: int = 0
     expired_drift_slots: int = 0
+    rolled_up_drift_slots: int = 0
 
 
 def maintain(session: Session, *, retention: Retention, now: float | None = None) -> MaintenanceResult:
-    """Roll minute buckets older than the retention up into hours; delete what is past retention."""
+    """Roll minute buckets and 15-minute drift slots older than their retention up into hours;
+    delete what is past retention."""
     now = time.time() if now is None else now
     now_minute = _minute(now)
     outcome = MaintenanceResult()
@@ -221,6 +225,10 @@ def maintain(session: Session, *, retention: Retention, now: float | None = None
     expire_before = now_minute - int(retention.hour_days * 24 * 60)
     outcome.expired_buckets = _deleted(
         session.execute(delete(MonitoringBucket).where(MonitoringBucket.minute < expire_before))
+    )
+    drift_cutoff = now_minute - int(retention.drift_slot_days * 24 * 60)
+    outcome.rolled_up_drift_slots = drift_slots.roll_up(
+        session, drift_cutoff - drift_cutoff % HOUR, limit=ROLLUP_BATCH
     )
     outcome.expired_drift_slots = drift_slots.expire(session, expire_before)
     return outcome
