@@ -9,14 +9,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import difflib
 import logging
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import Field
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
+from shipmate.server import errors
 from shipmate.server.deps import NO_NUL, AdminDep, CallerDep, Runtime, RuntimeDep, check_environment_access
 from shipmate.server.monitoring_schemas import ERRORS
 from shipmate.server.schemas import ApiModel, RequestModel
@@ -69,7 +71,31 @@ class EvaluationOut(ApiModel):
     cleared: int
 
 
-@router.get("/alerts", responses=ERRORS)
+ALERT_FILTERS = ("deploymentId", "state", "limit")
+
+
+def only_alert_filters(request: Request) -> None:
+    """Refuse a query parameter ``GET /alerts`` does not know: a misspelt filter (the old
+    ``deployment_id``) would otherwise be ignored and every alert answered, unfiltered."""
+    for name in request.query_params:
+        if name in ALERT_FILTERS:
+            continue
+        folded = {f.lower(): f for f in ALERT_FILTERS}
+        key = name.lower().replace("_", "").replace("-", "")
+        meant = folded.get(key) or next(
+            (f for f in ALERT_FILTERS if key and (f.lower().startswith(key) or key.startswith(f.lower()))),
+            None,
+        )
+        if meant is None:
+            close = difflib.get_close_matches(key, list(folded), n=1)
+            meant = folded[close[0]] if close else None
+        hint = f"did you mean {meant}? " if meant else ""
+        raise errors.InvalidInput(
+            f"unknown query parameter {name}: {hint}this route takes {', '.join(ALERT_FILTERS)}", field=name
+        )
+
+
+@router.get("/alerts", responses=ERRORS, dependencies=[Depends(only_alert_filters)])
 def list_alerts(
     runtime: RuntimeDep,
     caller: CallerDep,
