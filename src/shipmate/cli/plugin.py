@@ -58,6 +58,18 @@ def check(
         except ConfigError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from None
+    if work_dir:  # made like the kit's own when none is given, so a fresh path just works
+        from pathlib import Path
+
+        try:
+            Path(work_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            typer.echo(
+                f"error: --work-dir {work_dir}: cannot create it ({exc.strerror}); "
+                "name a directory you can write to",
+                err=True,
+            )
+            raise typer.Exit(1) from None
     runner = [sys.executable, "-m", "shipmate.plugin.runner"] if via_runner else None
     report = check_plugin(plugin, private_config, config, work_dir=work_dir, runner=runner)
     if as_json:
