@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import event
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
 from shipmate.server import errors
@@ -61,7 +63,35 @@ def _error_response(status: int, detail: str, field: str | None = None, **extra:
     return JSONResponse({"detail": detail, "field": field, **extra}, status_code=status, headers=headers)
 
 
-def _install_error_handlers(app: FastAPI) -> None:
+class OutageLog:
+    """One warning when the database stops answering and one when it answers again, instead of a
+    line per refused request (a minute's outage under load is thousands of 503s). The outage ends
+    at the first connection the pool hands out again (after its ping), whoever asked for it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._down = False
+        self._refused = 0
+
+    def refused(self, reason: object) -> None:
+        with self._lock:
+            self._refused += 1
+            if self._down:
+                return
+            self._down = True
+        log.warning("database unavailable: %s (requests get 503 until it answers again)", reason)
+
+    def answered(self, *_: object) -> None:
+        if not self._down:  # the usual case: no lock on every checkout
+            return
+        with self._lock:
+            if not self._down:
+                return
+            self._down, refused, self._refused = False, self._refused, 0
+        log.warning("database available again; %d requests were refused meanwhile", refused)
+
+
+def _install_error_handlers(app: FastAPI, outage: OutageLog) -> None:
     @app.exception_handler(errors.DomainError)
     async def _domain(_: Request, exc: errors.DomainError) -> JSONResponse:
         return _error_response(ERROR_STATUS.get(type(exc), 400), exc.message, exc.field)
@@ -97,7 +127,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(OperationalError)
     async def _unavailable(_: Request, exc: OperationalError) -> JSONResponse:
-        log.warning("database unavailable: %s", exc.orig)
+        outage.refused(exc.orig)
         return JSONResponse(
             {"detail": "the database is unavailable; retry later"},
             status_code=503,
@@ -169,7 +199,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
         redoc_url=None,
     )
     app.state.runtime = runtime
-    _install_error_handlers(app)
+    outage = OutageLog()
+    event.listen(db.engine, "checkout", outage.answered)
+    _install_error_handlers(app, outage)
     api = APIRouter(prefix=API_PREFIX)
     for module in (
         health, packages, environments, deployments, events, tokens, monitoring, drift, accuracy, alerts
