@@ -170,10 +170,13 @@ def check_bin_count(bins: int) -> int:
 
 
 def predicted_labels(probabilities: np.ndarray, manifest: Manifest) -> np.ndarray:
-    """The index of the predicted class of every row (the threshold decides a binary model)."""
+    """The index of the predicted class of every row: for a binary model the positive class only
+    when its probability *exceeds* the threshold (a tie is negative, as scikit-learn's ``predict``
+    decides 0.5 and as DataRobot documents its prediction threshold); else the first largest.
+    The one rule for serving, monitoring and the baseline."""
     if manifest.target_type is TargetType.BINARY:
         threshold = manifest.threshold if manifest.threshold is not None else 0.5
-        return (probabilities[:, 1] >= threshold).astype(np.intp)
+        return (probabilities[:, 1] > threshold).astype(np.intp)
     return np.asarray(np.argmax(probabilities, axis=1), dtype=np.intp)
 
 

@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from shipmate.packages import Columns, InputRejected, Manifest, ModelError, Scores, TargetType
+from shipmate.packages import Columns, InputRejected, Manifest, ModelError, Scores
+from shipmate.packages.baseline import predicted_labels
 from shipmate.serving.deployments import Deployment, Registry
 from shipmate.serving.errors import DeploymentNotFound, DeploymentNotReady, PredictionFailed
 from shipmate.serving.inputs import check_finite, check_no_missing, first_missing, model_input
@@ -29,12 +30,10 @@ workers): the seam for prediction monitoring."""
 
 
 def predicted_indices(scores: Scores, manifest: Manifest) -> np.ndarray:
-    """The index of the predicted class per row: threshold for binary, arg-max for multiclass."""
+    """The index of the predicted class per row, by the package's one rule (`predicted_labels`)."""
     probs = scores.probabilities
     assert probs is not None
-    if manifest.target_type is TargetType.BINARY:
-        return (probs[:, 1] > (manifest.threshold or 0.5)).astype(np.intp)
-    return np.asarray(probs.argmax(axis=1))
+    return predicted_labels(probs, manifest)
 
 
 def respond(
