@@ -283,7 +283,10 @@ def maintenance(url: str, pg: Postgres) -> dict[str, Any]:
             done.expired_buckets += step.expired_buckets
             done.expired_drift_slots += step.expired_drift_slots
             done.rolled_up_drift_slots += step.rolled_up_drift_slots
-            if max(step.rolled_up, step.rolled_up_drift_slots) < monitoring.ROLLUP_BATCH:
+            if (
+                step.rolled_up < monitoring.ROLLUP_BATCH
+                and step.rolled_up_drift_slots < monitoring.DRIFT_ROLLUP_BATCH
+            ):
                 break
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         pg.vacuum()
