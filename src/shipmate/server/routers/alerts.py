@@ -80,16 +80,9 @@ def only_alert_filters(request: Request) -> None:
     for name in request.query_params:
         if name in ALERT_FILTERS:
             continue
-        folded = {f.lower(): f for f in ALERT_FILTERS}
-        key = name.lower().replace("_", "").replace("-", "")
-        meant = folded.get(key) or next(
-            (f for f in ALERT_FILTERS if key and (f.lower().startswith(key) or key.startswith(f.lower()))),
-            None,
-        )
-        if meant is None:
-            close = difflib.get_close_matches(key, list(folded), n=1)
-            meant = folded[close[0]] if close else None
-        hint = f"did you mean {meant}? " if meant else ""
+        folded = {f.lower(): f for f in ALERT_FILTERS}  # deployment_id, Deployment-Id: deploymentid
+        close = difflib.get_close_matches(name.lower().replace("_", "").replace("-", ""), folded, n=1)
+        hint = f"did you mean {folded[close[0]]}? " if close else ""
         raise errors.InvalidInput(
             f"unknown query parameter {name}: {hint}this route takes {', '.join(ALERT_FILTERS)}", field=name
         )
