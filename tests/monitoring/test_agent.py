@@ -135,6 +135,43 @@ def test_a_spool_is_forwarded_merged_and_acknowledged(tmp_path: Path, world: Any
     assert not (spool / "fs_spool.2").exists()
 
 
+def test_records_spooled_by_earlier_releases_are_forwarded_after_an_upgrade(
+    tmp_path: Path, world: Any, mon: Any
+):
+    """A spool holding version 1 and version 2 records (written before the upgrade) beside
+    version 3 ones: the agent forwards them all, merged, and the service counts each once."""
+    import orjson
+
+    spool = tmp_path / "spool"
+    minute = int(time.time() // 60)
+    common = {"kind": "aggregate", "deploymentId": world.deployment_id, "modelId": "m-1", "minute": minute}
+    version_1 = {
+        "v": 1, "id": "a" * 32, **common, "requests": 2, "rows": 5, "userErrors": 0, "serverErrors": 0,
+        "responseMs": {"scale": 3, "buckets": {"20": 2}, "totalMs": 11.0, "maxMs": 6.0},
+        "executionMs": {"scale": 3, "buckets": {}, "totalMs": 0.0, "maxMs": 0.0},
+        "consumers": {}, "consumersOverflow": 0, "features": {}, "predictions": {}, "dropped": 0,
+        "flushedAt": time.time(),
+    }  # fmt: skip
+    version_2 = {
+        "v": 2, "id": "b" * 32, **common, "requests": 3, "rows": 9,
+        "responseMs": {"scale": 3, "totalMs": 20.0, "maxMs": 9.0, "first": 19, "counts": [1, 0, 2]},
+        "features": {}, "predictions": {}, "flushedAt": time.time(),
+    }  # fmt: skip
+    current = mon.make_record(world.deployment_id, minute, requests=4, rows=11)
+    writer = mon.spool_writer(spool)
+    for doc in (version_1, version_2, current.to_json()):
+        assert writer.write(orjson.dumps(doc))
+    writer.close()
+    config = mon.write_config(
+        tmp_path / "agent.yaml", world.url, [mon.fs_channel(spool)], token=world.agent_token, runOnce=True
+    )
+    before = totals(world)
+    assert run(config, stop=threading.Event()) == 0
+    assert totals(world) == (before[0] + 2 + 3 + 4, before[1] + 5 + 9 + 11)
+    assert run(config, stop=threading.Event()) == 0  # acknowledged: nothing comes again
+    assert totals(world) == (before[0] + 9, before[1] + 25)
+
+
 def test_records_read_again_after_a_crash_count_once(tmp_path: Path, world: Any, mon: Any):
     """A first agent posts and dies before acknowledging; the next one reads the same records, merges
     them with new ones and finds its merged record partly stored: it re-sends only the originals."""

@@ -9,14 +9,20 @@ merge them into minute, hour and day buckets, and every level gets the same coun
 all the rows had been counted at once (float sums differ only by rounding).
 
 Standard library only: the service decodes these records too, and must not pull in the
-prediction server's dependencies. The JSON form (``to_json``/``from_json``) is the wire
-and spool format, documented in docs/monitoring.md; ``from_json`` checks every field and
-raises `RecordError` naming the first one that is wrong.
+prediction server's dependencies. The JSON form (``MinuteAggregate.to_json``/``from_json``)
+is the wire and spool format, documented in docs/monitoring.md: written in version 3, read
+in versions 1, 2 and 3 (records spooled by an earlier release are not lost on upgrade);
+``from_json`` checks every field and raises `RecordError` naming the first one that is
+wrong. The columns' and histograms' own ``to_json``/``from_json`` are the whole version 1
+objects, which the service also stores.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
+import struct
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,9 +30,9 @@ from typing import Any
 
 FORMAT_VERSION = 1
 """The version of raw-row sample records (``shipmate.monitoring.samples``)."""
-AGGREGATE_VERSION = 2
-"""Aggregates are written in version 2 (compact columns); versions 1 and 2 are read."""
-READABLE_AGGREGATE_VERSIONS = (1, 2)
+AGGREGATE_VERSION = 3
+"""Aggregates are written in version 3 (zero runs and long moments packed); versions 1 to 3 are read."""
+READABLE_AGGREGATE_VERSIONS = (1, 2, 3)
 LATENCY_SCALE = 3
 """Latency buckets grow by 2**(1/8), about 9 %: bucket i holds (2**((i-1)/8), 2**(i/8)] ms."""
 MAX_CONSUMERS = 256
@@ -105,18 +111,48 @@ class LatencyHistogram:
             "maxMs": self.max_ms,
         }
 
-    def to_compact(self) -> dict[str, Any]:
-        """The wire form of version 2: the counts of the buckets ``first`` .. ``first + len - 1``
-        as one dense list (zeros in between written out); the zero bucket stays sparse."""
-        doc: dict[str, Any] = {"scale": LATENCY_SCALE, "totalMs": self.total_ms, "maxMs": self.max_ms}
+    def to_wire(self) -> dict[str, Any]:
+        """The form of version 3: the counts of the buckets ``first``, ``first + 1`` ... with
+        runs of empty buckets packed (`pack_zeros`), the zero bucket apart; the scale is the
+        version's (3)."""
+        doc: dict[str, Any] = {}
         indices = [i for i in self.buckets if i > _ZERO_BUCKET]
         if indices:
             first, last = min(indices), max(indices)
             doc["first"] = first
-            doc["counts"] = [self.buckets.get(i, 0) for i in range(first, last + 1)]
+            doc["counts"] = pack_zeros([self.buckets.get(i, 0) for i in range(first, last + 1)])
         if _ZERO_BUCKET in self.buckets:
             doc["zero"] = self.buckets[_ZERO_BUCKET]
+        doc["sum"] = self.total_ms
+        doc["max"] = self.max_ms
         return doc
+
+    @classmethod
+    def from_wire(cls, doc: Any, where: str) -> LatencyHistogram:
+        """A histogram of version 3 (`to_wire`)."""
+        doc = _mapping(doc, where)
+        if doc.get("scale", LATENCY_SCALE) != LATENCY_SCALE:
+            raise RecordError(
+                f"{where}.scale: version 3 histograms have scale {LATENCY_SCALE}, got {doc['scale']!r}"
+            )
+        unknown = set(doc) - _WIRE_HISTOGRAM_KEYS
+        if unknown:
+            raise RecordError(f"{where}: unknown key {sorted(unknown)[0]!r} (a version 3 histogram has "
+                              "first, counts, zero, sum, max)")  # fmt: skip
+        buckets: dict[int, int] = {}
+        if "counts" in doc:
+            first = doc.get("first")
+            if isinstance(first, bool) or not isinstance(first, int) or abs(first) > _MAX_BUCKET_INDEX:
+                raise RecordError(f"{where}.first: expected a bucket index, got {first!r}")
+            counts = unpack_zeros(doc["counts"], f"{where}.counts", _MAX_BUCKET_INDEX - first + 1)
+            buckets = {first + offset: count for offset, count in enumerate(counts) if count}
+        if "zero" in doc:
+            buckets[_ZERO_BUCKET] = _count(doc["zero"], f"{where}.zero")
+        return cls(
+            buckets=buckets,
+            total_ms=_number(doc.get("sum", 0.0), f"{where}.sum"),
+            max_ms=_number(doc.get("max", 0.0), f"{where}.max"),
+        )
 
     @classmethod
     def from_json(cls, doc: Any, where: str) -> LatencyHistogram:
@@ -124,7 +160,7 @@ class LatencyHistogram:
         if doc.get("scale") != LATENCY_SCALE:
             raise RecordError(f"{where}.scale: expected {LATENCY_SCALE}, got {doc.get('scale')!r}")
         if "counts" in doc or "zero" in doc:
-            return cls._from_compact(doc, where)
+            return cls._from_version_2(doc, where)
         raw = _mapping(doc.get("buckets", {}), f"{where}.buckets")
         buckets: dict[int, int] = {}
         for key, count in raw.items():
@@ -140,7 +176,8 @@ class LatencyHistogram:
         )
 
     @classmethod
-    def _from_compact(cls, doc: Mapping[str, Any], where: str) -> LatencyHistogram:
+    def _from_version_2(cls, doc: Mapping[str, Any], where: str) -> LatencyHistogram:
+        """Version 2: ``first`` and the dense ``counts`` (zeros written out), ``zero`` apart."""
         counts = doc.get("counts", [])
         if not isinstance(counts, list) or len(counts) > _MAX_DENSE_BUCKETS:
             raise RecordError(f"{where}.counts: expected a list of at most {_MAX_DENSE_BUCKETS} counts")
@@ -163,7 +200,91 @@ class LatencyHistogram:
 
 _ZERO_BUCKET = -(2**15)
 _MAX_DENSE_BUCKETS = 1 << 12
-"""Bucket indices within +-4096 cover 2**-512 .. 2**512 ms; a dense list is at most that long."""
+"""Version 2: bucket indices within +-4096 cover 2**-512 .. 2**512 ms; a dense list is at most that long."""
+_MAX_BUCKET_INDEX = 1 << 14
+"""Version 3: every positive finite latency (2**-1074 .. 2**1024 ms) has its bucket within +-16384."""
+_WIRE_HISTOGRAM_KEYS = frozenset({"first", "counts", "zero", "sum", "max", "scale"})
+_MAX_BINS = 1 << 16
+"""The longest bin layout a column may have once its zero runs are unpacked."""
+
+
+# ---- the packed forms of version 3 -----------------------------------------------------------
+
+
+def pack_zeros(counts: list[int]) -> list[int]:
+    """Counts with each run of two or more zeros written as one negative entry: ``-n`` for ``n``
+    zeros (a lone zero stays ``0``, which is as short). Counts are never negative, so it is exact."""
+    if 0 not in counts:
+        return counts
+    packed: list[int] = []
+    zeros = 0
+    for count in counts:
+        if count == 0:
+            zeros += 1
+            continue
+        if zeros:
+            packed.append(-zeros if zeros > 1 else 0)
+            zeros = 0
+        packed.append(count)
+    if zeros:
+        packed.append(-zeros if zeros > 1 else 0)
+    return packed
+
+
+def unpack_zeros(value: Any, where: str, limit: int = _MAX_BINS) -> list[int]:
+    """The counts `pack_zeros` packed; at most ``limit`` of them, so a record cannot ask for more memory."""
+    if not isinstance(value, list):
+        raise RecordError(f"{where}: expected a list of counts")
+    counts: list[int] = []
+    for i, entry in enumerate(value):
+        if isinstance(entry, bool) or not isinstance(entry, int):
+            raise RecordError(f"{where}[{i}]: expected a whole number, got {entry!r}")
+        if entry < 0:
+            if len(counts) - entry > limit:
+                raise RecordError(f"{where}[{i}]: {-entry} zeros make more than {limit} counts")
+            counts.extend([0] * -entry)
+        else:
+            counts.append(entry)
+    if len(counts) > limit:
+        raise RecordError(f"{where}: more than {limit} counts")
+    return counts
+
+
+_MOMENTS = struct.Struct("<4d")
+_PACKED_MOMENTS_CHARS = 4 * ((_MOMENTS.size + 2) // 3)
+"""44: the base64 text of four doubles."""
+
+
+def pack_moments(moments: tuple[float, float, float, float]) -> str | None:
+    """min, max, sum and sum of squares as base64 of four little-endian IEEE 754 doubles, bit for
+    bit (44 characters, where continuous values take about 75 as decimals); None when their
+    decimals are as short: whole numbers and short binary fractions (24480.0, 0.5), as columns of
+    counts or constant outputs have. The cheap test comes first: the flusher encodes every column."""
+    low, high, total, total_sq = moments
+    if (
+        (low * 64.0).is_integer()
+        and (high * 64.0).is_integer()
+        and (total * 64.0).is_integer()
+        and (total_sq * 64.0).is_integer()
+        and len(repr(low)) + len(repr(high)) + len(repr(total)) + len(repr(total_sq)) + 3
+        <= _PACKED_MOMENTS_CHARS + 2
+    ):
+        return None
+    return base64.b64encode(_MOMENTS.pack(low, high, total, total_sq)).decode("ascii")
+
+
+def unpack_moments(text: str, where: str) -> tuple[float, float, float, float]:
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise RecordError(f"{where}: not base64") from None
+    if len(raw) != _MOMENTS.size:
+        raise RecordError(f"{where}: expected {_MOMENTS.size} bytes (four doubles), got {len(raw)}")
+    minimum, maximum, total, total_sq = (
+        _number(v, f"{where}.{name}")
+        for v, name in zip(_MOMENTS.unpack(raw), ("min", "max", "sum", "sumSq"), strict=True)
+    )
+    return minimum, maximum, total, total_sq
 
 
 # ---- bin counts ----------------------------------------------------------------------------
@@ -206,20 +327,46 @@ class BinCounts:
             doc.update(min=self.minimum, max=self.maximum, sum=self.total, sumSq=self.total_sq)
         return doc
 
-    def to_compact(self) -> list[Any] | dict[str, Any]:
-        """The wire form of version 2: ``[counts]``, or ``[counts, min, max, sum, sumSq]`` with
-        moments. ``count`` and ``missing`` are left out, being the sum of the counts and the last
-        one (the missing bin) in every layout; a column where they are not is written whole."""
+    def to_wire(self) -> list[Any] | dict[str, Any]:
+        """The form of version 3: ``[counts]``, ``[counts, min, max, sum, sumSq]``, or
+        ``[counts, "<base64 of the four moments>"]`` when that is shorter (`pack_moments`), the
+        counts' zero runs packed (`pack_zeros`). ``count`` and ``missing`` are left out, being
+        the sum of the counts and the last one (the missing bin) in every layout; a column where
+        they are not is written whole (the version 1 object)."""
         counts = self.counts
         if self.count != sum(counts) or self.missing != (counts[-1] if counts else 0):
             return self.to_json()
+        packed = pack_zeros(counts)
         if self.minimum is None:
-            return [counts]
-        return [counts, self.minimum, self.maximum, self.total, self.total_sq]
+            return [packed]
+        moments = (self.minimum, self.maximum or 0.0, self.total, self.total_sq)
+        text = pack_moments(moments)
+        return [packed, *moments] if text is None else [packed, text]
 
     @classmethod
-    def from_compact(cls, doc: Any, where: str) -> BinCounts:
-        """A column of version 2: the compact list, or the whole object."""
+    def from_wire(cls, doc: Any, where: str) -> BinCounts:
+        """A column of version 3 (`to_wire`), or the whole object."""
+        if not isinstance(doc, list):
+            return cls.from_json(doc, where)
+        if len(doc) not in (1, 2, 5) or (len(doc) == 2 and not isinstance(doc[1], str)):
+            raise RecordError(
+                f"{where}: expected [counts], [counts, min, max, sum, sumSq] or [counts, moments]"
+            )
+        counts = unpack_zeros(doc[0], f"{where}[0]")
+        bins = cls(counts=counts, count=sum(counts), missing=counts[-1] if counts else 0)
+        if len(doc) == 2:
+            bins.minimum, bins.maximum, bins.total, bins.total_sq = unpack_moments(doc[1], f"{where}[1]")
+        elif len(doc) == 5:
+            bins.minimum = _number(doc[1], f"{where}.min")
+            bins.maximum = _number(doc[2], f"{where}.max")
+            bins.total = _number(doc[3], f"{where}.sum")
+            bins.total_sq = _number(doc[4], f"{where}.sumSq")
+        return bins
+
+    @classmethod
+    def from_version_2(cls, doc: Any, where: str) -> BinCounts:
+        """A column of version 2: ``[counts]`` or ``[counts, min, max, sum, sumSq]`` (zeros written
+        out), or the whole object."""
         if not isinstance(doc, list):
             return cls.from_json(doc, where)
         if len(doc) not in (1, 5) or not isinstance(doc[0], list):
@@ -320,11 +467,11 @@ class MinuteAggregate:
         self.flushed_at = max(self.flushed_at, other.flushed_at)
 
     def to_json(self) -> dict[str, Any]:
-        """The wire and spool form (version 2, docs/monitoring.md): zero counts and empty fields
-        left out, columns compact (`BinCounts.to_compact`)."""
+        """The wire and spool form (version 3, docs/monitoring.md): zero counts and empty fields
+        left out (``kind`` too: an aggregate is the default), columns and histograms packed
+        (`BinCounts.to_wire`, `LatencyHistogram.to_wire`)."""
         doc: dict[str, Any] = {
             "v": AGGREGATE_VERSION,
-            "kind": "aggregate",
             "id": self.record_id,
             "deploymentId": self.deployment_id,
             "modelId": self.model_id,
@@ -341,11 +488,11 @@ class MinuteAggregate:
         doc.update((key, value) for key, value in optional if value)
         for key, histogram in (("responseMs", self.response_ms), ("executionMs", self.execution_ms)):
             if histogram.buckets:
-                doc[key] = histogram.to_compact()
+                doc[key] = histogram.to_wire()
         if self.consumers:
             doc["consumers"] = self.consumers
-        doc["features"] = {name: bins.to_compact() for name, bins in self.features.items()}
-        doc["predictions"] = {name: bins.to_compact() for name, bins in self.predictions.items()}
+        doc["features"] = {name: bins.to_wire() for name, bins in self.features.items()}
+        doc["predictions"] = {name: bins.to_wire() for name, bins in self.predictions.items()}
         doc["flushedAt"] = self.flushed_at
         if self.merged_ids:
             doc["mergedIds"] = self.merged_ids
@@ -356,8 +503,8 @@ class MinuteAggregate:
         doc = _mapping(doc, "record")
         version = doc.get("v")
         if version not in READABLE_AGGREGATE_VERSIONS or isinstance(version, bool):
-            raise RecordError(f"v: expected format version 1 or 2, got {version!r}")
-        column = BinCounts.from_compact if version == 2 else BinCounts.from_json
+            raise RecordError(f"v: expected format version 1, 2 or 3, got {version!r}")
+        column, histogram = _READERS[version]
         if doc.get("kind", "aggregate") != "aggregate":
             raise RecordError(f"kind: expected 'aggregate', got {doc.get('kind')!r}")
         model_id = doc.get("modelId")
@@ -375,8 +522,8 @@ class MinuteAggregate:
             rows=_count(doc.get("rows", 0), "rows"),
             user_errors=_count(doc.get("userErrors", 0), "userErrors"),
             server_errors=_count(doc.get("serverErrors", 0), "serverErrors"),
-            response_ms=LatencyHistogram.from_json(doc.get("responseMs", _EMPTY_HISTOGRAM), "responseMs"),
-            execution_ms=LatencyHistogram.from_json(doc.get("executionMs", _EMPTY_HISTOGRAM), "executionMs"),
+            response_ms=_histogram(doc, "responseMs", histogram),
+            execution_ms=_histogram(doc, "executionMs", histogram),
             consumers={_text(k, "consumers"): _count(v, f"consumers[{k}]") for k, v in consumers.items()},
             consumers_overflow=_count(doc.get("consumersOverflow", 0), "consumersOverflow"),
             features=_columns(doc.get("features", {}), "features", column),
@@ -400,7 +547,18 @@ def merge_all(records: list[MinuteAggregate]) -> list[MinuteAggregate]:
 
 # ---- helpers -------------------------------------------------------------------------------
 
-_EMPTY_HISTOGRAM = {"scale": LATENCY_SCALE, "buckets": {}}
+_READERS: dict[int, tuple[Callable[[Any, str], BinCounts], Callable[[Any, str], LatencyHistogram]]] = {
+    1: (BinCounts.from_json, LatencyHistogram.from_json),
+    2: (BinCounts.from_version_2, LatencyHistogram.from_json),
+    3: (BinCounts.from_wire, LatencyHistogram.from_wire),
+}
+"""How each readable version writes its columns and histograms."""
+
+
+def _histogram(
+    doc: Mapping[str, Any], key: str, read: Callable[[Any, str], LatencyHistogram]
+) -> LatencyHistogram:
+    return read(doc[key], key) if key in doc else LatencyHistogram()
 
 
 def _merge_columns(into: dict[str, BinCounts], other: dict[str, BinCounts], where: str) -> None:

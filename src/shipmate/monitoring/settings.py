@@ -96,7 +96,6 @@ class MonitorSettings:
             where = str(self.spooler_type)
         return f"monitoring on: spooler {where}, flush every {self.flush_rows} rows or {self.flush_seconds} s"
 
-
     @property
     def rabbitmq_tls(self) -> bool:
         """Whether the RabbitMQ connection is made with TLS settings of its own."""
@@ -111,31 +110,62 @@ class MonitorSettings:
         )
 
 
-def tls_context(settings: MonitorSettings) -> ssl.SSLContext:
-    """The TLS context of the RabbitMQ connection: the broker's certificate checked against the
-    CA file (or the system's CAs), the client certificate and key presented when given, the TLS
-    version pinned when given. Raises `SettingsError` naming the variable whose file is missing or
-    unreadable."""
-    ca = settings.rabbitmq_ssl_ca_certificate
+class TlsError(ValueError):
+    """A RabbitMQ TLS setting that cannot be used; the message starts with the setting's name."""
+
+
+@dataclass(frozen=True, slots=True)
+class TlsNames:
+    """What the RabbitMQ TLS settings are called where they were given, for error messages."""
+
+    ca_certificate: str = "MLOPS_RABBITMQ_SSL_CA_CERTIFICATE_PATH"
+    certificate: str = "MLOPS_RABBITMQ_SSL_CERTIFICATE_PATH"
+    keyfile: str = "MLOPS_RABBITMQ_SSL_KEYFILE_PATH"
+    tls_version: str = "MLOPS_RABBITMQ_SSL_TLS_VERSION"
+
+
+def rabbitmq_tls_context(
+    ca_certificate: Path | None,
+    certificate: Path | None,
+    keyfile: Path | None,
+    tls_version: ssl.TLSVersion | None,
+    names: TlsNames = TlsNames(),
+) -> ssl.SSLContext:
+    """The TLS context of a RabbitMQ connection, for the prediction server's spooler and the
+    monitoring agent's channels alike: the broker's certificate checked against the CA file (or
+    the system's CAs), the client certificate and key presented when given, the TLS version
+    pinned when given. Raises `TlsError` naming the setting whose file is missing or unreadable."""
+    if keyfile is not None and certificate is None:
+        raise TlsError(f"{names.keyfile} is the key of a client certificate: set {names.certificate} too")
     try:
-        context = ssl.create_default_context(cafile=str(ca) if ca else None)
+        context = ssl.create_default_context(cafile=str(ca_certificate) if ca_certificate else None)
     except (OSError, ssl.SSLError) as exc:
-        raise SettingsError(
-            f"monitoring settings: MLOPS_RABBITMQ_SSL_CA_CERTIFICATE_PATH: cannot load {ca}: {_reason(exc)}"
-        ) from None
-    certificate, key = settings.rabbitmq_ssl_certificate, settings.rabbitmq_ssl_keyfile
+        raise TlsError(f"{names.ca_certificate}: cannot load {ca_certificate}: {_reason(exc)}") from None
     if certificate is not None:
         try:
-            context.load_cert_chain(str(certificate), str(key) if key else None)
+            context.load_cert_chain(str(certificate), str(keyfile) if keyfile else None)
         except (OSError, ssl.SSLError) as exc:
-            raise SettingsError(
-                "monitoring settings: MLOPS_RABBITMQ_SSL_CERTIFICATE_PATH / MLOPS_RABBITMQ_SSL_KEYFILE_PATH: "
-                f"cannot load {certificate}{f' with {key}' if key else ''}: {_reason(exc)}"
+            raise TlsError(
+                f"{names.certificate} / {names.keyfile}: "
+                f"cannot load {certificate}{f' with {keyfile}' if keyfile else ''}: {_reason(exc)}"
             ) from None
-    version = settings.rabbitmq_ssl_tls_version
-    if version is not None:
-        context.minimum_version = context.maximum_version = version
+    if tls_version is not None:
+        context.minimum_version = context.maximum_version = tls_version
     return context
+
+
+def tls_context(settings: MonitorSettings) -> ssl.SSLContext:
+    """The prediction server's RabbitMQ TLS context (`rabbitmq_tls_context` of the ``MLOPS_RABBITMQ_SSL_*``
+    settings); raises `SettingsError` naming the variable at fault."""
+    try:
+        return rabbitmq_tls_context(
+            settings.rabbitmq_ssl_ca_certificate,
+            settings.rabbitmq_ssl_certificate,
+            settings.rabbitmq_ssl_keyfile,
+            settings.rabbitmq_ssl_tls_version,
+        )
+    except TlsError as exc:
+        raise SettingsError(f"monitoring settings: {exc}") from None
 
 
 def _reason(exc: BaseException) -> str:
@@ -211,7 +241,8 @@ def _amqp_url(text: str) -> str:
     return value
 
 
-def _file(text: str) -> Path:
+def absolute_file(text: str) -> Path:
+    """A file named in a setting: absolute, since no working directory is a safe anchor."""
     path = Path(text.strip())
     if not path.is_absolute():
         raise ValueError(f"{text!r} must be an absolute path")
@@ -226,7 +257,7 @@ _TLS_VERSIONS = {
 }
 
 
-def _tls_version(text: str) -> ssl.TLSVersion:
+def parse_tls_version(text: str) -> ssl.TLSVersion:
     """``TLSv1.2``, ``TLSv1_2``, ``PROTOCOL_TLSv1_2`` or ``1.2`` (Python's ``ssl`` names, as DataRobot's)."""
     name = text.strip().upper().removeprefix("PROTOCOL_").replace("_", ".")
     version = _TLS_VERSIONS.get(name) or _TLS_VERSIONS.get("TLSV" + name)
@@ -276,10 +307,10 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("MLOPS_FILESYSTEM_MAX_NUM_FILES", "max_files", _positive_int, ("MLOPS_SPOOLER_MAX_FILES",)),
     Variable("MLOPS_RABBITMQ_QUEUE_URL", "rabbitmq_queue_url", _amqp_url, ("MLOPS_RABBITMQ_URL",)),
     Variable("MLOPS_RABBITMQ_QUEUE_NAME", "rabbitmq_queue_name"),
-    Variable("MLOPS_RABBITMQ_SSL_CA_CERTIFICATE_PATH", "rabbitmq_ssl_ca_certificate", _file),
-    Variable("MLOPS_RABBITMQ_SSL_CERTIFICATE_PATH", "rabbitmq_ssl_certificate", _file),
-    Variable("MLOPS_RABBITMQ_SSL_KEYFILE_PATH", "rabbitmq_ssl_keyfile", _file),
-    Variable("MLOPS_RABBITMQ_SSL_TLS_VERSION", "rabbitmq_ssl_tls_version", _tls_version),
+    Variable("MLOPS_RABBITMQ_SSL_CA_CERTIFICATE_PATH", "rabbitmq_ssl_ca_certificate", absolute_file),
+    Variable("MLOPS_RABBITMQ_SSL_CERTIFICATE_PATH", "rabbitmq_ssl_certificate", absolute_file),
+    Variable("MLOPS_RABBITMQ_SSL_KEYFILE_PATH", "rabbitmq_ssl_keyfile", absolute_file),
+    Variable("MLOPS_RABBITMQ_SSL_TLS_VERSION", "rabbitmq_ssl_tls_version", parse_tls_version),
     Variable("MLOPS_DEPLOYMENT_ID", "deployment_id"),
     Variable("MLOPS_MODEL_ID", "model_id"),
     Variable("MLOPS_ASSOCIATION_ID_COLUMN_NAME", "association_id_column"),
@@ -429,11 +460,6 @@ def _checked(settings: MonitorSettings, set_by: Mapping[str, str]) -> MonitorSet
         ):
             if getattr(settings, name) is None:
                 raise SettingsError(f"monitoring settings: the RABBITMQ spooler needs {variable}")
-        if settings.rabbitmq_ssl_keyfile is not None and settings.rabbitmq_ssl_certificate is None:
-            raise SettingsError(
-                "monitoring settings: MLOPS_RABBITMQ_SSL_KEYFILE_PATH is the key of a client certificate: "
-                "set MLOPS_RABBITMQ_SSL_CERTIFICATE_PATH too"
-            )
         if settings.rabbitmq_tls:
             tls_context(settings)  # the files exist and load, or start-up stops naming the variable
     if settings.sample_percentage > 0 and settings.association_id_column is None:

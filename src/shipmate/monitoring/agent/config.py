@@ -7,18 +7,33 @@ an existing file works unchanged; an unknown key is an error (it is most likely 
 
 Without a file, the agent reads the variables DataRobot's agent image is configured with
 (``from_environment``), which is how the Docker and Kubernetes plugins start it.
+
+A ``RABBITMQ_SPOOL`` channel takes the prediction server's RabbitMQ TLS settings under the
+channel's own key style (`TLS_KEYS`: DataRobot documents none for the agent's file), and
+the environment path reads ``MLOPS_RABBITMQ_SSL_*`` as the prediction server does; the TLS
+context is built at start-up by the one function the spooler uses, so a missing file stops
+the agent with a line naming the key and the file.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import ssl
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import yaml
+
+from shipmate.monitoring.settings import (
+    TlsError,
+    TlsNames,
+    absolute_file,
+    parse_tls_version,
+    rabbitmq_tls_context,
+)
 
 TOKEN_VARIABLE = "MLOPS_API_TOKEN"
 
@@ -52,6 +67,18 @@ class RabbitChannel:
     name: str
     queue_url: str
     queue_name: str
+    tls: ssl.SSLContext | None = field(default=None, compare=False, repr=False)
+    """Set by the channel's TLS keys (or ``MLOPS_RABBITMQ_SSL_*``): the connection is made with TLS."""
+
+
+TLS_KEYS = (
+    ("sslCaCertificatePath", "rabbitmq_ssl_ca_certificate_path", "MLOPS_RABBITMQ_SSL_CA_CERTIFICATE_PATH"),
+    ("sslCertificatePath", "rabbitmq_ssl_certificate_path", "MLOPS_RABBITMQ_SSL_CERTIFICATE_PATH"),
+    ("sslKeyfilePath", "rabbitmq_ssl_keyfile_path", "MLOPS_RABBITMQ_SSL_KEYFILE_PATH"),
+    ("sslTlsVersion", "rabbitmq_ssl_tls_version", "MLOPS_RABBITMQ_SSL_TLS_VERSION"),
+)
+"""A RABBITMQ_SPOOL channel's TLS keys: the prediction server's ``MLOPS_RABBITMQ_SSL_*`` settings in
+the channel's camelCase (``queueUrl``), and in the embedded agent's spelling (``rabbitmq_queue_url``)."""
 
 
 Channel = FilesystemChannel | RabbitChannel
@@ -158,7 +185,8 @@ def _channels(value: Any, where: str) -> tuple[Channel, ...]:
                 )
             if not isinstance(queue, str) or not queue:
                 raise ConfigError(f"{where}: {at}.details.queueName (or rabbitmq_queue_name) is required")
-            channels.append(RabbitChannel(name, url, queue))
+            tls = _rabbit_tls(details, where, f"{at}.details.".__add__)  # a key as written in the file
+            channels.append(RabbitChannel(name, url, queue, tls))
         elif kind in UNSUPPORTED_CHANNELS:
             raise ConfigError(
                 f"{where}: {at}.type {kind} is not supported yet; supported: FS_SPOOL, RABBITMQ_SPOOL"
@@ -169,6 +197,45 @@ def _channels(value: Any, where: str) -> tuple[Channel, ...]:
     if len(set(names)) != len(names):
         raise ConfigError(f"{where}: channelConfigs names must be unique, got {names}")
     return tuple(channels)
+
+
+def _rabbit_tls(
+    details: Mapping[str, Any], where: str, spelled: Callable[[str], str]
+) -> ssl.SSLContext | None:
+    """The channel's TLS context, or None without TLS keys. ``spelled`` names a key as the
+    user wrote it (``channelConfigs[0].details.sslCaCertificatePath``, or a variable)."""
+    known = {key for keys in TLS_KEYS for key in keys[:2]}
+    for key in details:
+        if key.lower().startswith(("ssl", "rabbitmq_ssl")) and key not in known:
+            raise ConfigError(
+                f"{where}: {spelled(key)} is not a TLS key (known: {', '.join(k[0] for k in TLS_KEYS)}, "
+                "or the same as rabbitmq_ssl_ca_certificate_path ...)"
+            )
+    paths: list[Path | None] = []
+    version: ssl.TLSVersion | None = None
+    names: list[str] = []
+    for camel, snake, _ in TLS_KEYS:
+        key = snake if snake in details and camel not in details else camel
+        names.append(spelled(key))
+        raw = details.get(key)
+        if raw is not None and (
+            isinstance(raw, bool) or not isinstance(raw, str | int | float) or not str(raw).strip()
+        ):
+            raise ConfigError(f"{where}: {spelled(key)} must be text, got {raw!r}")
+        try:
+            if camel == "sslTlsVersion":
+                version = None if raw is None else parse_tls_version(str(raw))
+            else:
+                paths.append(None if raw is None else absolute_file(str(raw)))
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {spelled(key)}: {exc}") from None
+    if version is None and all(path is None for path in paths):
+        return None
+    ca, certificate, keyfile = paths
+    try:
+        return rabbitmq_tls_context(ca, certificate, keyfile, version, TlsNames(*names))
+    except TlsError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _text(document: Mapping[str, Any], key: str, where: str) -> str:
@@ -216,8 +283,9 @@ def from_environment(environ: Mapping[str, str]) -> AgentConfig:
 
     ``MLOPS_SERVICE_URL``, ``MLOPS_API_TOKEN``, ``MLOPS_SPOOLER_TYPE`` (``FILESYSTEM`` with
     ``MLOPS_FILESYSTEM_DIRECTORY``, or ``RABBITMQ`` with ``MLOPS_RABBITMQ_QUEUE_URL`` and
-    ``MLOPS_RABBITMQ_QUEUE_NAME``; the older names too), ``MLOPS_AGENT_SERVER_PORT`` (serves
-    ``/metrics`` and ``/healthz``) and ``MLOPS_AGENT_VERIFY_SSL``. Errors name the variable.
+    ``MLOPS_RABBITMQ_QUEUE_NAME``, and TLS with ``MLOPS_RABBITMQ_SSL_*``; the older names too),
+    ``MLOPS_AGENT_SERVER_PORT`` (serves ``/metrics`` and ``/healthz``) and
+    ``MLOPS_AGENT_VERIFY_SSL``. Errors name the variable.
     """
 
     def get(*names: str) -> str | None:
@@ -261,4 +329,12 @@ def from_environment(environ: Mapping[str, str]) -> AgentConfig:
         document["serverMode"], document["serverPort"] = True, int(port)
     if get("MLOPS_AGENT_VERIFY_SSL") is not None:
         document["verifySSL"] = (get("MLOPS_AGENT_VERIFY_SSL") or "").lower() != "false"
-    return parse(document, ENVIRONMENT_SOURCE, environ)
+    config = parse(document, ENVIRONMENT_SOURCE, environ)
+    if spooler == "RABBITMQ":
+        variables = {camel: variable for camel, _, variable in TLS_KEYS}
+        given = {camel: value for camel, variable in variables.items() if (value := get(variable))}
+        tls = _rabbit_tls(given, ENVIRONMENT_SOURCE, variables.__getitem__)
+        if tls is not None:
+            channels = tuple(replace(c, tls=tls) for c in config.channels if isinstance(c, RabbitChannel))
+            config = replace(config, channels=channels)
+    return config

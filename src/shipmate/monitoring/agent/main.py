@@ -99,7 +99,7 @@ def reader_for(channel: Any) -> SpoolReader:
         return FilesystemSpoolReader(channel.directory)
     from shipmate.monitoring.rabbit_spool import RabbitSpoolReader
 
-    return RabbitSpoolReader(channel.queue_url, channel.queue_name)
+    return RabbitSpoolReader(channel.queue_url, channel.queue_name, channel.tls)
 
 
 def _configure_logging(level: str) -> logging.Handler:
@@ -172,7 +172,9 @@ def run(config_path: Path | None, *, log_level: str = "info", stop: threading.Ev
     for thread in threads.values():
         thread.start()
     described = ", ".join(
-        f"{c.name} (FS_SPOOL {c.directory})" if isinstance(c, FilesystemChannel) else f"{c.name} (RABBITMQ)"
+        f"{c.name} (FS_SPOOL {c.directory})"
+        if isinstance(c, FilesystemChannel)
+        else f"{c.name} (RABBITMQ{', TLS' if c.tls is not None else ''})"
         for c in config.channels
     )
     log.info(
