@@ -585,7 +585,7 @@ def iris_packages(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
 
-    from shipmate.packages import build_sklearn_package
+    from shipmate.packages import BuildOptions, build_sklearn_package
 
     folder = tmp_path_factory.mktemp("packages")
     X, y = load_iris(return_X_y=True, as_frame=True)
@@ -593,7 +593,7 @@ def iris_packages(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
     for version, c in (("1", 1.0), ("2", 0.5)):
         model = LogisticRegression(max_iter=300, C=c).fit(X, y)
         path = folder / f"iris-{version}.mlpkg"
-        build_sklearn_package(model, X.head(20), path, name="iris", version=version)
+        build_sklearn_package(model, X.head(20), path, name="iris", options=BuildOptions(version=version))
         paths.append(path)
     return paths[0], paths[1]
 
