@@ -124,12 +124,16 @@ def build_package(folder: Path) -> Path:
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
 
-    from shipmate.packages import build_sklearn_package
+    from shipmate.packages import BuildOptions, build_sklearn_package
 
     X, y = load_iris(return_X_y=True, as_frame=True)
     path = folder / "iris.mlpkg"
     build_sklearn_package(
-        LogisticRegression(max_iter=300).fit(X, y), X.head(20), path, name="iris", version="1"
+        LogisticRegression(max_iter=300).fit(X, y),
+        X.head(20),
+        path,
+        name="iris",
+        options=BuildOptions(version="1"),
     )
     return path
 
@@ -486,12 +490,12 @@ def _second_package(folder: Path) -> Path:
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
 
-    from shipmate.packages import build_sklearn_package
+    from shipmate.packages import BuildOptions, build_sklearn_package
 
     X, y = load_iris(return_X_y=True, as_frame=True)
     path = folder / "iris-2.mlpkg"
     build_sklearn_package(LogisticRegression(max_iter=300, C=0.3).fit(X, y), X.head(20), path, name="iris",
-                          version="2")  # fmt: skip
+                          options=BuildOptions(version="2"))  # fmt: skip
     return path
 
 

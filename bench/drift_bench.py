@@ -42,16 +42,17 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scratch_pg import (  # noqa: E402 (found through the path above, as serve_bench.py is)
+    ADMIN_TOKEN,
+    baseline_manifest,
+    cpu_seconds,
+    log,
+    minute_counts,
+    scratch_database,
+)
 
-PG = "postgresql://root@127.0.0.1:5432/test"
-ADMIN_TOKEN = "smt_bench-admin-token-0123456789abcdef"
-BINS = 10
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 EVIDENTLY_PYTHON = "/tmp/evidently-venv/bin/python"
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def timed(repeat: int, work: Any) -> dict[str, float]:
@@ -65,24 +66,10 @@ def timed(repeat: int, work: Any) -> dict[str, float]:
             "bestWallMs": min(walls) * 1000}  # fmt: skip
 
 
-def backend_cpu(pid: int) -> float | None:
-    """CPU seconds of a PostgreSQL backend process (None when it runs where /proc cannot see it)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
 def manifest(features: int) -> dict[str, Any]:
-    edges = [float(i) for i in range(BINS + 1)]
-    spec = {"type": "numeric", "edges": edges, "counts": [0, *[1000] * BINS, 0, 0]}
-    names = [f"f{i:04d}" for i in range(features)]
     return {
         "formatVersion": 1, "name": f"bench-{features}", "version": "1", "framework": "custom",
-        "targetType": "regression", "features": [{"name": n, "type": "numeric"} for n in names],
-        "baseline": {n: {"bins": spec} for n in names}, "predictionBaseline": {"value": spec},
-        "featureImportance": {n: round(1.0 / (1 + i), 4) for i, n in enumerate(names)},
+        "targetType": "regression", **baseline_manifest([f"f{i:04d}" for i in range(features)]),
         "createdAt": "2026-01-01T00:00:00+00:00", "modelPath": "model", "files": {},
     }  # fmt: skip
 
@@ -107,15 +94,11 @@ def populate(db: Any, features: int, rows_per_minute: int, now_minute: int) -> s
                                model_package_id=f"p-{suffix}", desired_state=DesiredState.RUNNING,
                                created_by="bench"))  # fmt: skip
     rng = np.random.default_rng(features)
-    clean = np.full(BINS, 1.0 / BINS)
-    shifted = np.linspace(0.1, 1.9, BINS) / np.linspace(0.1, 1.9, BINS).sum()
-    drifting = max(1, features // 20)
     start = now_minute - 24 * 60
     for slot in range(start - start % 15, now_minute, 15):
         batch = []
         for _minute in range(max(slot, start), min(slot + 15, now_minute)):
-            counts = rng.multinomial(rows_per_minute, clean, size=features)
-            counts[:drifting] = rng.multinomial(rows_per_minute, shifted, size=drifting)
+            counts = minute_counts(rng, rows_per_minute, features)
             zeros = np.zeros((features, 1), dtype=np.int64)
             full = np.hstack([zeros, counts, zeros, zeros]).tolist()
             batch.append(store.Counts(
@@ -203,11 +186,11 @@ def measure(db: Any, base_url: str, features: int, args: argparse.Namespace, now
     def in_process() -> None:
         with db.read() as session:
             pid = session.execute(text("select pg_backend_pid()")).scalar_one()
-            before = backend_cpu(pid)
+            before = cpu_seconds(pid)
             deployment = session.get(Deployment, dep_id)
             assert deployment is not None
             answer["result"] = store.compute(session, deployment, since, until)
-            after = backend_cpu(pid)
+            after = cpu_seconds(pid)
             if before is not None and after is not None:
                 postgres_ms.append((after - before) * 1000)
 
@@ -263,7 +246,6 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    import psycopg
     from pydantic import SecretStr
 
     from shipmate.server.db import Database
@@ -271,15 +253,8 @@ def main() -> int:
     from shipmate.server.testing import live_server
 
     name = f"shipmate_drift_bench_{secrets.token_hex(4)}"
-    try:
-        admin = psycopg.connect(PG, autocommit=True, connect_timeout=3)
-    except Exception as exc:
-        log(f"PostgreSQL at 127.0.0.1:5432 is unreachable: {exc}")
-        return 2
-    admin.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+psycopg://root@127.0.0.1:5432/{name}"
     results: dict[str, Any] = {"rowsPerMinute": args.rows_per_minute, "repeat": args.repeat, "sizes": []}
-    try:
+    with scratch_database(name) as url:
         db = Database(url)
         db.migrate()
         now = time.time()
@@ -290,9 +265,6 @@ def main() -> int:
             for features in args.features:
                 results["sizes"].append(measure(db, server.base_url, features, args, now))
         db.dispose()
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

@@ -40,39 +40,29 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scratch_pg import (  # noqa: E402 (found through the path above, as serve_bench.py is)
+    ADMIN_TOKEN,
+    baseline_manifest,
+    log,
+    minute_counts,
+    scratch_database,
+)
+from scratch_pg import cpu_seconds as proc_cpu_seconds  # noqa: E402
 
-PG = "postgresql://root@127.0.0.1:5432/test"
-ADMIN_TOKEN = "smt_bench-admin-token-0123456789abcdef"
-BINS = 10
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 TABLES = ["monitoring_buckets", "drift_slots", "prediction_records", "alerts", "events"]
 # server defaults (ServerSettings): minute buckets 48 h, 15-minute drift slots 7 days, hour buckets
 # and hour drift slots 400 days
 MINUTE_HOURS, HOUR_DAYS, DRIFT_SLOT_DAYS = 48.0, 400.0, 7.0
 
 
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process (0 when /proc cannot see it)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return proc_cpu_seconds(pid) or 0.0
 
 
 def manifest(features: int) -> dict[str, Any]:
-    edges = [float(i) for i in range(BINS + 1)]
-    spec = {"type": "numeric", "edges": edges, "counts": [0, *[1000] * BINS, 0, 0]}
-    names = [f"f{i:03d}" for i in range(features)]
-    return {
-        "targetType": "regression", "features": [{"name": n, "type": "numeric"} for n in names],
-        "baseline": {n: {"bins": spec} for n in names}, "predictionBaseline": {"value": spec},
-        "featureImportance": {n: round(1.0 / (1 + i), 4) for i, n in enumerate(names)},
-    }  # fmt: skip
+    return {"targetType": "regression", **baseline_manifest([f"f{i:03d}" for i in range(features)])}
 
 
 class Postgres:
@@ -170,17 +160,11 @@ def setup(http: Any, args: argparse.Namespace, work: Path) -> tuple[list[str], s
 
 def minute_records(rng: Any, ids: list[str], minute: int, args: argparse.Namespace) -> list[dict[str, Any]]:
     """One record per deployment, as the monitoring agent writes them (a feature in twenty shifted)."""
-    import numpy as np
-
     from shipmate.monitoring.records import BinCounts, LatencyHistogram, MinuteAggregate
 
-    clean = np.full(BINS, 1.0 / BINS)
-    shifted = np.linspace(0.1, 1.9, BINS) / np.linspace(0.1, 1.9, BINS).sum()
-    drifting = max(1, args.features // 20)
     records = []
     for dep in ids:
-        counts = rng.multinomial(args.rows, clean, size=args.features)
-        counts[:drifting] = rng.multinomial(args.rows, shifted, size=drifting)
+        counts = minute_counts(rng, args.rows, args.features)
         latency = LatencyHistogram()
         for ms in rng.gamma(2.0, 5.0, size=20):
             latency.observe(float(ms))
@@ -372,37 +356,27 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    import psycopg
-
     name = f"shipmate_scale_{os.getpid()}"
-    try:
-        admin = psycopg.connect(PG, autocommit=True, connect_timeout=3)
-    except Exception as exc:
-        log(f"PostgreSQL at 127.0.0.1:5432 is unreachable: {exc}")
-        return 2
-    admin.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+psycopg://root@127.0.0.1:5432/{name}"
     server = None
     pg = None
-    try:
-        with tempfile.TemporaryDirectory(prefix="shipmate-scale-") as tmp:
-            work = Path(tmp)
-            server, base = start_server(url, work / "data")
-            pg = Postgres(name)
-            log(f"simulating {args.minutes} minutes of {args.deployments} deployments ...")
-            result = simulate(args, pg, server, base, work)
-            server.terminate()
-            server.wait(timeout=30)
-            result["maintenance"] = maintenance(url, pg)
-            report(args, result)
-    finally:
-        if server is not None and server.poll() is None:
-            server.terminate()
-            server.wait(timeout=30)
-        if pg is not None:
-            pg.conn.close()
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with scratch_database(name) as url:
+        try:
+            with tempfile.TemporaryDirectory(prefix="shipmate-scale-") as tmp:
+                work = Path(tmp)
+                server, base = start_server(url, work / "data")
+                pg = Postgres(name)
+                log(f"simulating {args.minutes} minutes of {args.deployments} deployments ...")
+                result = simulate(args, pg, server, base, work)
+                server.terminate()
+                server.wait(timeout=30)
+                result["maintenance"] = maintenance(url, pg)
+                report(args, result)
+        finally:
+            if server is not None and server.poll() is None:
+                server.terminate()
+                server.wait(timeout=30)
+            if pg is not None:
+                pg.conn.close()
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0

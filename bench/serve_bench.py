@@ -92,14 +92,16 @@ def prepare(models: Path, mlflow_python: Path) -> Path:
 
         import pandas as pd
 
-        from shipmate.packages import build_sklearn_package
+        from shipmate.packages import BuildOptions, build_sklearn_package
 
         with open(models / "gbc.pkl", "rb") as f:
             model = pickle.load(f)  # our own file, written by make_models.py just above
         sample = (
             pd.read_csv(models / "data" / "train.csv").drop(columns="target").sample(2000, random_state=0)
         )
-        build_sklearn_package(model, sample, package, name="gbc", description="shared benchmark GBC")
+        build_sklearn_package(
+            model, sample, package, name="gbc", options=BuildOptions(description="shared benchmark GBC")
+        )
     rows = pd_rows(models / "data" / "rows_1000.csv")
     (models / "records_1.json").write_text(json.dumps(rows[:1]))
     (models / "records_1000.json").write_text(json.dumps(rows))

@@ -3,7 +3,10 @@
 Fixtures shared by the tests of the plugin SDK (tests/plugin) and of the built-in plugins
 (tests/plugins): a model artifact to deploy, and the test plugin's private config. Fixtures
 shared by the client's and the CLI's tests (tests/client, tests/cli): a real service on
-loopback (SQLite), an admin client, packages (tests/server has richer ones of its own).
+loopback (SQLite), an admin client, packages (tests/server uses them too).
+Fixtures shared by the service's tests and the fault suite (tests/server, tests/faults): a
+fresh PostgreSQL database per test, copied from one migrated template; and by the agent's
+tests and the fault suite (tests/agent, tests/faults): two small real model packages.
 
 Which tests must share one pytest-xdist worker when the suite runs in parallel
 (``SHIPMATE_TEST_WORKERS=2 scripts/test.sh`` runs ``pytest -n 2 --dist loadgroup``): tests
@@ -16,6 +19,7 @@ its own.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -85,6 +89,76 @@ def make_package(tmp_path: Path) -> Any:
         return write_test_package(tmp_path / f"pkg-{number}.mlpkg", **overrides)
 
     return make
+
+
+PG_HOST, PG_PORT = "127.0.0.1", 5432
+
+
+def _pg_connect(dbname: str = "test") -> Any:
+    import psycopg
+
+    return psycopg.connect(
+        f"postgresql://root@{PG_HOST}:{PG_PORT}/{dbname}", autocommit=True, connect_timeout=3
+    )
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    """A migrated template database; each test gets a fresh copy of it."""
+    try:
+        admin = _pg_connect()
+    except Exception as exc:  # the server is not running here
+        pytest.skip(f"PostgreSQL at {PG_HOST}:{PG_PORT} is unreachable: {exc}")
+    name = f"shipmate_test_tpl_{secrets.token_hex(4)}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    from shipmate.server.db import Database
+
+    db = Database(f"postgresql+psycopg://root@{PG_HOST}:{PG_PORT}/{name}")
+    db.migrate()
+    db.dispose()
+    try:
+        yield name
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture
+def pg_database(pg_template: str) -> Iterator[str]:
+    """The name of a fresh PostgreSQL database for one test, dropped afterwards."""
+    name = f"shipmate_test_{secrets.token_hex(6)}"
+    with _pg_connect() as admin:
+        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
+    try:
+        yield name
+    finally:
+        with _pg_connect() as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_url(pg_database: str) -> str:
+    """The SQLAlchemy URL of a fresh PostgreSQL database for one test (`pg_database`)."""
+    return f"postgresql+psycopg://root@{PG_HOST}:{PG_PORT}/{pg_database}"
+
+
+@pytest.fixture(scope="session")
+def iris_packages(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two small real model packages (scikit-learn on the iris data shipped with it)."""
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    from shipmate.packages import BuildOptions, build_sklearn_package
+
+    folder = tmp_path_factory.mktemp("packages")
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    paths = []
+    for version, c in (("1", 1.0), ("2", 0.5)):
+        model = LogisticRegression(max_iter=300, C=c).fit(X, y)
+        path = folder / f"iris-{version}.mlpkg"
+        build_sklearn_package(model, X.head(20), path, name="iris", options=BuildOptions(version=version))
+        paths.append(path)
+    return paths[0], paths[1]
 
 
 BOSUN_MODULES = ("test_datarobot_compat.py", "test_drivers.py")

@@ -10,7 +10,6 @@ whose "environment" is a shared dict.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import signal
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.agent.kills import kill_group
 
 from shipmate.agent.config import AgentSettings
 from shipmate.agent.drivers import InProcessDriver
@@ -496,13 +496,6 @@ def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.05) ->
     return False
 
 
-def _kill_group(process: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, sig)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(10)
-
-
 class LiveService:
     """``shipmate server`` in its own process group, on a free port, with SQLite in ``data_dir``."""
 
@@ -535,7 +528,7 @@ class LiveService:
 
     def stop(self) -> None:
         if self.process is not None:
-            _kill_group(self.process, signal.SIGTERM)
+            kill_group(self.process, signal.SIGTERM)
             self.process = None
 
     def admin(self) -> Any:
@@ -564,7 +557,7 @@ class AgentProcess:
 
     def kill(self) -> None:
         if self.process is not None:
-            _kill_group(self.process, signal.SIGKILL)
+            kill_group(self.process, signal.SIGKILL)
             self.process = None
 
     def terminate(self, timeout: float = 60) -> int | None:
@@ -573,29 +566,10 @@ class AgentProcess:
         try:
             code = self.process.wait(timeout)
         except subprocess.TimeoutExpired:
-            _kill_group(self.process)
+            kill_group(self.process)
             code = None
         self.process = None
         return code
-
-
-@pytest.fixture(scope="session")
-def iris_packages(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """Two small real model packages (scikit-learn on the iris data shipped with it)."""
-    from sklearn.datasets import load_iris
-    from sklearn.linear_model import LogisticRegression
-
-    from shipmate.packages import build_sklearn_package
-
-    folder = tmp_path_factory.mktemp("packages")
-    X, y = load_iris(return_X_y=True, as_frame=True)
-    paths = []
-    for version, c in (("1", 1.0), ("2", 0.5)):
-        model = LogisticRegression(max_iter=300, C=c).fit(X, y)
-        path = folder / f"iris-{version}.mlpkg"
-        build_sklearn_package(model, X.head(20), path, name="iris", version=version)
-        paths.append(path)
-    return paths[0], paths[1]
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""Fixtures of the fault suite: real processes in their own process groups, a fresh PostgreSQL
-database per test, and a TCP proxy that can cut the service off from PostgreSQL.
+"""Fixtures of the fault suite: real processes in their own process groups and a TCP proxy that
+can cut the service off from PostgreSQL (the fresh PostgreSQL database per test, `pg_database`
+and `pg_url`, and `iris_packages` are tests/conftest.py's).
 
 Everything a test starts is registered here and SIGKILLed (whole process group) at
 teardown, whatever the test's outcome. Figures a test measures are printed on one line
@@ -12,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.agent.kills import kill_group
 
 ADMIN_TOKEN = "smt_fault-suite-admin-token-0123456789"
 SHIPMATE = [sys.executable, "-c", "from shipmate.cli.main import main; main()"]
@@ -74,10 +75,7 @@ class Started:
 
     def kill(self) -> None:
         """SIGKILL the whole process group (the process and anything it spawned)."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(10)
+        kill_group(self.process)
 
     def terminate(self, timeout: float = 30) -> int | None:
         """SIGTERM the process and wait; SIGKILL the group if it does not end in ``timeout`` s."""
@@ -169,56 +167,6 @@ def start_server(
         up = wait_until(lambda: not started.alive() or http_ready(f"{server.url}/api/v1/health"), 90, 0.1)
         assert up and started.alive(), f"{name} did not start: {started.tail()}"
     return server
-
-
-# -- PostgreSQL -----------------------------------------------------------------------------------
-
-
-def _pg_connect(dbname: str = "test") -> Any:
-    import psycopg
-
-    return psycopg.connect(
-        f"postgresql://root@{PG_HOST}:{PG_PORT}/{dbname}", autocommit=True, connect_timeout=3
-    )
-
-
-@pytest.fixture(scope="session")
-def pg_template() -> Iterator[str]:
-    """A migrated template database; each test gets a fresh copy of it."""
-    try:
-        admin = _pg_connect()
-    except Exception as exc:  # the server is not running here
-        pytest.skip(f"PostgreSQL at {PG_HOST}:{PG_PORT} is unreachable: {exc}")
-    name = f"shipmate_faults_tpl_{secrets.token_hex(4)}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    from shipmate.server.db import Database
-
-    db = Database(f"postgresql+psycopg://root@{PG_HOST}:{PG_PORT}/{name}")
-    db.migrate()
-    db.dispose()
-    try:
-        yield name
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
-
-
-@pytest.fixture
-def pg_database(pg_template: str) -> Iterator[str]:
-    """The name of a fresh PostgreSQL database for one test, dropped afterwards."""
-    name = f"shipmate_faults_{secrets.token_hex(6)}"
-    with _pg_connect() as admin:
-        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
-    try:
-        yield name
-    finally:
-        with _pg_connect() as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture
-def pg_url(pg_database: str) -> str:
-    return f"postgresql+psycopg://root@{PG_HOST}:{PG_PORT}/{pg_database}"
 
 
 # -- the fault injector at the database boundary --------------------------------------------------
@@ -482,28 +430,6 @@ def check_followed(name: str, seen: list[int], log: list[int]) -> dict[str, int]
     assert seen == sorted(seen), f"{name} saw events out of order"
     assert set(seen) <= set(log), f"{name} saw ids the log does not hold"
     return {"followed": len(seen), "missed": len(missed), "twice": duplicates}
-
-
-# -- model packages -------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def iris_packages(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """Two small real model packages (scikit-learn on the iris data shipped with it)."""
-    from sklearn.datasets import load_iris
-    from sklearn.linear_model import LogisticRegression
-
-    from shipmate.packages import build_sklearn_package
-
-    folder = tmp_path_factory.mktemp("packages")
-    X, y = load_iris(return_X_y=True, as_frame=True)
-    paths = []
-    for version, c in (("1", 1.0), ("2", 0.5)):
-        model = LogisticRegression(max_iter=300, C=c).fit(X, y)
-        path = folder / f"iris-{version}.mlpkg"
-        build_sklearn_package(model, X.head(20), path, name="iris", version=version)
-        paths.append(path)
-    return paths[0], paths[1]
 
 
 @pytest.fixture

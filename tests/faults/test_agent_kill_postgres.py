@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import os
 import random
-import textwrap
-import threading
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from tests.agent.kills import JOURNAL_PLUGIN, Killer, Lifecycles, check_deployed, converged, journaled_starts
 
 from shipmate.client.client import ShipmateClient
 
@@ -31,27 +29,6 @@ KEEP = 5
 """The last deployments stay running with their replaced model, so the end state is not empty."""
 BATCH = 5
 """Lifecycles begun per life of the agent: LIFECYCLES / BATCH lives at least, each killed."""
-
-JOURNAL_PLUGIN = textwrap.dedent(
-    """
-    import os
-
-    from shipmate.plugins.filesystem import FilesystemPlugin
-
-
-    class JournalPlugin(FilesystemPlugin):
-        def deployment_start(self, deployment_info):
-            result = super().deployment_start(deployment_info)
-            if result.ok:
-                line = f"start {deployment_info.id} {deployment_info.current_model_id}\\n".encode()
-                fd = os.open(self.plugin_config["journal"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-                try:
-                    os.write(fd, line)
-                finally:
-                    os.close(fd)
-            return result
-    """
-)
 
 
 def test_agent_sigkills_on_postgres_converge_with_nothing_done_twice(
@@ -92,86 +69,34 @@ def test_agent_sigkills_on_postgres_converge_with_nothing_done_twice(
     )
     argv = [*faults.shipmate, "agent", "--config", str(config)]
     agent_env = {"MLOPS_API_TOKEN": secret}
-    agent = processes.start(argv, "agent", env=agent_env)
-    log: Path = agent.log
-
-    kills = 0
-    driving = threading.Event()
-    driving.set()
-
-    def lives() -> int:
-        return log.read_text(errors="replace").count("agent running for environment")
-
-    def killer() -> None:
-        nonlocal agent, kills
-        while driving.is_set():
-            # let each life get past start-up, then kill it at a random moment of its work
-            faults.wait_until(lambda k=kills: lives() > k or not driving.is_set(), 60)
-            time.sleep(rng.uniform(0.05, 0.8))
-            if not driving.is_set():
-                break
-            agent.kill()
-            kills += 1
-            agent = processes.start(argv, "agent", env=agent_env)
-
-    chaos = threading.Thread(target=killer, daemon=True)
+    first = processes.start(argv, "agent", env=agent_env)
+    chaos = Killer(first, lambda: processes.start(argv, "agent", env=agent_env), first.log, rng)
     chaos.start()
-    created: list[str] = []
-    replaced: set[str] = set()
-    deleted: set[str] = set()
+    lifecycles = Lifecycles(admin, env.id, p1, p2, LIFECYCLES, KEEP)
+    created, deleted = lifecycles.created, lifecycles.deleted
     batches = 0
     deadline = time.monotonic() + 200
     try:
         while time.monotonic() < deadline:
-            for d in admin.list_deployments(environment_id=env.id, limit=1000).items:
-                ready = d.observed.state.value == "ready"
-                if d.id not in replaced and ready and d.observed.generation == 1:
-                    admin.replace_model(d.id, p2)
-                    replaced.add(d.id)
-                elif (
-                    d.id in replaced
-                    and d.id not in deleted
-                    and ready
-                    and d.observed.generation == 2
-                    and created.index(d.id) < LIFECYCLES - KEEP
-                ):
-                    admin.delete(d.id)
-                    deleted.add(d.id)
+            lifecycles.advance()
             # a batch of new lifecycles per life of the agent, so every life has work to be killed in
-            if len(created) < LIFECYCLES and kills >= batches:
+            if len(created) < LIFECYCLES and chaos.kills >= batches:
                 batches += 1
-                for _ in range(min(BATCH, LIFECYCLES - len(created))):
-                    created.append(admin.create_deployment(env.id, p1, name=f"crash-{len(created)}").id)
-            if len(deleted) == LIFECYCLES - KEEP and len(replaced) == LIFECYCLES:
+                lifecycles.create(BATCH)
+            if lifecycles.done:
                 break
             time.sleep(0.1)
     finally:
-        driving.clear()
-        chaos.join(70)
+        chaos.stop(70)
+    kills, agent = chaos.kills, chaos.agent
     assert len(created) == LIFECYCLES
     assert len(deleted) == LIFECYCLES - KEEP, f"only {len(deleted)} deletions issued; {agent.tail()}"
     assert kills >= LIFECYCLES // BATCH - 1, f"only {kills} kills happened: the test did not test much"
 
-    keep = set(created[LIFECYCLES - KEEP :])
-
-    def converged() -> bool:
-        if admin.list_deployments(environment_id=env.id, desired_state="deleted", limit=1000).items:
-            return False  # deletions the agent has not confirmed yet
-        items = admin.list_deployments(environment_id=env.id, limit=1000).items
-        return {d.id for d in items} == keep and all(
-            d.observed.state.value == "ready" and d.observed.generation == d.generation for d in items
-        )
-
-    assert faults.wait_until(converged, 90, 0.2), agent.tail()
-    dirs = {p.name.removeprefix("deployment_") for p in base.iterdir() if not p.name.startswith(".")}
-    assert dirs == keep, f"left behind: {sorted(dirs - keep)}, missing: {sorted(keep - dirs)}"
-    for deployment_id in keep:
-        info = yaml.safe_load((base / f"deployment_{deployment_id}" / "config.yml").read_text())
-        assert info["model_id"] == p2
-        assert admin.get_deployment(deployment_id).observed.model_package_id == p2
-    starts = Counter(
-        line.split()[1] for line in journal.read_text().splitlines() if line.startswith("start ")
-    )
+    keep = lifecycles.kept
+    assert faults.wait_until(lambda: converged(admin, env.id, keep), 90, 0.2), agent.tail()
+    dirs = check_deployed(admin, base, keep, p2, first.log.read_text(errors="replace"))
+    starts = journaled_starts(journal)
     twice = sorted(k for k, v in starts.items() if v > 1)
     assert not twice, f"started twice: {twice}"
     assert set(starts) <= set(created)

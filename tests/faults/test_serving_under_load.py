@@ -24,7 +24,7 @@ import httpx
 import pytest
 from sklearn.datasets import load_iris
 
-from shipmate.packages import build_custom_package
+from shipmate.packages import BuildOptions, build_custom_package
 from shipmate.plugin.info import DeploymentInfo
 from shipmate.plugins.filesystem import FilesystemPlugin
 
@@ -50,7 +50,12 @@ def constant_model(folder: Path, label: int) -> Path:
     X, _ = load_iris(return_X_y=True, as_frame=True)
     path = folder / f"always-{label}.mlpkg"
     build_custom_package(
-        src, X, path, name=f"always-{label}", target_type="multiclass", class_labels=[0, 1, 2]
+        src,
+        X,
+        path,
+        name=f"always-{label}",
+        target_type="multiclass",
+        options=BuildOptions(class_labels=[0, 1, 2]),
     )
     return path
 

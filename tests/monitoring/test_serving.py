@@ -27,7 +27,7 @@ from tests.serving.conftest import deploy_dir, wait_for, with_suppress_kill
 
 from shipmate.monitoring.fs_spool import FilesystemSpoolReader, spool_files
 from shipmate.monitoring.records import MinuteAggregate, merge_all
-from shipmate.packages import build_sklearn_package
+from shipmate.packages import BuildOptions, build_sklearn_package
 from shipmate.server.testing import TEST_ADMIN_TOKEN
 from shipmate.serving.server import build_app
 from shipmate.serving.settings import ServeSettings
@@ -37,7 +37,13 @@ from shipmate.serving.settings import ServeSettings
 def iris_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     X, y = load_iris(return_X_y=True, as_frame=True)
     path = tmp_path_factory.mktemp("pkg") / "iris.mlpkg"
-    build_sklearn_package(LogisticRegression(max_iter=1000).fit(X, y), X, path, name="iris", importance=False)
+    build_sklearn_package(
+        LogisticRegression(max_iter=1000).fit(X, y),
+        X,
+        path,
+        name="iris",
+        options=BuildOptions(importance=False),
+    )
     return path
 
 
@@ -55,7 +61,7 @@ def churn_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
         LogisticRegression(max_iter=1000),
     ).fit(X, y)
     path = tmp_path_factory.mktemp("pkg") / "churn.mlpkg"
-    build_sklearn_package(model, X, path, name="churn", importance=False)
+    build_sklearn_package(model, X, path, name="churn", options=BuildOptions(importance=False))
     return path
 
 

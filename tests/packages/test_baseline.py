@@ -13,7 +13,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from tests.packages.conftest import rewrite_zip
 
-from shipmate.packages import FeatureType, PackageError, build_sklearn_package, read_manifest
+from shipmate.packages import BuildOptions, FeatureType, PackageError, build_sklearn_package, read_manifest
 from shipmate.packages.baseline import (
     bins_for,
     categorical_bins,
@@ -91,12 +91,18 @@ def test_packages_store_feature_and_output_bins(iris_package: Path) -> None:
 
 def test_importance_can_be_turned_off_and_bins_configured(tmp_path: Path, iris: Any, iris_model: Any) -> None:
     manifest = build_sklearn_package(
-        iris_model, iris[0], tmp_path / "p.mlpkg", name="iris", importance=False, monitoring_bins=5
+        iris_model,
+        iris[0],
+        tmp_path / "p.mlpkg",
+        name="iris",
+        options=BuildOptions(importance=False, monitoring_bins=5),
     )
     assert manifest.feature_importance is None
     assert len(manifest.baseline["petal width (cm)"]["bins"]["edges"]) <= 6
     with pytest.raises(PackageError, match="between 5 and 20"):
-        build_sklearn_package(iris_model, iris[0], tmp_path / "q.mlpkg", name="iris", monitoring_bins=40)
+        build_sklearn_package(
+            iris_model, iris[0], tmp_path / "q.mlpkg", name="iris", options=BuildOptions(monitoring_bins=40)
+        )
 
 
 def test_regression_output_bins(tmp_path: Path, diabetes: Any, diabetes_model: Any) -> None:

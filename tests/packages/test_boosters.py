@@ -15,6 +15,7 @@ from sklearn.datasets import make_classification, make_regression
 from threadpoolctl import threadpool_limits
 
 from shipmate.packages import (
+    BuildOptions,
     Framework,
     PackageError,
     build_lightgbm_package,
@@ -81,7 +82,7 @@ def test_a_saved_classifier_is_labelled_by_the_samples_target(
         tmp_path / "p.mlpkg",
         name="m",
         target_values=names[y],
-        importance=False,
+        options=BuildOptions(importance=False),
     )
     assert manifest.framework is Framework(kind)
     assert not manifest.framework.executes_code_on_load
@@ -99,7 +100,9 @@ def test_a_fitted_regressor_object_packages_and_scores(kind: str, tmp_path: Path
     X, y = make_regression(200, 5, random_state=0)
     frame = pd.DataFrame(X, columns=[f"r{i}" for i in range(5)])
     model = _fit(kind, frame, y, regression=True)
-    manifest = BUILD[kind](model, frame, tmp_path / "p.mlpkg", name="r", importance=False)
+    manifest = BUILD[kind](
+        model, frame, tmp_path / "p.mlpkg", name="r", options=BuildOptions(importance=False)
+    )
     assert manifest.target_type == "regression" and manifest.class_labels is None
     got = _load(tmp_path / "p.mlpkg", tmp_path).predict_checked(frame.head(20).to_numpy(dtype="float64"))
     np.testing.assert_allclose(got.values, model.predict(frame.head(20)), rtol=1e-6)
@@ -109,7 +112,9 @@ def test_xgboost_ubjson_files_are_kept_as_they_are(tmp_path: Path) -> None:
     X, y = _classes(2)
     model = _fit("xgboost", X, y)
     source = _save("xgboost", model, tmp_path, ".ubj")
-    manifest = build_xgboost_package(source, X, tmp_path / "p.mlpkg", name="u", importance=False)
+    manifest = build_xgboost_package(
+        source, X, tmp_path / "p.mlpkg", name="u", options=BuildOptions(importance=False)
+    )
     assert manifest.model_path == "model.ubj" and manifest.class_labels == [0, 1]
 
 

@@ -16,6 +16,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
 from shipmate.packages import (
+    BuildOptions,
     Feature,
     FeatureType,
     InputKind,
@@ -37,7 +38,7 @@ def test_sklearn_regression_package(diabetes: Any, diabetes_model: Any, tmp_path
     X, _ = diabetes
     path = tmp_path / "diabetes.mlpkg"
     manifest = build_sklearn_package(
-        diabetes_model, X, path, name="diabetes", version="3", target_name="progression"
+        diabetes_model, X, path, name="diabetes", options=BuildOptions(version="3", target_name="progression")
     )
     assert manifest.target_type == "regression" and manifest.class_labels is None
     assert read_manifest(path).version == "3"
@@ -93,7 +94,7 @@ def test_checked_matrices_are_not_checked_again_except_by_pipelines(iris: Any, t
 def test_label_order_given_differently_is_respected(iris: Any, iris_model: Any, tmp_path: Path) -> None:
     X, _ = iris
     path = tmp_path / "iris.mlpkg"
-    build_sklearn_package(iris_model, X, path, name="iris", class_labels=[2, 0, 1])
+    build_sklearn_package(iris_model, X, path, name="iris", options=BuildOptions(class_labels=[2, 0, 1]))
     probs = _load(path, tmp_path).predict(X.head(3)).probabilities
     np.testing.assert_allclose(probs, iris_model.predict_proba(X.head(3))[:, [2, 0, 1]])
 
@@ -134,7 +135,7 @@ def test_model_that_cannot_score_the_sample_is_not_packaged(
             wrong,
             path,
             name="bad",
-            features=[Feature(name=c, type=FeatureType.NUMERIC) for c in wrong.columns],
+            options=BuildOptions(features=[Feature(name=c, type=FeatureType.NUMERIC) for c in wrong.columns]),
         )
     assert not path.exists()
     assert not list(tmp_path.glob(".mlpkg-*"))

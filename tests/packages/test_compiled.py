@@ -32,7 +32,7 @@ from sklearn.tree import DecisionTreeClassifier
 from threadpoolctl import threadpool_limits
 
 import shipmate.packages.compiled as compiled
-from shipmate.packages import Columns, build_sklearn_package, extract_package, load_model
+from shipmate.packages import BuildOptions, Columns, build_sklearn_package, extract_package, load_model
 from shipmate.packages.proof import UNSEEN, ScorerKind
 
 
@@ -92,9 +92,9 @@ PIPELINES: dict[str, Any] = {
 }
 
 
-def _load(model: Any, X: pd.DataFrame, tmp_path: Path, *, compile: bool = True, **kwargs: Any) -> Any:
+def _load(model: Any, X: pd.DataFrame, tmp_path: Path, *, compile: bool = True) -> Any:
     path = tmp_path / "model.mlpkg"
-    build_sklearn_package(model, X, path, name="m", importance=False, **kwargs)
+    build_sklearn_package(model, X, path, name="m", options=BuildOptions(importance=False))
     return load_model(tmp_path / "x", extract_package(path, tmp_path / "x"), compile=compile)
 
 
@@ -224,7 +224,9 @@ def test_the_build_flag_and_the_load_flag_turn_compilation_off(tmp_path: Path) -
     X, y = _data()
     model = PIPELINES["logistic"]().fit(X, y)
     path = tmp_path / "off.mlpkg"
-    manifest = build_sklearn_package(model, X, path, name="m", importance=False, compile=False)
+    manifest = build_sklearn_package(
+        model, X, path, name="m", options=BuildOptions(importance=False), compile=False
+    )
     assert manifest.compiled_scoring is False
     assert manifest.scoring is not None and manifest.scoring["scorer"] == "original"
     loaded = load_model(tmp_path / "b", extract_package(path, tmp_path / "b"))

@@ -11,6 +11,7 @@ import pytest
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
 from shipmate.packages import (
+    BuildOptions,
     InputKind,
     PackageError,
     build_mlflow_package,
@@ -46,7 +47,7 @@ def test_onnx_classifier(iris: Any, tmp_path: Path, zipmap: bool) -> None:
     onx = to_onnx(model, X.to_numpy()[:1].astype(np.float32), options={"zipmap": zipmap})
     path = tmp_path / "iris-onnx.mlpkg"
     manifest = build_onnx_package(
-        onx, X, path, name="iris-onnx", target_type="multiclass", class_labels=[0, 1, 2]
+        onx, X, path, name="iris-onnx", target_type="multiclass", options=BuildOptions(class_labels=[0, 1, 2])
     )
     assert manifest.framework == "onnx" and set(manifest.files) == {"model.onnx"}
     loaded = _load(path, tmp_path)
@@ -77,7 +78,14 @@ def test_onnx_with_wrong_labels_fails_validation(iris: Any, tmp_path: Path) -> N
     with pytest.raises(
         PackageError, match="validation failed: model returned 3 class probabilities, expected 2"
     ):
-        build_onnx_package(onx, X, tmp_path / "x.mlpkg", name="x", target_type="binary", class_labels=[0, 1])
+        build_onnx_package(
+            onx,
+            X,
+            tmp_path / "x.mlpkg",
+            name="x",
+            target_type="binary",
+            options=BuildOptions(class_labels=[0, 1]),
+        )
 
 
 def test_onnx_garbage_is_refused(iris: Any, tmp_path: Path) -> None:

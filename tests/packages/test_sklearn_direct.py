@@ -20,7 +20,7 @@ from sklearn.ensemble import (
 from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
-from shipmate.packages import build_sklearn_package, extract_package, load_model
+from shipmate.packages import BuildOptions, build_sklearn_package, extract_package, load_model
 from shipmate.packages.sklearn_direct import direct_scorer
 
 
@@ -99,7 +99,7 @@ def test_a_matrix_of_the_wrong_width_is_refused_before_the_trees_read_it(cancer:
 
 def _package(model: Any, X: pd.DataFrame, tmp_path: Path, **kwargs: Any) -> Any:
     path = tmp_path / "model.mlpkg"
-    build_sklearn_package(model, X, path, name="boosted", **kwargs)
+    build_sklearn_package(model, X, path, name="boosted", options=BuildOptions(**kwargs))
     return load_model(tmp_path / "unpacked", extract_package(path, tmp_path / "unpacked"))
 
 

@@ -1,8 +1,8 @@
-"""Fixtures for the service's tests: an app on SQLite or on a fresh PostgreSQL database, and packages."""
+"""Fixtures for the service's tests: an app on SQLite or on a fresh PostgreSQL database, and a
+deployment to work on (the PostgreSQL database and `make_package` are tests/conftest.py's)."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,49 +12,7 @@ import pytest
 from pydantic import SecretStr
 
 from shipmate.server.settings import ServerSettings
-from shipmate.server.testing import TEST_ADMIN_TOKEN, LiveServer, live_server, write_test_package
-
-PG_ADMIN_URL = "postgresql://root@127.0.0.1:5432/test"
-
-
-def _pg_connect(dbname: str = "test") -> Any:
-    import psycopg
-
-    return psycopg.connect(f"postgresql://root@127.0.0.1:5432/{dbname}", autocommit=True, connect_timeout=3)
-
-
-@pytest.fixture(scope="session")
-def pg_template() -> Iterator[str]:
-    """A migrated template database; each test gets a fresh copy of it."""
-    try:
-        admin = _pg_connect()
-    except Exception as exc:  # the server is not running here
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is unreachable: {exc}")
-    name = f"shipmate_test_tpl_{secrets.token_hex(4)}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    from shipmate.server.db import Database
-
-    db = Database(f"postgresql+psycopg://root@127.0.0.1:5432/{name}")
-    db.migrate()
-    db.dispose()
-    try:
-        yield name
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
-
-
-@pytest.fixture
-def pg_url(pg_template: str) -> Iterator[str]:
-    """A fresh PostgreSQL database for one test, dropped afterwards."""
-    name = f"shipmate_test_{secrets.token_hex(6)}"
-    with _pg_connect() as admin:
-        admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
-    try:
-        yield f"postgresql+psycopg://root@127.0.0.1:5432/{name}"
-    finally:
-        with _pg_connect() as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+from shipmate.server.testing import TEST_ADMIN_TOKEN, LiveServer, live_server
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -90,20 +48,6 @@ def api(server: LiveServer) -> Iterator[httpx.Client]:
         base_url=server.base_url, headers={"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}, timeout=60
     ) as client:
         yield client
-
-
-@pytest.fixture
-def make_package(tmp_path: Path) -> Any:
-    counter = iter(range(1, 10_000))
-
-    def make(**overrides: Any) -> Path:
-        number = next(counter)
-        overrides.setdefault("name", "model")
-        overrides.setdefault("version", str(number))
-        overrides.setdefault("payload", f"model bytes {number}".encode())
-        return write_test_package(tmp_path / f"pkg-{number}.mlpkg", **overrides)
-
-    return make
 
 
 @pytest.fixture

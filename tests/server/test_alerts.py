@@ -1,5 +1,6 @@
 """Alerts on the service, on SQLite and PostgreSQL: default rules, edits, evaluation window by window
-(two bad windows open, hysteresis clears, one open alert per rule), events, the drift hook, the webhook."""
+(two bad windows open, hysteresis clears, one open alert per rule), events, the drift rule on real
+drift, the webhook."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ import datetime as dt
 import http.server
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+from tests.server import test_drift as drift_case
+from tests.server.conftest import upload
 from tests.server.test_monitoring import post, record
 
 from shipmate.common.backoff import Backoff
@@ -33,7 +37,7 @@ def evaluate(db: Database, minute: int) -> list[alerts.Change]:
 
 
 def test_rules_fire_after_two_bad_windows_and_clear_with_hysteresis(
-    api: httpx.Client, world: dict[str, Any], db: Database
+    api: httpx.Client, world: dict[str, Any], db: Database, make_package: Any
 ) -> None:
     dep = world["deployment"]["id"]
     rules = api.get(f"/api/v1/deployments/{dep}/alert-rules").json()
@@ -67,10 +71,12 @@ def test_rules_fire_after_two_bad_windows_and_clear_with_hysteresis(
         "/api/v1/events", params={"deploymentId": dep, "type": ["alert.opened", "alert.cleared"]}
     )
     assert [e["type"] for e in events.json()["events"]] == ["alert.opened", "alert.cleared"]
-    edited_rules_and_the_drift_hook(api, world, db)  # one live service for both (test time)
+    edited_rules_and_real_drift(api, world, db, make_package)  # one live service for all (test time)
 
 
-def edited_rules_and_the_drift_hook(api: httpx.Client, world: dict[str, Any], db: Database) -> None:
+def edited_rules_and_real_drift(
+    api: httpx.Client, world: dict[str, Any], db: Database, make_package: Any
+) -> None:
     dep = world["deployment"]["id"]
     url = f"/api/v1/deployments/{dep}/alert-rules"
     changed = api.put(f"{url}/drift", json={"windowMinutes": 5})
@@ -81,16 +87,31 @@ def edited_rules_and_the_drift_hook(api: httpx.Client, world: dict[str, Any], db
     agent = {"Authorization": f"Bearer {world['agent_token']}"}
     assert api.put(f"{url}/drift", json={"enabled": False}, headers=agent).status_code == 403
 
-    words = iter(["red", "red", "red", "green", "green"])
-    alerts.set_drift_signal(lambda session, deployment, since, until: next(words))
-    try:
-        base = (int(dt.datetime.now(dt.UTC).timestamp() // 60) // 5 - 12) * 5
-        states = [[c.state for c in evaluate(db, base + 5 * (i + 1))] for i in range(5)]
-    finally:
-        alerts.set_drift_signal(None)
+    # real drift: a deployment of a package with a baseline, its important feature shifted from the
+    # baseline in three 15-minute windows, then two windows of baseline traffic, through ingest
+    manifest = {"features": drift_case.FEATURES, "baseline": drift_case.BASELINE,
+                "predictionBaseline": drift_case.PREDICTION_BASELINE,
+                "featureImportance": {"x": 1.0, "c": 0.1, "empty": 0.0}}  # fmt: skip
+    package = upload(api, make_package(extra_manifest=manifest))
+    drifting = api.post(
+        "/api/v1/deployments",
+        json={"environmentId": world["env"]["id"], "modelPackageId": package["id"], "name": "drifting"},
+    ).json()["id"]
+    rule = api.put(f"/api/v1/deployments/{drifting}/alert-rules/drift", json={"windowMinutes": 15})
+    assert rule.status_code == 200, rule.text
+    now = int(time.time() // 60)
+    start = now - now % 15 - 75  # five whole 15-minute windows ago
+    shifted, clean = [0, *[0] * 7, 100, 100, 100, 0, 0], [0, *[30] * 10, 0, 0]
+    for i, x in enumerate([shifted, shifted, shifted, clean, clean]):
+        minutes = (start + 15 * i, start + 15 * i + 1)
+        drift_case.post(api, world["agent_token"], *[drift_case.record(drifting, m, x, [180, 120, 0, 0], 300)
+                                                     for m in minutes])  # fmt: skip
+    states = [
+        [c.state for c in evaluate(db, start + 15 * (i + 1)) if c.deployment_id == drifting] for i in range(5)
+    ]
     assert states == [[], ["open"], [], [], ["cleared"]]  # one open alert however long it stays red
-    (alert,) = api.get("/api/v1/alerts", params={"deploymentId": dep, "state": "cleared"}).json()[:1]
-    assert alert["kind"] == "drift"
+    (alert,) = api.get("/api/v1/alerts", params={"deploymentId": drifting, "state": "cleared"}).json()
+    assert alert["kind"] == "drift" and alert["rule"] == "drift"
 
 
 class Receiver(http.server.BaseHTTPRequestHandler):

@@ -30,7 +30,7 @@ with warnings.catch_warnings():  # starlette 1.x prefers httpx2 for its TestClie
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
-from shipmate.packages import build_custom_package, build_sklearn_package
+from shipmate.packages import BuildOptions, build_custom_package, build_sklearn_package
 from shipmate.serving.app import create_app
 from shipmate.serving.settings import ServeSettings
 
@@ -56,7 +56,11 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     Xd, yd = load_diabetes(return_X_y=True, as_frame=True)
     diabetes = root / "diabetes.mlpkg"
     build_sklearn_package(
-        LinearRegression().fit(Xd, yd), Xd, diabetes, name="diabetes", target_name="progression"
+        LinearRegression().fit(Xd, yd),
+        Xd,
+        diabetes,
+        name="diabetes",
+        options=BuildOptions(target_name="progression"),
     )
     src = root / "flaky_src"
     src.mkdir()
@@ -229,13 +233,18 @@ def onnx_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An iris classifier converted with skl2onnx (single float input, no ZipMap)."""
     from skl2onnx import to_onnx
 
-    from shipmate.packages import build_onnx_package
+    from shipmate.packages import BuildOptions, build_onnx_package
 
     X, y = load_iris(return_X_y=True, as_frame=True)
     model = LogisticRegression(max_iter=1000).fit(X.to_numpy(), y)
     onnx_model = to_onnx(model, X.to_numpy()[:1].astype("float32"), options={"zipmap": False})
     path = tmp_path_factory.mktemp("onnx") / "iris-onnx.mlpkg"
     build_onnx_package(
-        onnx_model, X, path, name="iris-onnx", target_type="multiclass", class_labels=[0, 1, 2]
+        onnx_model,
+        X,
+        path,
+        name="iris-onnx",
+        target_type="multiclass",
+        options=BuildOptions(class_labels=[0, 1, 2]),
     )
     return path

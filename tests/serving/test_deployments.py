@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sklearn.datasets import load_iris
 
-from shipmate.packages import build_custom_package
+from shipmate.packages import BuildOptions, build_custom_package
 
 ROW = {"sepal length (cm)": 6.9, "sepal width (cm)": 3.2, "petal length (cm)": 5.7, "petal width (cm)": 2.3}
 
@@ -28,7 +28,9 @@ def always_setosa(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     X, _ = load_iris(return_X_y=True, as_frame=True)
     path = tmp_path_factory.mktemp("pkg") / "setosa.mlpkg"
-    build_custom_package(src, X, path, name="setosa", target_type="multiclass", class_labels=[0, 1, 2])
+    build_custom_package(
+        src, X, path, name="setosa", target_type="multiclass", options=BuildOptions(class_labels=[0, 1, 2])
+    )
     return path
 
 

@@ -346,14 +346,15 @@ class _Demo:
         from sklearn.datasets import load_iris
         from sklearn.linear_model import LogisticRegression
 
-        from shipmate.packages import build_sklearn_package
+        from shipmate.packages import BuildOptions, build_sklearn_package
 
         X, y = load_iris(return_X_y=True, as_frame=True)
         names = load_iris().target_names
         model = LogisticRegression(max_iter=500).fit(X, names[y])
         path = self.dir / "iris-demo.mlpkg"
         version = time.strftime("%Y%m%d-%H%M%S")
-        build_sklearn_package(model, X, path, name="iris-demo", version=version)  # all 150 rows: the baseline
+        # all 150 rows: the baseline
+        build_sklearn_package(model, X, path, name="iris-demo", options=BuildOptions(version=version))
         return path
 
     def _agent_config(self, service_url: str, env_id: str, deployments_dir: Path, predict_url: str) -> Path:

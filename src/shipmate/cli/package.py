@@ -158,6 +158,7 @@ def build(
     Loading a pickled sklearn model runs code from that file: build only from files you trust.
     """
     from shipmate.packages import (
+        BuildOptions,
         PackageError,
         build_custom_package,
         build_lightgbm_package,
@@ -179,15 +180,14 @@ def build(
     labels: list[Any] | None = None
     if class_labels:
         labels = [_label(v.strip()) for v in class_labels.split(",")]
-    common: dict[str, Any] = {
-        "name": name,
-        "version": version,
-        "class_labels": labels,
-        "description": description,
-        "target_name": target,
-        "monitoring_bins": monitoring_bins,
-        "importance": importance,
-    }
+    options = BuildOptions(
+        version=version,
+        class_labels=labels,
+        description=description,
+        target_name=target,
+        monitoring_bins=monitoring_bins,
+        importance=importance,
+    )
     kind_type = target_type.value if target_type is not None else None
     if kind in (Kind.onnx, Kind.custom) and kind_type is None:
         _fail(f"--target-type is required for {kind} models (regression, binary or multiclass)")
@@ -199,20 +199,32 @@ def build(
     try:
         if kind is Kind.sklearn:
             manifest = build_sklearn_package(
-                _load_sklearn(model), frame, out, target_type=kind_type, compile=compile_model, **common
+                _load_sklearn(model),
+                frame,
+                out,
+                name=name,
+                target_type=kind_type,
+                options=options,
+                compile=compile_model,
             )
         elif kind in (Kind.xgboost, Kind.lightgbm):
             booster_builder = build_xgboost_package if kind is Kind.xgboost else build_lightgbm_package
             manifest = booster_builder(
-                model, frame, out, target_type=kind_type, target_values=target_values, **common
+                model,
+                frame,
+                out,
+                name=name,
+                target_type=kind_type,
+                target_values=target_values,
+                options=options,
             )
         elif kind is Kind.mlflow:
             manifest = build_mlflow_package(
-                model, frame, out, target_type=kind_type, compile=compile_model, **common
+                model, frame, out, name=name, target_type=kind_type, options=options, compile=compile_model
             )
         else:
             builder = build_onnx_package if kind is Kind.onnx else build_custom_package
-            manifest = builder(model, frame, out, target_type=kind_type or "", **common)
+            manifest = builder(model, frame, out, name=name, target_type=kind_type or "", options=options)
     except PackageError as exc:
         _fail(str(exc))
         return

@@ -32,6 +32,7 @@ from shipmate.packages.manifest import (
 
 if TYPE_CHECKING:
     from shipmate.packages.builders import (
+        BuildOptions,
         build_custom_package,
         build_lightgbm_package,
         build_mlflow_package,
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from shipmate.packages.runtime import Columns, InputKind, LoadedModel, Scores, load_model
 
 _LAZY = {
+    "BuildOptions": "shipmate.packages.builders",
     "build_custom_package": "shipmate.packages.builders",
     "build_lightgbm_package": "shipmate.packages.builders",
     "build_xgboost_package": "shipmate.packages.builders",
@@ -67,6 +69,7 @@ __all__ = [
     "DEFAULT_LIMITS",
     "FORMAT_VERSION",
     "MANIFEST_NAME",
+    "BuildOptions",
     "Columns",
     "Feature",
     "FeatureType",

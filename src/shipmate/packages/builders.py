@@ -16,6 +16,7 @@ import tempfile
 import warnings
 import zipfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,29 @@ from shipmate.packages.schema import as_frame, compute_baseline, infer_features
 
 _VALIDATION_ROWS = 100
 Stager = Callable[[Path], None]
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """What every builder takes beside the model, its sample, the path, the name and the target
+    type, in one value so that a caller (the CLI, a test, a bench) states it once for any framework.
+
+    ``class_labels``: in the model's class order (read from the model when it can say).
+    ``features``/``feature_names``: the features, or just the sample's column names when it is a
+    matrix (otherwise inferred from the sample). ``monitoring_bins``: bins per numeric feature
+    (5-20); ``importance``: True computes the permutation importance, False skips it, None computes
+    it when it takes under 10 s (docs/monitoring.md).
+    """
+
+    version: str = "1"
+    description: str = ""
+    class_labels: Sequence[Any] | None = None
+    prediction_threshold: float | None = None
+    target_name: str | None = None
+    features: Sequence[Feature] | None = None
+    feature_names: Sequence[str] | None = None
+    monitoring_bins: int = baseline.DEFAULT_NUMERIC_BINS
+    importance: bool | None = None
 
 
 def _versions(*modules: str) -> dict[str, str]:
@@ -139,23 +163,16 @@ def _build(
     model_path: str,
     X_sample: Any,
     name: str,
-    version: str,
     target_type: TargetType | str,
-    class_labels: Sequence[Any] | None,
-    features: Sequence[Feature] | None,
-    feature_names: Sequence[str] | None,
-    description: str,
-    prediction_threshold: float | None,
-    target_name: str | None,
+    options: BuildOptions,
     runtime: dict[str, str],
-    monitoring_bins: int = baseline.DEFAULT_NUMERIC_BINS,
-    importance: bool | None = None,
     compile: bool = True,
 ) -> Manifest:
     try:
-        bins = baseline.check_bin_count(monitoring_bins)
+        bins = baseline.check_bin_count(options.monitoring_bins)
     except ValueError as exc:
         raise PackageError(str(exc)) from None
+    feature_names, features = options.feature_names, options.features
     frame = as_frame(X_sample, list(feature_names) if feature_names else None)
     feats = list(features) if features else infer_features(frame)
     missing = [f.name for f in feats if f.name not in frame.columns]
@@ -178,13 +195,13 @@ def _build(
         try:
             manifest = Manifest(
                 name=name,
-                version=version,
-                description=description,
+                version=options.version,
+                description=options.description,
                 framework=framework,
                 target_type=TargetType(target_type),
-                target_name=target_name,
-                class_labels=_plain(class_labels) if class_labels is not None else None,
-                prediction_threshold=prediction_threshold,
+                target_name=options.target_name,
+                class_labels=_plain(options.class_labels) if options.class_labels is not None else None,
+                prediction_threshold=options.prediction_threshold,
                 features=feats,
                 baseline=summaries,
                 created_at=datetime.now(UTC),
@@ -200,7 +217,7 @@ def _build(
             raise PackageError(f"invalid package metadata: {problems}") from None
         except ValueError as exc:
             raise PackageError(f"invalid package metadata: {exc}") from None
-        manifest = _validate(staging, manifest, frame, bins, importance)
+        manifest = _validate(staging, manifest, frame, bins, options.importance)
         partial = Path(tmp) / "package.mlpkg"
         with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             zf.writestr(MANIFEST_NAME, manifest.model_dump_json(by_alias=True, indent=2))
@@ -237,33 +254,25 @@ def build_sklearn_package(
     path: str | os.PathLike[str],
     *,
     name: str,
-    version: str = "1",
     target_type: TargetType | str | None = None,
-    class_labels: Sequence[Any] | None = None,
-    features: Sequence[Feature] | None = None,
-    feature_names: Sequence[str] | None = None,
-    description: str = "",
-    prediction_threshold: float | None = None,
-    target_name: str | None = None,
-    monitoring_bins: int = baseline.DEFAULT_NUMERIC_BINS,
-    importance: bool | None = None,
+    options: BuildOptions = BuildOptions(),
     compile: bool = True,
 ) -> Manifest:
     """Package a fitted scikit-learn estimator or pipeline (stored with joblib).
 
     The target type and class labels are read from the estimator (``classes_``)
     unless given; features and the baseline come from ``X_sample``. Every builder also
-    fixes the monitoring bins (``monitoring_bins`` per numeric feature, 5-20) and the output
-    baseline on the sample, and with ``importance`` (default: when it takes under 10 s)
-    the permutation importance of each feature (see docs/monitoring.md). ``compile=False``
+    fixes the monitoring bins (``options.monitoring_bins`` per numeric feature, 5-20) and the
+    output baseline on the sample, and with ``options.importance`` (default: when it takes under
+    10 s) the permutation importance of each feature (see docs/monitoring.md). ``compile=False``
     records that the package must be served by the model's own methods, never a compiled
     scorer (docs/serving.md).
     """
     import joblib
 
-    target, labels = _classifier_target(model, target_type, class_labels)
+    target, labels = _classifier_target(model, target_type, options.class_labels)
     fitted_names = getattr(model, "feature_names_in_", None)
-    if fitted_names is not None and features is None and isinstance(X_sample, pd.DataFrame):
+    if fitted_names is not None and options.features is None and isinstance(X_sample, pd.DataFrame):
         names = [str(n) for n in fitted_names]
         missing = [n for n in names if n not in X_sample.columns]
         if missing:
@@ -280,16 +289,8 @@ def build_sklearn_package(
         model_path="model.joblib",
         X_sample=X_sample,
         name=name,
-        version=version,
         target_type=target,
-        class_labels=labels,
-        features=features,
-        feature_names=feature_names,
-        description=description,
-        prediction_threshold=prediction_threshold,
-        target_name=target_name,
-        monitoring_bins=monitoring_bins,
-        importance=importance,
+        options=replace(options, class_labels=labels),
         compile=compile,
         runtime=_versions("scikit-learn", "numpy", "pandas", "joblib"),
     )
@@ -302,15 +303,7 @@ def build_onnx_package(
     *,
     name: str,
     target_type: TargetType | str,
-    class_labels: Sequence[Any] | None = None,
-    version: str = "1",
-    features: Sequence[Feature] | None = None,
-    feature_names: Sequence[str] | None = None,
-    description: str = "",
-    prediction_threshold: float | None = None,
-    target_name: str | None = None,
-    monitoring_bins: int = baseline.DEFAULT_NUMERIC_BINS,
-    importance: bool | None = None,
+    options: BuildOptions = BuildOptions(),
 ) -> Manifest:
     """Package an ONNX model (a ``ModelProto``, its bytes, or a ``.onnx`` file path).
 
@@ -333,16 +326,8 @@ def build_onnx_package(
         model_path="model.onnx",
         X_sample=X_sample,
         name=name,
-        version=version,
         target_type=target_type,
-        class_labels=class_labels,
-        features=features,
-        feature_names=feature_names,
-        description=description,
-        prediction_threshold=prediction_threshold,
-        target_name=target_name,
-        monitoring_bins=monitoring_bins,
-        importance=importance,
+        options=options,
         runtime=_versions("onnxruntime", "onnx"),
     )
 
@@ -353,16 +338,8 @@ def build_mlflow_package(
     path: str | os.PathLike[str],
     *,
     name: str,
-    version: str = "1",
     target_type: TargetType | str | None = None,
-    class_labels: Sequence[Any] | None = None,
-    features: Sequence[Feature] | None = None,
-    feature_names: Sequence[str] | None = None,
-    description: str = "",
-    prediction_threshold: float | None = None,
-    target_name: str | None = None,
-    monitoring_bins: int = baseline.DEFAULT_NUMERIC_BINS,
-    importance: bool | None = None,
+    options: BuildOptions = BuildOptions(),
     compile: bool = True,
 ) -> Manifest:
     """Package an MLflow model directory (pyfunc flavour) unchanged, under ``model/``.
@@ -372,6 +349,7 @@ def build_mlflow_package(
     src = Path(model_dir)
     if not (src / "MLmodel").is_file():
         raise PackageError(f"{src}: not an MLflow model directory (no MLmodel file)")
+    class_labels = options.class_labels
     if target_type is None or (class_labels is None and TargetType(target_type).is_classification):
         try:
             with warnings.catch_warnings():  # mlflow warns about its own type hints on import
@@ -395,16 +373,8 @@ def build_mlflow_package(
         model_path="model",
         X_sample=X_sample,
         name=name,
-        version=version,
         target_type=target_type,
-        class_labels=class_labels,
-        features=features,
-        feature_names=feature_names,
-        description=description,
-        prediction_threshold=prediction_threshold,
-        target_name=target_name,
-        monitoring_bins=monitoring_bins,
-        importance=importance,
+        options=replace(options, class_labels=class_labels),
         compile=compile,
         runtime=_versions("mlflow-skinny", "mlflow", "scikit-learn"),
     )
@@ -417,15 +387,7 @@ def build_custom_package(
     *,
     name: str,
     target_type: TargetType | str,
-    class_labels: Sequence[Any] | None = None,
-    version: str = "1",
-    features: Sequence[Feature] | None = None,
-    feature_names: Sequence[str] | None = None,
-    description: str = "",
-    prediction_threshold: float | None = None,
-    target_name: str | None = None,
-    monitoring_bins: int = baseline.DEFAULT_NUMERIC_BINS,
-    importance: bool | None = None,
+    options: BuildOptions = BuildOptions(),
 ) -> Manifest:
     """Package a directory holding ``custom.py`` (hooks ``load_model(model_dir)`` and
     ``score(model, data) -> predictions``) and any files it needs, for any other framework.
@@ -449,16 +411,8 @@ def build_custom_package(
         model_path=CUSTOM_HOOKS_FILE,
         X_sample=X_sample,
         name=name,
-        version=version,
         target_type=target_type,
-        class_labels=class_labels,
-        features=features,
-        feature_names=feature_names,
-        description=description,
-        prediction_threshold=prediction_threshold,
-        target_name=target_name,
-        monitoring_bins=monitoring_bins,
-        importance=importance,
+        options=options,
         runtime=_versions(),
     )
 
@@ -496,11 +450,10 @@ def _build_booster(
     X_sample: Any,
     path: str | os.PathLike[str],
     *,
+    name: str,
     target_type: TargetType | str | None,
-    class_labels: Sequence[Any] | None,
     target_values: Sequence[Any] | None,
-    features: Sequence[Feature] | None,
-    **common: Any,
+    options: BuildOptions,
 ) -> Manifest:
     from shipmate.packages import boosters
 
@@ -515,7 +468,7 @@ def _build_booster(
             f"a {objective.target_type.value} model"
         )
     trained = boosters.booster_features(framework, booster)
-    if trained and features is None and isinstance(X_sample, pd.DataFrame):
+    if trained and options.features is None and isinstance(X_sample, pd.DataFrame):
         names = boosters.package_names(trained, [str(c) for c in X_sample.columns])
         if names is None:
             missing = [n for n in trained if n not in X_sample.columns]
@@ -531,11 +484,12 @@ def _build_booster(
         stage=stage,
         model_path=filename,
         X_sample=X_sample,
+        name=name,
         target_type=objective.target_type,
-        class_labels=_booster_labels(objective, class_labels, model, target_values),
-        features=features,
+        options=replace(
+            options, class_labels=_booster_labels(objective, options.class_labels, model, target_values)
+        ),
         runtime=_versions(str(framework), f"{framework}-cpu", "numpy"),
-        **common,
     )
 
 
@@ -545,24 +499,16 @@ def build_xgboost_package(
     path: str | os.PathLike[str],
     *,
     name: str,
-    version: str = "1",
     target_type: TargetType | str | None = None,
-    class_labels: Sequence[Any] | None = None,
     target_values: Sequence[Any] | None = None,
-    features: Sequence[Feature] | None = None,
-    feature_names: Sequence[str] | None = None,
-    description: str = "",
-    prediction_threshold: float | None = None,
-    target_name: str | None = None,
-    monitoring_bins: int = baseline.DEFAULT_NUMERIC_BINS,
-    importance: bool | None = None,
+    options: BuildOptions = BuildOptions(),
 ) -> Manifest:
     """Package an XGBoost model in its native format (no pickle: safe to accept from anyone).
 
     ``model``: a ``.json``/``.ubj`` file saved by ``save_model``, a ``Booster``, or a fitted
     ``XGBClassifier``/``XGBRegressor``. The target type is read from the objective
     (``binary:logistic``, ``multi:softprob``, or regression); class ``i`` is labelled by
-    ``class_labels``, the wrapper's ``classes_``, or the sorted distinct ``target_values``.
+    ``options.class_labels``, the wrapper's ``classes_``, or the sorted distinct ``target_values``.
     """
     try:
         import xgboost
@@ -588,10 +534,7 @@ def build_xgboost_package(
         raise PackageError(f"not a readable XGBoost model: {exc}") from None
     return _build_booster(
         Framework.XGBOOST, data, filename, booster, model, X_sample, path,
-        target_type=target_type, class_labels=class_labels, target_values=target_values, features=features,
-        name=name, version=version, feature_names=feature_names, description=description,
-        prediction_threshold=prediction_threshold, target_name=target_name,
-        monitoring_bins=monitoring_bins, importance=importance,
+        name=name, target_type=target_type, target_values=target_values, options=options,
     )  # fmt: skip
 
 
@@ -601,17 +544,9 @@ def build_lightgbm_package(
     path: str | os.PathLike[str],
     *,
     name: str,
-    version: str = "1",
     target_type: TargetType | str | None = None,
-    class_labels: Sequence[Any] | None = None,
     target_values: Sequence[Any] | None = None,
-    features: Sequence[Feature] | None = None,
-    feature_names: Sequence[str] | None = None,
-    description: str = "",
-    prediction_threshold: float | None = None,
-    target_name: str | None = None,
-    monitoring_bins: int = baseline.DEFAULT_NUMERIC_BINS,
-    importance: bool | None = None,
+    options: BuildOptions = BuildOptions(),
 ) -> Manifest:
     """Package a LightGBM model in its text format (no pickle: safe to accept from anyone).
 
@@ -635,8 +570,5 @@ def build_lightgbm_package(
         raise PackageError(f"not a readable LightGBM model: {first}") from None
     return _build_booster(
         Framework.LIGHTGBM, text.encode(), "model.txt", booster, model, X_sample, path,
-        target_type=target_type, class_labels=class_labels, target_values=target_values, features=features,
-        name=name, version=version, feature_names=feature_names, description=description,
-        prediction_threshold=prediction_threshold, target_name=target_name,
-        monitoring_bins=monitoring_bins, importance=importance,
+        name=name, target_type=target_type, target_values=target_values, options=options,
     )  # fmt: skip

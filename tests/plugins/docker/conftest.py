@@ -202,7 +202,7 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> Packages:
     import pandas as pd
     from sklearn.linear_model import LinearRegression
 
-    from shipmate.packages import build_sklearn_package
+    from shipmate.packages import BuildOptions, build_sklearn_package
 
     folder = tmp_path_factory.mktemp("packages")
     rng = np.random.default_rng(7)
@@ -213,7 +213,11 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> Packages:
         model = LinearRegression().fit(frame, target)
         path = folder / f"model_{'ab'[index]}.mlpkg"
         build_sklearn_package(
-            model, frame.head(20), path, name=f"regression-{'ab'[index]}", version=str(index + 1)
+            model,
+            frame.head(20),
+            path,
+            name=f"regression-{'ab'[index]}",
+            options=BuildOptions(version=str(index + 1)),
         )
         paths.append(path)
     broken = folder / "model_broken.mlpkg"

@@ -95,7 +95,7 @@ def test_native_booster_uploads_are_accepted_without_pickles(
     import pandas as pd
     from sklearn.datasets import load_iris
 
-    from shipmate.packages import build_lightgbm_package, build_xgboost_package
+    from shipmate.packages import BuildOptions, build_lightgbm_package, build_xgboost_package
 
     X, y = load_iris(return_X_y=True, as_frame=True)
     if kind == "xgboost":
@@ -110,7 +110,7 @@ def test_native_booster_uploads_are_accepted_without_pickles(
         build = build_lightgbm_package
     names = ["setosa", "versicolor", "virginica"]
     package = tmp_path / f"{kind}.mlpkg"
-    build(model, X, package, name=kind, class_labels=names, importance=False)
+    build(model, X, package, name=kind, options=BuildOptions(class_labels=names, importance=False))
     client = make_client(deployments_dir=root, api_key=KEY)  # pickled uploads not allowed
     reply = client.post(f"/deployments/{kind}", content=package.read_bytes(), headers={"x-api-key": KEY})
     assert reply.status_code == 201, reply.text

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,13 +48,11 @@ OPENED_EVENT = EventType.ALERT_OPENED
 CLEARED_EVENT = EventType.ALERT_CLEARED
 ACTOR = "shipmate-alerts"
 
-DriftSignal = Callable[[Session, Deployment, int, int], str | None]
-"""The drift status word (``green``, ``yellow``, ``red``) of a deployment over [since, until)
-epoch minutes, or None when there is nothing to judge."""
 
 def drift_status(session: Session, deployment: Deployment, since: int, until: int) -> str | None:
-    """The drift service's status word for the window, None when it holds too few rows to judge
-    (fewer than the deployment's ``minRows``) or more than one drift answer reads."""
+    """The drift service's status word (``green``, ``yellow``, ``red``) for a deployment over
+    [since, until) epoch minutes, None when it holds too few rows to judge (fewer than the
+    deployment's ``minRows``) or more than one drift answer reads."""
     start = dt.datetime.fromtimestamp(since * 60, dt.UTC)
     end = dt.datetime.fromtimestamp(until * 60, dt.UTC)
     try:
@@ -65,15 +63,6 @@ def drift_status(session: Session, deployment: Deployment, since: int, until: in
     if result.rows < result.min_rows:
         return None
     return result.status.value
-
-
-_drift_signal: DriftSignal = drift_status
-
-
-def set_drift_signal(signal: DriftSignal | None) -> None:
-    """Replace where the ``drift`` rule reads its status (None: the drift service again)."""
-    global _drift_signal
-    _drift_signal = signal or drift_status
 
 
 # ---- rules ---------------------------------------------------------------------------------------
@@ -189,7 +178,7 @@ def signal(session: Session, deployment: Deployment, rule: Rule, since: int, unt
         if stats.rows < MIN_ACCURACY_ROWS:
             return None
         return accuracy.metrics_of(stats).get(rule.metric or "")
-    word = _drift_signal(session, deployment, since, until)
+    word = drift_status(session, deployment, since, until)
     return DRIFT_LEVELS.get(word or "")
 
 
