@@ -94,7 +94,7 @@ def make_package(tmp_path: Path) -> Any:
 PG_HOST, PG_PORT = "127.0.0.1", 5432
 
 
-def _pg_connect(dbname: str = "test") -> Any:
+def pg_connect(dbname: str = "test") -> Any:
     import psycopg
 
     return psycopg.connect(
@@ -106,7 +106,7 @@ def _pg_connect(dbname: str = "test") -> Any:
 def pg_template() -> Iterator[str]:
     """A migrated template database; each test gets a fresh copy of it."""
     try:
-        admin = _pg_connect()
+        admin = pg_connect()
     except Exception as exc:  # the server is not running here
         pytest.skip(f"PostgreSQL at {PG_HOST}:{PG_PORT} is unreachable: {exc}")
     name = f"shipmate_test_tpl_{secrets.token_hex(4)}"
@@ -127,12 +127,12 @@ def pg_template() -> Iterator[str]:
 def pg_database(pg_template: str) -> Iterator[str]:
     """The name of a fresh PostgreSQL database for one test, dropped afterwards."""
     name = f"shipmate_test_{secrets.token_hex(6)}"
-    with _pg_connect() as admin:
+    with pg_connect() as admin:
         admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
     try:
         yield name
     finally:
-        with _pg_connect() as admin:
+        with pg_connect() as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

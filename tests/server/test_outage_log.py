@@ -14,13 +14,13 @@ from pydantic import SecretStr
 from shipmate.server.settings import ServerSettings
 from shipmate.server.testing import TEST_ADMIN_TOKEN, live_server
 
-from .conftest import _pg_connect
+from tests.conftest import pg_connect
 
 pytestmark = pytest.mark.postgres
 
 
 def set_open(database: str, is_open: bool) -> None:
-    with _pg_connect() as admin:
+    with pg_connect() as admin:
         admin.execute(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS {str(is_open).lower()}')
         if not is_open:
             admin.execute(
