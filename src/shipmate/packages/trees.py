@@ -30,7 +30,10 @@ TreeScorer = Callable[[np.ndarray], np.ndarray]
 
 SMALL_BATCH_CELLS = 6_000
 """Rows times trees up to which the all-trees numpy walk beats one ``apply`` call per tree
-(measured with ``bench/compiled_bench.py``; see docs/serving.md)."""
+(measured with ``bench/compiled_bench.py``; see docs/serving.md)..."""
+FEWEST_TREES_TO_WALK = 16
+"""... when there are this many trees at least: the walk costs about 70 µs whatever the
+number of trees, a tree's ``apply`` about 3 µs a call."""
 
 GOES_LEFT: Callable[[np.ndarray, np.ndarray], np.ndarray] = np.less_equal
 """scikit-learn's split test, ``x <= threshold``."""
@@ -139,7 +142,7 @@ class _Ensemble:
         if not self._takes_missing and np.isnan(rows).any():
             raise ValueError("a missing value the model does not take")  # the public method says which
         total: np.ndarray
-        if len(rows) * len(self._trees) <= SMALL_BATCH_CELLS:
+        if len(self._trees) >= FEWEST_TREES_TO_WALK and len(rows) * len(self._trees) <= SMALL_BATCH_CELLS:
             outputs = self._leaf_output[self._walk(rows)]  # trees, rows (, classes)
             total = np.cumsum(outputs, axis=0)[-1]  # added up in the trees' order, as the forest does
         else:
