@@ -142,7 +142,7 @@ def test_a_scorer_that_flips_at_a_threshold_is_refused(
     X, y = _data()
     if wrong == "thresholds rounded to float32":  # (on the coarse values, they are float32 already)
         X[NUM] += np.random.default_rng(1).normal(size=(len(X), len(NUM))) * 1e-3
-    forest = RandomForestClassifier(10, random_state=0)
+    forest = RandomForestClassifier(20, random_state=0)  # enough trees for the all-trees walk
     if shape == "pipeline":
         model = _pipeline(forest).fit(X, y)
     else:
