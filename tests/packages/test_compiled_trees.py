@@ -227,9 +227,28 @@ def test_histogram_boosting_with_categorical_features_serves_compiled(case: str,
         rows.loc[::4, text[0]] = "unseen"
         rows.loc[1::5, text[-1]] = np.nan
     rows.loc[2::3, "n2"] = np.nan
+    if "code" in rows:
+        rows.loc[::4, "code"] = 7.0  # a code the model never saw
     expected = model.predict_proba(rows)
     if loaded.input_kind == "matrix":
         got = loaded.predict_checked(rows.to_numpy(dtype="float64")).probabilities
     else:
         got = loaded.predict(_columns(rows)).probabilities
     np.testing.assert_allclose(got, expected, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["forest", "tree"])
+def test_an_infinite_number_gets_the_public_methods_error(kind: str, tmp_path: Path) -> None:
+    """Frame input is not checked for infinities before the model (CSV can carry ``inf``); the
+    pipeline's own steps refuse them, so the compiled scorer must not score them."""
+    X, y = _data()
+    model = _pipeline(ESTIMATORS[kind]()).fit(X, y)
+    loaded = _load(model, X, tmp_path)
+    assert loaded.scoring.scorer is ScorerKind.COMPILED
+    rows = X.head(3).copy()
+    rows.loc[rows.index[1], "n2"] = np.inf
+    with pytest.raises(ValueError) as public:
+        model.predict_proba(rows)
+    with pytest.raises(ValueError) as served:
+        loaded.predict(_columns(rows))
+    assert str(served.value) == str(public.value)

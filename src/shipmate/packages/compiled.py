@@ -67,6 +67,10 @@ def compile_model(estimator: Any, names: Sequence[str], probabilities: bool) -> 
 
     def from_columns(columns: Mapping[str, np.ndarray]) -> np.ndarray:
         block: Block = [columns[name] for name in inputs]
+        if any(col.dtype.kind == "f" and np.isinf(col).any() for col in block):
+            # frame input is not checked for infinities; scikit-learn's steps refuse them (or a
+            # histogram-boosting model takes them): the public method says which
+            raise ValueError("an infinite number")
         for transform in transforms:
             block = transform(block)
         return score(_matrix(block))
