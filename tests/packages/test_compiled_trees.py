@@ -26,6 +26,7 @@ from threadpoolctl import threadpool_limits
 
 import shipmate.packages.trees as trees
 from shipmate.packages import Columns, build_sklearn_package, extract_package, load_model
+from shipmate.packages.compiled import compile_model
 from shipmate.packages.proof import ScorerKind, edge_inputs
 from shipmate.packages.trees import tree_scorer
 
@@ -252,3 +253,24 @@ def test_an_infinite_number_gets_the_public_methods_error(kind: str, tmp_path: P
     with pytest.raises(ValueError) as served:
         loaded.predict(_columns(rows))
     assert str(served.value) == str(public.value)
+
+
+@pytest.mark.parametrize("classes", [2, 3, 0], ids=["binary", "three classes", "regressor"])
+def test_histogram_boosting_small_batches_walk_all_trees_bit_for_bit(classes: int) -> None:
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    X, _ = _data(600)
+    X = X[NUM].to_numpy()  # with gaps in n0
+    rng = np.random.default_rng(7)
+    if classes:
+        model: Any = HistGradientBoostingClassifier(max_iter=20).fit(X, rng.integers(0, classes, len(X)))
+    else:
+        model = HistGradientBoostingRegressor(max_iter=20).fit(X, X[:, 1] * 2 + rng.normal(size=len(X)))
+    walk = trees.HistWalk(model._predictors, model._baseline_prediction)
+    rows = rng.normal(size=(600, 3)) * 2
+    rows[rng.random(rows.shape) < 0.1] = np.nan
+    np.testing.assert_array_equal(walk.raw(rows[:30]), model._raw_predict(rows[:30]))
+    public = model.predict_proba if classes else model.predict
+    compiled = compile_model(model, NUM, bool(classes))
+    for n in (1, 30, 600):  # 600 rows: the predictors' own predict
+        np.testing.assert_array_equal(compiled.from_matrix(rows[:n]), public(rows[:n]))

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from shipmate.packages.sklearn_direct import direct_scorer
-from shipmate.packages.trees import tree_scorer
+from shipmate.packages.trees import SMALL_BATCH_CELLS, HistWalk, tree_scorer
 
 Block = list[np.ndarray]
 """Columns between steps: one 1-D array per column (float64, or object for categories)."""
@@ -436,9 +436,15 @@ def _hist_boosting(model: Any, probabilities: bool) -> Callable[[np.ndarray], np
     known, f_idx_map = model._bin_mapper.make_known_categories_bitsets()
     predictors, baseline = model._predictors, model._baseline_prediction
     per_row, loss = int(model.n_trees_per_iteration_), model._loss
+    try:
+        walk: HistWalk | None = HistWalk(predictors, baseline)
+    except (ValueError, KeyError, IndexError):  # categorical splits, or a layout not known here
+        walk = None
 
     def raw(matrix: np.ndarray) -> np.ndarray:
         matrix = np.ascontiguousarray(matrix, dtype=np.float64)
+        if walk is not None and len(matrix) * walk.trees <= SMALL_BATCH_CELLS:
+            return walk.raw(matrix)
         out = np.zeros((len(matrix), per_row), dtype=baseline.dtype, order="F")
         out += baseline
         threads = _openmp_effective_n_threads()

@@ -174,3 +174,55 @@ class _Ensemble:
         for tree, outputs in zip(self._trees, self._outputs, strict=True):
             total += outputs.take(tree.apply(rows), axis=0)
         return total
+
+
+class HistWalk:
+    """A ``HistGradientBoosting*`` model's raw predictions for small batches, all trees at once
+    (its predictors' compiled ``predict`` is one Python call per tree: about 8 µs each).
+
+    Numeric splits only: a row goes left where ``x <= threshold`` (float64, as the
+    predictors compare) or where ``x`` is missing and the node sends missing values left.
+    Each class's raw score starts from the model's baseline and adds the trees' values in
+    the iterations' order, as scikit-learn does, so the sums are the same to the bit."""
+
+    def __init__(self, predictors: list[list[Any]], baseline: np.ndarray) -> None:
+        per_row = len(predictors[0]) if predictors else 0
+        nodes = [stage[k].nodes for stage in predictors for k in range(per_row)]
+        if not nodes or any(bool(n["is_categorical"].any()) for n in nodes):
+            raise ValueError("categorical splits are not walked here")
+        counts = np.array([len(n) for n in nodes])
+        offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.intp)
+        shift = np.repeat(offsets, counts)
+        leaf = np.concatenate([n["is_leaf"] for n in nodes]).astype(bool)
+        own = np.arange(len(leaf), dtype=np.intp)
+        self._left = np.where(leaf, own, np.concatenate([n["left"] for n in nodes]).astype(np.intp) + shift)
+        self._right = np.where(leaf, own, np.concatenate([n["right"] for n in nodes]).astype(np.intp) + shift)
+        self._feature = np.where(leaf, 0, np.concatenate([n["feature_idx"] for n in nodes])).astype(np.intp)
+        self._threshold = np.concatenate([n["num_threshold"] for n in nodes]).astype(np.float64)
+        self._missing_left = np.concatenate([n["missing_go_to_left"] for n in nodes]).astype(bool)
+        self._value = np.concatenate([n["value"] for n in nodes]).astype(np.float64)
+        self._roots = offsets
+        self._depth = max(int(n["depth"].max()) for n in nodes)
+        self._per_row = per_row
+        self._baseline = np.asarray(baseline, dtype=np.float64).reshape(-1)
+        self.trees = len(nodes)
+
+    def raw(self, matrix: np.ndarray) -> np.ndarray:
+        """Raw predictions, rows by classes (a float64 matrix of the model's features in order)."""
+        n, width = matrix.shape
+        flat = np.ascontiguousarray(matrix, dtype=np.float64).ravel()
+        node = np.repeat(self._roots, n)
+        at = np.tile(np.arange(n, dtype=np.intp) * width, len(self._roots))
+        has_gaps = bool(np.isnan(flat).any())
+        for _ in range(self._depth):
+            x = flat[at + self._feature[node]]
+            left = GOES_LEFT(x, self._threshold[node])
+            if has_gaps:
+                left |= np.isnan(x) & self._missing_left[node]
+            node = np.where(left, self._left[node], self._right[node])
+        values = self._value[node].reshape(-1, self._per_row, n)  # iterations, classes, rows
+        out = np.empty((n, self._per_row), dtype=np.float64)
+        for k in range(self._per_row):
+            start = np.full((1, n), self._baseline[k])
+            out[:, k] = np.cumsum(np.concatenate([start, values[:, k, :]]), axis=0)[-1]
+        return out
