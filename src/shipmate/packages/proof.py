@@ -2,9 +2,11 @@
 
 A compiled scorer (`shipmate.packages.compiled`) is used only when, on the package's
 probe rows (built from its baseline) and on generated edge rows — a missing value in
-each feature, an unseen category in each categorical feature, numbers exactly at the
-trees' split thresholds and one step either side — it predicts the same label for every
-row and gives probabilities or values within `TOLERANCE` of the public method. Where the
+each feature, an unseen category in each categorical feature, inputs whose values, once
+through the preprocessing, are the last to go left and the first to go right at split
+thresholds the probe rows reach — it predicts the same label for every row (each batch
+whole and each row alone) and gives probabilities or values within `TOLERANCE` of the
+public method. Where the
 public method refuses a row, the candidate must refuse it too (it then hands the batch
 to the public method, whose error the client sees).
 """
