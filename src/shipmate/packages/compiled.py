@@ -11,8 +11,9 @@ time, so a row costs microseconds per step instead of milliseconds:
   ``MinMaxScaler``, ``OneHotEncoder`` and ``OrdinalEncoder`` (no infrequent categories,
   no dropped category), ``ColumnTransformer`` (with passthrough and drop), ``Pipeline``;
 - final estimators: ``LogisticRegression`` and linear regressors (``X @ coef + intercept``),
-  ``HistGradientBoosting*`` without categorical features (its tree predictors, minus the
-  checks), and the trees, forests and gradient boosting of `sklearn_direct`.
+  ``HistGradientBoosting*`` (its own preprocessor of categorical features, then its tree
+  predictors, minus the checks), forests and single
+  trees (all trees at once, `trees`) and gradient boosting (`sklearn_direct`).
 
 Anything else (another transformer, a parameter this module does not reproduce) raises
 `Unsupported` while compiling, and the model keeps its public methods. A compiled scorer
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from shipmate.packages.sklearn_direct import direct_scorer
+from shipmate.packages.trees import SMALL_BATCH_CELLS, HistWalk, tree_scorer
 
 Block = list[np.ndarray]
 """Columns between steps: one 1-D array per column (float64, or object for categories)."""
@@ -59,9 +61,16 @@ def compile_model(estimator: Any, names: Sequence[str], probabilities: bool) -> 
     inputs = _input_names(estimator, names)
     transforms = [_transformer(step) for step in steps]
     score = _final(final, probabilities)
+    own = _own_preprocessor(final)
+    if own is not None:
+        transforms.append(_column_transformer(own))
 
     def from_columns(columns: Mapping[str, np.ndarray]) -> np.ndarray:
         block: Block = [columns[name] for name in inputs]
+        if any(col.dtype.kind == "f" and np.isinf(col).any() for col in block):
+            # frame input is not checked for infinities; scikit-learn's steps refuse them (or a
+            # histogram-boosting model takes them): the public method says which
+            raise ValueError("an infinite number")
         for transform in transforms:
             block = transform(block)
         return score(_matrix(block))
@@ -81,6 +90,14 @@ def _split(estimator: Any) -> tuple[list[Any], Any]:
     if not steps:
         raise Unsupported("an empty pipeline")
     return steps[:-1], steps[-1]
+
+
+def _own_preprocessor(final: Any) -> Any:
+    """The ``ColumnTransformer`` a ``HistGradientBoosting*`` model with categorical features
+    runs first (categories to ordinal codes, the rest to float64; its trees read that order)."""
+    if not type(final).__name__.startswith("HistGradientBoosting"):
+        return None
+    return getattr(final, "_preprocessor", None)
 
 
 def _input_names(estimator: Any, names: Sequence[str]) -> list[str]:
@@ -285,10 +302,29 @@ def _ordinal(enc: Any) -> Step:
 
 
 def _function(ft: Any) -> Step:
-    """Only the identity: what ``ColumnTransformer`` makes of ``"passthrough"``."""
-    if ft.func is not None:
-        raise Unsupported("FunctionTransformer with a function")
-    return lambda block: block
+    """Only the identity (what ``ColumnTransformer`` makes of ``"passthrough"``), and the
+    float64 conversion of ``HistGradientBoosting``'s own preprocessor."""
+    if ft.func is None:
+        return lambda block: block
+    if is_float_check(ft.func):
+        return lambda block: [_numeric(col) for col in block]
+    raise Unsupported("FunctionTransformer with a function")
+
+
+def is_float_check(func: Any) -> bool:
+    """``func`` is ``check_array(dtype=[float64], ...)``, as ``HistGradientBoosting*`` converts
+    its numeric columns (missing values kept)."""
+    from functools import partial
+
+    from sklearn.utils.validation import check_array
+
+    if not isinstance(func, partial) or func.func is not check_array or func.args:
+        return False
+    return list(func.keywords.get("dtype", [])) == [np.float64] and set(func.keywords) <= {
+        "dtype",
+        "ensure_all_finite",
+        "force_all_finite",
+    }
 
 
 def _column_transformer(ct: Any) -> Step:
@@ -333,7 +369,7 @@ _TRANSFORMERS: dict[str, Callable[[Any], Step]] = {
 def _final(estimator: Any, probabilities: bool) -> Callable[[np.ndarray], np.ndarray]:
     if not type(estimator).__module__.startswith("sklearn."):
         raise Unsupported(f"{type(estimator).__name__} is not compiled")
-    direct = direct_scorer(estimator, probabilities)
+    direct = tree_scorer(estimator, probabilities) or direct_scorer(estimator, probabilities)
     if direct is not None:
         return direct
     name = type(estimator).__name__
@@ -395,16 +431,20 @@ def _hist_boosting(model: Any, probabilities: bool) -> Callable[[np.ndarray], np
     from sklearn.base import is_classifier
     from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
 
-    if getattr(model, "is_categorical_", None) is not None and np.any(model.is_categorical_):
-        raise Unsupported("HistGradientBoosting with categorical features")
     if is_classifier(model) != probabilities:
         raise Unsupported("HistGradientBoosting: only predict_proba of classifiers, predict of regressors")
     known, f_idx_map = model._bin_mapper.make_known_categories_bitsets()
     predictors, baseline = model._predictors, model._baseline_prediction
     per_row, loss = int(model.n_trees_per_iteration_), model._loss
+    try:
+        walk: HistWalk | None = HistWalk(predictors, baseline)
+    except (ValueError, KeyError, IndexError):  # categorical splits, or a layout not known here
+        walk = None
 
     def raw(matrix: np.ndarray) -> np.ndarray:
         matrix = np.ascontiguousarray(matrix, dtype=np.float64)
+        if walk is not None and len(matrix) * walk.trees <= SMALL_BATCH_CELLS:
+            return walk.raw(matrix)
         out = np.zeros((len(matrix), per_row), dtype=baseline.dtype, order="F")
         out += baseline
         threads = _openmp_effective_n_threads()

@@ -30,6 +30,7 @@ from shipmate.packages.manifest import FeatureType, Framework, Manifest, TargetT
 from shipmate.packages.proof import Proof, ScorerKind, Scoring, edge_inputs, prove
 from shipmate.packages.schema import probe_frame
 from shipmate.packages.sklearn_direct import DirectScorer, direct_scorer
+from shipmate.packages.trees import tree_scorer
 
 log = logging.getLogger(__name__)
 
@@ -294,8 +295,9 @@ class SklearnModel(LoadedModel):
         scores within `proof.TOLERANCE` of the public method on probe and edge rows."""
         from shipmate.packages.compiled import Unsupported, compile_model
 
-        if direct_scorer(self.estimator, self._proba) is not None:
-            return  # a bare tree model: the direct scorer, held to exact equality, is that compiled form
+        bare_tree = direct_scorer(self.estimator, self._proba) is not None
+        if bare_tree and tree_scorer(self.estimator, self._proba) is None:
+            return  # bare gradient boosting: the direct scorer, held to exact equality, is that compiled form
         try:
             compiled = compile_model(self.estimator, self.manifest.feature_names, self._proba)
         except Unsupported as exc:
