@@ -10,11 +10,10 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import SecretStr
+from tests.conftest import pg_connect
 
 from shipmate.server.settings import ServerSettings
 from shipmate.server.testing import TEST_ADMIN_TOKEN, live_server
-
-from tests.conftest import pg_connect
 
 pytestmark = pytest.mark.postgres
 
