@@ -60,6 +60,21 @@ def fuzzed_api(server: LiveServer, world: dict[str, Any]) -> Any:
 
 schema = schemathesis.pytest.from_fixture("fuzzed_api")
 
+H11_MAX_HEAD_BYTES = 16 * 1024
+"""uvicorn's HTTP parser (h11) refuses a request head larger than this with a bare 400."""
+
+
+def refused_by_http_layer(response: Any) -> bool:
+    """A request head over the HTTP server's limit (hypothesis builds URLs of tens of KB from
+    repeated query parameters) gets uvicorn's plain-text 400 before any route sees it."""
+    request = response.request
+    head = len(request.url) + sum(len(k) + len(v) + 4 for k, v in request.headers.items())
+    return (
+        response.status_code == 400
+        and head > H11_MAX_HEAD_BYTES
+        and response.text.startswith("Invalid HTTP request")
+    )
+
 
 @schema.parametrize()
 @hypothesis_settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
@@ -82,6 +97,8 @@ def test_no_route_answers_5xx(case: Any, server: LiveServer, world: dict[str, An
         assert response.status_code < 500, (
             f"{case.method} {case.formatted_path}: {response.status_code} {response.text}"
         )
+        if refused_by_http_layer(response):
+            continue  # never reached the app: nothing of ours to hold to the document
         case.validate_response(response, checks=CONFORMANCE)
         if response.status_code in (400, 422):
             body = response.json()
