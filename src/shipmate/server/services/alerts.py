@@ -245,11 +245,27 @@ def apply(
     by_deployment: dict[str, list[Judged]] = {}
     for item in judged:
         by_deployment.setdefault(item.deployment_id, []).append(item)
+    ids = list(by_deployment)
+    live = {
+        d.id: d
+        for d in session.scalars(
+            select(Deployment).where(Deployment.id.in_(ids), Deployment.desired_state != DesiredState.DELETED)
+        )
+    }
+    stored: dict[str, dict[str, AlertRule]] = {}
+    for row in session.scalars(select(AlertRule).where(AlertRule.deployment_id.in_(ids))):
+        stored.setdefault(row.deployment_id, {})[row.name] = row
+    open_alerts = {
+        (a.deployment_id, a.rule): a
+        for a in session.scalars(select(Alert).where(Alert.deployment_id.in_(ids), Alert.state == "open"))
+    }
     for deployment_id, items in by_deployment.items():
-        deployment = session.get(Deployment, deployment_id)
-        if deployment is None or deployment.desired_state == DesiredState.DELETED:
+        deployment = live.get(deployment_id)
+        if deployment is None:
             continue
-        rows = {r.name: r for r in rules_of(session, deployment)}
+        rows = stored.get(deployment_id, {})
+        if any(item.rule.name not in rows for item in items):  # the defaults, stored on first use
+            rows = {r.name: r for r in rules_of(session, deployment)}
         for item in items:
             row = rows.get(item.rule.name)
             if row is None or to_rule(row) != item.rule:
@@ -257,18 +273,11 @@ def apply(
             if row.last_window is not None and row.last_window >= item.window:
                 continue
             rule, value = item.rule, item.value
-            open_alert = session.scalar(
-                select(Alert).where(
-                    Alert.deployment_id == deployment.id, Alert.rule == rule.name, Alert.state == "open"
-                )
-            )
+            open_alert = open_alerts.get((deployment.id, rule.name))
             state = RuleState(row.bad_streak, row.good_streak, open_alert is not None)
             state, transition = step(rule, state, value)
-            row.bad_streak, row.good_streak, row.last_window = (
-                state.bad_streak,
-                state.good_streak,
-                item.window,
-            )
+            row.bad_streak, row.good_streak = state.bad_streak, state.good_streak
+            row.last_window = item.window
             row.last_value = value
             if transition is not None:
                 change = _record(session, deployment, rule, open_alert, transition, value, now)
