@@ -253,8 +253,8 @@ def apply(
         )
     }
     stored: dict[str, dict[str, AlertRule]] = {}
-    for row in session.scalars(select(AlertRule).where(AlertRule.deployment_id.in_(ids))):
-        stored.setdefault(row.deployment_id, {})[row.name] = row
+    for each in session.scalars(select(AlertRule).where(AlertRule.deployment_id.in_(ids))):
+        stored.setdefault(each.deployment_id, {})[each.name] = each
     open_alerts = {
         (a.deployment_id, a.rule): a
         for a in session.scalars(select(Alert).where(Alert.deployment_id.in_(ids), Alert.state == "open"))
