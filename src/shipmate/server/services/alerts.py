@@ -20,7 +20,8 @@ from typing import Any, cast
 import httpx
 import orjson
 from sqlalchemy import CursorResult, delete, exists, func, or_, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, lazyload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from shipmate.common.backoff import Backoff
 from shipmate.common.masking import mask
@@ -249,7 +250,9 @@ def apply(
     live = {
         d.id: d
         for d in session.scalars(
-            select(Deployment).where(Deployment.id.in_(ids), Deployment.desired_state != DesiredState.DELETED)
+            select(Deployment)
+            .where(Deployment.id.in_(ids), Deployment.desired_state != DesiredState.DELETED)
+            .options(lazyload(Deployment.model_package))  # its manifest only for new default rules
         )
     }
     stored: dict[str, dict[str, AlertRule]] = {}
@@ -259,6 +262,8 @@ def apply(
         (a.deployment_id, a.rule): a
         for a in session.scalars(select(Alert).where(Alert.deployment_id.in_(ids), Alert.state == "open"))
     }
+    steps: list[dict[str, Any]] = []
+    stepped: list[AlertRule] = []
     for deployment_id, items in by_deployment.items():
         deployment = live.get(deployment_id)
         if deployment is None:
@@ -276,14 +281,21 @@ def apply(
             open_alert = open_alerts.get((deployment.id, rule.name))
             state = RuleState(row.bad_streak, row.good_streak, open_alert is not None)
             state, transition = step(rule, state, value)
-            row.bad_streak, row.good_streak = state.bad_streak, state.good_streak
-            row.last_window = item.window
-            row.last_value = value
+            steps.append(
+                {"id": row.id, "bad_streak": state.bad_streak, "good_streak": state.good_streak,
+                 "last_window": item.window, "last_value": value}
+            )  # fmt: skip
+            stepped.append(row)
             if transition is not None:
                 change = _record(session, deployment, rule, open_alert, transition, value, now)
                 changes.append(change)
                 if outbox:
                     enqueue(session, change)
+    if steps:  # one statement for every rule stepped, not one each: the write lock is held meanwhile
+        session.execute(update(AlertRule), steps)
+        for row, values in zip(stepped, steps, strict=True):  # what the rows now hold, not dirty
+            for key in ("bad_streak", "good_streak", "last_window", "last_value"):
+                set_committed_value(row, key, values[key])
     return changes
 
 
