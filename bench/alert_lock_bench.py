@@ -18,6 +18,10 @@ medians of the repeats. Ingest, token use and every other write wait for as long
 
     python3 bench/alert_lock_bench.py                       # SQLite, 100 deployments x 100 features
     python3 bench/alert_lock_bench.py --postgres
+    # the code before the split: a copy of an older commit's src/ with this bench beside it
+    old=$(mktemp -d) && git archive c1c3c57 src bench | tar -x -C "$old"
+    cp bench/alert_lock_bench.py "$old/bench/"
+    python3 "$old/bench/alert_lock_bench.py" --only before
 """
 
 from __future__ import annotations
@@ -110,7 +114,7 @@ def median_ms(samples: list[tuple[float, float]]) -> dict[str, float]:
     }
 
 
-def measure(db: Any, repeat: int, now: dt.datetime) -> dict[str, Any]:
+def measure(db: Any, repeat: int, now: dt.datetime, only: str | None) -> dict[str, Any]:
     from shipmate.server.services import alerts
 
     with db.write() as session:  # the default rules stored, as after the first pass
@@ -130,6 +134,8 @@ def measure(db: Any, repeat: int, now: dt.datetime) -> dict[str, Any]:
     passes = {"before": before, "after": after}
     result: dict[str, Any] = {}
     for name, run in passes.items():
+        if only and name != only:
+            continue
         held: list[tuple[float, float]] = []
         total: list[tuple[float, float]] = []
         for _ in range(repeat):
@@ -149,6 +155,9 @@ def main() -> int:
     parser.add_argument("--features", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--postgres", action="store_true")
+    parser.add_argument(
+        "--only", choices=["before", "after"], help="one of the two (`before` also runs on older code)"
+    )
     args = parser.parse_args()
     from shipmate.server.db import Database
 
@@ -161,7 +170,7 @@ def main() -> int:
         log(f"populating {args.deployments} deployments x {args.features} features")
         populate(db, args.deployments, args.features, now_minute)
         try:
-            return measure(db, args.repeat, now)
+            return measure(db, args.repeat, now, args.only)
         finally:
             db.dispose()
 
