@@ -1,13 +1,10 @@
 """Alerts on the service, on SQLite and PostgreSQL: default rules, edits, evaluation window by window
 (two bad windows open, hysteresis clears, one open alert per rule), events, the drift rule on real
-drift, the webhook."""
+drift (the webhook: test_alert_webhook.py)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import http.server
-import logging
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +15,6 @@ from tests.server import test_drift as drift_case
 from tests.server.conftest import upload
 from tests.server.test_monitoring import post, record
 
-from shipmate.common.backoff import Backoff
 from shipmate.server.db import Database
 from shipmate.server.services import alerts
 from shipmate.server.settings import ServerSettings
@@ -112,44 +108,3 @@ def edited_rules_and_real_drift(
     assert states == [[], ["open"], [], [], ["cleared"]]  # one open alert however long it stays red
     (alert,) = api.get("/api/v1/alerts", params={"deploymentId": drifting, "state": "cleared"}).json()
     assert alert["kind"] == "drift" and alert["rule"] == "drift"
-
-
-class Receiver(http.server.BaseHTTPRequestHandler):
-    answers: list[int] = []
-    received: list[tuple[str | None, bytes]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.received.append((self.headers.get("Authorization"), body))
-        self.send_response(self.answers.pop(0) if self.answers else 200)
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-def test_the_webhook_retries_and_logs_its_secret_masked(caplog: pytest.LogCaptureFixture) -> None:
-    Receiver.answers, Receiver.received = [500], []
-    receiver = http.server.HTTPServer(("127.0.0.1", 0), Receiver)
-    thread = threading.Thread(target=receiver.serve_forever, daemon=True)
-    thread.start()
-    secret = "whsec-0123456789abcdef-very-secret"
-    hook = alerts.Webhook(
-        f"http://127.0.0.1:{receiver.server_address[1]}/hook",
-        secret,
-        backoff=Backoff(initial=0.01, maximum=0.05),
-    )
-    change = alerts.Change(
-        7, "d-1", "error_rate", "error_rate", "open", "too many errors", 0.2, dt.datetime.now(dt.UTC)
-    )
-    try:
-        with caplog.at_level(logging.WARNING):
-            assert hook.deliver([change])
-    finally:
-        hook.close()
-        receiver.shutdown()
-    assert len(Receiver.received) == 2  # the 500 was retried
-    auth, body = Receiver.received[-1]
-    assert auth == f"Bearer {secret}" and b'"deploymentId":"d-1"' in body
-    assert "attempt 1 of 5 failed: HTTP 500" in caplog.text
-    assert secret not in caplog.text and secret[:12] + "*******" in caplog.text

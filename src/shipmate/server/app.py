@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import threading
@@ -16,6 +17,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import event
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
+from shipmate.common.backoff import Backoff
 from shipmate.server import errors
 from shipmate.server.artifacts import ArtifactStore
 from shipmate.server.db import Database
@@ -39,7 +41,7 @@ from shipmate.server.routers import (
     ui_pages,
 )
 from shipmate.server.services import tokens as token_service
-from shipmate.server.services.alerts import Webhook
+from shipmate.server.services.alerts import Deliverer, Webhook
 from shipmate.server.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -169,7 +171,17 @@ def create_app(settings: ServerSettings) -> FastAPI:
     runtime = Runtime(settings=settings, db=db, store=ArtifactStore(settings.artifact_dir), feed=feed)
     if settings.alert_webhook_url:
         secret = settings.alert_webhook_secret
-        runtime.webhook = Webhook(settings.alert_webhook_url, secret.get_secret_value() if secret else None)
+        runtime.webhook = Deliverer(
+            db,
+            Webhook(settings.alert_webhook_url, secret.get_secret_value() if secret else None),
+            retention=dt.timedelta(hours=settings.alert_webhook_retention_hours),
+            backoff=Backoff(
+                initial=settings.alert_webhook_backoff_seconds,
+                maximum=settings.alert_webhook_backoff_max_seconds,
+                jitter=0.2,
+            ),
+            idle_seconds=settings.alert_webhook_poll_seconds,
+        )
     evaluator = alerts.Evaluator(runtime)
 
     @asynccontextmanager
@@ -180,12 +192,14 @@ def create_app(settings: ServerSettings) -> FastAPI:
         await run_in_threadpool(_ensure_admin_token, settings, db)
         await feed.start()
         evaluator.start()
+        if runtime.webhook is not None:
+            runtime.webhook.start()
         try:
             yield
         finally:
             await evaluator.stop()
             if runtime.webhook is not None:
-                runtime.webhook.close()
+                await run_in_threadpool(runtime.webhook.stop)
             await feed.stop()
             db.dispose()
 
@@ -204,7 +218,16 @@ def create_app(settings: ServerSettings) -> FastAPI:
     _install_error_handlers(app, outage)
     api = APIRouter(prefix=API_PREFIX)
     for module in (
-        health, packages, environments, deployments, events, tokens, monitoring, drift, accuracy, alerts
+        health,
+        packages,
+        environments,
+        deployments,
+        events,
+        tokens,
+        monitoring,
+        drift,
+        accuracy,
+        alerts,
     ):
         api.include_router(module.router)
     app.include_router(api)

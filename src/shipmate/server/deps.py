@@ -16,7 +16,7 @@ from shipmate.server.errors import Forbidden, Unauthenticated
 from shipmate.server.feed import ChangeFeed
 from shipmate.server.security import Principal
 from shipmate.server.services import tokens
-from shipmate.server.services.alerts import Webhook
+from shipmate.server.services.alerts import Deliverer
 from shipmate.server.settings import ServerSettings
 
 
@@ -28,8 +28,8 @@ class Runtime:
     db: Database
     store: ArtifactStore
     feed: ChangeFeed
-    webhook: Webhook | None = None
-    """Where alert changes are POSTed (``SHIPMATE_ALERT_WEBHOOK_URL``), if anywhere."""
+    webhook: Deliverer | None = None
+    """Posts the alert changes' outbox to ``SHIPMATE_ALERT_WEBHOOK_URL``, if one is set."""
 
 
 def get_runtime(request: Request) -> Runtime:

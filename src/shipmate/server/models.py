@@ -319,6 +319,35 @@ class Alert(Base):
     )
 
 
+class AlertDelivery(Base):
+    """One alert change waiting for (or done with) the webhook: the outbox. Written in the
+    transaction that opens or clears the alert, so a change is never lost to a restart; posted in
+    id order per deployment (only a deployment's oldest pending row is ever sent).
+
+    ``state`` is ``pending``, ``delivered`` or ``dropped`` (older than the retention, never
+    delivered); ``body`` is the exact JSON posted; ``claimed_until`` is SQLite's claim (PostgreSQL
+    locks the row instead)."""
+
+    __tablename__ = "alert_deliveries"
+
+    id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
+    alert_id: Mapped[int] = mapped_column(BigInteger)
+    deployment_id: Mapped[str] = mapped_column(String(40))
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    claimed_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        Index("ix_alert_deliveries_state_deployment", "state", "deployment_id", "id"),
+        Index("ix_alert_deliveries_created", "created_at"),
+    )
+
+
 class DriftSlot(Base):
     """One deployment's bin counts for one model over ``width`` minutes (15, or 60 once rolled up)
     from ``minute`` (epoch minutes): what drift reads, so a day of 1,000 features is 96 small rows

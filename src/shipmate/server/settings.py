@@ -82,6 +82,20 @@ class ServerSettings(BaseSettings):
     alert_webhook_secret: SecretStr | None = None
     """Sent as ``Authorization: Bearer …`` with every webhook call; logged only masked."""
 
+    alert_webhook_retention_hours: float = Field(default=168.0, gt=0)
+    """An alert change the webhook has not taken this long after it happened is dropped (one log
+    line; counted in ``/health``); delivered ones are forgotten after the same time."""
+
+    alert_webhook_backoff_seconds: float = Field(default=1.0, gt=0)
+    """The first wait after a failed webhook call; it doubles per failure up to
+    ``alert_webhook_backoff_max_seconds``."""
+
+    alert_webhook_backoff_max_seconds: float = Field(default=300.0, gt=0)
+
+    alert_webhook_poll_seconds: float = Field(default=5.0, gt=0)
+    """How often the webhook's outbox is looked at when nothing woke it (another process's alert
+    changes, rows whose back-off has passed)."""
+
     @field_validator("admin_token")
     @classmethod
     def _not_a_placeholder(cls, value: SecretStr | None) -> SecretStr | None:

@@ -141,18 +141,23 @@ def evaluate_now(runtime: RuntimeDep, _: AdminDep) -> EvaluationOut:
 
 
 def run_pass(runtime: Runtime, now: dt.datetime | None = None) -> list[alerts.Change]:
-    """Evaluate every rule and expire old predictions; the webhook hears of the changes after the commit."""
+    """Evaluate every rule and expire old predictions. The signals are read outside the write
+    transaction (drift of every deployment takes long; a write would stop ingest meanwhile); only
+    the open/clear changes, their events and their webhook deliveries take a short write."""
     settings = runtime.settings
+    now = now or dt.datetime.now(dt.UTC)
+    with runtime.db.read() as session:
+        judged = alerts.gather(session, now=now)
     with runtime.db.write() as session:
-        changes = alerts.evaluate(session, now=now)
+        changes = alerts.apply(session, judged, now=now, outbox=runtime.webhook is not None)
     with runtime.db.write() as session:
         accuracy.expire(
             session,
             retention_days=settings.monitoring_prediction_retention_days,
             max_per_deployment=settings.monitoring_max_predictions,
         )
-    if runtime.webhook is not None:
-        runtime.webhook.send_all(changes)
+    if runtime.webhook is not None and changes:
+        runtime.webhook.wake()
     return changes
 
 

@@ -12,14 +12,16 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import orjson
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import CursorResult, delete, exists, func, or_, select, update
+from sqlalchemy.orm import Session, aliased, lazyload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from shipmate.common.backoff import Backoff
 from shipmate.common.masking import mask
@@ -36,8 +38,9 @@ from shipmate.monitoring.alerts import (
     describe,
     step,
 )
+from shipmate.server.db import Database
 from shipmate.server.errors import InvalidInput, NotFound
-from shipmate.server.models import Alert, AlertRule, Deployment, utcnow
+from shipmate.server.models import Alert, AlertDelivery, AlertRule, Deployment, utcnow
 from shipmate.server.services import accuracy, events
 from shipmate.server.services import drift as drift_service
 from shipmate.server.services import monitoring as buckets
@@ -47,6 +50,7 @@ log = logging.getLogger(__name__)
 OPENED_EVENT = EventType.ALERT_OPENED
 CLEARED_EVENT = EventType.ALERT_CLEARED
 ACTOR = "shipmate-alerts"
+PENDING, DELIVERED, DROPPED = "pending", "delivered", "dropped"
 
 
 def drift_status(session: Session, deployment: Deployment, since: int, until: int) -> str | None:
@@ -182,22 +186,42 @@ def signal(session: Session, deployment: Deployment, rule: Rule, since: int, unt
     return DRIFT_LEVELS.get(word or "")
 
 
-def evaluate(session: Session, *, now: dt.datetime | None = None) -> list[Change]:
-    """One pass over every live deployment's enabled rules: each judges its latest finished
-    window once; alerts open and clear, each with its event. The changes, for the webhook."""
+@dataclass(frozen=True)
+class Judged:
+    """One rule's signal over its latest finished window, read outside the write transaction;
+    `apply` judges it only if the rule is still what it was when the signal was read."""
+
+    deployment_id: str
+    rule: Rule
+    window: int
+    value: float | None
+
+
+def gather(session: Session, *, now: dt.datetime | None = None) -> list[Judged]:
+    """Read every live deployment's due signals (drift, accuracy, service health): the slow part
+    of a pass, needing no write lock. Rules not stored yet are judged by their defaults."""
     now = now or utcnow()
     now_minute = int(now.timestamp() // 60)
-    changes: list[Change] = []
+    judged: list[Judged] = []
     live = session.scalars(
         select(Deployment).where(Deployment.desired_state != DesiredState.DELETED).order_by(Deployment.id)
-    )
+    ).all()
+    stored: dict[str, dict[str, AlertRule]] = {}
+    for row in session.scalars(
+        select(AlertRule).where(AlertRule.deployment_id.in_([d.id for d in live])).order_by(AlertRule.id)
+    ):
+        stored.setdefault(row.deployment_id, {})[row.name] = row
     for deployment in live:
-        for row in rules_of(session, deployment):
-            if not row.enabled:
+        rows = stored.get(deployment.id, {})
+        rules = [(to_rule(r), r.last_window) for r in rows.values()]
+        rules += [
+            (r, None) for r in default_rules(deployment.model_package.target_type) if r.name not in rows
+        ]
+        for rule, last_window in rules:
+            if not rule.enabled:
                 continue
-            rule = to_rule(row)
             window = now_minute // rule.window_minutes - 1  # the latest finished one
-            if row.last_window is not None and row.last_window >= window:
+            if last_window is not None and last_window >= window:
                 continue
             since = window * rule.window_minutes
             try:
@@ -207,18 +231,94 @@ def evaluate(session: Session, *, now: dt.datetime | None = None) -> list[Change
             except Exception:
                 log.exception("alerts: the %s signal of deployment %s failed", rule.name, deployment.id)
                 value = None
-            open_alert = session.scalar(
-                select(Alert).where(
-                    Alert.deployment_id == deployment.id, Alert.rule == rule.name, Alert.state == "open"
-                )
-            )
+            judged.append(Judged(deployment.id, rule, window, value))
+    return judged
+
+
+def apply(
+    session: Session, judged: Sequence[Judged], *, now: dt.datetime | None = None, outbox: bool = False
+) -> list[Change]:
+    """Step each judged rule and open or clear its alert, with its event and (``outbox``) its
+    webhook delivery: the short write. A window already judged (by another evaluator) or a rule
+    edited since its signal was read is skipped, so two evaluators give the result of one."""
+    now = now or utcnow()
+    changes: list[Change] = []
+    by_deployment: dict[str, list[Judged]] = {}
+    for item in judged:
+        by_deployment.setdefault(item.deployment_id, []).append(item)
+    ids = list(by_deployment)
+    live = {
+        d.id: d
+        for d in session.scalars(
+            select(Deployment)
+            .where(Deployment.id.in_(ids), Deployment.desired_state != DesiredState.DELETED)
+            .options(lazyload(Deployment.model_package))  # its manifest only for new default rules
+        )
+    }
+    stored: dict[str, dict[str, AlertRule]] = {}
+    for each in session.scalars(select(AlertRule).where(AlertRule.deployment_id.in_(ids))):
+        stored.setdefault(each.deployment_id, {})[each.name] = each
+    open_alerts = {
+        (a.deployment_id, a.rule): a
+        for a in session.scalars(select(Alert).where(Alert.deployment_id.in_(ids), Alert.state == "open"))
+    }
+    steps: list[dict[str, Any]] = []
+    stepped: list[AlertRule] = []
+    for deployment_id, items in by_deployment.items():
+        deployment = live.get(deployment_id)
+        if deployment is None:
+            continue
+        rows = stored.get(deployment_id, {})
+        if any(item.rule.name not in rows for item in items):  # the defaults, stored on first use
+            rows = {r.name: r for r in rules_of(session, deployment)}
+        for item in items:
+            row = rows.get(item.rule.name)
+            if row is None or to_rule(row) != item.rule:
+                continue
+            if row.last_window is not None and row.last_window >= item.window:
+                continue
+            rule, value = item.rule, item.value
+            open_alert = open_alerts.get((deployment.id, rule.name))
             state = RuleState(row.bad_streak, row.good_streak, open_alert is not None)
             state, transition = step(rule, state, value)
-            row.bad_streak, row.good_streak, row.last_window = state.bad_streak, state.good_streak, window
-            row.last_value = value
+            steps.append(
+                {"id": row.id, "bad_streak": state.bad_streak, "good_streak": state.good_streak,
+                 "last_window": item.window, "last_value": value}
+            )  # fmt: skip
+            stepped.append(row)
             if transition is not None:
-                changes.append(_record(session, deployment, rule, open_alert, transition, value, now))
+                change = _record(session, deployment, rule, open_alert, transition, value, now)
+                changes.append(change)
+                if outbox:
+                    enqueue(session, change)
+    if steps:  # one statement for every rule stepped, not one each: the write lock is held meanwhile
+        session.execute(update(AlertRule), steps)
+        for row, values in zip(stepped, steps, strict=True):  # what the rows now hold, not dirty
+            for key in ("bad_streak", "good_streak", "last_window", "last_value"):
+                set_committed_value(row, key, values[key])
     return changes
+
+
+def evaluate(session: Session, *, now: dt.datetime | None = None, outbox: bool = False) -> list[Change]:
+    """One pass in one session (`gather` then `apply`): each enabled rule of every live
+    deployment judges its latest finished window once; alerts open and clear, each with its event."""
+    now = now or utcnow()
+    return apply(session, gather(session, now=now), now=now, outbox=outbox)
+
+
+def enqueue(session: Session, change: Change) -> AlertDelivery:
+    """The change into the webhook's outbox, in the caller's transaction (the alert's own)."""
+    row = AlertDelivery(
+        alert_id=change.alert_id,
+        deployment_id=change.deployment_id,
+        state=PENDING,
+        body=orjson.dumps({"alerts": [change.to_json()]}).decode(),
+        created_at=change.at,
+        attempts=0,
+        next_attempt_at=change.at,
+    )
+    session.add(row)
+    return row
 
 
 def _record(
@@ -285,58 +385,269 @@ def list_alerts(
 # ---- the webhook ---------------------------------------------------------------------------------
 
 
+DELIVERY_HEADER = "X-Shipmate-Delivery"
+"""Each POST carries its outbox row's id here: the same change posted twice (at least once) carries
+the same id, so a receiver de-duplicates on it."""
+
+CLAIM = dt.timedelta(seconds=60)
+"""SQLite's claim on a delivery being posted (longer than the client's timeout): another process
+skips the row meanwhile, and takes it over if this one died."""
+
+
 class Webhook:
-    """POSTs each change as JSON to one URL from a thread of its own, retrying with back-off; a
-    bearer secret, when set, is sent in the header and appears in logs only masked."""
+    """POSTs alert changes as JSON to one URL; a bearer secret, when set, is sent in the header and
+    appears in logs only masked."""
 
     def __init__(
         self,
         url: str,
         secret: str | None = None,
         *,
-        attempts: int = 5,
-        backoff: Backoff | None = None,
+        timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.url = url
         self.secret = secret
-        self.attempts = attempts
-        self.backoff = backoff or Backoff(initial=1.0, maximum=60.0, jitter=0.2)
-        self._client = httpx.Client(timeout=10.0, transport=transport)
-        self._stop = threading.Event()
+        self._client = httpx.Client(timeout=timeout, transport=transport)
 
-    def send_all(self, changes: Sequence[Change]) -> None:
-        """Deliver in the background (an alert never waits for a slow receiver)."""
-        if changes:
-            threading.Thread(target=self.deliver, args=(list(changes),), daemon=True).start()
-
-    def deliver(self, changes: Sequence[Change]) -> bool:
-        """Post the changes as one JSON body, retrying; True once the receiver answered 2xx."""
-        body = orjson.dumps({"alerts": [c.to_json() for c in changes]})
-        headers = {"Content-Type": "application/json"}
+    def post(self, body: str | bytes, delivery_id: int) -> tuple[bool, str | None]:
+        """One attempt: (receiver reached, problem); the problem is None once it answered 2xx."""
+        headers = {"Content-Type": "application/json", DELIVERY_HEADER: str(delivery_id)}
         if self.secret:
             headers["Authorization"] = f"Bearer {self.secret}"
-        for attempt in range(1, self.attempts + 1):
-            try:
-                response = self._client.post(self.url, content=body, headers=headers)
-                if response.status_code < 300:
-                    return True
-                problem = f"HTTP {response.status_code}"
-            except httpx.HTTPError as exc:
-                problem = f"{type(exc).__name__}: {exc}"
-            log.warning(
-                "alert webhook %s (secret %s): attempt %d of %d failed: %s",
-                self.url,
-                mask(self.secret) if self.secret else "none",
-                attempt,
-                self.attempts,
-                problem,
-            )
-            if attempt < self.attempts and self._stop.wait(self.backoff.delay(attempt)):
-                break
-        log.error("alert webhook %s: %d alert changes were not delivered", self.url, len(changes))
-        return False
+        try:
+            response = self._client.post(self.url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            return False, f"{type(exc).__name__}: {exc}"
+        return True, None if response.status_code < 300 else f"HTTP {response.status_code}"
+
+    @property
+    def shown_secret(self) -> str:
+        return mask(self.secret) if self.secret else "none"
 
     def close(self) -> None:
-        self._stop.set()
         self._client.close()
+
+
+@dataclass(frozen=True)
+class OutboxCounts:
+    """The outbox's state, for ``/health``: ``failing`` is pending after at least one failed try."""
+
+    pending: int
+    failing: int
+    dropped: int
+    oldest_pending_seconds: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pending": self.pending,
+            "failing": self.failing,
+            "dropped": self.dropped,
+            "oldestPendingSeconds": self.oldest_pending_seconds,
+        }
+
+
+def outbox_counts(session: Session, *, now: dt.datetime | None = None) -> OutboxCounts:
+    now = now or utcnow()
+    found: dict[str, int] = {
+        state: count
+        for state, count in session.execute(
+            select(AlertDelivery.state, func.count()).group_by(AlertDelivery.state)
+        ).all()
+    }
+    failing = session.scalar(
+        select(func.count()).where(AlertDelivery.state == PENDING, AlertDelivery.attempts > 0)
+    )
+    oldest = session.scalar(select(func.min(AlertDelivery.created_at)).where(AlertDelivery.state == PENDING))
+    return OutboxCounts(
+        pending=found.get(PENDING, 0),
+        failing=failing or 0,
+        dropped=found.get(DROPPED, 0),
+        oldest_pending_seconds=None if oldest is None else round((now - oldest).total_seconds(), 3),
+    )
+
+
+def _head() -> Any:
+    """Pending rows that are the oldest pending of their deployment (only those may be sent: order)."""
+    earlier = aliased(AlertDelivery)
+    return ~exists().where(
+        earlier.deployment_id == AlertDelivery.deployment_id,
+        earlier.state == PENDING,
+        earlier.id < AlertDelivery.id,
+    )
+
+
+class Deliverer:
+    """Posts the outbox to the webhook from a thread of its own: each deployment's changes in
+    order, each until the receiver answers 2xx (capped exponential back-off per row, kept in the
+    row, so a restart resumes where it was), dropping what is older than ``retention``.
+
+    Two processes share the work: on PostgreSQL a row is locked (``FOR UPDATE SKIP LOCKED``) while it
+    is posted and marked delivered in that transaction, so each change is posted once (twice only if
+    a process dies between the receiver's answer and its commit); on SQLite a short write claims the
+    row for `CLAIM`, so a second post happens only if a post outlasts the claim. Neither path takes
+    the service's write lock while posting, so alert evaluation and ingest never wait for a receiver.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        webhook: Webhook,
+        *,
+        retention: dt.timedelta = dt.timedelta(days=7),
+        backoff: Backoff | None = None,
+        idle_seconds: float = 5.0,
+    ) -> None:
+        self.db = db
+        self.webhook = webhook
+        self.retention = retention
+        self.backoff = backoff or Backoff(initial=1.0, maximum=300.0, jitter=0.2)
+        self.idle_seconds = idle_seconds
+        self.dropped = 0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._down = 0  # consecutive rounds the receiver could not be reached
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="alert-webhook", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        """New changes were committed: look now rather than at the next idle poll."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+        self.webhook.close()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            wait = self.idle_seconds
+            try:
+                self.sweep()
+                self.run_once()
+                if self._down:
+                    wait = self.backoff.delay(self._down)
+            except Exception as exc:  # the database is away: the next round retries
+                log.warning("alert webhook: delivery round failed, retried in %.0f s: %s", wait, exc)
+            self._wake.wait(wait)
+            self._wake.clear()
+
+    def run_once(self, *, now: Callable[[], dt.datetime] = utcnow) -> int:
+        """Post every due head of the outbox once; the number delivered. A receiver that cannot be
+        reached ends the round (the loop then waits the back-off); an error answer only that row."""
+        delivered = 0
+        while not self._stop.is_set():
+            outcome = self._deliver_one(now())
+            if outcome is None:
+                break
+            if outcome == "unreachable":
+                self._down += 1
+                break
+            self._down = 0
+            delivered += outcome == "delivered"
+        return delivered
+
+    def _deliver_one(self, now: dt.datetime) -> str | None:
+        due = (
+            select(AlertDelivery)
+            .where(AlertDelivery.state == PENDING, AlertDelivery.next_attempt_at <= now, _head())
+            .order_by(AlertDelivery.id)
+            .limit(1)
+        )
+        if self.db.is_postgres:
+            with Session(self.db.engine) as session:  # no service write lock: only this row's
+                row = session.scalar(due.with_for_update(skip_locked=True))
+                if row is None:
+                    return None
+                outcome = self._post(row, now)
+                session.commit()
+                return outcome
+        with self.db.write() as session:  # SQLite: one writer; the claim is short
+            row = session.scalar(
+                due.where(or_(AlertDelivery.claimed_until.is_(None), AlertDelivery.claimed_until < now))
+            )
+            if row is None:
+                return None
+            row.claimed_until = now + CLAIM
+            claimed = (row.id, row.body, row.attempts, row.created_at)
+        posted = AlertDelivery(id=claimed[0], body=claimed[1], attempts=claimed[2], created_at=claimed[3])
+        outcome = self._post(posted, now)
+        with self.db.write() as session:
+            stored = session.get(AlertDelivery, claimed[0])
+            if stored is not None and stored.state == PENDING:
+                stored.state, stored.attempts = posted.state, posted.attempts
+                stored.next_attempt_at, stored.delivered_at = posted.next_attempt_at, posted.delivered_at
+                stored.last_error, stored.claimed_until = posted.last_error, None
+        return outcome
+
+    def _post(self, row: AlertDelivery, now: dt.datetime) -> str:
+        """Post one row and record the outcome in it (the caller commits)."""
+        reached, problem = self.webhook.post(row.body, row.id)
+        if problem is None:
+            row.state, row.delivered_at, row.last_error = DELIVERED, utcnow(), None
+            row.next_attempt_at = now
+            return "delivered"
+        row.attempts = (row.attempts or 0) + 1
+        delay = self.backoff.delay(row.attempts)
+        row.next_attempt_at = now + dt.timedelta(seconds=delay)
+        row.last_error = problem[:500]
+        row.state = PENDING
+        log.warning(
+            "alert webhook %s (secret %s): delivery %d, attempt %d failed, next in %.1f s: %s",
+            self.webhook.url,
+            self.webhook.shown_secret,
+            row.id,
+            row.attempts,
+            delay,
+            problem,
+        )
+        return "failed" if reached else "unreachable"
+
+    def sweep(self, *, now: dt.datetime | None = None) -> int:
+        """Drop what waited longer than the retention (one log line), forget what was delivered or
+        dropped that long ago; the number dropped now."""
+        now = now or utcnow()
+        cutoff = now - self.retention
+        stale = (AlertDelivery.state == PENDING, AlertDelivery.created_at < cutoff)
+        with self._session() as session:
+            ids = select(AlertDelivery.id).where(*stale)
+            if self.db.is_postgres:
+                ids = ids.with_for_update(skip_locked=True)
+            result = session.execute(
+                update(AlertDelivery)
+                .where(AlertDelivery.id.in_(ids.scalar_subquery()))
+                .values(state=DROPPED, delivered_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            dropped = cast("CursorResult[Any]", result).rowcount
+            session.execute(
+                delete(AlertDelivery)
+                .where(AlertDelivery.state.in_((DELIVERED, DROPPED)), AlertDelivery.delivered_at < cutoff)
+                .execution_options(synchronize_session=False)
+            )
+        if dropped:
+            self.dropped += dropped
+            log.error(
+                "alert webhook %s: dropped %d alert changes never delivered within %s (retention)",
+                self.webhook.url,
+                dropped,
+                self.retention,
+            )
+        return int(dropped or 0)
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        """A short write outside the service's write lock on PostgreSQL (the outbox is its own)."""
+        if not self.db.is_postgres:
+            with self.db.write() as session:
+                yield session
+            return
+        with Session(self.db.engine) as session:
+            yield session
+            session.commit()
