@@ -126,3 +126,52 @@ def test_a_file_that_is_not_a_model_is_refused_in_one_line(tmp_path: Path) -> No
     bogus.write_text('{"not": "a model"}')
     with pytest.raises(PackageError, match="not a readable XGBoost model"):
         build_xgboost_package(bogus, pd.DataFrame({"a": [1.0]}), tmp_path / "p.mlpkg", name="m")
+
+
+@pytest.mark.parametrize("kind", ["xgboost", "lightgbm"])
+@pytest.mark.parametrize("target", ["binary", "multiclass", "regression"])
+def test_the_c_predictor_is_called_directly_once_it_equals_the_public_method(
+    kind: str, target: str, tmp_path: Path
+) -> None:
+    X, y = _classes(3 if target == "multiclass" else 2)
+    model = _fit(
+        kind, X, X["f0"].to_numpy() if target == "regression" else y, regression=target == "regression"
+    )
+    BUILD[kind](_save(kind, model, tmp_path), X, tmp_path / "p.mlpkg", name="m", importance=False)
+    loaded = _load(tmp_path / "p.mlpkg", tmp_path)
+    assert loaded.scoring.scorer is ScorerKind.NATIVE and loaded.scoring.max_difference == 0.0
+    assert "called through its C API" in loaded.scoring.note
+    rows = X.head(40).to_numpy(dtype="float64")  # every 11th row has a gap
+    public = model.predict(X.head(40)) if target == "regression" else model.predict_proba(X.head(40))
+    for batch, expected in [(rows, public), *((rows[i : i + 1], public[i : i + 1]) for i in range(12))]:
+        got = loaded.predict_checked(batch)
+        out = got.values if target == "regression" else got.probabilities
+        np.testing.assert_allclose(out, expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["xgboost", "lightgbm"])
+def test_no_compile_keeps_the_public_predict(kind: str, tmp_path: Path) -> None:
+    X, y = _classes(2)
+    BUILD[kind](_save(kind, _fit(kind, X, y), tmp_path), X, tmp_path / "p.mlpkg", name="m", importance=False)
+    root = tmp_path / "x"
+    loaded = load_model(root, extract_package(tmp_path / "p.mlpkg", root), compile=False)
+    assert loaded.scoring.scorer is ScorerKind.NATIVE and "C API" not in loaded.scoring.note
+
+
+@pytest.mark.parametrize("kind", ["xgboost", "lightgbm"])
+def test_the_proofs_edge_rows_sit_on_the_boosters_split_thresholds(kind: str, tmp_path: Path) -> None:
+    from shipmate.packages import boosters
+
+    X, y = _classes(2)
+    model = _fit(kind, X, y)
+    framework = Framework(kind)
+    booster = boosters.load_booster(framework, _save(kind, model, tmp_path))
+    thresholds = boosters.split_thresholds(framework, booster)
+    assert thresholds and all(0 <= j < 6 for j in thresholds)
+    base = X.iloc[0].to_numpy(dtype="float64")
+    edges = boosters.threshold_rows(framework, booster, base)
+    j, values = sorted(thresholds.items())[0]
+    t = sorted(set(values))[0]
+    column = edges[:, j]
+    assert t in column and np.nextafter(t, np.inf) in column and np.nextafter(t, -np.inf) in column
+    assert float(np.nextafter(np.float32(t), np.float32(np.inf))) in column

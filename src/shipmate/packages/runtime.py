@@ -10,6 +10,7 @@ sample) share this code, so a package that builds is a package that serves.
 from __future__ import annotations
 
 import copy
+import functools
 import importlib.util
 import logging
 import sys
@@ -520,18 +521,81 @@ class BoosterModel(LoadedModel):
             manifest.feature_names,
             boosters.input_width(manifest.framework, self.booster),
         )
-        self._raw = boosters.raw_predict
+        self._raw: Any = functools.partial(boosters.raw_predict, manifest.framework, self.booster)
         self.scoring = Scoring(ScorerKind.NATIVE, note=f"{manifest.framework}'s own compiled predict")
+        self._direct: Any = None
+
+    def call_directly(self) -> None:
+        """Call the booster's C predictor without its Python wrapper (`boosters.XGBoostDirect`,
+        `boosters.LightGBMDirect`) once it has given exactly the public method's output on
+        probe rows, edge rows (each feature missing, all missing, split thresholds and one
+        float step either side), as a batch and one row at a time."""
+        from shipmate.packages import boosters
+
+        try:
+            direct = (
+                boosters.XGBoostDirect(self.booster)
+                if self._framework is Framework.XGBOOST
+                else boosters.LightGBMDirect(
+                    self.booster, boosters.input_width(self._framework, self.booster)
+                )
+            )
+        except Exception as exc:  # a release whose C API moved: keep the public method
+            self.scoring = self.scoring.with_note(f"{self.scoring.note}; not called directly: {exc}")
+            return
+        batches = self._proof_batches()
+        rows = sum(len(b) for b in batches)
+        try:
+            same = all(np.array_equal(direct(b), self._raw(b), equal_nan=True) for b in batches)
+        except Exception as exc:
+            same, why = False, f"{type(exc).__name__}: {exc}"
+        else:
+            why = "a different score"
+        if not same:
+            self.scoring = self.scoring.with_note(f"{self.scoring.note}; direct call refused: {why}")
+            if isinstance(direct, boosters.LightGBMDirect):
+                direct.close()
+            return
+        self._direct = direct
+        self.scoring = Scoring(
+            ScorerKind.NATIVE,
+            0.0,
+            f"{self._framework}'s own compiled predict, called through its C API without its Python "
+            f"wrapper (equal to the public method on {rows} proof rows)",
+        )
+
+    def _proof_batches(self) -> list[np.ndarray]:
+        """Probe and edge rows in the booster's column order: a batch of each, then each row alone."""
+        from shipmate.packages import boosters
+
+        names = self.manifest.feature_names
+        probe = probe_frame(self.manifest.features, self.manifest.baseline, rows=8)[names].to_numpy(
+            np.float64
+        )
+        if self._order is not None:
+            probe = probe[:, self._order]
+        base = probe[0]
+        gaps = np.repeat(base[None, :], len(base) + 1, axis=0)
+        gaps[np.arange(len(base)), np.arange(len(base))] = np.nan
+        gaps[-1, :] = np.nan
+        edges = np.vstack([gaps, boosters.threshold_rows(self._framework, self.booster, base)])
+        batches = [np.ascontiguousarray(probe), np.ascontiguousarray(edges)]
+        return batches + [np.ascontiguousarray(m[i : i + 1]) for m in (probe, edges) for i in range(len(m))]
 
     def predict(self, rows: Rows) -> Scores:
         if not isinstance(rows, np.ndarray):
             rows = as_frame(rows, self.manifest.feature_names).to_numpy(dtype=np.float64)
         matrix = rows if self._order is None else rows[:, self._order]
-        out = self._raw(self._framework, self.booster, np.ascontiguousarray(matrix, dtype=np.float64))
+        score = self._raw if self._direct is None else self._direct
+        out = score(np.ascontiguousarray(matrix, dtype=np.float64))
         if self.manifest.target_type is TargetType.BINARY:
             p = out.reshape(-1).astype(np.float64)
             return Scores(probabilities=np.column_stack([1.0 - p, p]))
         return normalize_output(out.astype(np.float64, copy=False), self.manifest, len(rows))
+
+    def close(self) -> None:
+        if self._direct is not None and hasattr(self._direct, "close"):
+            self._direct.close()
 
 
 class PyfuncModel(LoadedModel):
@@ -588,6 +652,13 @@ def _sklearn_model(manifest: Manifest, estimator: Any, compile: bool) -> Sklearn
     return model
 
 
+def _booster_model(manifest: Manifest, model_file: Path, compile: bool) -> BoosterModel:
+    model = BoosterModel(manifest, model_file)
+    if compile and manifest.compiled_scoring:
+        model.call_directly()
+    return model
+
+
 def _mlflow_model(manifest: Manifest, model_dir: Path, compile: bool) -> LoadedModel:
     try:
         with warnings.catch_warnings():  # mlflow warns about its own type hints on import
@@ -622,7 +693,7 @@ def load_model(root: str | Path, manifest: Manifest, *, compile: bool = True) ->
         elif manifest.framework is Framework.MLFLOW:
             model = _mlflow_model(manifest, target, compile)
         elif manifest.framework in (Framework.XGBOOST, Framework.LIGHTGBM):
-            model = BoosterModel(manifest, target)
+            model = _booster_model(manifest, target, compile)
         else:
             model = CustomModel(manifest, _import_hooks(root / CUSTOM_HOOKS_FILE), root)
     except (PackageError, ModelError):
