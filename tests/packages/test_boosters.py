@@ -88,7 +88,9 @@ def test_a_saved_classifier_is_labelled_by_the_samples_target(
     assert manifest.class_labels == list(names)
     assert manifest.target_type == ("binary" if n_classes == 2 else "multiclass")
     loaded = _load(tmp_path / "p.mlpkg", tmp_path)
-    assert loaded.input_kind == "matrix" and loaded.scoring.scorer is ScorerKind.NATIVE
+    # XGBoost's small batches are compiled (below); LightGBM serves through its own predictor
+    expected = ScorerKind.COMPILED if kind == "xgboost" else ScorerKind.NATIVE
+    assert loaded.input_kind == "matrix" and loaded.scoring.scorer is expected
     rows = X.head(30)
     got = loaded.predict_checked(rows[manifest.feature_names].to_numpy(dtype="float64"))
     np.testing.assert_allclose(got.probabilities, model.predict_proba(rows), atol=1e-6)
@@ -139,8 +141,9 @@ def test_the_c_predictor_is_called_directly_once_it_equals_the_public_method(
     )
     BUILD[kind](_save(kind, model, tmp_path), X, tmp_path / "p.mlpkg", name="m", importance=False)
     loaded = _load(tmp_path / "p.mlpkg", tmp_path)
-    assert loaded.scoring.scorer is ScorerKind.NATIVE and loaded.scoring.max_difference == 0.0
     assert "called through its C API" in loaded.scoring.note
+    if kind == "lightgbm":
+        assert loaded.scoring.scorer is ScorerKind.NATIVE and loaded.scoring.max_difference == 0.0
     rows = X.head(40).to_numpy(dtype="float64")  # every 11th row has a gap
     public = model.predict(X.head(40)) if target == "regression" else model.predict_proba(X.head(40))
     for batch, expected in [(rows, public), *((rows[i : i + 1], public[i : i + 1]) for i in range(12))]:
@@ -175,3 +178,42 @@ def test_the_proofs_edge_rows_sit_on_the_boosters_split_thresholds(kind: str, tm
     column = edges[:, j]
     assert t in column and np.nextafter(t, np.inf) in column and np.nextafter(t, -np.inf) in column
     assert float(np.nextafter(np.float32(t), np.float32(np.inf))) in column
+
+
+@pytest.mark.parametrize("target", ["binary", "multiclass", "regression"])
+def test_xgboost_small_batches_are_scored_by_the_proven_onnx_rebuild(target: str, tmp_path: Path) -> None:
+    from shipmate.packages import booster_onnx
+
+    X, y = _classes(3 if target == "multiclass" else 2)
+    regression = target == "regression"
+    model = _fit("xgboost", X, X["f0"].to_numpy() if regression else y, regression=regression)
+    build_xgboost_package(
+        _save("xgboost", model, tmp_path), X, tmp_path / "p.mlpkg", name="m", importance=False
+    )
+    loaded = _load(tmp_path / "p.mlpkg", tmp_path)
+    assert loaded.scoring.scorer is ScorerKind.COMPILED
+    assert loaded.scoring.max_difference is not None and loaded.scoring.max_difference <= 1e-6
+    assert "onnxruntime" in loaded.scoring.note and "called through its C API" in loaded.scoring.note
+    big = pd.concat([X] * 2, ignore_index=True)  # over SMALL_BATCH rows: XGBoost's own predictor
+    assert len(big) > booster_onnx.SMALL_BATCH
+    for frame in (big, X.head(booster_onnx.SMALL_BATCH), X.iloc[[0]], X.iloc[[11]]):  # row 11 has a gap
+        got = loaded.predict_checked(frame.to_numpy(dtype="float64"))
+        out = got.values if regression else got.probabilities
+        public = model.predict(frame) if regression else model.predict_proba(frame)
+        np.testing.assert_allclose(out, public, rtol=0, atol=1e-6)
+        if not regression:
+            np.testing.assert_array_equal(out.argmax(axis=1), public.argmax(axis=1))
+
+
+def test_an_xgboost_objective_the_rebuild_does_not_know_stays_native(tmp_path: Path) -> None:
+    X, _ = _classes(2)
+    target = np.abs(X["f0"].to_numpy()).round()
+    model = xgboost.XGBRegressor(n_estimators=10, max_depth=3, objective="count:poisson").fit(X, target)
+    build_xgboost_package(
+        _save("xgboost", model, tmp_path), X, tmp_path / "p.mlpkg", name="m", importance=False
+    )
+    loaded = _load(tmp_path / "p.mlpkg", tmp_path)
+    assert loaded.scoring.scorer is ScorerKind.NATIVE
+    assert "small batches not compiled: objective 'count:poisson'" in loaded.scoring.note
+    got = loaded.predict_checked(X.head(3).to_numpy(dtype="float64")).values
+    np.testing.assert_allclose(got, model.predict(X.head(3)), rtol=1e-6)

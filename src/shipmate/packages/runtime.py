@@ -524,6 +524,8 @@ class BoosterModel(LoadedModel):
         self._raw: Any = functools.partial(boosters.raw_predict, manifest.framework, self.booster)
         self.scoring = Scoring(ScorerKind.NATIVE, note=f"{manifest.framework}'s own compiled predict")
         self._direct: Any = None
+        self._small: Any = None  # booster_onnx.OnnxBooster, once proven
+        self._small_rows = 0
 
     def call_directly(self) -> None:
         """Call the booster's C predictor without its Python wrapper (`boosters.XGBoostDirect`,
@@ -585,13 +587,56 @@ class BoosterModel(LoadedModel):
     def predict(self, rows: Rows) -> Scores:
         if not isinstance(rows, np.ndarray):
             rows = as_frame(rows, self.manifest.feature_names).to_numpy(dtype=np.float64)
-        matrix = rows if self._order is None else rows[:, self._order]
-        score = self._raw if self._direct is None else self._direct
-        out = score(np.ascontiguousarray(matrix, dtype=np.float64))
+        matrix = np.ascontiguousarray(rows if self._order is None else rows[:, self._order], dtype=np.float64)
+        if self._small is not None and len(matrix) <= self._small_rows:
+            try:
+                return self._finish(self._small(matrix), len(rows))
+            except Exception:  # the booster's own predictor below scores, or gives its own error
+                pass
+        return self._finish((self._raw if self._direct is None else self._direct)(matrix), len(rows))
+
+    def _finish(self, out: np.ndarray, rows: int) -> Scores:
         if self.manifest.target_type is TargetType.BINARY:
             p = out.reshape(-1).astype(np.float64)
             return Scores(probabilities=np.column_stack([1.0 - p, p]))
-        return normalize_output(out.astype(np.float64, copy=False), self.manifest, len(rows))
+        return normalize_output(out.astype(np.float64, copy=False), self.manifest, rows)
+
+    def compile(self) -> None:
+        """Score small batches (up to `booster_onnx.SMALL_BATCH` rows) with the XGBoost model
+        rebuilt for onnxruntime, once `proof.prove` has found the same labels and scores within
+        `proof.TOLERANCE` of the public method on the probe and edge rows."""
+        if self._framework is not Framework.XGBOOST:
+            return
+        from shipmate.packages import booster_onnx
+
+        try:
+            small = booster_onnx.OnnxBooster(self.booster)
+        except booster_onnx.Unsupported as exc:
+            self.scoring = self.scoring.with_note(f"{self.scoring.note}; small batches not compiled: {exc}")
+            return
+        except Exception as exc:  # a model layout this release does not know
+            why = f"{type(exc).__name__}: {exc}"
+            self.scoring = self.scoring.with_note(f"{self.scoring.note}; small batches not compiled: {why}")
+            return
+        batches = self._proof_batches()
+        proof = prove(
+            lambda b: _output(self._finish(self._raw(b), len(b))),
+            lambda b: _output(self._finish(small(b), len(b))),
+            batches,
+            self.manifest,
+        )
+        if not proof.passed:
+            self.scoring = self.scoring.with_note(
+                f"{self.scoring.note}; compiled scorer refused: {proof.summary}"
+            )
+            return
+        self._small, self._small_rows = small, booster_onnx.SMALL_BATCH
+        self.scoring = Scoring(
+            ScorerKind.COMPILED,
+            proof.max_difference,
+            f"batches of up to {booster_onnx.SMALL_BATCH} rows: the trees rebuilt for onnxruntime "
+            f"({proof.summary}); larger ones: {self.scoring.note}",
+        )
 
     def close(self) -> None:
         if self._direct is not None and hasattr(self._direct, "close"):
@@ -656,6 +701,7 @@ def _booster_model(manifest: Manifest, model_file: Path, compile: bool) -> Boost
     model = BoosterModel(manifest, model_file)
     if compile and manifest.compiled_scoring:
         model.call_directly()
+        model.compile()
     return model
 
 
