@@ -16,6 +16,7 @@ harness's load generator (wrk): single rows at concurrency 8 (requests/s, p99) a
 per request (read from /proc for the server's process group, before and after each step).
 
     SHARED_BENCH=<harness dir> python3 bench/pipeline_bench.py                 # everything
+    python3 bench/pipeline_bench.py --models xgb,lgb                              # the boosters only
     python3 bench/pipeline_bench.py --models hgb --servers shipmate,shipmate-omp2   # threads A/B
 
 Servers: ``shipmate`` (2 workers), ``shipmate-nocompile`` (--no-compile),
@@ -43,7 +44,7 @@ from serve_bench import CACHE, SHARED, free_port, log, stop, venv, wait_ready
 OUT = CACHE / "pipelines"
 TICK = os.sysconf("SC_CLK_TCK")
 
-MAKE = r'''
+MAKE = r"""
 import pickle, sys, numpy as np, pandas as pd
 from pathlib import Path
 out, kind, harness = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
@@ -94,15 +95,19 @@ import json
 (out / "records_1000.json").write_text(json.dumps(recs))
 (out / "mlflow_1.json").write_text(json.dumps({"dataframe_records": recs[:1]}))
 (out / "mlflow_1000.json").write_text(json.dumps({"dataframe_records": recs}))
-'''
+"""
 
-FLOOR = r'''
+FLOOR = r"""
 import json, pickle, sys, time, numpy as np, pandas as pd, warnings
 from pathlib import Path
 d = Path(sys.argv[1]); warnings.simplefilter("ignore")
 from threadpoolctl import threadpool_limits
-threadpool_limits(1)  # as each server worker on this 2-core machine; spinning OpenMP pools cost more here
+# one thread, as each server worker on this 2-core machine (spinning OpenMP pools cost more here):
+# OMP_NUM_THREADS is set for this process by its parent, since an OpenMP runtime loaded after
+# this call (XGBoost's, LightGBM's, imported by the unpickling) reads only the environment
+threadpool_limits(1)
 model = pickle.loads((d / "model.pkl").read_bytes())
+threadpool_limits(1)
 rows = pd.read_csv(d / "rows_1000.csv")
 def timed(f, n):
     f(); best = []
@@ -129,13 +134,13 @@ if len(sys.argv) > 2:
     out["served_1000"] = timed(lambda: score(many), 20)
     out["scorer"] = str(served.scoring.scorer)
 print(json.dumps(out))
-'''
+"""
 
-MLFLOW_SAVE = r'''
+MLFLOW_SAVE = r"""
 import pickle, sys, mlflow.sklearn
 model = pickle.loads(open(sys.argv[1], "rb").read())
 mlflow.sklearn.save_model(model, sys.argv[2], serialization_format="cloudpickle")
-'''
+"""
 
 
 def group_cpu(pgid: int) -> float:
@@ -297,6 +302,12 @@ def main() -> None:
     drum_py = None
     if "drum" in args.servers:
         drum_py = venv("venv-drum", ["datarobot-drum", "scikit-learn"]) / "bin"
+    boosters = [p for k, p in (("xgb", "xgboost"), ("lgb", "lightgbm")) if k in args.models.split(",")]
+    for peer in (p for p in (mlflow_py, drum_py) if p is not None and boosters):
+        # the peers serve the pickled scikit-learn wrappers, which need the libraries to unpickle
+        if subprocess.run([str(peer / "python"), "-c", f"import {','.join(boosters)}"]).returncode:
+            log(f"installing {boosters} into {peer.parent}")
+            subprocess.run([str(peer / "pip"), "install", "-q", *boosters], check=True)
     results: dict[str, dict] = {}
     for kind in args.models.split(","):
         d = OUT / kind
@@ -319,7 +330,7 @@ def main() -> None:
                            check=True)  # fmt: skip
         measured = subprocess.run(
             [sys.executable, "-c", FLOOR, str(d), str(d / "model.mlpkg")],
-            check=True, capture_output=True, text=True,
+            check=True, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
         )  # fmt: skip
         floor = json.loads(measured.stdout)
         results[f"{kind}/floor"] = floor
