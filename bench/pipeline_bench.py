@@ -307,7 +307,8 @@ def main() -> None:
         # the peers serve the pickled scikit-learn wrappers, which need the libraries to unpickle
         if subprocess.run([str(peer / "python"), "-c", f"import {','.join(boosters)}"]).returncode:
             log(f"installing {boosters} into {peer.parent}")
-            subprocess.run([str(peer / "pip"), "install", "-q", *boosters], check=True)
+            wheels = [{"xgboost": "xgboost-cpu"}.get(b, b) for b in boosters]  # no CUDA libraries
+            subprocess.run([str(peer / "pip"), "install", "-q", *wheels], check=True)
     results: dict[str, dict] = {}
     for kind in args.models.split(","):
         d = OUT / kind
