@@ -280,15 +280,50 @@ def report(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def asgi_cpu(base: str, kinds: list[str], pairs: int) -> None:
+    """Old and new in turns, fresh processes, one OpenMP thread: the median CPU per request and
+    the median of the ratios new / old taken within each pair."""
+    import statistics
+
+    from ab_serve_cpu import export, measure
+
+    sides = {"old": export(base), "new": Path(__file__).resolve().parents[1] / "src"}
+    os.environ["OMP_NUM_THREADS"] = "1"  # as a worker of two on two cores
+    for kind in kinds:
+        d = OUT / kind
+        for body, requests in (("records_1.json", 1000), ("records_1000.json", 60)):
+            got: dict[str, list[float]] = {"old": [], "new": []}
+            for p in range(pairs):
+                for side in ("old", "new") if p % 2 == 0 else ("new", "old"):
+                    got[side].append(measure(sides[side], d / "model.mlpkg", d / body, requests))
+            ratios = [n / o for n, o in zip(got["new"], got["old"], strict=True)]
+            print(
+                f"{kind} {body}: old {statistics.median(got['old']):.1f} µs CPU per request, new "
+                f"{statistics.median(got['new']):.1f}; new / old {statistics.median(ratios):.3f} "
+                f"({min(ratios):.3f}-{max(ratios):.3f}, {pairs} pairs)",
+                flush=True,
+            )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="rf,hgb,xgb,lgb,gbc")
     ap.add_argument("--servers", default="shipmate,mlflow,drum,drum-w2")
     ap.add_argument("--duration", type=int, default=4)
     ap.add_argument("--report", action="store_true", help="only print the tables of the last results")
+    ap.add_argument(
+        "--asgi-cpu",
+        metavar="BASE",
+        help="instead of serving: CPU per request through the app's ASGI interface (ab_serve_cpu.py), "
+        "the working tree against commit BASE, for the models' packages built by an earlier run",
+    )
+    ap.add_argument("--pairs", type=int, default=3, help="with --asgi-cpu: old-and-new measurements per body")
     args = ap.parse_args()
     if args.report:
         print(report(json.loads((OUT / "results.json").read_text())))
+        return
+    if args.asgi_cpu:
+        asgi_cpu(args.asgi_cpu, args.models.split(","), args.pairs)
         return
     if not (SHARED / "serve_bench.py").is_file():
         raise SystemExit(f"peer harness not found in {SHARED} (set SHARED_BENCH to its directory)")
