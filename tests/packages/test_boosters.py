@@ -217,3 +217,15 @@ def test_an_xgboost_objective_the_rebuild_does_not_know_stays_native(tmp_path: P
     assert "small batches not compiled: objective 'count:poisson'" in loaded.scoring.note
     got = loaded.predict_checked(X.head(3).to_numpy(dtype="float64")).values
     np.testing.assert_allclose(got, model.predict(X.head(3)), rtol=1e-6)
+
+
+def test_a_closed_lightgbm_model_still_scores_a_late_row_through_the_public_predict(tmp_path: Path) -> None:
+    X, y = _classes(2)
+    model = _fit("lightgbm", X, y)
+    build_lightgbm_package(
+        _save("lightgbm", model, tmp_path), X, tmp_path / "p.mlpkg", name="m", importance=False
+    )
+    loaded = _load(tmp_path / "p.mlpkg", tmp_path)
+    loaded.close()  # frees the single-row set-up; a request racing the unload must not reach it
+    got = loaded.predict_checked(X.head(1).to_numpy(dtype="float64")).probabilities
+    np.testing.assert_allclose(got, model.predict_proba(X.head(1)), atol=1e-6)

@@ -233,7 +233,7 @@ class LightGBMDirect:
         out = np.empty(rows * self._per_row, dtype=np.float64)
         written = ctypes.c_int64(0)
         result = out.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
-        if rows == 1:
+        if rows == 1 and self._fast:
             with self._lock:
                 self._check(
                     self._lib.LGBM_BoosterPredictForMatSingleRowFast(
@@ -262,9 +262,11 @@ class LightGBMDirect:
         return out if self._per_row == 1 else out.reshape(rows, self._per_row)
 
     def close(self) -> None:
-        if self._fast:
-            self._lib.LGBM_FastConfigFree(self._fast)
-            self._fast = self._ctypes.c_void_p()
+        """Free the single-row set-up (later calls take the batch path)."""
+        with self._lock:
+            fast, self._fast = self._fast, self._ctypes.c_void_p()
+            if fast:
+                self._lib.LGBM_FastConfigFree(fast)
 
 
 def split_thresholds(framework: Framework, booster: Any, trees: int = 10) -> dict[int, list[float]]:

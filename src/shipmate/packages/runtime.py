@@ -639,8 +639,9 @@ class BoosterModel(LoadedModel):
         )
 
     def close(self) -> None:
-        if self._direct is not None and hasattr(self._direct, "close"):
-            self._direct.close()
+        direct, self._direct = self._direct, None  # a late request takes the public method
+        if direct is not None and hasattr(direct, "close"):
+            direct.close()
 
 
 class PyfuncModel(LoadedModel):
