@@ -88,9 +88,8 @@ def test_a_saved_classifier_is_labelled_by_the_samples_target(
     assert manifest.class_labels == list(names)
     assert manifest.target_type == ("binary" if n_classes == 2 else "multiclass")
     loaded = _load(tmp_path / "p.mlpkg", tmp_path)
-    # XGBoost's small batches are compiled (below); LightGBM serves through its own predictor
-    expected = ScorerKind.COMPILED if kind == "xgboost" else ScorerKind.NATIVE
-    assert loaded.input_kind == "matrix" and loaded.scoring.scorer is expected
+    # XGBoost's small batches and LightGBM's larger ones are compiled (below), once proven
+    assert loaded.input_kind == "matrix" and loaded.scoring.scorer is ScorerKind.COMPILED
     rows = X.head(30)
     got = loaded.predict_checked(rows[manifest.feature_names].to_numpy(dtype="float64"))
     np.testing.assert_allclose(got.probabilities, model.predict_proba(rows), atol=1e-6)
@@ -142,8 +141,6 @@ def test_the_c_predictor_is_called_directly_once_it_equals_the_public_method(
     BUILD[kind](_save(kind, model, tmp_path), X, tmp_path / "p.mlpkg", name="m", importance=False)
     loaded = _load(tmp_path / "p.mlpkg", tmp_path)
     assert "called through its C API" in loaded.scoring.note
-    if kind == "lightgbm":
-        assert loaded.scoring.scorer is ScorerKind.NATIVE and loaded.scoring.max_difference == 0.0
     rows = X.head(40).to_numpy(dtype="float64")  # every 11th row has a gap
     public = model.predict(X.head(40)) if target == "regression" else model.predict_proba(X.head(40))
     for batch, expected in [(rows, public), *((rows[i : i + 1], public[i : i + 1]) for i in range(12))]:
@@ -214,7 +211,7 @@ def test_an_xgboost_objective_the_rebuild_does_not_know_stays_native(tmp_path: P
     )
     loaded = _load(tmp_path / "p.mlpkg", tmp_path)
     assert loaded.scoring.scorer is ScorerKind.NATIVE
-    assert "small batches not compiled: objective 'count:poisson'" in loaded.scoring.note
+    assert "not compiled: objective 'count:poisson'" in loaded.scoring.note
     got = loaded.predict_checked(X.head(3).to_numpy(dtype="float64")).values
     np.testing.assert_allclose(got, model.predict(X.head(3)), rtol=1e-6)
 
@@ -229,3 +226,36 @@ def test_a_closed_lightgbm_model_still_scores_a_late_row_through_the_public_pred
     loaded.close()  # frees the single-row set-up; a request racing the unload must not reach it
     got = loaded.predict_checked(X.head(1).to_numpy(dtype="float64")).probabilities
     np.testing.assert_allclose(got, model.predict_proba(X.head(1)), atol=1e-6)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_lightgbm_batches_are_scored_by_the_proven_onnx_rebuild_and_single_rows_natively(
+    n_classes: int, tmp_path: Path
+) -> None:
+    X, y = _classes(n_classes)
+    model = _fit("lightgbm", X, y)
+    build_lightgbm_package(
+        _save("lightgbm", model, tmp_path), X, tmp_path / "p.mlpkg", name="m", importance=False
+    )
+    loaded = _load(tmp_path / "p.mlpkg", tmp_path)
+    assert loaded.scoring.scorer is ScorerKind.COMPILED and "batches of 2 rows or more" in loaded.scoring.note
+    for frame in (X, X.iloc[[10, 11]], X.iloc[[11]], X.iloc[[0]]):  # row 11 has a gap
+        got = loaded.predict_checked(frame.to_numpy(dtype="float64")).probabilities
+        public = model.predict_proba(frame)
+        np.testing.assert_allclose(got, public, rtol=0, atol=1e-6)
+        np.testing.assert_array_equal(got.argmax(axis=1), public.argmax(axis=1))
+
+
+def test_lightgbm_with_zeros_as_missing_is_not_rebuilt(tmp_path: Path) -> None:
+    X, y = _classes(2)
+    X = X.fillna(0.0)
+    X.iloc[::5, 2] = 0.0
+    model = lightgbm.LGBMClassifier(n_estimators=10, verbose=-1, zero_as_missing=True).fit(X, y)
+    build_lightgbm_package(
+        _save("lightgbm", model, tmp_path), X, tmp_path / "p.mlpkg", name="m", importance=False
+    )
+    loaded = _load(tmp_path / "p.mlpkg", tmp_path)
+    assert loaded.scoring.scorer is ScorerKind.NATIVE
+    assert "not compiled: missing values of type 'Zero'" in loaded.scoring.note
+    got = loaded.predict_checked(X.head(20).to_numpy(dtype="float64")).probabilities
+    np.testing.assert_allclose(got, model.predict_proba(X.head(20)), atol=1e-6)

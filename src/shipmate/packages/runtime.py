@@ -525,7 +525,7 @@ class BoosterModel(LoadedModel):
         self.scoring = Scoring(ScorerKind.NATIVE, note=f"{manifest.framework}'s own compiled predict")
         self._direct: Any = None
         self._small: Any = None  # booster_onnx.OnnxBooster, once proven
-        self._small_rows = 0
+        self._small_rows = (0, 0)  # the batch sizes (rows, inclusive) it scores
 
     def call_directly(self) -> None:
         """Call the booster's C predictor without its Python wrapper (`boosters.XGBoostDirect`,
@@ -588,7 +588,7 @@ class BoosterModel(LoadedModel):
         if not isinstance(rows, np.ndarray):
             rows = as_frame(rows, self.manifest.feature_names).to_numpy(dtype=np.float64)
         matrix = np.ascontiguousarray(rows if self._order is None else rows[:, self._order], dtype=np.float64)
-        if self._small is not None and len(matrix) <= self._small_rows:
+        if self._small is not None and self._small_rows[0] <= len(matrix) <= self._small_rows[1]:
             try:
                 return self._finish(self._small(matrix), len(rows))
             except Exception:  # the booster's own predictor below scores, or gives its own error
@@ -602,27 +602,31 @@ class BoosterModel(LoadedModel):
         return normalize_output(out.astype(np.float64, copy=False), self.manifest, rows)
 
     def compile(self) -> None:
-        """Score small batches (up to `booster_onnx.SMALL_BATCH` rows) with the XGBoost model
-        rebuilt for onnxruntime, once `proof.prove` has found the same labels and scores within
-        `proof.TOLERANCE` of the public method on the probe and edge rows."""
-        if self._framework is not Framework.XGBOOST:
-            return
+        """Score with the booster's trees rebuilt for onnxruntime (`booster_onnx`) the batches
+        where that is cheaper (XGBoost: up to `booster_onnx.SMALL_BATCH` rows; LightGBM: from
+        `booster_onnx.LIGHTGBM_MIN_ROWS`), once `proof.prove` has found the same labels and
+        scores within `proof.TOLERANCE` of the public method on the probe and edge rows."""
         from shipmate.packages import booster_onnx
 
+        xgb = self._framework is Framework.XGBOOST
         try:
-            small = booster_onnx.OnnxBooster(self.booster)
+            rebuilt = (
+                booster_onnx.xgboost_ensemble(self.booster)
+                if xgb
+                else booster_onnx.lightgbm_ensemble(self.booster)
+            )
         except booster_onnx.Unsupported as exc:
-            self.scoring = self.scoring.with_note(f"{self.scoring.note}; small batches not compiled: {exc}")
+            self.scoring = self.scoring.with_note(f"{self.scoring.note}; not compiled: {exc}")
             return
         except Exception as exc:  # a model layout this release does not know
-            why = f"{type(exc).__name__}: {exc}"
-            self.scoring = self.scoring.with_note(f"{self.scoring.note}; small batches not compiled: {why}")
+            self.scoring = self.scoring.with_note(
+                f"{self.scoring.note}; not compiled: {type(exc).__name__}: {exc}"
+            )
             return
-        batches = self._proof_batches()
         proof = prove(
             lambda b: _output(self._finish(self._raw(b), len(b))),
-            lambda b: _output(self._finish(small(b), len(b))),
-            batches,
+            lambda b: _output(self._finish(rebuilt(b), len(b))),
+            self._proof_batches(),
             self.manifest,
         )
         if not proof.passed:
@@ -630,12 +634,17 @@ class BoosterModel(LoadedModel):
                 f"{self.scoring.note}; compiled scorer refused: {proof.summary}"
             )
             return
-        self._small, self._small_rows = small, booster_onnx.SMALL_BATCH
+        self._small = rebuilt
+        self._small_rows = (1, booster_onnx.SMALL_BATCH) if xgb else (booster_onnx.LIGHTGBM_MIN_ROWS, 2**62)
+        which = (
+            f"batches of up to {booster_onnx.SMALL_BATCH} rows"
+            if xgb
+            else f"batches of {booster_onnx.LIGHTGBM_MIN_ROWS} rows or more"
+        )
         self.scoring = Scoring(
             ScorerKind.COMPILED,
             proof.max_difference,
-            f"batches of up to {booster_onnx.SMALL_BATCH} rows: the trees rebuilt for onnxruntime "
-            f"({proof.summary}); larger ones: {self.scoring.note}",
+            f"{which}: the trees rebuilt for onnxruntime ({proof.summary}); others: {self.scoring.note}",
         )
 
     def close(self) -> None:
