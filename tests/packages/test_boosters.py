@@ -156,6 +156,7 @@ def test_no_compile_keeps_the_public_predict(kind: str, tmp_path: Path) -> None:
     root = tmp_path / "x"
     loaded = load_model(root, extract_package(tmp_path / "p.mlpkg", root), compile=False)
     assert loaded.scoring.scorer is ScorerKind.NATIVE and "C API" not in loaded.scoring.note
+    assert loaded.scoring.note == "compilation turned off for this server"
 
 
 @pytest.mark.parametrize("kind", ["xgboost", "lightgbm"])

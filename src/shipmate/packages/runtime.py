@@ -582,7 +582,8 @@ class BoosterModel(LoadedModel):
         gaps[-1, :] = np.nan
         edges = np.vstack([gaps, boosters.threshold_rows(self._framework, self.booster, base)])
         batches = [np.ascontiguousarray(probe), np.ascontiguousarray(edges)]
-        return batches + [np.ascontiguousarray(m[i : i + 1]) for m in (probe, edges) for i in range(len(m))]
+        singles = np.vstack([probe, edges])[:_SINGLE_PROOF_ROWS]  # a wide model's load stays short
+        return batches + [np.ascontiguousarray(singles[i : i + 1]) for i in range(len(singles))]
 
     def predict(self, rows: Rows) -> Scores:
         if not isinstance(rows, np.ndarray):
@@ -707,11 +708,19 @@ def _sklearn_model(manifest: Manifest, estimator: Any, compile: bool) -> Sklearn
     return model
 
 
+_SINGLE_PROOF_ROWS = 256
+"""Proof rows also scored one at a time (single rows take their own paths in both boosters)."""
+
+
 def _booster_model(manifest: Manifest, model_file: Path, compile: bool) -> BoosterModel:
     model = BoosterModel(manifest, model_file)
     if compile and manifest.compiled_scoring:
         model.call_directly()
         model.compile()
+    elif compile:
+        model.scoring = model.scoring.with_note("compilation turned off when the package was built")
+    else:
+        model.scoring = model.scoring.with_note("compilation turned off for this server")
     return model
 
 
