@@ -16,6 +16,7 @@ harness's load generator (wrk): single rows at concurrency 8 (requests/s, p99) a
 per request (read from /proc for the server's process group, before and after each step).
 
     SHARED_BENCH=<harness dir> python3 bench/pipeline_bench.py                 # everything
+    python3 bench/pipeline_bench.py --models xgb,lgb                              # the boosters only
     python3 bench/pipeline_bench.py --models hgb --servers shipmate,shipmate-omp2   # threads A/B
 
 Servers: ``shipmate`` (2 workers), ``shipmate-nocompile`` (--no-compile),
@@ -43,7 +44,7 @@ from serve_bench import CACHE, SHARED, free_port, log, stop, venv, wait_ready
 OUT = CACHE / "pipelines"
 TICK = os.sysconf("SC_CLK_TCK")
 
-MAKE = r'''
+MAKE = r"""
 import pickle, sys, numpy as np, pandas as pd
 from pathlib import Path
 out, kind, harness = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
@@ -94,15 +95,19 @@ import json
 (out / "records_1000.json").write_text(json.dumps(recs))
 (out / "mlflow_1.json").write_text(json.dumps({"dataframe_records": recs[:1]}))
 (out / "mlflow_1000.json").write_text(json.dumps({"dataframe_records": recs}))
-'''
+"""
 
-FLOOR = r'''
+FLOOR = r"""
 import json, pickle, sys, time, numpy as np, pandas as pd, warnings
 from pathlib import Path
 d = Path(sys.argv[1]); warnings.simplefilter("ignore")
 from threadpoolctl import threadpool_limits
-threadpool_limits(1)  # as each server worker on this 2-core machine; spinning OpenMP pools cost more here
+# one thread, as each server worker on this 2-core machine (spinning OpenMP pools cost more here):
+# OMP_NUM_THREADS is set for this process by its parent, since an OpenMP runtime loaded after
+# this call (XGBoost's, LightGBM's, imported by the unpickling) reads only the environment
+threadpool_limits(1)
 model = pickle.loads((d / "model.pkl").read_bytes())
+threadpool_limits(1)
 rows = pd.read_csv(d / "rows_1000.csv")
 def timed(f, n):
     f(); best = []
@@ -129,13 +134,13 @@ if len(sys.argv) > 2:
     out["served_1000"] = timed(lambda: score(many), 20)
     out["scorer"] = str(served.scoring.scorer)
 print(json.dumps(out))
-'''
+"""
 
-MLFLOW_SAVE = r'''
+MLFLOW_SAVE = r"""
 import pickle, sys, mlflow.sklearn
 model = pickle.loads(open(sys.argv[1], "rb").read())
 mlflow.sklearn.save_model(model, sys.argv[2], serialization_format="cloudpickle")
-'''
+"""
 
 
 def group_cpu(pgid: int) -> float:
@@ -275,15 +280,50 @@ def report(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def asgi_cpu(base: str, kinds: list[str], pairs: int) -> None:
+    """Old and new in turns, fresh processes, one OpenMP thread: the median CPU per request and
+    the median of the ratios new / old taken within each pair."""
+    import statistics
+
+    from ab_serve_cpu import export, measure
+
+    sides = {"old": export(base), "new": Path(__file__).resolve().parents[1] / "src"}
+    os.environ["OMP_NUM_THREADS"] = "1"  # as a worker of two on two cores
+    for kind in kinds:
+        d = OUT / kind
+        for body, requests in (("records_1.json", 1000), ("records_1000.json", 60)):
+            got: dict[str, list[float]] = {"old": [], "new": []}
+            for p in range(pairs):
+                for side in ("old", "new") if p % 2 == 0 else ("new", "old"):
+                    got[side].append(measure(sides[side], d / "model.mlpkg", d / body, requests))
+            ratios = [n / o for n, o in zip(got["new"], got["old"], strict=True)]
+            print(
+                f"{kind} {body}: old {statistics.median(got['old']):.1f} µs CPU per request, new "
+                f"{statistics.median(got['new']):.1f}; new / old {statistics.median(ratios):.3f} "
+                f"({min(ratios):.3f}-{max(ratios):.3f}, {pairs} pairs)",
+                flush=True,
+            )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="rf,hgb,xgb,lgb,gbc")
     ap.add_argument("--servers", default="shipmate,mlflow,drum,drum-w2")
     ap.add_argument("--duration", type=int, default=4)
     ap.add_argument("--report", action="store_true", help="only print the tables of the last results")
+    ap.add_argument(
+        "--asgi-cpu",
+        metavar="BASE",
+        help="instead of serving: CPU per request through the app's ASGI interface (ab_serve_cpu.py), "
+        "the working tree against commit BASE, for the models' packages built by an earlier run",
+    )
+    ap.add_argument("--pairs", type=int, default=3, help="with --asgi-cpu: old-and-new measurements per body")
     args = ap.parse_args()
     if args.report:
         print(report(json.loads((OUT / "results.json").read_text())))
+        return
+    if args.asgi_cpu:
+        asgi_cpu(args.asgi_cpu, args.models.split(","), args.pairs)
         return
     if not (SHARED / "serve_bench.py").is_file():
         raise SystemExit(f"peer harness not found in {SHARED} (set SHARED_BENCH to its directory)")
@@ -297,6 +337,13 @@ def main() -> None:
     drum_py = None
     if "drum" in args.servers:
         drum_py = venv("venv-drum", ["datarobot-drum", "scikit-learn"]) / "bin"
+    boosters = [p for k, p in (("xgb", "xgboost"), ("lgb", "lightgbm")) if k in args.models.split(",")]
+    for peer in (p for p in (mlflow_py, drum_py) if p is not None and boosters):
+        # the peers serve the pickled scikit-learn wrappers, which need the libraries to unpickle
+        if subprocess.run([str(peer / "python"), "-c", f"import {','.join(boosters)}"]).returncode:
+            log(f"installing {boosters} into {peer.parent}")
+            wheels = [{"xgboost": "xgboost-cpu"}.get(b, b) for b in boosters]  # no CUDA libraries
+            subprocess.run([str(peer / "pip"), "install", "-q", *wheels], check=True)
     results: dict[str, dict] = {}
     for kind in args.models.split(","):
         d = OUT / kind
@@ -319,7 +366,7 @@ def main() -> None:
                            check=True)  # fmt: skip
         measured = subprocess.run(
             [sys.executable, "-c", FLOOR, str(d), str(d / "model.mlpkg")],
-            check=True, capture_output=True, text=True,
+            check=True, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
         )  # fmt: skip
         floor = json.loads(measured.stdout)
         results[f"{kind}/floor"] = floor

@@ -10,6 +10,7 @@ sample) share this code, so a package that builds is a package that serves.
 from __future__ import annotations
 
 import copy
+import functools
 import importlib.util
 import logging
 import sys
@@ -522,18 +523,137 @@ class BoosterModel(LoadedModel):
             manifest.feature_names,
             boosters.input_width(manifest.framework, self.booster),
         )
-        self._raw = boosters.raw_predict
+        self._raw: Any = functools.partial(boosters.raw_predict, manifest.framework, self.booster)
         self.scoring = Scoring(ScorerKind.NATIVE, note=f"{manifest.framework}'s own compiled predict")
+        self._direct: Any = None
+        self._small: Any = None  # booster_onnx.OnnxBooster, once proven
+        self._small_rows = (0, 0)  # the batch sizes (rows, inclusive) it scores
+
+    def call_directly(self) -> None:
+        """Call the booster's C predictor without its Python wrapper (`boosters.XGBoostDirect`,
+        `boosters.LightGBMDirect`) once it has given exactly the public method's output on
+        probe rows, edge rows (each feature missing, all missing, split thresholds and one
+        float step either side), as a batch and one row at a time."""
+        from shipmate.packages import boosters
+
+        try:
+            direct = (
+                boosters.XGBoostDirect(self.booster)
+                if self._framework is Framework.XGBOOST
+                else boosters.LightGBMDirect(
+                    self.booster, boosters.input_width(self._framework, self.booster)
+                )
+            )
+        except Exception as exc:  # a release whose C API moved: keep the public method
+            self.scoring = self.scoring.with_note(f"{self.scoring.note}; not called directly: {exc}")
+            return
+        batches = self._proof_batches()
+        rows = sum(len(b) for b in batches)
+        try:
+            same = all(np.array_equal(direct(b), self._raw(b), equal_nan=True) for b in batches)
+        except Exception as exc:
+            same, why = False, f"{type(exc).__name__}: {exc}"
+        else:
+            why = "a different score"
+        if not same:
+            self.scoring = self.scoring.with_note(f"{self.scoring.note}; direct call refused: {why}")
+            if isinstance(direct, boosters.LightGBMDirect):
+                direct.close()
+            return
+        self._direct = direct
+        self.scoring = Scoring(
+            ScorerKind.NATIVE,
+            0.0,
+            f"{self._framework}'s own compiled predict, called through its C API without its Python "
+            f"wrapper (equal to the public method on {rows} proof rows)",
+        )
+
+    def _proof_batches(self) -> list[np.ndarray]:
+        """Probe and edge rows in the booster's column order: a batch of each, then each row alone."""
+        from shipmate.packages import boosters
+
+        names = self.manifest.feature_names
+        probe = probe_frame(self.manifest.features, self.manifest.baseline, rows=8)[names].to_numpy(
+            np.float64
+        )
+        if self._order is not None:
+            probe = probe[:, self._order]
+        base = probe[0]
+        gaps = np.repeat(base[None, :], len(base) + 1, axis=0)
+        gaps[np.arange(len(base)), np.arange(len(base))] = np.nan
+        gaps[-1, :] = np.nan
+        edges = np.vstack([gaps, boosters.threshold_rows(self._framework, self.booster, base)])
+        batches = [np.ascontiguousarray(probe), np.ascontiguousarray(edges)]
+        singles = np.vstack([probe, edges])[:_SINGLE_PROOF_ROWS]  # a wide model's load stays short
+        return batches + [np.ascontiguousarray(singles[i : i + 1]) for i in range(len(singles))]
 
     def predict(self, rows: Rows) -> Scores:
         if not isinstance(rows, np.ndarray):
             rows = as_frame(rows, self.manifest.feature_names).to_numpy(dtype=np.float64)
-        matrix = rows if self._order is None else rows[:, self._order]
-        out = self._raw(self._framework, self.booster, np.ascontiguousarray(matrix, dtype=np.float64))
+        matrix = np.ascontiguousarray(rows if self._order is None else rows[:, self._order], dtype=np.float64)
+        if self._small is not None and self._small_rows[0] <= len(matrix) <= self._small_rows[1]:
+            try:
+                return self._finish(self._small(matrix), len(rows))
+            except Exception:  # the booster's own predictor below scores, or gives its own error
+                pass
+        return self._finish((self._raw if self._direct is None else self._direct)(matrix), len(rows))
+
+    def _finish(self, out: np.ndarray, rows: int) -> Scores:
         if self.manifest.target_type is TargetType.BINARY:
             p = out.reshape(-1).astype(np.float64)
             return Scores(probabilities=np.column_stack([1.0 - p, p]))
-        return normalize_output(out.astype(np.float64, copy=False), self.manifest, len(rows))
+        return normalize_output(out.astype(np.float64, copy=False), self.manifest, rows)
+
+    def compile(self) -> None:
+        """Score with the booster's trees rebuilt for onnxruntime (`booster_onnx`) the batches
+        where that is cheaper (XGBoost: up to `booster_onnx.SMALL_BATCH` rows; LightGBM: from
+        `booster_onnx.LIGHTGBM_MIN_ROWS`), once `proof.prove` has found the same labels and
+        scores within `proof.TOLERANCE` of the public method on the probe and edge rows."""
+        from shipmate.packages import booster_onnx
+
+        xgb = self._framework is Framework.XGBOOST
+        try:
+            rebuilt = (
+                booster_onnx.xgboost_ensemble(self.booster)
+                if xgb
+                else booster_onnx.lightgbm_ensemble(self.booster)
+            )
+        except booster_onnx.Unsupported as exc:
+            self.scoring = self.scoring.with_note(f"{self.scoring.note}; not compiled: {exc}")
+            return
+        except Exception as exc:  # a model layout this release does not know
+            self.scoring = self.scoring.with_note(
+                f"{self.scoring.note}; not compiled: {type(exc).__name__}: {exc}"
+            )
+            return
+        proof = prove(
+            lambda b: _output(self._finish(self._raw(b), len(b))),
+            lambda b: _output(self._finish(rebuilt(b), len(b))),
+            self._proof_batches(),
+            self.manifest,
+        )
+        if not proof.passed:
+            self.scoring = self.scoring.with_note(
+                f"{self.scoring.note}; compiled scorer refused: {proof.summary}"
+            )
+            return
+        self._small = rebuilt
+        self._small_rows = (1, booster_onnx.SMALL_BATCH) if xgb else (booster_onnx.LIGHTGBM_MIN_ROWS, 2**62)
+        which = (
+            f"batches of up to {booster_onnx.SMALL_BATCH} rows"
+            if xgb
+            else f"batches of {booster_onnx.LIGHTGBM_MIN_ROWS} rows or more"
+        )
+        self.scoring = Scoring(
+            ScorerKind.COMPILED,
+            proof.max_difference,
+            f"{which}: the trees rebuilt for onnxruntime ({proof.summary}); others: {self.scoring.note}",
+        )
+
+    def close(self) -> None:
+        direct, self._direct = self._direct, None  # a late request takes the public method
+        if direct is not None and hasattr(direct, "close"):
+            direct.close()
 
 
 class PyfuncModel(LoadedModel):
@@ -590,6 +710,22 @@ def _sklearn_model(manifest: Manifest, estimator: Any, compile: bool) -> Sklearn
     return model
 
 
+_SINGLE_PROOF_ROWS = 256
+"""Proof rows also scored one at a time (single rows take their own paths in both boosters)."""
+
+
+def _booster_model(manifest: Manifest, model_file: Path, compile: bool) -> BoosterModel:
+    model = BoosterModel(manifest, model_file)
+    if compile and manifest.compiled_scoring:
+        model.call_directly()
+        model.compile()
+    elif compile:
+        model.scoring = model.scoring.with_note("compilation turned off when the package was built")
+    else:
+        model.scoring = model.scoring.with_note("compilation turned off for this server")
+    return model
+
+
 def _mlflow_model(manifest: Manifest, model_dir: Path, compile: bool) -> LoadedModel:
     try:
         with warnings.catch_warnings():  # mlflow warns about its own type hints on import
@@ -624,7 +760,7 @@ def load_model(root: str | Path, manifest: Manifest, *, compile: bool = True) ->
         elif manifest.framework is Framework.MLFLOW:
             model = _mlflow_model(manifest, target, compile)
         elif manifest.framework in (Framework.XGBOOST, Framework.LIGHTGBM):
-            model = BoosterModel(manifest, target)
+            model = _booster_model(manifest, target, compile)
         else:
             model = CustomModel(manifest, _import_hooks(root / CUSTOM_HOOKS_FILE), root)
     except (PackageError, ModelError):
