@@ -1,15 +1,18 @@
 """Recording predictions: an O(1) append per request, binning and spooling per flush, off the request path.
 
-Per request the prediction server calls `Recorder.on_scored` (its `ScoreHook`: the scored
-rows and scores are kept by reference) and `Recorder.on_request` (status, response time,
-execution time, consumer), each a few dictionary and list operations under an uncontended
-lock. A flusher thread wakes every ``flush_seconds`` or once ``flush_rows`` rows wait,
-takes what has accumulated, counts it into the models' fixed bins (`ModelBins`, numpy over
-whole columns), builds one `MinuteAggregate` per deployment, model and minute, and writes
-them to the spool. A prediction never waits for that and never fails because of it: a full
-or broken spool is counted (``dropped``, carried in the next record and in /metrics) and
-logged; rows arriving while more than ``max_pending_rows`` wait are counted in the request
-figures but not binned (``unbinned_rows``).
+Per request the prediction server calls `Recorder.on_request` once (status, response
+time, execution time, the consumer's headers, and the scored rows and scores, all kept by
+reference): one append under an uncontended lock. A flusher thread wakes every
+``flush_seconds`` or once ``flush_rows`` rows of small requests wait, takes what has
+accumulated, counts it into the models' fixed bins (`ModelBins`, numpy over whole columns),
+builds one `MinuteAggregate` per deployment, model and minute, and writes them to the spool.
+A request of `PROMPT_ROWS` rows or more also wakes it, to be counted at once into a `Tally`
+(kept until the flush as arrays, not rows): its memory is freed soon, and the counting,
+large numpy calls that release the GIL, overlaps with serving on another core. A prediction
+never waits for any of that and never fails because of it: a full or broken spool is
+counted (``dropped``, carried in the next record and in /metrics) and logged; rows arriving
+while more than ``max_pending_rows`` wait are counted in the request figures but not binned
+(``unbinned_rows``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -25,7 +29,7 @@ from typing import Any, Protocol
 import numpy as np
 import orjson
 
-from shipmate.monitoring.binning import ModelBins, Output, Rows
+from shipmate.monitoring.binning import ModelBins, Output, Rows, Tally
 from shipmate.monitoring.predictions import PredictionBatch, class_labels_of
 from shipmate.monitoring.records import LATENCY_SCALE, BinCounts, LatencyHistogram, MinuteAggregate
 from shipmate.monitoring.samples import SampleBatch, association_ids, keep_ids, keep_numbers
@@ -40,6 +44,8 @@ _Note = tuple[Any, int, int, float, "float | None", int, "str | None", Any, Any]
 """A finished request: deployment, minute, rows, response ms, execution ms, status, consumer,
 ASGI headers, ASGI client."""
 SMALL = 32
+PROMPT_ROWS = 100
+"""Scored requests of this many rows or more are counted as soon as the flusher can (`Recorder.defer`)."""
 RequestsListener = Callable[[str, np.ndarray, np.ndarray, np.ndarray], None]
 """Told per deployment and flush: the requests' statuses, response times in seconds and rows."""
 
@@ -118,7 +124,8 @@ class Recorder:
         self.clock = clock
         self._lock = threading.Lock()
         self._scored: list[tuple[Any, int, Rows, Output]] = []
-        self._binned: dict[Key, tuple[dict[str, BinCounts], dict[str, BinCounts]]] = {}
+        self._binned: dict[Key, list[Tally]] = {}
+        self._deferred: list[tuple[Any, int, Rows, Output]] = []  # large requests, counted promptly
         self._samples: dict[Key, SampleBatch] = {}
         self._predictions: dict[Key, PredictionBatch] = {}
         self.predictions_written = 0
@@ -127,7 +134,8 @@ class Recorder:
         self._max_pending = settings.max_pending_rows
         self._flush_rows = settings.flush_rows
         self._requests: list[_Note] = []
-        self._pending_rows = 0
+        self._pending_rows = 0  # rows held (by reference) until they are counted: at most max_pending
+        self._held_rows = 0  # rows of small requests held until the next flush: a flush at flush_rows
         self._bins: dict[tuple[str, str], ModelBins] = {}
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -145,39 +153,67 @@ class Recorder:
     # ---- the request path (O(1))
 
     def on_scored(self, deployment: Served, request: Rows, scores: Output) -> None:
-        """The prediction server's score hook: keep the scored rows for the next flush (one append)."""
-        rows = len(scores)
-        minute = int(self.clock()) // 60
+        """A score hook: keep the scored rows for the flusher (one append)."""
+        self._hold(deployment, int(self.clock()) // 60, request, scores, len(scores))
+
+    def defer(self, deployment: Served, request: Rows, scores: Output) -> None:
+        """Have one (large) scored request counted by the flusher thread as soon as it can."""
+        self._hold(deployment, int(self.clock()) // 60, request, scores, max(len(scores), PROMPT_ROWS))
+
+    def _hold(self, deployment: Served, minute: int, request: Rows, scores: Output, rows: int) -> None:
+        """Call with the lock not held."""
         with self._lock:
-            if self._pending_rows >= self._max_pending:
-                self.unbinned_rows += rows
-                return
-            self._scored.append((deployment, minute, request, scores))
-            self._pending_rows += rows
-            full = self._pending_rows >= self._flush_rows
-        if full:
+            wake = self._hold_locked(deployment, minute, request, scores, rows)
+        if wake:
             self._wake.set()
 
+    def _hold_locked(self, deployment: Any, minute: int, request: Rows, scores: Output, rows: int) -> bool:
+        """Keep scored rows by reference (``rows``: their count); whether the flusher must wake."""
+        if self._pending_rows >= self._max_pending:
+            self.unbinned_rows += rows
+            return False
+        self._pending_rows += rows
+        if rows >= PROMPT_ROWS:
+            self._deferred.append((deployment, minute, request, scores))
+            return True
+        self._scored.append((deployment, minute, request, scores))
+        self._held_rows += rows
+        return self._held_rows >= self._flush_rows
+
     def bin_now(self, deployment: Served, request: Rows, scores: Output) -> None:
-        """Bin one large scored request at once, keeping only its counts (called by the prediction
-        server once the response is out). Holding on to large batches until the flush costs
-        more than binning them: their memory cannot be reused, which shows in every request."""
-        rows = len(scores)
-        key = (self.settings.deployment_id or deployment.id, self.settings.model_id or deployment.model_id)
-        minute = int(self.clock()) // 60
-        features, predictions = self.bins(deployment).count([(request, scores)])
-        self.sample((*key, minute), deployment, request, scores)
+        """Count one scored request into its minute's `Tally` now, keeping only the counts."""
+        self._count_now(deployment, int(self.clock()) // 60, request, scores)
+
+    def _count_now(self, deployment: Any, minute: int, request: Rows, scores: Output) -> None:
+        key = (
+            self.settings.deployment_id or deployment.id,
+            self.settings.model_id or deployment.model_id,
+            minute,
+        )
+        tally = self.bins(deployment).tally([(request, scores)])
+        self.sample(key, deployment, request, scores)
         with self._lock:
-            partial = self._binned.get((*key, minute))
+            partial = self._binned.get(key)
             if partial is None:
-                self._binned[(*key, minute)] = (features, predictions)
-            else:
-                _add_columns(partial[0], features)
-                _add_columns(partial[1], predictions)
-            self._pending_rows += rows
-            full = self._pending_rows >= self._flush_rows
-        if full:
-            self._wake.set()
+                self._binned[key] = [tally]
+            elif partial[-1].bins is tally.bins:
+                partial[-1].merge(tally)
+            else:  # new bins within the minute (the package changed): merged by column at the flush
+                partial.append(tally)
+
+    def count_deferred(self) -> None:
+        """Count the large requests waiting (the flusher thread, at every wake)."""
+        with self._lock:
+            deferred, self._deferred = self._deferred, []
+        for deployment, minute, request, scores in deferred:
+            try:
+                self._count_now(deployment, minute, request, scores)
+            except Exception:  # a bug here must not stop monitoring for good
+                self.flush_errors += 1
+                log.exception("monitoring: counting a scored request failed; its counts are lost")
+            finally:
+                with self._lock:
+                    self._pending_rows -= max(len(scores), PROMPT_ROWS)
 
     def sample(self, key: Key, deployment: Served, request: Rows, scores: Output) -> None:
         """Keep this request's predictions with association ids and its sampled rows for the next
@@ -230,24 +266,24 @@ class Recorder:
         consumer: str | None = None,
         headers: Sequence[tuple[bytes, bytes]] | None = None,
         client: Sequence[Any] | None = None,
+        request: Rows | None = None,
+        scores: Output | None = None,
     ) -> None:
-        """One finished prediction request (any status) of a known deployment: one append.
+        """One finished prediction request (any status) of a known deployment: one append, and
+        with its scored ``request`` and ``scores`` (``rows`` of them) what `on_scored` does, under
+        the same lock.
 
         The consumer is ``consumer``, or worked out at the flush from the request's ASGI
         ``headers`` and ``client`` (`consumer_of`)."""
-        note = (
-            deployment,
-            int(self.clock()) // 60,
-            rows,
-            response_ms,
-            execution_ms,
-            status,
-            consumer,
-            headers,
-            client,
-        )
+        minute = int(self.clock()) // 60
+        note = (deployment, minute, rows, response_ms, execution_ms, status, consumer, headers, client)
+        wake = False
         with self._lock:
             self._requests.append(note)
+            if scores is not None and request is not None:
+                wake = self._hold_locked(deployment, minute, request, scores, rows)
+        if wake:
+            self._wake.set()
 
     # ---- the flusher
 
@@ -268,10 +304,16 @@ class Recorder:
         self.spool.close()
 
     def _run(self) -> None:
+        due = time.monotonic() + self.settings.flush_seconds
         while not self._stop.is_set():
-            self._wake.wait(self.settings.flush_seconds)
+            self._wake.wait(max(0.0, due - time.monotonic()))
             self._wake.clear()
-            self._flush_and_tell()
+            self.count_deferred()
+            with self._lock:
+                full = self._held_rows >= self._flush_rows
+            if full or time.monotonic() >= due:
+                self._flush_and_tell()
+                due = time.monotonic() + self.settings.flush_seconds
         self._flush_and_tell()
 
     def _flush_and_tell(self) -> None:
@@ -290,20 +332,23 @@ class Recorder:
 
     def flush(self) -> list[MinuteAggregate]:
         """Bin and spool everything accumulated; the records written (never raises)."""
+        self.count_deferred()
         with self._lock:
             scored, self._scored = self._scored, []
             binned, self._binned = self._binned, {}
             requests, self._requests = self._requests, []
-            self._pending_rows = 0
+            self._pending_rows -= self._held_rows
+            self._held_rows = 0
         if not scored and not requests and not binned:
             self._write_samples()
             self.spool.flush()
             return []
         try:
             pending = self.group_scored(scored)
-            for key, group in pending.items():
-                for request, scores in group.batch:
-                    self.sample(key, group.deployment, request, scores)
+            if self.settings.association_id_column or self.settings.sample_percentage > 0:
+                for key, group in pending.items():
+                    for request, scores in group.batch:
+                        self.sample(key, group.deployment, request, scores)
             records = self.aggregate(pending, self.request_figures(requests), binned)
         except Exception:  # a bug here must not stop monitoring for good
             self.flush_errors += 1
@@ -346,7 +391,7 @@ class Recorder:
         self,
         pending: dict[Key, _Pending],
         stats: dict[Key, MinuteAggregate],
-        binned: dict[Key, tuple[dict[str, BinCounts], dict[str, BinCounts]]] | None = None,
+        binned: dict[Key, list[Tally]] | None = None,
     ) -> list[MinuteAggregate]:
         """One record per deployment, model and minute from scored rows, counts binned already
         and request figures (pure)."""
@@ -355,13 +400,18 @@ class Recorder:
         records: dict[Key, MinuteAggregate] = {}
         for key in sorted(set(pending) | set(stats) | set(binned), key=lambda k: (k[0], k[1] or "", k[2])):
             record = stats.get(key) or MinuteAggregate(deployment_id=key[0], model_id=key[1], minute=key[2])
+            tallies = list(binned.get(key, ()))
             waiting = pending.get(key)
             if waiting is not None and waiting.batch:
-                bins = self.bins(waiting.deployment)
-                record.features, record.predictions = bins.count(waiting.batch)
-            if key in binned:
-                _add_columns(record.features, binned[key][0])
-                _add_columns(record.predictions, binned[key][1])
+                tally = self.bins(waiting.deployment).tally(waiting.batch)
+                if tallies and tallies[-1].bins is tally.bins:
+                    tallies[-1].merge(tally)
+                else:
+                    tallies.append(tally)
+            for tally in tallies:
+                features, predictions = tally.finish()
+                _add_columns(record.features, features)
+                _add_columns(record.predictions, predictions)
             record.flushed_at = now
             records[key] = record
         return list(records.values())
@@ -399,10 +449,11 @@ class Recorder:
                 group.append(note)
         figures: dict[Key, MinuteAggregate] = {}
         for key, notes in groups.items():
-            statuses = np.fromiter((n[5] for n in notes), np.int64, len(notes))
-            response = np.fromiter((n[3] for n in notes), np.float64, len(notes))
-            execution = np.array([n[4] for n in notes if n[4] is not None], dtype=np.float64)
-            rows = np.fromiter((n[2] for n in notes), np.int64, len(notes))
+            _, _, counts, responses, executions, codes, consumers, headers, clients = zip(*notes, strict=True)
+            statuses = np.array(codes, dtype=np.int64)
+            response = np.array(responses, dtype=np.float64)
+            execution = np.array([e for e in executions if e is not None], dtype=np.float64)
+            rows = np.array(counts, dtype=np.int64)
             record = MinuteAggregate(deployment_id=key[0], model_id=key[1], minute=key[2])
             record.requests = len(notes)
             record.rows = int(rows.sum())
@@ -410,10 +461,13 @@ class Recorder:
             record.server_errors = int(np.count_nonzero(statuses >= 500))
             record.response_ms = latency_histogram(response)
             record.execution_ms = latency_histogram(execution)
-            for n in notes:
-                consumer = n[6] if n[6] is not None else consumer_of(n[7], n[8])
+            seen = Counter(
+                c if c is not None else consumer_of(h, a)
+                for c, h, a in zip(consumers, headers, clients, strict=True)
+            )
+            for consumer, requests_of in seen.items():  # in order of first request
                 if consumer is not None:
-                    record.add_consumer(consumer)
+                    record.add_consumer(consumer, requests_of)
             figures[key] = record
             if self.on_requests is not None:
                 try:
