@@ -377,8 +377,8 @@ def test_tallies_merged_equal_one_tally_of_both(numeric: FakeDeployment) -> None
             assert math.isclose(mine.total, counts.total, rel_tol=1e-12, abs_tol=1e-9)
 
 
-def test_large_requests_are_counted_promptly_and_do_not_flush_early(numeric: FakeDeployment) -> None:
-    """Rows already counted are arrays, not rows: they wait for flush_seconds, however many."""
+def test_counted_rows_do_not_make_a_flush_come_sooner(numeric: FakeDeployment) -> None:
+    """Rows counted at once are counts, not held rows: they wait for flush_seconds, however many."""
     import time
 
     spool = ListSpool()
@@ -386,12 +386,8 @@ def test_large_requests_are_counted_promptly_and_do_not_flush_early(numeric: Fak
     recorder.start()
     try:
         for request, scores in _numeric_requests(numeric, [150, 200], seed=3):
-            recorder.defer(numeric, request, scores)
-        deadline = time.monotonic() + 5
-        while recorder._pending_rows and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert recorder._pending_rows == 0  # counted, and the rows let go
-        time.sleep(0.2)
+            recorder.bin_now(numeric, request, scores)
+        time.sleep(0.3)
         assert spool.records == []
     finally:
         recorder.stop()

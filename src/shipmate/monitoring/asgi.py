@@ -9,12 +9,12 @@
   decoding, checking and scoring the rows);
 - learns its deployment and row count from the score hook (through a context variable set
   for the request), or, when the request failed before scoring, from its route;
-- once the response is out, hands it to the recorder in one call (one append; status 4xx:
-  user error, 5xx: server error), with its rows and scores by reference: the recorder's
-  flusher thread counts them, a batch of `PROMPT_ROWS` rows or more at once (holding large
-  batches until the flush costs every request more, as their memory cannot be reused), and
-  updates the Prometheus metrics, in bulk, every flush (so /metrics lags by up to
-  ``flush_seconds``).
+- once the response is out, hands it to the recorder in one call (status 4xx: user error,
+  5xx: server error) with its rows and scores: one append, the rows kept by reference for
+  the flusher thread, or for a batch of `PROMPT_ROWS` rows or more, counted there and then
+  (holding large batches until the flush costs every request more, as their memory cannot
+  be reused); the flusher also updates the Prometheus metrics, in bulk, every flush (so
+  /metrics lags by up to ``flush_seconds``).
 
 It also answers ``GET /metrics`` (Prometheus text format, histograms only) and starts and
 stops the recorder's flusher with the app's lifespan. With several worker processes the

@@ -6,12 +6,15 @@ reference): one append under an uncontended lock. A flusher thread wakes every
 ``flush_seconds`` or once ``flush_rows`` rows of small requests wait, takes what has
 accumulated, counts it into the models' fixed bins (`ModelBins`, numpy over whole columns),
 builds one `MinuteAggregate` per deployment, model and minute, and writes them to the spool.
-A request of `PROMPT_ROWS` rows or more also wakes it, to be counted at once into a `Tally`
-(kept until the flush as arrays, not rows): its memory is freed soon, and the counting,
-large numpy calls that release the GIL, overlaps with serving on another core. A prediction
-never waits for any of that and never fails because of it: a full or broken spool is
-counted (``dropped``, carried in the next record and in /metrics) and logged; rows arriving
-while more than ``max_pending_rows`` wait are counted in the request figures but not binned
+A request of `PROMPT_ROWS` rows or more is instead counted at once, in the serving thread
+once its response is out, into its minute's `Tally` (arrays, merged with a few numpy calls):
+holding large batches until the flush costs every request more (their memory cannot be
+reused), and handing each to the flusher thread costs more still (the serving thread then
+waits for the GIL, up to the 5 ms switch interval, whenever it gave it up for I/O). Counted
+rows do not make a flush come sooner: they are counts, not rows. A prediction never waits
+for any of that and never fails because of it: a full or broken spool is counted
+(``dropped``, carried in the next record and in /metrics) and logged; rows arriving while
+more than ``max_pending_rows`` wait are counted in the request figures but not binned
 (``unbinned_rows``).
 """
 
@@ -19,8 +22,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import threading
 import time
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -40,12 +45,10 @@ from shipmate.packages import Manifest
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str | None, int]
-_Note = tuple[Any, int, int, float, "float | None", int, "str | None", Any, Any]
-"""A finished request: deployment, minute, rows, response ms, execution ms, status, consumer,
-ASGI headers, ASGI client."""
+MAX_CONSUMER_NAMES = 10_000
 SMALL = 32
 PROMPT_ROWS = 100
-"""Scored requests of this many rows or more are counted as soon as the flusher can (`Recorder.defer`)."""
+"""Scored requests of this many rows or more are counted at once, not held for the flush."""
 RequestsListener = Callable[[str, np.ndarray, np.ndarray, np.ndarray], None]
 """Told per deployment and flush: the requests' statuses, response times in seconds and rows."""
 
@@ -102,6 +105,27 @@ class Served(Protocol):
     def package_sha256(self) -> str: ...
 
 
+class _Notes:
+    """Finished requests of one flush as columns of machine numbers (and references to objects
+    that live on: deployments, consumer names kept once each). No object made for a request is
+    held until the flush: thousands of small objects kept for seconds scatter the heap, which
+    every request then pays for (measured: +60 µs CPU per single-row request)."""
+
+    __slots__ = ("consumers", "deployments", "execution", "minutes", "response", "rows", "status")
+
+    def __init__(self) -> None:
+        self.deployments: list[Any] = []
+        self.consumers: list[str | None] = []
+        self.minutes = array("q")
+        self.rows = array("q")
+        self.status = array("q")
+        self.response = array("d")
+        self.execution = array("d")  # NaN: no execution time
+
+    def __len__(self) -> int:
+        return len(self.deployments)
+
+
 @dataclass(slots=True)
 class _Pending:
     """Scored requests of one deployment and minute, waiting for the next flush."""
@@ -125,7 +149,6 @@ class Recorder:
         self._lock = threading.Lock()
         self._scored: list[tuple[Any, int, Rows, Output]] = []
         self._binned: dict[Key, list[Tally]] = {}
-        self._deferred: list[tuple[Any, int, Rows, Output]] = []  # large requests, counted promptly
         self._samples: dict[Key, SampleBatch] = {}
         self._predictions: dict[Key, PredictionBatch] = {}
         self.predictions_written = 0
@@ -133,9 +156,9 @@ class Recorder:
         self.samples_written = 0
         self._max_pending = settings.max_pending_rows
         self._flush_rows = settings.flush_rows
-        self._requests: list[_Note] = []
-        self._pending_rows = 0  # rows held (by reference) until they are counted: at most max_pending
-        self._held_rows = 0  # rows of small requests held until the next flush: a flush at flush_rows
+        self._requests = _Notes()
+        self._consumer_names: dict[str, str] = {}
+        self._pending_rows = 0  # rows held (by reference) until the flush: a flush at flush_rows
         self._bins: dict[tuple[str, str], ModelBins] = {}
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -153,32 +176,22 @@ class Recorder:
     # ---- the request path (O(1))
 
     def on_scored(self, deployment: Served, request: Rows, scores: Output) -> None:
-        """A score hook: keep the scored rows for the flusher (one append)."""
-        self._hold(deployment, int(self.clock()) // 60, request, scores, len(scores))
-
-    def defer(self, deployment: Served, request: Rows, scores: Output) -> None:
-        """Have one (large) scored request counted by the flusher thread as soon as it can."""
-        self._hold(deployment, int(self.clock()) // 60, request, scores, max(len(scores), PROMPT_ROWS))
-
-    def _hold(self, deployment: Served, minute: int, request: Rows, scores: Output, rows: int) -> None:
-        """Call with the lock not held."""
+        """A score hook: keep the scored rows for the next flush (one append)."""
+        rows = len(scores)
+        minute = int(self.clock()) // 60
         with self._lock:
             wake = self._hold_locked(deployment, minute, request, scores, rows)
         if wake:
             self._wake.set()
 
     def _hold_locked(self, deployment: Any, minute: int, request: Rows, scores: Output, rows: int) -> bool:
-        """Keep scored rows by reference (``rows``: their count); whether the flusher must wake."""
+        """Keep scored rows by reference for the flush; whether the flusher must wake."""
         if self._pending_rows >= self._max_pending:
             self.unbinned_rows += rows
             return False
-        self._pending_rows += rows
-        if rows >= PROMPT_ROWS:
-            self._deferred.append((deployment, minute, request, scores))
-            return True
         self._scored.append((deployment, minute, request, scores))
-        self._held_rows += rows
-        return self._held_rows >= self._flush_rows
+        self._pending_rows += rows
+        return self._pending_rows >= self._flush_rows
 
     def bin_now(self, deployment: Served, request: Rows, scores: Output) -> None:
         """Count one scored request into its minute's `Tally` now, keeping only the counts."""
@@ -200,20 +213,6 @@ class Recorder:
                 partial[-1].merge(tally)
             else:  # new bins within the minute (the package changed): merged by column at the flush
                 partial.append(tally)
-
-    def count_deferred(self) -> None:
-        """Count the large requests waiting (the flusher thread, at every wake)."""
-        with self._lock:
-            deferred, self._deferred = self._deferred, []
-        for deployment, minute, request, scores in deferred:
-            try:
-                self._count_now(deployment, minute, request, scores)
-            except Exception:  # a bug here must not stop monitoring for good
-                self.flush_errors += 1
-                log.exception("monitoring: counting a scored request failed; its counts are lost")
-            finally:
-                with self._lock:
-                    self._pending_rows -= max(len(scores), PROMPT_ROWS)
 
     def sample(self, key: Key, deployment: Served, request: Rows, scores: Output) -> None:
         """Keep this request's predictions with association ids and its sampled rows for the next
@@ -273,17 +272,32 @@ class Recorder:
         with its scored ``request`` and ``scores`` (``rows`` of them) what `on_scored` does, under
         the same lock.
 
-        The consumer is ``consumer``, or worked out at the flush from the request's ASGI
-        ``headers`` and ``client`` (`consumer_of`)."""
+        The consumer is ``consumer``, or worked out from the request's ASGI ``headers`` and
+        ``client`` (`consumer_of`)."""
         minute = int(self.clock()) // 60
-        note = (deployment, minute, rows, response_ms, execution_ms, status, consumer, headers, client)
+        if consumer is None:
+            consumer = consumer_of(headers, client)
+        if consumer is not None:  # one string per consumer is kept, not one per request
+            names = self._consumer_names
+            consumer = names.get(consumer) or consumer
+            if consumer not in names and len(names) < MAX_CONSUMER_NAMES:
+                names[consumer] = consumer
         wake = False
         with self._lock:
-            self._requests.append(note)
-            if scores is not None and request is not None:
+            notes = self._requests
+            notes.deployments.append(deployment)
+            notes.consumers.append(consumer)
+            notes.minutes.append(minute)
+            notes.rows.append(rows)
+            notes.status.append(status)
+            notes.response.append(response_ms)
+            notes.execution.append(math.nan if execution_ms is None else execution_ms)
+            if scores is not None and request is not None and rows < PROMPT_ROWS:
                 wake = self._hold_locked(deployment, minute, request, scores, rows)
         if wake:
             self._wake.set()
+        elif scores is not None and request is not None and rows >= PROMPT_ROWS:
+            self._count_now(deployment, minute, request, scores)
 
     # ---- the flusher
 
@@ -304,16 +318,10 @@ class Recorder:
         self.spool.close()
 
     def _run(self) -> None:
-        due = time.monotonic() + self.settings.flush_seconds
         while not self._stop.is_set():
-            self._wake.wait(max(0.0, due - time.monotonic()))
+            self._wake.wait(self.settings.flush_seconds)
             self._wake.clear()
-            self.count_deferred()
-            with self._lock:
-                full = self._held_rows >= self._flush_rows
-            if full or time.monotonic() >= due:
-                self._flush_and_tell()
-                due = time.monotonic() + self.settings.flush_seconds
+            self._flush_and_tell()
         self._flush_and_tell()
 
     def _flush_and_tell(self) -> None:
@@ -332,13 +340,11 @@ class Recorder:
 
     def flush(self) -> list[MinuteAggregate]:
         """Bin and spool everything accumulated; the records written (never raises)."""
-        self.count_deferred()
         with self._lock:
             scored, self._scored = self._scored, []
             binned, self._binned = self._binned, {}
-            requests, self._requests = self._requests, []
-            self._pending_rows -= self._held_rows
-            self._held_rows = 0
+            requests, self._requests = self._requests, _Notes()
+            self._pending_rows = 0
         if not scored and not requests and not binned:
             self._write_samples()
             self.spool.flush()
@@ -431,44 +437,53 @@ class Recorder:
             group.batch.append((request, scores))
         return groups
 
-    def request_figures(self, requests: list[_Note]) -> dict[Key, MinuteAggregate]:
+    def request_figures(self, requests: _Notes) -> dict[Key, MinuteAggregate]:
         """The request figures of one flush per deployment, model and minute (vectorised per group);
         the metrics listener hears of each deployment's requests too."""
-        groups: dict[Key, list[_Note]] = {}
-        for note in requests:
-            deployment = note[0]
+        if not len(requests):
+            return {}
+        groups: dict[tuple[int, int], list[int]] = {}
+        deployments: dict[int, Any] = {}
+        for i, (deployment, minute) in enumerate(zip(requests.deployments, requests.minutes, strict=True)):
+            group = groups.get((id(deployment), minute))
+            if group is None:
+                groups[(id(deployment), minute)] = [i]
+                deployments[id(deployment)] = deployment
+            else:
+                group.append(i)
+        columns = (
+            np.frombuffer(requests.status, dtype=np.int64),
+            np.frombuffer(requests.response, dtype=np.float64),
+            np.frombuffer(requests.execution, dtype=np.float64),
+            np.frombuffer(requests.rows, dtype=np.int64),
+        )
+        figures: dict[Key, MinuteAggregate] = {}
+        for (ref, minute), indices in groups.items():
+            deployment = deployments[ref]
             key = (
                 self.settings.deployment_id or deployment.id,
                 self.settings.model_id or deployment.model_id,
-                note[1],
+                minute,
             )
-            group = groups.get(key)
-            if group is None:
-                groups[key] = [note]
+            if len(groups) == 1:
+                statuses, response, execution, rows = (c.copy() for c in columns)
+                consumers: Iterable[str | None] = requests.consumers
             else:
-                group.append(note)
-        figures: dict[Key, MinuteAggregate] = {}
-        for key, notes in groups.items():
-            _, _, counts, responses, executions, codes, consumers, headers, clients = zip(*notes, strict=True)
-            statuses = np.array(codes, dtype=np.int64)
-            response = np.array(responses, dtype=np.float64)
-            execution = np.array([e for e in executions if e is not None], dtype=np.float64)
-            rows = np.array(counts, dtype=np.int64)
-            record = MinuteAggregate(deployment_id=key[0], model_id=key[1], minute=key[2])
-            record.requests = len(notes)
-            record.rows = int(rows.sum())
-            record.user_errors = int(np.count_nonzero((statuses >= 400) & (statuses < 500)))
-            record.server_errors = int(np.count_nonzero(statuses >= 500))
-            record.response_ms = latency_histogram(response)
-            record.execution_ms = latency_histogram(execution)
-            seen = Counter(
-                c if c is not None else consumer_of(h, a)
-                for c, h, a in zip(consumers, headers, clients, strict=True)
-            )
-            for consumer, requests_of in seen.items():  # in order of first request
+                at = np.array(indices, dtype=np.intp)
+                statuses, response, execution, rows = (c[at] for c in columns)
+                consumers = [requests.consumers[i] for i in indices]
+            record = figures.get(key)
+            if record is None:
+                record = figures[key] = MinuteAggregate(deployment_id=key[0], model_id=key[1], minute=key[2])
+            record.requests += len(indices)
+            record.rows += int(rows.sum())
+            record.user_errors += int(np.count_nonzero((statuses >= 400) & (statuses < 500)))
+            record.server_errors += int(np.count_nonzero(statuses >= 500))
+            record.response_ms.merge(latency_histogram(response))
+            record.execution_ms.merge(latency_histogram(execution[~np.isnan(execution)]))
+            for consumer, requests_of in Counter(consumers).items():  # in order of first request
                 if consumer is not None:
                     record.add_consumer(consumer, requests_of)
-            figures[key] = record
             if self.on_requests is not None:
                 try:
                     self.on_requests(key[0], statuses, response / 1000.0, rows)

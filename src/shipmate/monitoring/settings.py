@@ -96,7 +96,6 @@ class MonitorSettings:
             where = str(self.spooler_type)
         return f"monitoring on: spooler {where}, flush every {self.flush_rows} rows or {self.flush_seconds} s"
 
-
     @property
     def rabbitmq_tls(self) -> bool:
         """Whether the RabbitMQ connection is made with TLS settings of its own."""
