@@ -17,6 +17,9 @@ flush cost, and a 1,000-feature model (flush time and record size for 1,000 rows
     python3 bench/monitoring_overhead.py --skip-servers --sequential   # one client, CPU per request
     python3 bench/monitoring_overhead.py --skip-servers --app --pairs 6  # the app in-process, CPU per request
 
+Every run also prints monitoring's own CPU per single-row request and per 1,000-row batch
+(`own_cost`: request path and flusher thread, in µs, around an app that only answers).
+
 Needs the model package `serve_bench.py` prepares (built here if missing).
 """
 
@@ -346,7 +349,9 @@ def app_figures(args: argparse.Namespace, package: Path) -> None:
         cpu: dict[str, list[float]] = {"off": [], "on": []}
         for r in range(args.pairs):
             for side in ["off", "on"] if r % 2 == 0 else ["on", "off"]:
-                monitor = f"spooler_type=FILESYSTEM;directory={spool}" if side == "on" else None
+                # a directory per app: each opens a spool file of its own, and nothing consumes them
+                where = spool / f"{len(cpu['on'])}-{what[0]}"
+                monitor = f"spooler_type=FILESYSTEM;directory={where}" if side == "on" else None
                 cpu[side].append(asyncio.run(_app_cpu(package, monitor, body, count)))
         off, on = statistics.median(cpu["off"]), statistics.median(cpu["on"])
         rounds = {side: [round(c, 3) for c in values] for side, values in cpu.items()}
