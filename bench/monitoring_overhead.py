@@ -17,6 +17,9 @@ flush cost, and a 1,000-feature model (flush time and record size for 1,000 rows
     python3 bench/monitoring_overhead.py --skip-servers --sequential   # one client, CPU per request
     python3 bench/monitoring_overhead.py --skip-servers --app --pairs 6  # the app in-process, CPU per request
 
+Every run also prints monitoring's own CPU per single-row request and per 1,000-row batch
+(`own_cost`: request path and flusher thread, in µs, around an app that only answers).
+
 Needs the model package `serve_bench.py` prepares (built here if missing).
 """
 
@@ -266,7 +269,7 @@ def in_process(package: Path) -> None:
 # ---- the app driven in-process (no network, no load generator) --------------------------------
 
 
-async def _post(app: Any, body: bytes, path: str = "/predictions") -> int:
+async def _post(app: Any, body: bytes, path: str = "/predictions", consumer: bytes | None = None) -> int:
     """One POST through the ASGI app; its status."""
     import asyncio
 
@@ -286,9 +289,12 @@ async def _post(app: Any, body: bytes, path: str = "/predictions") -> int:
         if message["type"] == "http.response.start":
             status.append(message["status"])
 
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if consumer is not None:
+        headers.append((b"x-consumer-id", consumer))
     scope = {
         "type": "http", "method": "POST", "path": path, "raw_path": path.encode(), "query_string": b"",
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        "headers": headers,
         "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8080), "scheme": "http",
         "http_version": "1.1", "root_path": "", "asgi": {"version": "3.0"},
     }  # fmt: skip
@@ -343,7 +349,9 @@ def app_figures(args: argparse.Namespace, package: Path) -> None:
         cpu: dict[str, list[float]] = {"off": [], "on": []}
         for r in range(args.pairs):
             for side in ["off", "on"] if r % 2 == 0 else ["on", "off"]:
-                monitor = f"spooler_type=FILESYSTEM;directory={spool}" if side == "on" else None
+                # a directory per app: each opens a spool file of its own, and nothing consumes them
+                where = spool / f"{len(cpu['on'])}-{what[0]}"
+                monitor = f"spooler_type=FILESYSTEM;directory={where}" if side == "on" else None
                 cpu[side].append(asyncio.run(_app_cpu(package, monitor, body, count)))
         off, on = statistics.median(cpu["off"]), statistics.median(cpu["on"])
         rounds = {side: [round(c, 3) for c in values] for side, values in cpu.items()}
@@ -352,9 +360,12 @@ def app_figures(args: argparse.Namespace, package: Path) -> None:
               flush=True)  # fmt: skip
 
 
-def request_path_figures(package: Path) -> None:
-    """Monitoring's own cost per single-row request: the middleware and the score hook around an app
-    that only answers, and the flusher's share, measured apart from any model or network."""
+def own_cost(package: Path, rows: int, n: int) -> tuple[float, float]:
+    """Monitoring's own CPU per request of ``rows`` rows, in µs: the request path (the middleware,
+    the score hook and the recorder's calls in the serving thread) and the flusher thread's share
+    (binning, aggregating, metrics; its flushes triggered as in the server, by rows or time),
+    measured around an app that only answers, apart from any model or network. The requests
+    carry distinct random rows and three consumers."""
     import asyncio
 
     import numpy as np
@@ -367,13 +378,20 @@ def request_path_figures(package: Path) -> None:
 
     manifest = read_manifest(package)
     deployment = _Deployment(manifest)
-    request = _Rows(tuple(manifest.feature_names), np.zeros((1, len(manifest.features))))
-    scores = Scores(probabilities=np.full((1, 2), 0.5))
+    names = tuple(manifest.feature_names)
+    rng = np.random.default_rng(2)
+    distinct = 20 if rows >= 100 else 2000
+    requests = [
+        (_Rows(names, rng.normal(size=(rows, len(names)))), Scores(probabilities=rng.dirichlet((1, 1), rows)))
+        for _ in range(distinct)
+    ]
     hook: list[Any] = []
+    count = 0
 
     async def answer(scope: Any, receive: Any, send: Any) -> None:
+        request, scores = requests[count % distinct]
         for h in hook:
-            h(deployment, request, scores)
+            h(deployment, _Rows(names, request.rows), scores)
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"{}"})
 
@@ -381,29 +399,36 @@ def request_path_figures(package: Path) -> None:
         def all(self) -> list[Any]:
             return [deployment]
 
-    recorder = Recorder(MonitorSettings(enabled=True, spooler_type=SpoolerType.NONE), NoSpool())
-    metrics = ServeMetrics(SpoolerType.NONE)
-    middleware = MonitoringMiddleware(answer, recorder, metrics, Registry(), lambda r: None)
+    async def loop(app: Any) -> float:
+        nonlocal count
+        before = time.thread_time()
+        for count in range(n):
+            await _post(app, b"", consumer=f"c{count % 3}".encode())
+        return time.thread_time() - before
 
-    async def loop(app: Any, n: int) -> float:
-        before = time.process_time()
-        for _ in range(n):
-            await _post(app, b"")
-        return time.process_time() - before
-
-    n, bare, path, flush = 20_000, [], [], []
+    bare, path, flusher = [], [], []
     for _ in range(5):
         hook.clear()
-        bare.append(asyncio.run(loop(answer, n)))
+        bare.append(asyncio.run(loop(answer)))
+        recorder = Recorder(MonitorSettings(enabled=True, spooler_type=SpoolerType.NONE), NoSpool())
+        middleware = MonitoringMiddleware(answer, recorder, ServeMetrics(SpoolerType.NONE), Registry(), bool)
         hook.append(middleware.score_hook)
-        path.append(asyncio.run(loop(middleware, n)))
-        before = time.process_time()
-        recorder._flush_and_tell()
-        flush.append(time.process_time() - before)
+        recorder.start()
+        process, thread = time.process_time(), time.thread_time()
+        path.append(asyncio.run(loop(middleware)))
+        recorder.stop()  # the last flush, on the flusher thread
+        flusher.append((time.process_time() - process) - (time.thread_time() - thread))
     per = 1e6 / n
-    print(f"monitoring's own CPU per single-row request (median of 5 x {n:,}): request path "
-          f"{(statistics.median(path) - statistics.median(bare)) * per:.1f} µs, flusher "
-          f"{statistics.median(flush) * per:.1f} µs", flush=True)  # fmt: skip
+    return (statistics.median(path) - statistics.median(bare)) * per, statistics.median(flusher) * per
+
+
+def own_cost_figures(package: Path) -> None:
+    single = own_cost(package, 1, 20_000)
+    batch = own_cost(package, 1000, 400)
+    print(f"monitoring's own CPU (median of 5 runs, FILESYSTEM spool replaced by none): single-row request: "
+          f"request path {single[0]:.1f} µs, flusher {single[1]:.1f} µs, total {sum(single):.1f} µs; "
+          f"1,000-row batch: request path {batch[0]:.0f} µs, flusher {batch[1]:.0f} µs, "
+          f"total {sum(batch):.0f} µs", flush=True)  # fmt: skip
 
 
 def main() -> None:
@@ -430,7 +455,7 @@ def main() -> None:
         sequential(args, package)
     if args.app:
         app_figures(args, package)
-    request_path_figures(package)
+    own_cost_figures(package)
     in_process(package)
     subprocess.run(["uptime"], check=False)
 

@@ -351,3 +351,45 @@ def test_a_record_of_1000_rows_by_20_features_takes_at_most_3_kb() -> None:
     size = len(orjson.dumps(record.to_json()))
     assert size <= 3 * 1024, size
     assert MinuteAggregate.from_json(orjson.loads(orjson.dumps(record.to_json()))) == record
+
+
+def test_tallies_merged_equal_one_tally_of_both(numeric: FakeDeployment) -> None:
+    """Large requests are counted one by one into arrays and merged: exactly the counts of one pass."""
+    from shipmate.monitoring.binning import ModelBins
+
+    bins = ModelBins(numeric.manifest)
+    requests = _numeric_requests(numeric, [150, 3, 200, 1, 120], seed=7)
+    merged = bins.tally(requests[:1])
+    for request in requests[1:]:
+        merged.merge(bins.tally([request]))
+    together = bins.count(requests)
+    for got, want in zip(merged.finish(), together, strict=True):
+        assert list(got) == list(want)
+        for name, counts in want.items():
+            mine = got[name]
+            assert (mine.counts, mine.count, mine.missing, mine.minimum, mine.maximum) == (
+                counts.counts,
+                counts.count,
+                counts.missing,
+                counts.minimum,
+                counts.maximum,
+            )
+            assert math.isclose(mine.total, counts.total, rel_tol=1e-12, abs_tol=1e-9)
+
+
+def test_counted_rows_do_not_make_a_flush_come_sooner(numeric: FakeDeployment) -> None:
+    """Rows counted at once are counts, not held rows: they wait for flush_seconds, however many."""
+    import time
+
+    spool = ListSpool()
+    recorder = _recorder(spool, flush_rows=5, flush_seconds=60.0)
+    recorder.start()
+    try:
+        for request, scores in _numeric_requests(numeric, [150, 200], seed=3):
+            recorder.bin_now(numeric, request, scores)
+        time.sleep(0.3)
+        assert spool.records == []
+    finally:
+        recorder.stop()
+    (record,) = [MinuteAggregate.from_json(r) for r in spool.records]
+    assert record.features["x0"].count == 350

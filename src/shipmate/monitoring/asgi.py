@@ -9,12 +9,12 @@
   decoding, checking and scoring the rows);
 - learns its deployment and row count from the score hook (through a context variable set
   for the request), or, when the request failed before scoring, from its route;
-- bins a batch of 100 rows or more as soon as its response is out (holding large batches
-  until the flush costs every request more, as their memory cannot be reused), and leaves
-  smaller ones to the flusher;
-- hands it to the recorder (one append; status 4xx: user error, 5xx: server error), whose
-  flusher also updates the Prometheus metrics, in bulk, every flush (so /metrics lags by up
-  to ``flush_seconds``).
+- once the response is out, hands it to the recorder in one call (status 4xx: user error,
+  5xx: server error) with its rows and scores: one append, the rows kept by reference for
+  the flusher thread, or for a batch of `PROMPT_ROWS` rows or more, counted there and then
+  (holding large batches until the flush costs every request more, as their memory cannot
+  be reused); the flusher also updates the Prometheus metrics, in bulk, every flush (so
+  /metrics lags by up to ``flush_seconds``).
 
 It also answers ``GET /metrics`` (Prometheus text format, histograms only) and starts and
 stops the recorder's flusher with the app's lifespan. With several worker processes the
@@ -54,7 +54,6 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 ROWS_BUCKETS = (1, 2, 5, 10, 50, 100, 500, 1000, 5000, 10000, 50000)
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 BACKLOG_EVERY_S = 5.0
-BIN_AFTER_RESPONSE_ROWS = 100
 
 
 @dataclass(slots=True)
@@ -62,9 +61,9 @@ class _Slot:
     """What the score hook tells the middleware about the request being served."""
 
     deployment: Any = None
-    rows: int = 0
     scored_at: float = 0.0
-    scored: tuple[Any, Any] | None = None  # a large batch's rows and scores, binned after the response
+    request: Any = None
+    scores: Any = None
 
 
 _SLOT: contextvars.ContextVar[_Slot | None] = contextvars.ContextVar("shipmate_monitoring_slot", default=None)
@@ -207,14 +206,11 @@ class MonitoringMiddleware:
     def score_hook(self, deployment: Served, request: Any, scores: Any) -> None:
         """The `ScoreHook` given to the data plane: tells the request's slot, then the recorder."""
         slot = _SLOT.get()
-        if slot is not None:
-            slot.deployment = deployment
-            slot.rows = len(scores)
-            slot.scored_at = time.perf_counter()
-            if slot.rows >= BIN_AFTER_RESPONSE_ROWS:  # binned once the response is out
-                slot.scored = (request, scores)
-                return
-        self.recorder.on_scored(deployment, request, scores)
+        if slot is None:  # not a request this middleware saw
+            self.recorder.on_scored(deployment, request, scores)
+            return
+        slot.scored_at = time.perf_counter()
+        slot.deployment, slot.request, slot.scores = deployment, request, scores
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -248,11 +244,6 @@ class MonitoringMiddleware:
         finally:
             _SLOT.reset(token)
             self._observe(scope, slot, status, started)
-        if slot.scored is not None:  # the client has its response: bin the batch and let it go
-            try:
-                self.recorder.bin_now(slot.deployment, *slot.scored)
-            except Exception:
-                log.exception("monitoring: binning a batch failed")
 
     def _observe(self, scope: Scope, slot: _Slot, status: int, started: float) -> None:
         try:
@@ -263,14 +254,17 @@ class MonitoringMiddleware:
                     "unknown", np.array([status]), np.array([finished - started]), np.array([0])
                 )
                 return
+            scores = slot.scores
             self.recorder.on_request(
                 deployment,
-                rows=slot.rows,
+                rows=0 if scores is None else len(scores),
                 response_ms=(finished - started) * 1000.0,
                 execution_ms=(slot.scored_at - started) * 1000.0 if slot.scored_at else None,
                 status=status,
                 headers=scope.get("headers"),
                 client=scope.get("client"),
+                request=slot.request,
+                scores=scores,
             )
         except Exception:  # monitoring never fails a prediction
             log.exception("monitoring: recording a request failed")

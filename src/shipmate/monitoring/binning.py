@@ -16,7 +16,7 @@ import logging
 import math
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -143,6 +143,10 @@ class NumericBlock:
         return cls(queries, [c.size - 1 for c in columns])
 
     def count(self, matrix: np.ndarray) -> list[BinCounts]:
+        return self.tally(matrix).bin_counts()
+
+    def tally(self, matrix: np.ndarray) -> BlockTally:
+        """The rows counted, as arrays (`BlockTally`): cheap to merge, made into `BinCounts` once."""
         n = matrix.shape[0]
         k = len(self.widths)
         columns = np.ascontiguousarray(matrix.T, dtype=np.float64)  # one row per column
@@ -157,19 +161,111 @@ class NumericBlock:
         below[:, -1] = present
         for j in range(k):  # NaN sorts last, so the present values are each row's first ones
             below[j, 1:-1] = np.searchsorted(ordered[j, : present[j]], self.queries[j], side="left")
-        counts = np.diff(below, axis=1).tolist()  # padded queries (+inf) add zeros at the end
-        firsts = ordered[:, 0].tolist()
-        lasts = ordered[np.arange(k), np.maximum(present - 1, 0)].tolist()
-        sums = zeroed.sum(axis=1).tolist()
-        squares = np.einsum("ij,ij->i", zeroed, zeroed).tolist()
+        last = np.maximum(present - 1, 0)
+        none = present == 0
+        with np.errstate(over="ignore", invalid="ignore"):  # sums beyond the float range: see _bounded
+            return BlockTally(
+                self,
+                n,
+                np.diff(below, axis=1),  # padded queries (+inf) add zeros at the end
+                missing.astype(np.int64, copy=False),
+                np.where(none, np.inf, ordered[:, 0]),
+                np.where(none, -np.inf, ordered[np.arange(k), last]),
+                zeroed.sum(axis=1),
+                np.einsum("ij,ij->i", zeroed, zeroed),
+            )
+
+
+@dataclass(slots=True)
+class BlockTally:
+    """A `NumericBlock`'s counts over some rows, one array entry per column: merging two adds
+    arrays (a few numpy calls whatever the number of columns), and the per-column `BinCounts`
+    are made once, at the flush. Counts add up exactly; the sums are float sums."""
+
+    block: NumericBlock
+    rows: int
+    counts: np.ndarray  # columns x queries+1: present values per bin (padding bins hold 0)
+    missing: np.ndarray
+    minimum: np.ndarray  # +inf where a column had no value
+    maximum: np.ndarray  # -inf where a column had no value
+    total: np.ndarray
+    total_sq: np.ndarray
+
+    def merge(self, other: BlockTally) -> None:
+        if other.block is not self.block:
+            raise ValueError("tallies of different bins cannot merge")
+        self.rows += other.rows
+        self.counts += other.counts
+        self.missing += other.missing
+        np.minimum(self.minimum, other.minimum, out=self.minimum)
+        np.maximum(self.maximum, other.maximum, out=self.maximum)
+        with np.errstate(over="ignore", invalid="ignore"):
+            self.total += other.total
+            self.total_sq += other.total_sq
+
+    def bin_counts(self) -> list[BinCounts]:
+        n = self.rows
         out = []
-        for j, (width, lost, row) in enumerate(zip(self.widths, missing.tolist(), counts, strict=True)):
+        columns = zip(
+            self.block.widths,
+            self.missing.tolist(),
+            self.counts.tolist(),
+            self.minimum.tolist(),
+            self.maximum.tolist(),
+            self.total.tolist(),
+            self.total_sq.tolist(),
+            strict=True,
+        )
+        for width, lost, row, least, greatest, total, squares in columns:
             bins = BinCounts(counts=[*row[:width], lost], count=n, missing=lost)
             if lost < n:
-                bins.minimum, bins.maximum = firsts[j], lasts[j]
-                bins.total, bins.total_sq = _bounded(sums[j]), _bounded(squares[j])
+                bins.minimum, bins.maximum = least, greatest
+                bins.total, bins.total_sq = _bounded(total), _bounded(squares)
             out.append(bins)
         return out
+
+
+@dataclass(slots=True)
+class Tally:
+    """A model's counts over some scored requests (`ModelBins.tally`), kept mergeable until the
+    flush makes them `BinCounts` per column (`finish`): numeric features and class
+    probabilities as `BlockTally`, the other columns as `BinCounts`."""
+
+    bins: ModelBins
+    numeric: BlockTally | None = None
+    probabilities: BlockTally | None = None
+    features: dict[str, BinCounts] = field(default_factory=dict)
+    outputs: dict[str, BinCounts] = field(default_factory=dict)
+
+    def merge(self, other: Tally) -> None:
+        """Add ``other`` (of the same `ModelBins`) to this tally."""
+        if other.bins is not self.bins:
+            raise ValueError("tallies of different bins cannot merge")
+        for name in ("numeric", "probabilities"):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if mine is None:
+                setattr(self, name, theirs)
+            elif theirs is not None:
+                mine.merge(theirs)
+        for into, extra in ((self.features, other.features), (self.outputs, other.outputs)):
+            for name, counts in extra.items():
+                have = into.get(name)
+                if have is None:
+                    into[name] = counts
+                else:
+                    have.merge(counts, name)
+
+    def finish(self) -> tuple[dict[str, BinCounts], dict[str, BinCounts]]:
+        """Bin counts per feature (in manifest order) and per output column."""
+        features = dict(self.features)
+        if self.numeric is not None:
+            features.update(zip(self.bins.numeric, self.numeric.bin_counts(), strict=True))
+        outputs: dict[str, BinCounts] = {}
+        if self.probabilities is not None:
+            outputs.update(zip(self.bins.probability_names, self.probabilities.bin_counts(), strict=True))
+        outputs.update(self.outputs)
+        ordered = {name: features[name] for name in self.bins.features if name in features}
+        return ordered, outputs
 
 
 class ModelBins:
@@ -184,10 +280,11 @@ class ModelBins:
         self.labels = [str(label) for label in manifest.class_labels or []]
         self.numeric = [name for name, bins in self.features.items() if bins.kind == "numeric"]
         self.numeric_block = NumericBlock.of([self.features[name] for name in self.numeric])
-        probability = [f"p:{label}" for label in self.labels]
+        self.probability_names = [f"p:{label}" for label in self.labels]
         self.probability_block = (
-            NumericBlock.of([self.outputs[name] for name in probability])
-            if probability and all(self.outputs.get(name) is not None for name in probability)
+            NumericBlock.of([self.outputs[name] for name in self.probability_names])
+            if self.probability_names
+            and all(self.outputs.get(name) is not None for name in self.probability_names)
             else None
         )
 
@@ -195,12 +292,15 @@ class ModelBins:
         self, batch: Sequence[tuple[Rows, Output]]
     ) -> tuple[dict[str, BinCounts], dict[str, BinCounts]]:
         """Bin counts of every feature and every output column over many scored requests."""
+        return self.tally(batch).finish()
+
+    def tally(self, batch: Sequence[tuple[Rows, Output]]) -> Tally:
+        """Many scored requests counted into the bins, kept mergeable (`Tally`)."""
         requests = [rows for rows, _ in batch]
         names = tuple(self.features)
         numeric: np.ndarray | None
-        if self.numeric and all(_is_matrix(r, names) for r in requests):  # the server's fast path
-            matrix = np.concatenate([r.rows for r in requests]) if len(requests) > 1 else requests[0].rows
-            assert isinstance(matrix, np.ndarray)
+        matrix = _matrix(requests, names) if self.numeric else None
+        if matrix is not None:  # the server's fast path
             positions = [names.index(name) for name in self.numeric]
             numeric = matrix if len(positions) == len(names) else matrix[:, positions]
             columns: dict[str, Any] = {}
@@ -211,23 +311,28 @@ class ModelBins:
                 if self.numeric
                 else None
             )
-        features: dict[str, BinCounts] = {}
+        tally = Tally(self)
         if numeric is not None and self.numeric:
-            features.update(zip(self.numeric, self.numeric_block.count(numeric), strict=True))
+            tally.numeric = self.numeric_block.tally(numeric)
         for name, bins in self.features.items():
-            if name not in features:
-                features[name] = bins.count(columns[name])
-        return {name: features[name] for name in names}, self.count_outputs([scores for _, scores in batch])
+            if bins.kind != "numeric":
+                tally.features[name] = bins.count(columns[name])
+        self.tally_outputs([scores for _, scores in batch], tally)
+        return tally
 
     def count_outputs(self, outputs: Sequence[Output]) -> dict[str, BinCounts]:
+        tally = Tally(self)
+        self.tally_outputs(outputs, tally)
+        return tally.finish()[1]
+
+    def tally_outputs(self, outputs: Sequence[Output], tally: Tally) -> None:
         probabilities = [o.probabilities for o in outputs if o.probabilities is not None]
-        counts: dict[str, BinCounts] = {}
+        counts = tally.outputs
         if probabilities:
             matrix = np.concatenate(probabilities) if len(probabilities) > 1 else probabilities[0]
             by_block = self.probability_block is not None and matrix.shape[1] == len(self.labels)
             if self.probability_block is not None and by_block:
-                names = [f"p:{label}" for label in self.labels]
-                counts.update(zip(names, self.probability_block.count(matrix), strict=True))
+                tally.probabilities = self.probability_block.tally(matrix)
             for i, label in enumerate([] if by_block else self.labels):
                 bins = self.outputs.get(f"p:{label}")
                 if bins is not None and i < matrix.shape[1]:
@@ -235,14 +340,13 @@ class ModelBins:
             label_bins = self.outputs.get("label")
             if label_bins is not None:
                 index = predicted_labels(matrix, self.manifest)
-                tally = np.bincount(index, minlength=label_bins.size)
-                counts["label"] = BinCounts(counts=tally.tolist(), count=len(index))
-            return counts
+                counted = np.bincount(index, minlength=label_bins.size)
+                counts["label"] = BinCounts(counts=counted.tolist(), count=len(index))
+            return
         values = [o.values for o in outputs if o.values is not None]
         value_bins = self.outputs.get("value")
         if values and value_bins is not None:
             counts["value"] = value_bins.count(np.concatenate(values) if len(values) > 1 else values[0])
-        return counts
 
     def columns(self, requests: Sequence[Rows]) -> dict[str, np.ndarray | pd.Series]:
         """Each feature's values over all the requests, in request order (vectorised where the
@@ -279,15 +383,24 @@ class ModelBins:
         return {name: _join(pieces) for name, pieces in parts.items()}
 
 
-def _is_matrix(request: Rows, names: tuple[str, ...]) -> bool:
-    rows = request.rows
-    return (
-        isinstance(rows, np.ndarray)
-        and rows.ndim == 2
-        and rows.shape[1] == len(names)
-        and rows.dtype.kind == "f"
-        and tuple(request.columns) == names
-    )
+def _matrix(requests: Sequence[Rows], names: tuple[str, ...]) -> np.ndarray | None:
+    """The requests' rows as one float matrix, when each holds a 2-D float array of the features
+    in order (the server's fast path; checked in bulk, as a flush may hold thousands of requests)."""
+    first = requests[0].columns
+    same = all(r.columns is first for r in requests)
+    if not (tuple(first) == names if same else all(tuple(r.columns) == names for r in requests)):
+        return None
+    parts = [r.rows for r in requests]
+    if any(type(p) is not np.ndarray for p in parts):
+        return None
+    arrays: list[np.ndarray] = parts  # type: ignore[assignment]
+    if any(p.ndim != 2 or p.dtype.kind != "f" for p in arrays):
+        return None
+    try:
+        matrix = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
+    except ValueError:  # rows of different widths
+        return None
+    return matrix if matrix.shape[1] == len(names) else None
 
 
 def _frame(request: Rows) -> pd.DataFrame:

@@ -1,23 +1,32 @@
 """Recording predictions: an O(1) append per request, binning and spooling per flush, off the request path.
 
-Per request the prediction server calls `Recorder.on_scored` (its `ScoreHook`: the scored
-rows and scores are kept by reference) and `Recorder.on_request` (status, response time,
-execution time, consumer), each a few dictionary and list operations under an uncontended
-lock. A flusher thread wakes every ``flush_seconds`` or once ``flush_rows`` rows wait,
-takes what has accumulated, counts it into the models' fixed bins (`ModelBins`, numpy over
-whole columns), builds one `MinuteAggregate` per deployment, model and minute, and writes
-them to the spool. A prediction never waits for that and never fails because of it: a full
-or broken spool is counted (``dropped``, carried in the next record and in /metrics) and
-logged; rows arriving while more than ``max_pending_rows`` wait are counted in the request
-figures but not binned (``unbinned_rows``).
+Per request the prediction server calls `Recorder.on_request` once (status, response
+time, execution time, the consumer's headers, and the scored rows and scores, all kept by
+reference): one append under an uncontended lock. A flusher thread wakes every
+``flush_seconds`` or once ``flush_rows`` rows of small requests wait, takes what has
+accumulated, counts it into the models' fixed bins (`ModelBins`, numpy over whole columns),
+builds one `MinuteAggregate` per deployment, model and minute, and writes them to the spool.
+A request of `PROMPT_ROWS` rows or more is instead counted at once, in the serving thread
+once its response is out, into its minute's `Tally` (arrays, merged with a few numpy calls):
+holding large batches until the flush costs every request more (their memory cannot be
+reused), and handing each to the flusher thread costs more still (the serving thread then
+waits for the GIL, up to the 5 ms switch interval, whenever it gave it up for I/O). Counted
+rows do not make a flush come sooner: they are counts, not rows. A prediction never waits
+for any of that and never fails because of it: a full or broken spool is counted
+(``dropped``, carried in the next record and in /metrics) and logged; rows arriving while
+more than ``max_pending_rows`` wait are counted in the request figures but not binned
+(``unbinned_rows``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import threading
 import time
+from array import array
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -25,7 +34,7 @@ from typing import Any, Protocol
 import numpy as np
 import orjson
 
-from shipmate.monitoring.binning import ModelBins, Output, Rows
+from shipmate.monitoring.binning import ModelBins, Output, Rows, Tally
 from shipmate.monitoring.predictions import PredictionBatch, class_labels_of
 from shipmate.monitoring.records import LATENCY_SCALE, BinCounts, LatencyHistogram, MinuteAggregate
 from shipmate.monitoring.samples import SampleBatch, association_ids, keep_ids, keep_numbers
@@ -36,10 +45,10 @@ from shipmate.packages import Manifest
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str | None, int]
-_Note = tuple[Any, int, int, float, "float | None", int, "str | None", Any, Any]
-"""A finished request: deployment, minute, rows, response ms, execution ms, status, consumer,
-ASGI headers, ASGI client."""
+MAX_CONSUMER_NAMES = 10_000
 SMALL = 32
+PROMPT_ROWS = 100
+"""Scored requests of this many rows or more are counted at once, not held for the flush."""
 RequestsListener = Callable[[str, np.ndarray, np.ndarray, np.ndarray], None]
 """Told per deployment and flush: the requests' statuses, response times in seconds and rows."""
 
@@ -96,6 +105,27 @@ class Served(Protocol):
     def package_sha256(self) -> str: ...
 
 
+class _Notes:
+    """Finished requests of one flush as columns of machine numbers (and references to objects
+    that live on: deployments, consumer names kept once each). No object made for a request is
+    held until the flush (the ASGI headers and client were, before): thousands of small objects
+    kept for seconds scatter the heap, which every request may then pay for."""
+
+    __slots__ = ("consumers", "deployments", "execution", "minutes", "response", "rows", "status")
+
+    def __init__(self) -> None:
+        self.deployments: list[Any] = []
+        self.consumers: list[str | None] = []
+        self.minutes = array("q")
+        self.rows = array("q")
+        self.status = array("q")
+        self.response = array("d")
+        self.execution = array("d")  # NaN: no execution time
+
+    def __len__(self) -> int:
+        return len(self.deployments)
+
+
 @dataclass(slots=True)
 class _Pending:
     """Scored requests of one deployment and minute, waiting for the next flush."""
@@ -118,7 +148,7 @@ class Recorder:
         self.clock = clock
         self._lock = threading.Lock()
         self._scored: list[tuple[Any, int, Rows, Output]] = []
-        self._binned: dict[Key, tuple[dict[str, BinCounts], dict[str, BinCounts]]] = {}
+        self._binned: dict[Key, list[Tally]] = {}
         self._samples: dict[Key, SampleBatch] = {}
         self._predictions: dict[Key, PredictionBatch] = {}
         self.predictions_written = 0
@@ -126,8 +156,9 @@ class Recorder:
         self.samples_written = 0
         self._max_pending = settings.max_pending_rows
         self._flush_rows = settings.flush_rows
-        self._requests: list[_Note] = []
-        self._pending_rows = 0
+        self._requests = _Notes()
+        self._consumer_names: dict[str, str] = {}
+        self._pending_rows = 0  # rows held (by reference) until the flush: a flush at flush_rows
         self._bins: dict[tuple[str, str], ModelBins] = {}
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -145,39 +176,43 @@ class Recorder:
     # ---- the request path (O(1))
 
     def on_scored(self, deployment: Served, request: Rows, scores: Output) -> None:
-        """The prediction server's score hook: keep the scored rows for the next flush (one append)."""
+        """A score hook: keep the scored rows for the next flush (one append)."""
         rows = len(scores)
         minute = int(self.clock()) // 60
         with self._lock:
-            if self._pending_rows >= self._max_pending:
-                self.unbinned_rows += rows
-                return
-            self._scored.append((deployment, minute, request, scores))
-            self._pending_rows += rows
-            full = self._pending_rows >= self._flush_rows
-        if full:
+            wake = self._hold_locked(deployment, minute, request, scores, rows)
+        if wake:
             self._wake.set()
 
+    def _hold_locked(self, deployment: Any, minute: int, request: Rows, scores: Output, rows: int) -> bool:
+        """Keep scored rows by reference for the flush; whether the flusher must wake."""
+        if self._pending_rows >= self._max_pending:
+            self.unbinned_rows += rows
+            return False
+        self._scored.append((deployment, minute, request, scores))
+        self._pending_rows += rows
+        return self._pending_rows >= self._flush_rows
+
     def bin_now(self, deployment: Served, request: Rows, scores: Output) -> None:
-        """Bin one large scored request at once, keeping only its counts (called by the prediction
-        server once the response is out). Holding on to large batches until the flush costs
-        more than binning them: their memory cannot be reused, which shows in every request."""
-        rows = len(scores)
-        key = (self.settings.deployment_id or deployment.id, self.settings.model_id or deployment.model_id)
-        minute = int(self.clock()) // 60
-        features, predictions = self.bins(deployment).count([(request, scores)])
-        self.sample((*key, minute), deployment, request, scores)
+        """Count one scored request into its minute's `Tally` now, keeping only the counts."""
+        self._count_now(deployment, int(self.clock()) // 60, request, scores)
+
+    def _count_now(self, deployment: Any, minute: int, request: Rows, scores: Output) -> None:
+        key = (
+            self.settings.deployment_id or deployment.id,
+            self.settings.model_id or deployment.model_id,
+            minute,
+        )
+        tally = self.bins(deployment).tally([(request, scores)])
+        self.sample(key, deployment, request, scores)
         with self._lock:
-            partial = self._binned.get((*key, minute))
+            partial = self._binned.get(key)
             if partial is None:
-                self._binned[(*key, minute)] = (features, predictions)
-            else:
-                _add_columns(partial[0], features)
-                _add_columns(partial[1], predictions)
-            self._pending_rows += rows
-            full = self._pending_rows >= self._flush_rows
-        if full:
-            self._wake.set()
+                self._binned[key] = [tally]
+            elif partial[-1].bins is tally.bins:
+                partial[-1].merge(tally)
+            else:  # new bins within the minute (the package changed): merged by column at the flush
+                partial.append(tally)
 
     def sample(self, key: Key, deployment: Served, request: Rows, scores: Output) -> None:
         """Keep this request's predictions with association ids and its sampled rows for the next
@@ -230,24 +265,39 @@ class Recorder:
         consumer: str | None = None,
         headers: Sequence[tuple[bytes, bytes]] | None = None,
         client: Sequence[Any] | None = None,
+        request: Rows | None = None,
+        scores: Output | None = None,
     ) -> None:
-        """One finished prediction request (any status) of a known deployment: one append.
+        """One finished prediction request (any status) of a known deployment: one append, and
+        with its scored ``request`` and ``scores`` (``rows`` of them) what `on_scored` does, under
+        the same lock.
 
-        The consumer is ``consumer``, or worked out at the flush from the request's ASGI
-        ``headers`` and ``client`` (`consumer_of`)."""
-        note = (
-            deployment,
-            int(self.clock()) // 60,
-            rows,
-            response_ms,
-            execution_ms,
-            status,
-            consumer,
-            headers,
-            client,
-        )
+        The consumer is ``consumer``, or worked out from the request's ASGI ``headers`` and
+        ``client`` (`consumer_of`)."""
+        minute = int(self.clock()) // 60
+        if consumer is None:
+            consumer = consumer_of(headers, client)
+        if consumer is not None:  # one string per consumer is kept, not one per request
+            names = self._consumer_names
+            consumer = names.get(consumer) or consumer
+            if consumer not in names and len(names) < MAX_CONSUMER_NAMES:
+                names[consumer] = consumer
+        wake = False
         with self._lock:
-            self._requests.append(note)
+            notes = self._requests
+            notes.deployments.append(deployment)
+            notes.consumers.append(consumer)
+            notes.minutes.append(minute)
+            notes.rows.append(rows)
+            notes.status.append(status)
+            notes.response.append(response_ms)
+            notes.execution.append(math.nan if execution_ms is None else execution_ms)
+            if scores is not None and request is not None and rows < PROMPT_ROWS:
+                wake = self._hold_locked(deployment, minute, request, scores, rows)
+        if wake:
+            self._wake.set()
+        elif scores is not None and request is not None and rows >= PROMPT_ROWS:
+            self._count_now(deployment, minute, request, scores)
 
     # ---- the flusher
 
@@ -293,7 +343,7 @@ class Recorder:
         with self._lock:
             scored, self._scored = self._scored, []
             binned, self._binned = self._binned, {}
-            requests, self._requests = self._requests, []
+            requests, self._requests = self._requests, _Notes()
             self._pending_rows = 0
         if not scored and not requests and not binned:
             self._write_samples()
@@ -301,9 +351,10 @@ class Recorder:
             return []
         try:
             pending = self.group_scored(scored)
-            for key, group in pending.items():
-                for request, scores in group.batch:
-                    self.sample(key, group.deployment, request, scores)
+            if self.settings.association_id_column or self.settings.sample_percentage > 0:
+                for key, group in pending.items():
+                    for request, scores in group.batch:
+                        self.sample(key, group.deployment, request, scores)
             records = self.aggregate(pending, self.request_figures(requests), binned)
         except Exception:  # a bug here must not stop monitoring for good
             self.flush_errors += 1
@@ -346,7 +397,7 @@ class Recorder:
         self,
         pending: dict[Key, _Pending],
         stats: dict[Key, MinuteAggregate],
-        binned: dict[Key, tuple[dict[str, BinCounts], dict[str, BinCounts]]] | None = None,
+        binned: dict[Key, list[Tally]] | None = None,
     ) -> list[MinuteAggregate]:
         """One record per deployment, model and minute from scored rows, counts binned already
         and request figures (pure)."""
@@ -355,13 +406,18 @@ class Recorder:
         records: dict[Key, MinuteAggregate] = {}
         for key in sorted(set(pending) | set(stats) | set(binned), key=lambda k: (k[0], k[1] or "", k[2])):
             record = stats.get(key) or MinuteAggregate(deployment_id=key[0], model_id=key[1], minute=key[2])
+            tallies = list(binned.get(key, ()))
             waiting = pending.get(key)
             if waiting is not None and waiting.batch:
-                bins = self.bins(waiting.deployment)
-                record.features, record.predictions = bins.count(waiting.batch)
-            if key in binned:
-                _add_columns(record.features, binned[key][0])
-                _add_columns(record.predictions, binned[key][1])
+                tally = self.bins(waiting.deployment).tally(waiting.batch)
+                if tallies and tallies[-1].bins is tally.bins:
+                    tallies[-1].merge(tally)
+                else:
+                    tallies.append(tally)
+            for tally in tallies:
+                features, predictions = tally.finish()
+                _add_columns(record.features, features)
+                _add_columns(record.predictions, predictions)
             record.flushed_at = now
             records[key] = record
         return list(records.values())
@@ -381,40 +437,53 @@ class Recorder:
             group.batch.append((request, scores))
         return groups
 
-    def request_figures(self, requests: list[_Note]) -> dict[Key, MinuteAggregate]:
+    def request_figures(self, requests: _Notes) -> dict[Key, MinuteAggregate]:
         """The request figures of one flush per deployment, model and minute (vectorised per group);
         the metrics listener hears of each deployment's requests too."""
-        groups: dict[Key, list[_Note]] = {}
-        for note in requests:
-            deployment = note[0]
+        if not len(requests):
+            return {}
+        groups: dict[tuple[int, int], list[int]] = {}
+        deployments: dict[int, Any] = {}
+        for i, (deployment, minute) in enumerate(zip(requests.deployments, requests.minutes, strict=True)):
+            group = groups.get((id(deployment), minute))
+            if group is None:
+                groups[(id(deployment), minute)] = [i]
+                deployments[id(deployment)] = deployment
+            else:
+                group.append(i)
+        columns = (
+            np.frombuffer(requests.status, dtype=np.int64),
+            np.frombuffer(requests.response, dtype=np.float64),
+            np.frombuffer(requests.execution, dtype=np.float64),
+            np.frombuffer(requests.rows, dtype=np.int64),
+        )
+        figures: dict[Key, MinuteAggregate] = {}
+        for (ref, minute), indices in groups.items():
+            deployment = deployments[ref]
             key = (
                 self.settings.deployment_id or deployment.id,
                 self.settings.model_id or deployment.model_id,
-                note[1],
+                minute,
             )
-            group = groups.get(key)
-            if group is None:
-                groups[key] = [note]
+            if len(groups) == 1:
+                statuses, response, execution, rows = (c.copy() for c in columns)
+                consumers: Iterable[str | None] = requests.consumers
             else:
-                group.append(note)
-        figures: dict[Key, MinuteAggregate] = {}
-        for key, notes in groups.items():
-            statuses = np.fromiter((n[5] for n in notes), np.int64, len(notes))
-            response = np.fromiter((n[3] for n in notes), np.float64, len(notes))
-            execution = np.array([n[4] for n in notes if n[4] is not None], dtype=np.float64)
-            rows = np.fromiter((n[2] for n in notes), np.int64, len(notes))
-            record = MinuteAggregate(deployment_id=key[0], model_id=key[1], minute=key[2])
-            record.requests = len(notes)
-            record.rows = int(rows.sum())
-            record.user_errors = int(np.count_nonzero((statuses >= 400) & (statuses < 500)))
-            record.server_errors = int(np.count_nonzero(statuses >= 500))
-            record.response_ms = latency_histogram(response)
-            record.execution_ms = latency_histogram(execution)
-            for n in notes:
-                consumer = n[6] if n[6] is not None else consumer_of(n[7], n[8])
+                at = np.array(indices, dtype=np.intp)
+                statuses, response, execution, rows = (c[at] for c in columns)
+                consumers = [requests.consumers[i] for i in indices]
+            record = figures.get(key)
+            if record is None:
+                record = figures[key] = MinuteAggregate(deployment_id=key[0], model_id=key[1], minute=key[2])
+            record.requests += len(indices)
+            record.rows += int(rows.sum())
+            record.user_errors += int(np.count_nonzero((statuses >= 400) & (statuses < 500)))
+            record.server_errors += int(np.count_nonzero(statuses >= 500))
+            record.response_ms.merge(latency_histogram(response))
+            record.execution_ms.merge(latency_histogram(execution[~np.isnan(execution)]))
+            for consumer, requests_of in Counter(consumers).items():  # in order of first request
                 if consumer is not None:
-                    record.add_consumer(consumer)
-            figures[key] = record
+                    record.add_consumer(consumer, requests_of)
             if self.on_requests is not None:
                 try:
                     self.on_requests(key[0], statuses, response / 1000.0, rows)

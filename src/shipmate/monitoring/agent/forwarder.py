@@ -322,7 +322,6 @@ class Forwarder:
         if len(result.reasons) > 5:
             log.warning("%s: ... and %d more refused records", self.channel, len(result.reasons) - 5)
 
-
     def _count_predictions(self, result: PostResult) -> None:
         """Prediction records are never merged: the service's counts are spool records."""
         for outcome in ("stored", "duplicate", "rejected"):
