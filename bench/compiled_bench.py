@@ -112,7 +112,7 @@ def _onnx(final: Any, width: int) -> Callable[[np.ndarray], np.ndarray] | None:
 
 
 def run(kind: str, reps: int) -> list[tuple[str, float, float, str]]:
-    from shipmate.packages import build_sklearn_package, extract_package, load_model
+    from shipmate.packages import BuildOptions, build_sklearn_package, extract_package, load_model
     from shipmate.packages.runtime import _columns_of
     from shipmate.packages.sklearn_direct import direct_scorer
 
@@ -124,7 +124,9 @@ def run(kind: str, reps: int) -> list[tuple[str, float, float, str]]:
     model, X, rows = _model(kind)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "m.mlpkg"
-        build_sklearn_package(model, X.sample(2000, random_state=0), path, name=kind, importance=False)
+        build_sklearn_package(
+            model, X.sample(2000, random_state=0), path, name=kind, options=BuildOptions(importance=False)
+        )
         start = time.process_time()
         served = load_model(Path(tmp) / "x", extract_package(path, Path(tmp) / "x"))
         load_cpu = time.process_time() - start

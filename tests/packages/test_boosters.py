@@ -143,7 +143,13 @@ def test_the_c_predictor_is_called_directly_once_it_equals_the_public_method(
     model = _fit(
         kind, X, X["f0"].to_numpy() if target == "regression" else y, regression=target == "regression"
     )
-    BUILD[kind](_save(kind, model, tmp_path), X, tmp_path / "p.mlpkg", name="m", importance=False)
+    BUILD[kind](
+        _save(kind, model, tmp_path),
+        X,
+        tmp_path / "p.mlpkg",
+        name="m",
+        options=BuildOptions(importance=False),
+    )
     loaded = _load(tmp_path / "p.mlpkg", tmp_path)
     assert "called through its C API" in loaded.scoring.note
     rows = X.head(40).to_numpy(dtype="float64")  # every 11th row has a gap
@@ -157,7 +163,13 @@ def test_the_c_predictor_is_called_directly_once_it_equals_the_public_method(
 @pytest.mark.parametrize("kind", ["xgboost", "lightgbm"])
 def test_no_compile_keeps_the_public_predict(kind: str, tmp_path: Path) -> None:
     X, y = _classes(2)
-    BUILD[kind](_save(kind, _fit(kind, X, y), tmp_path), X, tmp_path / "p.mlpkg", name="m", importance=False)
+    BUILD[kind](
+        _save(kind, _fit(kind, X, y), tmp_path),
+        X,
+        tmp_path / "p.mlpkg",
+        name="m",
+        options=BuildOptions(importance=False),
+    )
     root = tmp_path / "x"
     loaded = load_model(root, extract_package(tmp_path / "p.mlpkg", root), compile=False)
     assert loaded.scoring.scorer is ScorerKind.NATIVE and "C API" not in loaded.scoring.note
@@ -191,7 +203,11 @@ def test_xgboost_small_batches_are_scored_by_the_proven_onnx_rebuild(target: str
     regression = target == "regression"
     model = _fit("xgboost", X, X["f0"].to_numpy() if regression else y, regression=regression)
     build_xgboost_package(
-        _save("xgboost", model, tmp_path), X, tmp_path / "p.mlpkg", name="m", importance=False
+        _save("xgboost", model, tmp_path),
+        X,
+        tmp_path / "p.mlpkg",
+        name="m",
+        options=BuildOptions(importance=False),
     )
     loaded = _load(tmp_path / "p.mlpkg", tmp_path)
     assert loaded.scoring.scorer is ScorerKind.COMPILED
@@ -213,7 +229,11 @@ def test_an_xgboost_objective_the_rebuild_does_not_know_stays_native(tmp_path: P
     target = np.abs(X["f0"].to_numpy()).round()
     model = xgboost.XGBRegressor(n_estimators=10, max_depth=3, objective="count:poisson").fit(X, target)
     build_xgboost_package(
-        _save("xgboost", model, tmp_path), X, tmp_path / "p.mlpkg", name="m", importance=False
+        _save("xgboost", model, tmp_path),
+        X,
+        tmp_path / "p.mlpkg",
+        name="m",
+        options=BuildOptions(importance=False),
     )
     loaded = _load(tmp_path / "p.mlpkg", tmp_path)
     assert loaded.scoring.scorer is ScorerKind.NATIVE
@@ -226,7 +246,11 @@ def test_a_closed_lightgbm_model_still_scores_a_late_row_through_the_public_pred
     X, y = _classes(2)
     model = _fit("lightgbm", X, y)
     build_lightgbm_package(
-        _save("lightgbm", model, tmp_path), X, tmp_path / "p.mlpkg", name="m", importance=False
+        _save("lightgbm", model, tmp_path),
+        X,
+        tmp_path / "p.mlpkg",
+        name="m",
+        options=BuildOptions(importance=False),
     )
     loaded = _load(tmp_path / "p.mlpkg", tmp_path)
     loaded.close()  # frees the single-row set-up; a request racing the unload must not reach it
@@ -241,7 +265,11 @@ def test_lightgbm_batches_are_scored_by_the_proven_onnx_rebuild_and_single_rows_
     X, y = _classes(n_classes)
     model = _fit("lightgbm", X, y)
     build_lightgbm_package(
-        _save("lightgbm", model, tmp_path), X, tmp_path / "p.mlpkg", name="m", importance=False
+        _save("lightgbm", model, tmp_path),
+        X,
+        tmp_path / "p.mlpkg",
+        name="m",
+        options=BuildOptions(importance=False),
     )
     loaded = _load(tmp_path / "p.mlpkg", tmp_path)
     assert loaded.scoring.scorer is ScorerKind.COMPILED and "batches of 2 rows or more" in loaded.scoring.note
@@ -258,7 +286,11 @@ def test_lightgbm_with_zeros_as_missing_is_not_rebuilt(tmp_path: Path) -> None:
     X.iloc[::5, 2] = 0.0
     model = lightgbm.LGBMClassifier(n_estimators=10, verbose=-1, zero_as_missing=True).fit(X, y)
     build_lightgbm_package(
-        _save("lightgbm", model, tmp_path), X, tmp_path / "p.mlpkg", name="m", importance=False
+        _save("lightgbm", model, tmp_path),
+        X,
+        tmp_path / "p.mlpkg",
+        name="m",
+        options=BuildOptions(importance=False),
     )
     loaded = _load(tmp_path / "p.mlpkg", tmp_path)
     assert loaded.scoring.scorer is ScorerKind.NATIVE

@@ -25,7 +25,7 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 from threadpoolctl import threadpool_limits
 
 import shipmate.packages.trees as trees
-from shipmate.packages import Columns, build_sklearn_package, extract_package, load_model
+from shipmate.packages import BuildOptions, Columns, build_sklearn_package, extract_package, load_model
 from shipmate.packages.compiled import compile_model
 from shipmate.packages.proof import ScorerKind, edge_inputs
 from shipmate.packages.trees import tree_scorer
@@ -67,7 +67,7 @@ def _pipeline(model: Any) -> Pipeline:
 
 def _load(model: Any, X: pd.DataFrame, tmp_path: Path, *, compile: bool = True) -> Any:
     path = tmp_path / "model.mlpkg"
-    build_sklearn_package(model, X, path, name="m", importance=False)
+    build_sklearn_package(model, X, path, name="m", options=BuildOptions(importance=False))
     return load_model(tmp_path / "x", extract_package(path, tmp_path / "x"), compile=compile)
 
 
@@ -111,7 +111,9 @@ def test_threshold_rows_land_on_the_thresholds_after_the_preprocessing(tmp_path:
     preprocessed float32 values are the last to go left and the first to go right."""
     X, y = _data()
     model = _pipeline(RandomForestClassifier(10, random_state=0)).fit(X, y)
-    manifest = build_sklearn_package(model, X, tmp_path / "m.mlpkg", name="m", importance=False)
+    manifest = build_sklearn_package(
+        model, X, tmp_path / "m.mlpkg", name="m", options=BuildOptions(importance=False)
+    )
     rows = pd.concat(edge_inputs(manifest, model, with_missing=True), ignore_index=True)
     seen = np.asarray(model[:-1].transform(rows), dtype=np.float64).astype(np.float32)
     for j in (0, 1, 2):  # n0, n1, n2 after imputing and scaling
