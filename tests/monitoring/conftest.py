@@ -142,26 +142,13 @@ def make_world(url: str, admin_token: str, tmp_path: Path) -> World:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
-    """The service's store for a test run on both: SQLite (None) or a fresh PostgreSQL database."""
+def store_url(request: pytest.FixtureRequest) -> str | None:
+    """The service's store for a test run on both: SQLite (None) or a fresh PostgreSQL database
+    (tests/conftest.py's `pg_url`)."""
     if request.param == "sqlite":
-        yield None
-        return
-    import secrets
-
-    try:
-        import psycopg
-
-        admin = psycopg.connect("postgresql://root@127.0.0.1:5432/test", autocommit=True, connect_timeout=3)
-    except Exception as exc:
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is unreachable: {exc}")
-    name = f"shipmate_mon_{secrets.token_hex(6)}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql+psycopg://root@127.0.0.1:5432/{name}"
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+        return None
+    url: str = request.getfixturevalue("pg_url")
+    return url
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.monitoring.conftest import FakeDeployment, make_manifest
+from tests.monitoring.conftest import FakeDeployment, make_manifest, wait_until
 
 from shipmate.monitoring.binning import ModelBins
 from shipmate.monitoring.recorder import Recorder
@@ -206,16 +206,12 @@ def test_rows_beyond_the_pending_limit_are_counted_not_binned(numeric: FakeDeplo
 
 
 def test_the_flusher_thread_flushes_on_rows_and_at_stop(numeric: FakeDeployment) -> None:
-    import time
-
     spool = ListSpool()
     recorder = _recorder(spool, flush_rows=5, flush_seconds=60.0)
     recorder.start()
     try:
         recorder.on_scored(numeric, _matrix_request(numeric, np.ones((6, 3))), _scores(6))
-        deadline = time.monotonic() + 5
-        while not spool.records and time.monotonic() < deadline:
-            time.sleep(0.01)
+        assert wait_until(lambda: spool.records, timeout=60, interval=0.01)  # the thread may start late
         assert spool.records and MinuteAggregate.from_json(spool.records[0]).features["x0"].count == 6
         recorder.on_scored(numeric, _matrix_request(numeric, np.ones((1, 3))), _scores(1))
     finally:

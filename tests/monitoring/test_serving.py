@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,7 +24,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
-from tests.serving.conftest import deploy_dir, wait_for, with_suppress_kill
+from tests.serving.conftest import deploy_dir, stop_server, wait_for, with_suppress_kill
 
 from shipmate.monitoring.fs_spool import FilesystemSpoolReader, spool_files
 from shipmate.monitoring.records import MinuteAggregate, merge_all
@@ -237,12 +238,15 @@ def test_two_workers_each_spool_their_own_files_and_share_metrics(  # with fan-o
     tmp_path: Path, iris_package: Path, clean_env: None
 ) -> None:
     import socket
+    import tempfile
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     spool = tmp_path / "spool"
+    temp = Path(tempfile.mkdtemp(dir="/tmp"))  # the server's own directories (short: socket paths)
     log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115 - closed below
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "PROMETHEUS"))}
     proc = subprocess.Popen(
         [
             sys.executable, "-c", "from shipmate.cli.main import main; main()", "serve",
@@ -250,21 +254,32 @@ def test_two_workers_each_spool_their_own_files_and_share_metrics(  # with fan-o
             "--work-dir", str(tmp_path / "work"),
             "--monitor-settings", f"spooler_type=FILESYSTEM;directory={spool};flush_seconds=0.2",
         ],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        env={k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "PROMETHEUS"))},
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env={**env, "TMPDIR": str(temp)},
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
+    small = 0
     try:
 
         def up() -> bool:
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
             try:
                 return httpx.get(url + "/ping", timeout=2).status_code == 200
             except httpx.HTTPError:
                 return False
 
         wait_for(up, timeout=90, interval=0.2)
-        for _ in range(20):  # a new connection each time: the kernel spreads them over the workers
-            assert httpx.post(url + "/predictions", json=IRIS_ROWS[:2], timeout=10).status_code == 200
+        (peers,) = temp.glob("shipmate-w-*")  # the second worker may still be loading: wait for it
+        wait_for(lambda: up() and len(list(peers.glob("*.sock"))) == 2, timeout=90, interval=0.2)
+
+        def both_spooled() -> bool:
+            """Each worker spools to a file of its own from its first request on; a new connection
+            each time goes to whichever worker accepts it first, so both get some sooner or later."""
+            nonlocal small
+            assert httpx.post(url + "/predictions", json=IRIS_ROWS[:2], timeout=30).status_code == 200
+            small += 1
+            return small >= 20 and len(spool_files(spool)) == 2
+
+        wait_for(both_spooled, timeout=120, interval=0)
         big = IRIS_ROWS[:2] * 1500  # about 300 KB: cut into chunks scored by both workers
         for _ in range(3):
             reply = httpx.post(url + "/predictions", json=big, timeout=30)
@@ -275,14 +290,16 @@ def test_two_workers_each_spool_their_own_files_and_share_metrics(  # with fan-o
             found = re.search(r'shipmate_requests_total\{deployment="iris"\} (\S+)', metrics)
             return float(found.group(1)) if found else 0.0
 
-        wait_for(lambda: total() == 23.0, timeout=10)  # whichever worker answers, all are counted
+        wait_for(lambda: total() == small + 3)  # whichever worker answers, all are counted
     finally:
-        with_suppress_kill(proc)
+        stop_server(proc)
         log.close()
-    records = _records(spool) if spool_files(spool) else []
-    assert sum(r.requests for r in records) == 23 and sum(r.rows for r in records) == 9040
-    assert sum(r.features["sepal width (cm)"].count for r in records) == 9040  # each row once
-    assert sum(sum(r.predictions["label"].counts) for r in records) == 9040
+        shutil.rmtree(temp, ignore_errors=True)
+    assert len(spool_files(spool)) == 2  # one file per worker
+    records = _records(spool)
+    assert sum(r.requests for r in records) == small + 3 and sum(r.rows for r in records) == 2 * small + 9000
+    assert sum(r.features["sepal width (cm)"].count for r in records) == 2 * small + 9000  # each row once
+    assert sum(sum(r.predictions["label"].counts) for r in records) == 2 * small + 9000
 
 
 def test_predictions_served_reach_the_service_through_the_spool_and_shipmate_monitor(

@@ -223,6 +223,25 @@ def with_suppress_kill(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=15)
 
 
+def stop_server(proc: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
+    """Stop ``shipmate serve`` as a process supervisor does: SIGTERM to the parent alone, which
+    stops its workers, waits for them and then removes the directories it made.
+
+    Not SIGTERM to the whole process group: uvicorn's parent replaces a worker it finds dead
+    before it has handled its own signal, so a signal to every process at once can leave a new
+    worker starting up (seconds on a busy machine) that the parent then has to wait for.
+    Whatever is left once the parent has gone (or after the deadline) is killed.
+    """
+    with contextlib.suppress(ProcessLookupError):
+        proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 @pytest.fixture
 def wait() -> Callable[..., Any]:
     return wait_for

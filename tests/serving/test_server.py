@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import stat
 import subprocess
@@ -20,6 +19,7 @@ import numpy as np
 import orjson
 import pytest
 from sklearn.datasets import load_iris
+from tests.serving.conftest import stop_server
 
 
 def free_port() -> int:
@@ -59,7 +59,12 @@ def test_two_worker_processes_share_a_batch_and_clean_up(
         wait(ready, timeout=90, interval=0.2)
         (peers,) = temp.glob("shipmate-w-*")
         assert stat.S_IMODE(peers.stat().st_mode) == 0o700  # only the server's user can reach the sockets
-        wait(lambda: len(list(peers.glob("*.sock"))) == 2 and len(list(peers.glob("*.load"))) == 2)
+
+        def both_joined() -> bool:  # the second worker may still be loading when the first answers
+            assert proc.poll() is None, log.read_text()
+            return len(list(peers.glob("*.sock"))) == 2 and len(list(peers.glob("*.load"))) == 2
+
+        wait(both_joined, timeout=90, interval=0.2)
 
         def post(content: bytes, ctype: str | None = "application/json") -> bytes:
             headers = {"Content-Type": ctype} if ctype else {}
@@ -75,11 +80,20 @@ def test_two_worker_processes_share_a_batch_and_clean_up(
         assert post(body, None) == answer  # no Content-Type: scored whole, the same answer
         single = post(orjson.dumps(rows.head(5).to_dict("records")))
         assert orjson.loads(single)["data"] == data[:5]  # small bodies are scored whole: same scores
-        text = log.read_text()
-        assert "scored a chunk of" in text, text[-4000:]  # the siblings did score chunks
-        assert "scoring its chunk here" not in text, text[-4000:]  # no sibling failed to answer
+
+        def sibling_answered() -> bool:
+            """Some batch was joined from a sibling's answer. A sibling logs each chunk it scores; the
+            receiving worker logs each chunk it scored itself instead (a sibling that missed its
+            patience, which a busy machine makes happen now and then): more of the first than of the
+            second means at least one sibling's answer was used."""
+            text = log.read_text()
+            if text.count("scored a chunk of") > text.count("scoring its chunk here"):
+                return True
+            assert post(body) == answer  # another batch, the same answer however it was shared
+            return False
+
+        wait(sibling_answered, timeout=120, interval=0)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        stop_server(proc)
     assert not peers.exists()
     shutil.rmtree(temp, ignore_errors=True)
