@@ -337,3 +337,78 @@ def test_a_body_that_cannot_be_cut_is_handed_back_whole(
         return declined.value.body
 
     assert receiver.portal.call(infer) == body  # type: ignore[union-attr]
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
+    """A pipeline over numeric and categorical columns with gaps (it takes a frame, not a float matrix)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    rng = np.random.default_rng(3)
+    n = 600
+    X = pd.DataFrame({"a": rng.normal(size=n).round(3), "b": rng.normal(size=n).round(3)})
+    X["plan"] = rng.choice(["basic", "pro", "team"], n).astype(object)
+    X.loc[::17, "a"] = np.nan
+    X.loc[::23, "plan"] = None
+    y = (X["b"] + (X["plan"] == "pro") > 0.3).astype(int)
+    model = Pipeline(
+        [
+            (
+                "prep",
+                ColumnTransformer(
+                    [
+                        ("num", SimpleImputer(strategy="median"), ["a", "b"]),
+                        (
+                            "cat",
+                            make_pipeline(
+                                SimpleImputer(strategy="most_frequent"),
+                                OneHotEncoder(handle_unknown="ignore"),
+                            ),
+                            ["plan"],
+                        ),
+                    ]
+                ),
+            ),
+            ("forest", RandomForestClassifier(n_estimators=20, max_depth=6, random_state=0)),
+        ]
+    ).fit(X, y)
+    path = tmp_path_factory.mktemp("mixed") / "mixed.mlpkg"
+    build_sklearn_package(model, X, path, name="mixed")
+    return path, X
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_a_frame_input_model_shares_a_batch_too(
+    start: Callable[..., TestClient], mixed: tuple[Path, pd.DataFrame], fmt: str
+) -> None:
+    """Numeric and text columns: the sibling decodes its chunk as the receiver would the body."""
+    package, X = mixed
+    reference, receiver, sibling = start(package, shared=False), start(package), start(package)
+    if fmt == "json":
+        body, ctype = orjson.dumps(X.to_dict("records")), "application/json"
+    else:
+        body, ctype = X.to_csv(index=False).encode(), "text/csv"
+    expected = post(reference, body, ctype)
+    assert expected.status_code == 200
+    got = post(receiver, body, ctype)
+    assert got.status_code == 200
+    assert got.content == expected.content
+    assert chunks_scored(sibling) == 1
+
+
+def test_a_frame_input_model_with_hooks_is_scored_whole(
+    start: Callable[..., TestClient], mixed: tuple[Path, pd.DataFrame]
+) -> None:
+    """The hooks need every row as the model saw it; a sibling sends rows back only as floats."""
+    package, X = mixed
+    heard: list[Any] = []
+    receiver = start(package, hooks=[lambda *args: heard.append(args)])
+    sibling = start(package)
+    response = post(receiver, orjson.dumps(X.to_dict("records")))
+    assert response.status_code == 200
+    assert chunks_scored(sibling) == 0
+    assert len(heard) == 1 and len(heard[0][2]) == len(X)

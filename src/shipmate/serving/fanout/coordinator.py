@@ -83,7 +83,10 @@ class FanOut:
         last one. Returns the encoded response (``out``: ``"json"`` or ``"csv"``); raises
         `FanOutDeclined` with the whole body when the ordinary path must score it.
         """
-        links = await self.siblings.available() if deployment.matrix_features else []
+        # a sibling sends rows back only as floats: a frame-input model's rows (text columns)
+        # cannot reach the hooks from there, so with hooks only a float-matrix model shares
+        shareable = bool(deployment.matrix_features) or not self.dataplane.hooks
+        links = await self.siblings.available() if shareable else []
         key = (deployment.key, fmt, len(links))
         own_share = self.own_shares.get(key, OWN_SHARE / max(len(links), 1))
         cutter = Cutter(fmt, size, [(1 - own_share) / max(len(links), 1)] * len(links) + [own_share])

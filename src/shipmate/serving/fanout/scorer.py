@@ -89,10 +89,11 @@ class ChunkScorer:
         self.scored += 1
         log.debug("scored a chunk of %d rows for a sibling", len(scores))
         values = scores.probabilities if scores.probabilities is not None else scores.values
-        assert values is not None and isinstance(rows, np.ndarray)
+        assert values is not None
         payload = [np.ascontiguousarray(values, dtype=np.float64).tobytes()]
         rows_shape = None
-        if header.want_rows:
+        if header.want_rows:  # only asked for float-matrix models (coordinator.FanOut.infer)
+            assert isinstance(rows, np.ndarray)
             payload.append(np.ascontiguousarray(rows, dtype=np.float64).tobytes())
             rows_shape = rows.shape
         payload.append(encode_part(deployment, scores, header.out, header.first_row))
