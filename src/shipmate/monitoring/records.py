@@ -290,6 +290,16 @@ def unpack_moments(text: str, where: str) -> tuple[float, float, float, float]:
 # ---- bin counts ----------------------------------------------------------------------------
 
 
+def _written_moments(doc: list[Any], where: str) -> tuple[float, float, float, float]:
+    """A column's min, max, sum and sum of squares written out as ``[counts, min, max, sum, sumSq]``."""
+    return (
+        _number(doc[1], f"{where}.min"),
+        _number(doc[2], f"{where}.max"),
+        _number(doc[3], f"{where}.sum"),
+        _number(doc[4], f"{where}.sumSq"),
+    )
+
+
 @dataclass(slots=True)
 class BinCounts:
     """One column's values counted into the baseline's fixed bins, plus moments.
@@ -357,10 +367,7 @@ class BinCounts:
         if len(doc) == 2:
             bins.minimum, bins.maximum, bins.total, bins.total_sq = unpack_moments(doc[1], f"{where}[1]")
         elif len(doc) == 5:
-            bins.minimum = _number(doc[1], f"{where}.min")
-            bins.maximum = _number(doc[2], f"{where}.max")
-            bins.total = _number(doc[3], f"{where}.sum")
-            bins.total_sq = _number(doc[4], f"{where}.sumSq")
+            bins.minimum, bins.maximum, bins.total, bins.total_sq = _written_moments(doc, where)
         return bins
 
     @classmethod
@@ -374,10 +381,7 @@ class BinCounts:
         counts = [_count(c, f"{where}[0][{i}]") for i, c in enumerate(doc[0])]
         bins = cls(counts=counts, count=sum(counts), missing=counts[-1] if counts else 0)
         if len(doc) == 5:
-            bins.minimum = _number(doc[1], f"{where}.min")
-            bins.maximum = _number(doc[2], f"{where}.max")
-            bins.total = _number(doc[3], f"{where}.sum")
-            bins.total_sq = _number(doc[4], f"{where}.sumSq")
+            bins.minimum, bins.maximum, bins.total, bins.total_sq = _written_moments(doc, where)
         return bins
 
     @classmethod
