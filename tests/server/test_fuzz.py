@@ -121,7 +121,7 @@ def test_stateful_sequences_conform(server: LiveServer, world: dict[str, Any], t
         "--exclude-path-regex",
         "/stream$",
         "--max-time",
-        "40",
+        "20",  # per store: the chains reach deploy, replace and delete well within it
         "--workers",
         "1",
         "--request-timeout",
