@@ -66,7 +66,10 @@ class Console:
         secret = self.api.post("/api/v1/tokens", json=token).json()["secret"]
         plugin = self.work / f"fs-{environment_id}.yaml"
         (self.work / "deployments").mkdir(exist_ok=True)
-        settings = {"baseDir": str(self.work / "deployments"), "deploymentPredictionBaseUrl": "http://127.0.0.1:9"}
+        settings = {
+            "baseDir": str(self.work / "deployments"),
+            "deploymentPredictionBaseUrl": "http://127.0.0.1:9",
+        }
         plugin.write_text(yaml.safe_dump(settings))
         config = self.work / f"agent-{environment_id}.yaml"
         config.write_text(yaml.safe_dump({
@@ -81,8 +84,12 @@ class Console:
 
 def _start_server(work: Path, port: int) -> subprocess.Popen[bytes]:
     """`shipmate server` on the port, its output appended to server.log; returns once it answers."""
-    env = {**os.environ, "SHIPMATE_ADMIN_TOKEN": TEST_ADMIN_TOKEN, "SHIPMATE_PORT": str(port),
-           "SHIPMATE_ALERT_INTERVAL_SECONDS": "0"}  # the tests run the evaluation at the moments they choose
+    env = {
+        **os.environ,
+        "SHIPMATE_ADMIN_TOKEN": TEST_ADMIN_TOKEN,
+        "SHIPMATE_PORT": str(port),
+        "SHIPMATE_ALERT_INTERVAL_SECONDS": "0",
+    }  # the tests run the evaluation at the moments they choose
     with open(work / "server.log", "ab") as log:
         argv = [*SHIPMATE, "server", "--data-dir", str(work / "data")]
         server = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)

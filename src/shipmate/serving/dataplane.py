@@ -81,9 +81,7 @@ class DataPlane:
         self.notify(deployment, request, scores)
         return respond(deployment.id, deployment.manifest, scores, request.request_id)
 
-    def score(
-        self, deployment: Deployment, request: InferenceRequest
-    ) -> tuple[np.ndarray | Columns, Scores]:
+    def score(self, deployment: Deployment, request: InferenceRequest) -> tuple[np.ndarray | Columns, Scores]:
         """Check and score the rows without telling the hooks: the rows as the model saw them, and scores."""
         model = deployment.model
         rows = model_input(request, deployment.manifest, model.input_kind, deployment.features)

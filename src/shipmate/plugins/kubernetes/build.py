@@ -42,6 +42,7 @@ CONTEXT_CHUNK_BYTES = 900 * 1024
 BUILD_JOB_TTL_SECONDS = 7 * 24 * 3600
 """How long a finished build Job (the record that an image exists) is kept."""
 
+
 @dataclass(frozen=True, slots=True)
 class BuildPlan:
     """A Kaniko Job and the ConfigMaps carrying its build context (Dockerfile + package chunks)."""

@@ -85,9 +85,7 @@ def overview(request: Request, runtime: RuntimeDep, who: ViewerDep) -> Response:
             session, where=DeploymentFilter(environment_id=who.scope), limit=PAGE, offset=0
         )
         recent = events.recent(session, limit=15, environment_id=who.scope)
-        counts = Counter(
-            state_badge(v) for e in envs for v in views.get(e.id, [])
-        )
+        counts = Counter(state_badge(v) for e in envs for v in views.get(e.id, []))
         context = {
             "environments": [environment_out(e, views.get(e.id, [])) for e in envs],
             "deployments": _rows(page),
@@ -160,9 +158,7 @@ def deployment_page(
             "tabs": TABS,
             "applied_package": applied,
             "history": [event_out(e) for e in events.model_history(session, deployment_id=deployment_id)],
-            "events": [
-                event_out(e) for e in events.browse(session, deployment_id=deployment_id, limit=PAGE)
-            ],
+            "events": [event_out(e) for e in events.browse(session, deployment_id=deployment_id, limit=PAGE)],
             "packages": _packages(session, who),
         }
         if tab == "health":

@@ -62,9 +62,7 @@ class DataRobotEndpoints:
             body = b"".join([piece async for piece in body_pieces(request, limit)])
         fmt = wire.body_format(body)
         with worker.inflight:
-            rows = codecs.decode(
-                body, fmt, deployment.matrix_features, worker.settings.association_id_column
-            )
+            rows = codecs.decode(body, fmt, deployment.matrix_features, worker.settings.association_id_column)
             response = worker.dataplane.infer(deployment, rows)
             return Response(codecs.encode(response, wire.out), media_type=wire.media_type)
 
